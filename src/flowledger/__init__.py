@@ -1,0 +1,87 @@
+"""flowledger: a durable workflow engine that records every run and step.
+
+Example::
+
+    import flowledger as fl
+
+    @fl.step(retries=3)
+    def fetch(n: int) -> dict: ...
+
+    @fl.workflow(name="triage", version="1")
+    def triage(n: int) -> dict:
+        return fetch(n)
+
+    output = fl.Ledger().run(triage, 42)
+"""
+
+from __future__ import annotations
+
+from .concurrency import StepPool, map_steps
+from .errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    FlowledgerError,
+    InvalidCursor,
+    NonDeterminismError,
+    NonRetryable,
+    NotInRun,
+    PayloadTooLarge,
+    RunAlreadyRunning,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+    SerializationError,
+    SkipStep,
+    StepTimeout,
+    StoreUnavailable,
+    WorkflowNotFound,
+    WorkflowVersionMismatch,
+)
+from .executor import StepInfo, current_run_id, current_step
+from .ledger import Ledger, RunHandle
+from .models import ErrorInfo, Run, RunPage, RunStatus, Step, StepCounts, StepStatus
+from .serialization import JsonSerializer, Serializer
+from .workflow import RetryPolicy, step, workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "ErrorInfo",
+    "FlowledgerError",
+    "InvalidCursor",
+    "JsonSerializer",
+    "Ledger",
+    "NonDeterminismError",
+    "NonRetryable",
+    "NotInRun",
+    "PayloadTooLarge",
+    "RetryPolicy",
+    "Run",
+    "RunAlreadyRunning",
+    "RunCancelled",
+    "RunFailed",
+    "RunHandle",
+    "RunNotFound",
+    "RunPage",
+    "RunStatus",
+    "SerializationError",
+    "Serializer",
+    "SkipStep",
+    "Step",
+    "StepCounts",
+    "StepInfo",
+    "StepPool",
+    "StepStatus",
+    "StepTimeout",
+    "StoreUnavailable",
+    "WorkflowNotFound",
+    "WorkflowVersionMismatch",
+    "__version__",
+    "current_run_id",
+    "current_step",
+    "map_steps",
+    "step",
+    "workflow",
+]

@@ -1,0 +1,121 @@
+"""Every error flowledger raises derives from :class:`FlowledgerError`.
+
+Each class documents when it is raised; the message carries the specifics (run id,
+position, step names) so a single line tells the user what happened.
+"""
+
+from __future__ import annotations
+
+
+class FlowledgerError(Exception):
+    """Root of all flowledger errors."""
+
+
+class ConfigurationError(FlowledgerError):
+    """A Ledger option or database URL is invalid."""
+
+
+class StoreUnavailable(FlowledgerError):
+    """The database could not be reached or refused the operation."""
+
+
+class RunNotFound(FlowledgerError, LookupError):
+    """No run with this id exists (or it belongs to another owner)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}")
+        self.run_id = run_id
+
+
+class InvalidCursor(FlowledgerError, ValueError):
+    """A pagination cursor was not produced by ``Ledger.runs()``."""
+
+
+class WorkflowNotFound(FlowledgerError, LookupError):
+    """A workflow could not be found in the registry nor imported from its entrypoint."""
+
+
+class WorkflowVersionMismatch(FlowledgerError):
+    """The code's workflow version differs from the version the run was recorded with."""
+
+
+class RunAlreadyRunning(FlowledgerError):
+    """The run is being executed by a live process; it cannot be resumed twice."""
+
+
+class RunFailed(FlowledgerError):
+    """A run ended in failure. ``run_id`` names it; ``__cause__`` holds the original error."""
+
+    def __init__(self, run_id: str, error_type: str, message: str) -> None:
+        super().__init__(f"run {run_id} failed: {error_type}: {message}")
+        self.run_id = run_id
+        self.error_type = error_type
+        self.error_message = message
+
+
+class RunCancelled(FlowledgerError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was cancelled")
+        self.run_id = run_id
+
+
+class NonDeterminismError(FlowledgerError):
+    """On resume the workflow called a different step than the one recorded at a position."""
+
+
+class SerializationError(FlowledgerError, TypeError):
+    """A value could not be serialized for the store; the message names the value and why."""
+
+
+class PayloadTooLarge(FlowledgerError, ValueError):
+    """A serialized input or output exceeds the Ledger's ``max_payload_bytes``."""
+
+
+class StepTimeout(FlowledgerError, TimeoutError):
+    """A step attempt ran longer than its ``timeout``."""
+
+
+class DeadlineExceeded(FlowledgerError, TimeoutError):
+    """The run passed its deadline; it is recorded as failed."""
+
+
+class NotInRun(FlowledgerError, RuntimeError):
+    """An operation that needs a running workflow or step was called outside of one."""
+
+
+class SkipStep(Exception):  # noqa: N818 - a control-flow signal, named for what it does
+    """Raise inside a step to record it as ``skipped``; the step call returns ``value``.
+
+    Example::
+
+        @fl.step()
+        def fetch_new(since: str) -> list[str]:
+            if not has_changes(since):
+                raise fl.SkipStep("nothing new", value=[])
+    """
+
+    def __init__(self, reason: str = "", value: object = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.value = value
+
+
+class NonRetryable(Exception):  # noqa: N818 - reads naturally at the raise site
+    """Base for errors a step should never retry; subclass it or raise it directly."""
+
+
+class RunInterrupted(BaseException):
+    """Internal signal that stops workflow code; not an ``Exception`` so user code won't swallow it.
+
+    Raised at a step call when the run was cancelled or another process took it over.
+    """
+
+
+class LeaseLost(RunInterrupted):
+    """Another execution took over this run; this one must stop without writing."""
+
+
+class CancelledSignal(RunInterrupted):
+    """The run was cancelled; workflow code stops before its next step."""

@@ -1,0 +1,483 @@
+"""Executes one run: replays recorded steps, records new ones, finalizes the run.
+
+Positions are handed out synchronously at call time (``allocate``), before any step
+body runs, so concurrent steps keep the order in which the workflow called them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import ids
+from .errors import (
+    CancelledSignal,
+    DeadlineExceeded,
+    LeaseLost,
+    NonDeterminismError,
+    NotInRun,
+    RunCancelled,
+    RunFailed,
+    SkipStep,
+)
+from .serialization import NO_HINT, Serializer, bind_arguments, check_size
+from .store.base import NewRun, StepRow
+from .store.sql import SqlStore
+from .timeouts import call_with_timeout
+from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint
+
+_execution: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "flowledger_execution", default=None)
+_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
+    "flowledger_step", default=None)
+
+_NO_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step body can learn about itself through ``fl.current_step()``."""
+
+    run_id: str
+    position: int
+    name: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries and resumes: use it for external side effects."""
+        return f"{self.run_id}:{self.position}"
+
+
+def current_step() -> StepInfo:
+    """The step being executed. Example: ``charge(key=fl.current_step().idempotency_key)``."""
+    info = _step.get()
+    if info is None:
+        raise NotInRun("current_step() is only available inside a step of a running workflow")
+    return info
+
+
+def current_run_id() -> str:
+    """The id of the run whose workflow or step is executing."""
+    execution = _execution.get()
+    if execution is None:
+        raise NotInRun("current_run_id() is only available inside a running workflow")
+    return execution.run_id_text
+
+
+@dataclass
+class Runtime:
+    """What executions share with the Ledger that created them."""
+
+    store: SqlStore
+    serializer: Serializer
+    max_payload_bytes: int
+    identity: str
+
+
+def error_text(exc: BaseException) -> str:
+    kind = type(exc)
+    return json.dumps({
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    })
+
+
+class Execution:
+    """One attempt to advance one run, holding its lease token."""
+
+    def __init__(self, runtime: Runtime, run_id: uuid.UUID, token: str,
+                 definition: WorkflowDef, recorded: Sequence[StepRow],
+                 deadline_at: int | None, owner: str) -> None:
+        self.runtime = runtime
+        self.owner = owner
+        self.run_id = run_id
+        self.run_id_text = str(run_id)
+        self.token = token
+        self.definition = definition
+        self.recorded = {row.position: row for row in recorded}
+        self.last_recorded = max(self.recorded, default=0)
+        self.deadline_at = deadline_at
+        self._next_position = 0
+        self._lock = threading.Lock()
+
+    def allocate(self) -> int:
+        with self._lock:
+            self._next_position += 1
+            return self._next_position
+
+    # -- the workflow body ---------------------------------------------------------
+    def run_sync(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        token = _execution.set(self)
+        try:
+            result = self.definition.fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish_error(exc)
+            raise  # _finish_error raises the public error; this keeps mypy informed
+        finally:
+            _execution.reset(token)
+        return self._finish_ok(result)
+
+    async def run_async(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        token = _execution.set(self)
+        try:
+            result = await self.definition.fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish_error(exc)
+            raise
+        finally:
+            _execution.reset(token)
+        return self._finish_ok(result)
+
+    def _finish_ok(self, result: Any) -> Any:
+        store = self.runtime.store
+        try:
+            self._check_all_recorded_steps_reached()
+            text = self._encode(result, f"output of workflow {self.definition.name!r}")
+        except Exception as exc:
+            self._finish_error(exc)
+            raise
+        if not store.finish_run(self.run_id, self.token, "completed", text, None, ids.now_us()):
+            raise RunCancelled(self.run_id_text)
+        return result
+
+    def _finish_error(self, exc: BaseException) -> None:
+        store = self.runtime.store
+        if isinstance(exc, LeaseLost):
+            raise exc
+        if isinstance(exc, CancelledSignal):
+            store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())
+            raise RunCancelled(self.run_id_text) from None
+        store.finish_run(self.run_id, self.token, "failed", None, error_text(exc), ids.now_us())
+        if isinstance(exc, Exception):
+            kind = type(exc)
+            raise RunFailed(self.run_id_text, f"{kind.__module__}.{kind.__qualname__}",
+                            str(exc)) from exc
+
+    def _check_all_recorded_steps_reached(self) -> None:
+        beyond = [row for pos, row in self.recorded.items()
+                  if pos > self._next_position and row.status == "completed"]
+        if beyond:
+            first = min(beyond, key=lambda row: row.position)
+            raise NonDeterminismError(
+                f"run {self.run_id_text}: the workflow finished after position "
+                f"{self._next_position}, but step {first.name!r} is recorded at position "
+                f"{first.position}; the code now calls fewer steps than when it was recorded")
+
+    def _encode(self, value: Any, what: str) -> str:
+        text = self.runtime.serializer.dumps(value)
+        return check_size(text, self.runtime.max_payload_bytes, what)
+
+    def _encode_input(self, definition: StepDef, args: Sequence[Any],
+                      kwargs: dict[str, Any]) -> str | None:
+        if not definition.record_input:
+            return None
+        try:
+            values = bind_arguments(definition.signature, tuple(args), kwargs)
+            return self._encode(values, f"input of step {definition.name!r}")
+        except Exception:
+            # Step inputs are recorded for inspection only (never replayed), so an input
+            # that cannot be stored must not stop the step; note what it was instead.
+            return json.dumps({"_unrecorded": f"{len(args)} args, keys {sorted(kwargs)}"})
+
+    # -- steps ---------------------------------------------------------------------
+    def call(self, definition: StepDef, position: int, args: Sequence[Any],
+             kwargs: dict[str, Any]) -> Any:
+        attempt = _StepCall(self, definition.name, position, definition.policy,
+                            definition.timeout, definition.return_hint,
+                            lambda: self._encode_input(definition, args, kwargs))
+        hit, value = attempt.replay()
+        if hit:
+            return value
+        while True:
+            info = attempt.begin()
+            reset = _step.set(info)
+            try:
+                result = call_with_timeout(definition.fn, args, kwargs, attempt.timeout())
+            except SkipStep as skip:
+                return attempt.skipped(skip)
+            except BaseException as exc:
+                delay = attempt.failed(exc)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+                continue
+            finally:
+                _step.reset(reset)
+            return attempt.succeeded(result)
+
+    async def call_async(self, definition: StepDef, position: int, args: Sequence[Any],
+                         kwargs: dict[str, Any]) -> Any:
+        attempt = _StepCall(self, definition.name, position, definition.policy,
+                            definition.timeout, definition.return_hint,
+                            lambda: self._encode_input(definition, args, kwargs))
+        hit, value = attempt.replay()
+        if hit:
+            return value
+        while True:
+            info = attempt.begin()
+            reset = _step.set(info)
+            try:
+                result = await _await_with_timeout(definition.fn(*args, **kwargs),
+                                                   attempt.timeout())
+            except SkipStep as skip:
+                return attempt.skipped(skip)
+            except BaseException as exc:
+                delay = attempt.failed(exc)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            finally:
+                _step.reset(reset)
+            return attempt.succeeded(result)
+
+    # -- child workflows -----------------------------------------------------------
+    def child(self, definition: WorkflowDef, args: Sequence[Any],
+              kwargs: dict[str, Any]) -> tuple[_StepCall, Callable[[], Execution] | None,
+                                                 list[Any], dict[str, Any]]:
+        """Prepare a child-run call: the parent step, and how to build the child."""
+        from .ledger import prepare_inputs
+
+        position = self.allocate()
+        values, inputs_text = prepare_inputs(self.runtime, definition, args, kwargs)
+        attempt = _StepCall(self, definition.name, position, _NO_RETRY, None,
+                            definition.return_hint, lambda: inputs_text)
+        recorded = self.recorded.get(position)
+        child_id = (recorded.child_run_id if recorded and recorded.child_run_id
+                    else ids.new_run_id())
+        now = ids.now_us()
+        deadline = self.deadline_at
+        if definition.deadline is not None:
+            own = now + int(definition.deadline * 1_000_000)
+            deadline = own if deadline is None else min(deadline, own)
+        attempt.child = NewRun(
+            id=child_id, workflow=definition.name, version=definition.version,
+            entrypoint=definition.entrypoint, owner=self.owner,
+            status="running", serializer=self.runtime.serializer.name, inputs=inputs_text,
+            created_at=now, executor=self.runtime.identity, lease_token=ids.new_token(),
+            deadline_at=deadline, parent_id=self.run_id,
+        )
+        from .serialization import call_arguments
+
+        call_args, call_kwargs = call_arguments(definition.signature, values)
+
+        def build() -> Execution:
+            assert attempt.child is not None
+            return _child_execution(self.runtime, attempt.child, definition)
+
+        return attempt, build, call_args, call_kwargs
+
+
+def _child_execution(runtime: Runtime, child: NewRun, definition: WorkflowDef) -> Execution:
+    """The child's execution: fresh if just created, else a takeover of the recorded one."""
+    store = runtime.store
+    row = store.get_run(child.id, None)
+    if row is None:
+        raise LeaseLost(f"child run {child.id} disappeared")
+    if row.lease_token == child.lease_token:
+        return Execution(runtime, child.id, child.lease_token or "", definition, [],
+                         child.deadline_at, child.owner)
+    recorded = store.get_steps(child.id)
+    token = ids.new_token()
+    if not store.claim_run(child.id, row.lease_token, token, runtime.identity, ids.now_us(),
+                           resume_position(recorded)):
+        raise LeaseLost(f"child run {child.id} was taken over by another execution")
+    return Execution(runtime, child.id, token, definition, recorded, row.deadline_at,
+                     row.owner)
+
+
+def resume_position(recorded: Sequence[StepRow]) -> int:
+    """The first position a resumed run will execute rather than replay."""
+    for row in recorded:
+        if row.status not in ("completed", "skipped"):
+            return row.position
+    return (recorded[-1].position + 1) if recorded else 1
+
+
+class _StepCall:
+    """The recording protocol of one step call, shared by sync, async and child calls."""
+
+    def __init__(self, execution: Execution, name: str, position: int, policy: RetryPolicy,
+                 timeout: float | None, hint: Any, input_text: Callable[[], str | None]) -> None:
+        self.execution = execution
+        self.name = name
+        self.position = position
+        self.policy = policy
+        self.step_timeout = timeout
+        self.hint = hint
+        self.input_text = input_text
+        self.child: NewRun | None = None
+        self.recorded = execution.recorded.get(position)
+        # A resumed *failed* step gets a fresh retry budget (resuming means "try again");
+        # an attempt interrupted by a crash still counts against the budget.
+        failed_before = self.recorded is not None and self.recorded.status == "failed"
+        self.budget_start = self.recorded.attempts if failed_before and self.recorded else 0
+        self.attempt = 0
+
+    def replay(self) -> tuple[bool, Any]:
+        row = self.recorded
+        if row is None:
+            return False, None
+        if row.name != self.name:
+            raise NonDeterminismError(
+                f"run {self.execution.run_id_text}: position {self.position} was recorded as "
+                f"step {row.name!r}, but the code now calls {self.name!r}; workflow code must "
+                "call its steps in the same order on resume (fork the run to change it)")
+        if row.status in ("completed", "skipped"):
+            if row.output is None:
+                return True, None
+            return True, self.execution.runtime.serializer.loads(row.output, self.hint)
+        return False, None
+
+    def begin(self) -> StepInfo:
+        execution = self.execution
+        if execution.deadline_at is not None and ids.now_us() >= execution.deadline_at:
+            raise DeadlineExceeded(f"run {execution.run_id_text} passed its deadline before "
+                                   f"step {self.name!r} (position {self.position})")
+        store = execution.runtime.store
+        attempts = store.begin_step(execution.run_id, execution.token, self.position,
+                                    self.name, self.input_text(), ids.now_us(), self.child)
+        if attempts is None:
+            state = store.get_status(execution.run_id)
+            if state is not None and state[0] == "cancelled":
+                raise CancelledSignal(execution.run_id_text)
+            raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
+        self.attempt = attempts
+        return StepInfo(execution.run_id_text, self.position, self.name, attempts)
+
+    def timeout(self) -> float | None:
+        deadline = self.execution.deadline_at
+        if deadline is None:
+            return self.step_timeout
+        left = max((deadline - ids.now_us()) / 1_000_000, 0.001)
+        return left if self.step_timeout is None else min(left, self.step_timeout)
+
+    def _finish(self, status: str, output: str | None, error: str | None) -> None:
+        execution = self.execution
+        if not execution.runtime.store.finish_step(execution.run_id, execution.token,
+                                                   self.position, status, output, error,
+                                                   ids.now_us()):
+            raise LeaseLost(f"run {execution.run_id_text} was taken over while step "
+                            f"{self.name!r} ran; its result was not recorded")
+
+    def succeeded(self, result: Any) -> Any:
+        try:
+            text = self.execution._encode(result, f"output of step {self.name!r} "
+                                                  f"(position {self.position})")
+        except Exception as exc:
+            self._finish("failed", None, error_text(exc))
+            raise
+        self._finish("completed", text, None)
+        return result
+
+    def skipped(self, skip: SkipStep) -> Any:
+        text = self.execution._encode(skip.value, f"value of skipped step {self.name!r}")
+        self._finish("skipped", text, json.dumps({"type": "skipped", "message": skip.reason,
+                                                  "traceback": ""}))
+        return skip.value
+
+    def failed(self, exc: BaseException) -> float | None:
+        """Record a failed attempt. Returns the delay before retrying, or None if final."""
+        if not isinstance(exc, Exception) or isinstance(exc, DeadlineExceeded):
+            return None  # interrupts (Ctrl-C, cancellation, lease loss) record nothing here
+        spent = self.attempt - self.budget_start
+        deadline = self.execution.deadline_at
+        if spent < self.policy.max_attempts and self.policy.retryable(exc):
+            delay = self.policy.delay(spent)
+            if deadline is None or ids.now_us() + delay * 1_000_000 < deadline:
+                execution = self.execution
+                execution.runtime.store.note_step_error(execution.run_id, execution.token,
+                                                        self.position, error_text(exc))
+                return delay
+        self._finish("failed", None, error_text(exc))
+        return None
+
+
+async def _await_with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+    if timeout is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        from .errors import StepTimeout
+
+        raise StepTimeout(f"step exceeded its timeout of {timeout:g}s") from None
+
+
+# -- entry points used by the decorators ----------------------------------------------
+def call_step(definition: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    execution = _execution.get()
+    if execution is None or _step.get() is not None:
+        return definition.fn(*args, **kwargs)
+    return execution.call(definition, execution.allocate(), args, kwargs)
+
+
+def call_step_async(definition: StepDef, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Awaitable[Any]:
+    execution = _execution.get()
+    if execution is None or _step.get() is not None:
+        return definition.fn(*args, **kwargs)  # type: ignore[no-any-return]
+    return execution.call_async(definition, execution.allocate(), args, kwargs)
+
+
+def call_child(definition: WorkflowDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    parent = _execution.get()
+    if parent is None or _step.get() is not None:
+        return definition.fn(*args, **kwargs)
+    attempt, build, call_args, call_kwargs = parent.child(definition, args, kwargs)
+    hit, value = attempt.replay()
+    if hit:
+        return value
+    attempt.begin()
+    try:
+        result = build().run_sync(call_args, call_kwargs)
+    except BaseException as exc:
+        attempt.failed(exc)
+        raise
+    return attempt.succeeded(result)
+
+
+def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Awaitable[Any]:
+    parent = _execution.get()
+    if parent is None or _step.get() is not None:
+        return definition.fn(*args, **kwargs)  # type: ignore[no-any-return]
+    attempt, build, call_args, call_kwargs = parent.child(definition, args, kwargs)
+
+    async def run() -> Any:
+        hit, value = attempt.replay()
+        if hit:
+            return value
+        attempt.begin()
+        try:
+            result = await build().run_async(call_args, call_kwargs)
+        except BaseException as exc:
+            attempt.failed(exc)
+            raise
+        return attempt.succeeded(result)
+
+    return run()
+
+
+def resolve(name: str, version: str, entrypoint: str) -> WorkflowDef:
+    """Find the code of a recorded run: the registry first, then its entrypoint."""
+    from .workflow import registered
+
+    definition = registered(name)
+    if definition is None:
+        definition = load_entrypoint(entrypoint)
+    return definition
+
+
+__all__ = ["NO_HINT", "Execution", "Runtime", "StepInfo", "current_run_id",
+           "current_step", "resolve", "resume_position"]

@@ -1,0 +1,540 @@
+"""The Ledger: the one place the Python API, CLI and HTTP API start and query runs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import ids
+from .errors import (
+    ConfigurationError,
+    InvalidCursor,
+    RunAlreadyRunning,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+    SerializationError,
+    WorkflowVersionMismatch,
+)
+from .executor import Execution, Runtime, resolve, resume_position
+from .models import (
+    ErrorInfo,
+    Run,
+    RunPage,
+    RunStatus,
+    Step,
+    StepCounts,
+    StepStatus,
+    _duration,
+    from_micros,
+)
+from .serialization import (
+    NO_HINT,
+    JsonSerializer,
+    Serializer,
+    bind_arguments,
+    call_arguments,
+    check_size,
+    decode_inputs,
+)
+from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow
+from .store.dialects import Durability
+from .workflow import WorkflowDef, definition_of
+
+DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024
+DEFAULT_OWNER = "default"
+WorkflowRef = Callable[..., Any] | WorkflowDef
+
+
+def default_url() -> str:
+    """The embedded default: ``./.flowledger/flowledger.db`` in the working directory."""
+    return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
+
+
+def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
+                   kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Bind a call to the workflow's parameters and serialize them for the run record."""
+    try:
+        values = bind_arguments(definition.signature, tuple(args), kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad arguments for workflow {definition.name!r}: {exc}") from None
+    try:
+        text = runtime.serializer.dumps(values)
+    except SerializationError as exc:
+        raise SerializationError(f"inputs of workflow {definition.name!r}: {exc}") from None
+    return values, check_size(text, runtime.max_payload_bytes,
+                              f"inputs of workflow {definition.name!r}")
+
+
+def _deadline_seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds <= 0:
+        raise ConfigurationError("deadline must be positive")
+    return seconds
+
+
+def _micros(value: datetime | timedelta | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return ids.now_us() - int(value.total_seconds() * 1_000_000)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ConfigurationError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
+        return int(value.timestamp() * 1_000_000)
+    raise ConfigurationError(f"{name} must be a datetime or a timedelta, not {value!r}")
+
+
+def encode_cursor(run_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(run_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (ValueError, binascii.Error, TypeError):
+        raise InvalidCursor(f"invalid cursor {cursor!r}: pass next_cursor from a previous "
+                            "page unchanged") from None
+
+
+class RunHandle:
+    """A started run. ``result()`` waits for it; ``status()`` reads the store.
+
+    Example::
+
+        handle = ledger.start(triage, 42)
+        print(handle.id, handle.status())
+        output = handle.result(timeout=60)
+    """
+
+    def __init__(self, ledger: Ledger, run_id: str, future: Future[Any] | None = None) -> None:
+        self.ledger = ledger
+        self.id = run_id
+        self._future = future
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.id!r})"
+
+    def status(self) -> RunStatus:
+        return self.ledger.get(self.id, steps=False).status
+
+    def get(self) -> Run:
+        return self.ledger.get(self.id)
+
+    def done(self) -> bool:
+        if self._future is not None:
+            return self._future.done()
+        return self.status().finished
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The run's output; raises RunFailed / RunCancelled (both carry ``run_id``)."""
+        if self._future is not None:
+            return self._future.result(timeout)
+        return self.ledger._wait_for_output(self.id, timeout)
+
+
+class Ledger:
+    """Runs workflows durably and answers questions about them.
+
+    ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
+    ``FLOWLEDGER_DATABASE_URL`` environment variable is used, else an embedded SQLite file
+    under ``./.flowledger/``. Migrations are applied on open. A Ledger opened with
+    ``owner=`` sees and creates only that owner's runs.
+
+    Example::
+
+        ledger = fl.Ledger()
+        output = ledger.run(triage, 42)
+        run = ledger.get(ledger.runs(workflow="triage", limit=1).runs[0].id)
+    """
+
+    def __init__(self, url: str | None = None, *, owner: str | None = None,
+                 durability: Durability = "full", serializer: Serializer | None = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
+        if max_payload_bytes <= 0:
+            raise ConfigurationError("max_payload_bytes must be positive")
+        self.owner = owner
+        self.store = SqlStore(self.url, durability=durability)
+        self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,
+                                ids.identity())
+
+    # -- lifecycle -----------------------------------------------------------------
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- starting runs -------------------------------------------------------------
+    def start(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
+              tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+              inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunHandle:
+        """Record a new run (committed before any step runs) and execute it on a thread.
+
+        Workflow arguments follow the workflow; ``owner``, ``tags``, ``deadline`` and
+        ``inputs`` are options. A workflow whose own parameters use those names takes
+        its arguments as ``inputs={...}``.
+        """
+        execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
+                                                         deadline, inputs)
+        return self._launch(execution, call_args, call_kwargs)
+
+    def run(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
+            tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+            inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Start a run and wait for its output, executing it in this thread.
+
+        Raises ``RunFailed`` (with ``run_id`` and the original error as ``__cause__``).
+        """
+        execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
+                                                         deadline, inputs)
+        return self._execute(execution, call_args, call_kwargs)
+
+    async def run_async(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
+                        tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+                        inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Like ``run``, for callers already inside an event loop."""
+        execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
+                                                         deadline, inputs)
+        if execution.definition.is_async:
+            return await execution.run_async(call_args, call_kwargs)
+        return await asyncio.to_thread(execution.run_sync, call_args, call_kwargs)
+
+    def _create(self, workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
+                owner: str | None, tags: Iterable[str], deadline: float | timedelta | None,
+                inputs: Mapping[str, Any] | None) -> tuple[Execution, list[Any], dict[str, Any]]:
+        definition = definition_of(workflow)
+        if inputs is not None:
+            if args or kwargs:
+                raise ConfigurationError("pass workflow arguments either directly or as "
+                                         "inputs={...}, not both")
+            kwargs = dict(inputs)
+        values, inputs_text = prepare_inputs(self._runtime, definition, args, kwargs)
+        seconds = _deadline_seconds(deadline)
+        if seconds is None:
+            seconds = definition.deadline
+        now = ids.now_us()
+        run = NewRun(
+            id=ids.new_run_id(), workflow=definition.name, version=definition.version,
+            entrypoint=definition.entrypoint, owner=self._owner_for(owner), status="running",
+            serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
+            executor=self._runtime.identity, lease_token=ids.new_token(),
+            deadline_at=None if seconds is None else now + int(seconds * 1_000_000),
+            tags=_clean_tags(tags),
+        )
+        self.store.create_run(run)
+        call_args, call_kwargs = call_arguments(definition.signature, values)
+        return self._execution(run.id, run.lease_token or "", definition, [],
+                               run.deadline_at, run.owner), call_args, call_kwargs
+
+    def _owner_for(self, owner: str | None) -> str:
+        if self.owner is not None and owner not in (None, self.owner):
+            raise ConfigurationError(f"this Ledger acts for owner {self.owner!r} only")
+        chosen = owner or self.owner or DEFAULT_OWNER
+        if len(chosen) > 200 or not chosen.strip():
+            raise ConfigurationError("owner must be 1-200 characters")
+        return chosen
+
+    def _execution(self, run_id: uuid.UUID, token: str, definition: WorkflowDef,
+                   recorded: Sequence[StepRow], deadline_at: int | None,
+                   owner: str) -> Execution:
+        return Execution(self._runtime, run_id, token, definition, recorded, deadline_at, owner)
+
+    @staticmethod
+    def _execute(execution: Execution, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if not execution.definition.is_async:
+            return execution.run_sync(args, kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(execution.run_async(args, kwargs))
+        raise ConfigurationError("an event loop is running here: use "
+                                 "`await ledger.run_async(...)` or ledger.start(...)")
+
+    def _launch(self, execution: Execution, args: list[Any],
+                kwargs: dict[str, Any]) -> RunHandle:
+        future: Future[Any] = Future()
+
+        def target() -> None:
+            try:
+                future.set_result(self._execute(execution, args, kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        thread = threading.Thread(target=target, name=f"flowledger-run-{execution.run_id_text}")
+        thread.start()
+        return RunHandle(self, execution.run_id_text, future)
+
+    # -- acting on existing runs ---------------------------------------------------
+    def resume(self, run_id: str | uuid.UUID, *, force: bool = False) -> RunHandle:
+        """Continue a failed, cancelled or crashed run from its first unfinished step.
+
+        Completed steps return their recorded outputs; the rest run again. A completed
+        run is not executed again: its handle returns the recorded output. ``force``
+        resumes a run marked running by a process on another host (which cannot be
+        checked for liveness from here).
+        """
+        row = self._visible(run_id)
+        if row.status == RunStatus.COMPLETED:
+            return RunHandle(self, str(row.id), _done_future(self._decoded_output(row)))
+        if row.status == RunStatus.RUNNING:
+            alive = ids.is_alive_here(row.executor)
+            if alive or (alive is None and not force):
+                where = "this host" if alive else "another host (pass force=True if it is gone)"
+                raise RunAlreadyRunning(f"run {row.id} is being executed by process "
+                                        f"{row.executor} on {where}")
+        execution, args, kwargs = self._takeover(row)
+        return self._launch(execution, args, kwargs)
+
+    def _takeover(self, row: RunRow) -> tuple[Execution, list[Any], dict[str, Any]]:
+        definition = resolve(row.workflow, row.version, row.entrypoint)
+        if definition.version != row.version:
+            raise WorkflowVersionMismatch(
+                f"run {row.id} was recorded with {row.workflow!r} version {row.version!r}, "
+                f"the code is version {definition.version!r}; fork the run to continue it "
+                "on the new version")
+        recorded = self.store.get_steps(row.id)
+        token = ids.new_token()
+        if not self.store.claim_run(row.id, row.lease_token, token, self._runtime.identity,
+                                    ids.now_us(), resume_position(recorded)):
+            raise RunAlreadyRunning(f"run {row.id} was just taken over by another process")
+        values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn)
+        args, kwargs = call_arguments(definition.signature, values)
+        return (self._execution(row.id, token, definition, recorded, row.deadline_at,
+                                row.owner), args, kwargs)
+
+    def fork(self, run_id: str | uuid.UUID, from_position: int,
+             inputs: Mapping[str, Any] | None = None) -> RunHandle:
+        """A new run that reuses the source's steps before ``from_position`` and runs on.
+
+        ``inputs`` overrides some or all of the source's inputs. Lineage is recorded
+        as ``forked_from`` / ``forked_from_position``.
+        """
+        source = self._visible(run_id)
+        last = max((row.position for row in self.store.get_steps(source.id)), default=0)
+        if not 1 <= from_position <= last + 1:
+            raise ConfigurationError(f"from_position must be between 1 and {last + 1} for "
+                                     f"run {source.id} (it has {last} recorded steps)")
+        definition = resolve(source.workflow, source.version, source.entrypoint)
+        values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
+        values.update(inputs or {})
+        values, inputs_text = prepare_inputs(self._runtime, definition, (), values)
+        now = ids.now_us()
+        run = NewRun(
+            id=ids.new_run_id(), workflow=definition.name, version=definition.version,
+            entrypoint=definition.entrypoint, owner=source.owner, status="running",
+            serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
+            executor=self._runtime.identity, lease_token=ids.new_token(),
+            deadline_at=(None if source.deadline_at is None
+                         else now + source.deadline_at - source.created_at),
+            forked_from=source.id, forked_from_position=from_position, tags=source.tags,
+        )
+        self.store.create_run(run, copy_steps_before=from_position)
+        args, kwargs = call_arguments(definition.signature, values)
+        execution = self._execution(run.id, run.lease_token or "", definition,
+                                    self.store.get_steps(run.id), run.deadline_at, run.owner)
+        return self._launch(execution, args, kwargs)
+
+    def cancel(self, run_id: str | uuid.UUID) -> bool:
+        """Cancel a pending or running run (and its child runs), from any process.
+
+        The run is marked cancelled at once; its workflow stops before its next step.
+        Returns False if the run had already finished.
+        """
+        parsed = ids.parse_run_id(run_id)
+        result = None if parsed is None else self.store.cancel_run(parsed, self.owner,
+                                                                    ids.now_us())
+        if result is None:
+            raise RunNotFound(str(run_id))
+        return result
+
+    def recover(self) -> list[RunHandle]:
+        """Resume every run left ``running`` by a process on this host that has died."""
+        handles = []
+        for row in self.store.running_runs(ids.hostname() + ":"):
+            if row.parent_id is not None or (self.owner and row.owner != self.owner):
+                continue  # child runs are resumed by their parent
+            if ids.is_alive_here(row.executor) is not False:
+                continue
+            try:
+                execution, args, kwargs = self._takeover(row)
+            except RunAlreadyRunning:
+                continue  # another process recovered it first
+            handles.append(self._launch(execution, args, kwargs))
+        return handles
+
+    def handle(self, run_id: str | uuid.UUID) -> RunHandle:
+        """A handle on an existing run, e.g. to wait for it from another process."""
+        return RunHandle(self, str(self._visible(run_id).id))
+
+    # -- queries -------------------------------------------------------------------
+    def get(self, run_id: str | uuid.UUID, *, steps: bool = True) -> Run:
+        """The run with its steps in position order. Raises RunNotFound."""
+        parsed = ids.parse_run_id(run_id)
+        if parsed is None:
+            raise RunNotFound(str(run_id))
+        if not steps:
+            row = self.store.get_run(parsed, self.owner)
+            if row is None:
+                raise RunNotFound(str(run_id))
+            return self._to_run(row, None)
+        found = self.store.get_run_with_steps(parsed, self.owner)
+        if found is None:
+            raise RunNotFound(str(run_id))
+        return self._to_run(*found)
+
+    def runs(self, *, status: str | Iterable[str] | None = None, workflow: str | None = None,
+             owner: str | None = None, tag: str | None = None,
+             since: datetime | timedelta | None = None,
+             until: datetime | timedelta | None = None, parent: str | None = None,
+             limit: int = 50, cursor: str | None = None) -> RunPage:
+        """Runs newest first, filtered, one page at a time (keyset pagination).
+
+        ``since`` is inclusive and ``until`` exclusive; a timedelta means "that long
+        ago". Example: ``ledger.runs(status="failed", since=timedelta(hours=2))``.
+        """
+        if not 1 <= limit <= 1000:
+            raise ConfigurationError("limit must be between 1 and 1000")
+        statuses = [status] if isinstance(status, str) else list(status or ())
+        for value in statuses:
+            if value not in RunStatus.__members__.values():
+                raise ConfigurationError(f"unknown status {value!r}; expected one of "
+                                         f"{', '.join(s.value for s in RunStatus)}")
+        if self.owner is not None and owner not in (None, self.owner):
+            return RunPage((), None)
+        parent_id = None
+        if parent is not None:
+            parent_id = ids.parse_run_id(parent)
+            if parent_id is None:
+                raise RunNotFound(parent)
+        flt = RunFilter(owner=self.owner or owner, status=statuses, workflow=workflow, tag=tag,
+                        since=_micros(since, "since"), until=_micros(until, "until"),
+                        parent_id=parent_id)
+        rows = self.store.list_runs(flt, limit + 1,
+                                    decode_cursor(cursor) if cursor else None)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        live = self.store.live_step_counts([r.id for r in rows
+                                            if not RunStatus(r.status).finished])
+        runs = tuple(self._to_run(r, None, live.get(r.id)) for r in rows)
+        return RunPage(runs, encode_cursor(rows[-1].id) if more and rows else None)
+
+    def _visible(self, run_id: str | uuid.UUID) -> RunRow:
+        parsed = ids.parse_run_id(run_id)
+        row = None if parsed is None else self.store.get_run(parsed, self.owner)
+        if row is None:
+            raise RunNotFound(str(run_id))
+        return row
+
+    def _wait_for_output(self, run_id: str, timeout: float | None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            row = self._visible(run_id)
+            if row.status == RunStatus.COMPLETED:
+                return self._decoded_output(row)
+            if row.status == RunStatus.CANCELLED:
+                raise RunCancelled(run_id)
+            if row.status == RunStatus.FAILED:
+                error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
+                raise RunFailed(run_id, error.type if error else "?",
+                                error.message if error else "")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} still {row.status} after {timeout}s")
+            time.sleep(delay)  # polling another process's run: no in-process signal exists
+            delay = min(delay * 2, 0.5)
+
+    def _decoded_output(self, row: RunRow) -> Any:
+        if row.output is None:
+            return None
+        from .workflow import registered
+
+        definition = registered(row.workflow)
+        hint = definition.return_hint if definition else NO_HINT
+        return self._runtime.serializer.loads(row.output, hint)
+
+    def _load(self, row_serializer: str, text: str | None) -> Any:
+        if text is None:
+            return None
+        if row_serializer != self._runtime.serializer.name:
+            return text
+        return self._runtime.serializer.loads(text)
+
+    def _to_run(self, row: RunRow, steps: list[StepRow] | None,
+                live: tuple[int, int, int, int] | None = None) -> Run:
+        if steps is not None and not RunStatus(row.status).finished:
+            live = _count_steps(steps)
+        counts = StepCounts(*live) if live else StepCounts(
+            row.total_steps, row.completed_steps, row.failed_steps, row.skipped_steps)
+        run_id = str(row.id)
+        return Run(
+            id=run_id, workflow=row.workflow, version=row.version, entrypoint=row.entrypoint,
+            owner=row.owner, tags=row.tags, status=RunStatus(row.status),
+            inputs=self._load(row.serializer, row.inputs),
+            output=self._load(row.serializer, row.output),
+            error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
+            created_at=from_micros(row.created_at) or datetime.min,
+            started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
+            duration=_duration(row.started_at, row.completed_at), counts=counts,
+            recovery_attempts=row.recovery_attempts,
+            parent_id=str(row.parent_id) if row.parent_id else None,
+            forked_from=str(row.forked_from) if row.forked_from else None,
+            forked_from_position=row.forked_from_position,
+            resumed_at=from_micros(row.resumed_at),
+            resumed_from_position=row.resumed_from_position,
+            deadline_at=from_micros(row.deadline_at),
+            steps=tuple(self._to_step(run_id, row.serializer, s) for s in steps or ()),
+        )
+
+    def _to_step(self, run_id: str, serializer: str, row: StepRow) -> Step:
+        return Step(
+            run_id=run_id, position=row.position, name=row.name,
+            status=StepStatus(row.status), attempts=row.attempts,
+            input=self._load(serializer, row.input), output=self._load(serializer, row.output),
+            error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
+            started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
+            duration=_duration(row.started_at, row.completed_at),
+            child_run_id=str(row.child_run_id) if row.child_run_id else None,
+        )
+
+
+def _count_steps(steps: Sequence[StepRow]) -> tuple[int, int, int, int]:
+    statuses = [s.status for s in steps]
+    return (len(statuses), statuses.count("completed"), statuses.count("failed"),
+            statuses.count("skipped"))
+
+
+def _clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        tags = [tags]
+    cleaned = tuple(sorted({str(tag).strip() for tag in tags}))
+    for tag in cleaned:
+        if not tag or len(tag) > 200:
+            raise ConfigurationError(f"tags must be 1-200 characters, got {tag!r}")
+    return cleaned
+
+
+def _done_future(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future

@@ -1,0 +1,154 @@
+"""The records a Ledger returns: frozen dataclasses built from store rows."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StepStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def from_micros(value: int | None) -> datetime | None:
+    """Store timestamps are integer microseconds since the epoch (UTC)."""
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
+
+
+def _duration(start: int | None, end: int | None) -> timedelta | None:
+    if start is None or end is None:
+        return None
+    return timedelta(microseconds=end - start)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An error as recorded: exception type (``module.Qualname``), message, traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ErrorInfo | None:
+        if not data:
+            return None
+        return cls(str(data.get("type", "")), str(data.get("message", "")),
+                   str(data.get("traceback", "")))
+
+
+@dataclass(frozen=True)
+class StepCounts:
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def running(self) -> int:
+        return self.total - self.completed - self.failed - self.skipped
+
+
+@dataclass(frozen=True)
+class Step:
+    """One recorded step execution, identified by its run and position (1-based)."""
+
+    run_id: str
+    position: int
+    name: str
+    status: StepStatus
+    attempts: int
+    input: Any
+    output: Any
+    error: ErrorInfo | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: timedelta | None
+    child_run_id: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable key for external side effects: ``<run_id>:<position>``."""
+        return f"{self.run_id}:{self.position}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a workflow, with its steps when fetched by ``Ledger.get``.
+
+    Example::
+
+        run = ledger.get(run_id)
+        print(run.status, run.duration, [s.name for s in run.steps])
+    """
+
+    id: str
+    workflow: str
+    version: str
+    entrypoint: str
+    owner: str
+    tags: tuple[str, ...]
+    status: RunStatus
+    inputs: Any
+    output: Any
+    error: ErrorInfo | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: timedelta | None
+    counts: StepCounts
+    recovery_attempts: int
+    parent_id: str | None
+    forked_from: str | None
+    forked_from_position: int | None
+    resumed_at: datetime | None
+    resumed_from_position: int | None
+    deadline_at: datetime | None
+    steps: tuple[Step, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of ``Ledger.runs()``; pass ``next_cursor`` back to get the next page."""
+
+    runs: tuple[Run, ...]
+    next_cursor: str | None
+
+    def __iter__(self) -> Any:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+__all__ = [
+    "ErrorInfo",
+    "Run",
+    "RunPage",
+    "RunStatus",
+    "Step",
+    "StepCounts",
+    "StepStatus",
+    "_duration",
+    "from_micros",
+]

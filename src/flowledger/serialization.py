@@ -1,0 +1,187 @@
+"""Turning inputs and outputs into stored text and back.
+
+The default :class:`JsonSerializer` writes JSON with pydantic-core (dataclasses, pydantic
+models, datetimes, UUIDs, decimals, enums, sets and bytes are handled) and, when reading
+a value back for replay, restores the type the code annotated (a step's return type, a
+workflow's parameter types) with a pydantic ``TypeAdapter``. Without an annotation the
+plain JSON value comes back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import logging
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import pydantic_core
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from .errors import PayloadTooLarge, SerializationError
+
+log = logging.getLogger("flowledger")
+NO_HINT: Any = inspect.Parameter.empty
+
+
+class Serializer(Protocol):
+    """Pluggable payload format. ``name`` is stored with each run."""
+
+    name: str
+
+    def dumps(self, value: Any) -> str: ...
+
+    def loads(self, text: str, type_hint: Any = NO_HINT) -> Any: ...
+
+
+class JsonSerializer:
+    """JSON via pydantic-core; restores annotated types on ``loads``.
+
+    Example::
+
+        JsonSerializer().loads(JsonSerializer().dumps(date(2026, 1, 2)), date)
+    """
+
+    name = "json"
+
+    def dumps(self, value: Any) -> str:
+        try:
+            return pydantic_core.to_json(value, bytes_mode="base64",
+                                         inf_nan_mode="constants").decode()
+        except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
+            path, leaf = _find_unserializable(value, "value")
+            raise SerializationError(
+                f"{path} of type {type(leaf).__module__}.{type(leaf).__qualname__} "
+                f"is not JSON-serializable ({_first_line(exc)}); return plain data "
+                f"(dict/list/str/number, dataclass, pydantic model) or configure a serializer"
+            ) from None
+
+    def loads(self, text: str, type_hint: Any = NO_HINT) -> Any:
+        if type_hint in (NO_HINT, Any, object, None) or isinstance(type_hint, str):
+            return pydantic_core.from_json(text)
+        adapter = _adapter(type_hint)
+        if adapter is None:
+            return pydantic_core.from_json(text)
+        try:
+            return adapter.validate_json(text)
+        except ValidationError as exc:
+            log.warning("recorded value does not match annotation %r; returning plain JSON: %s",
+                        type_hint, _first_line(exc))
+            return pydantic_core.from_json(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_adapter(type_hint: Any) -> TypeAdapter[Any] | None:
+    try:
+        return TypeAdapter(type_hint, config=ConfigDict(val_json_bytes="base64"))
+    except Exception:  # models and dataclasses carry their own config
+        try:
+            return TypeAdapter(type_hint)
+        except Exception:
+            return None
+
+
+def _adapter(type_hint: Any) -> TypeAdapter[Any] | None:
+    try:
+        return _cached_adapter(type_hint)
+    except TypeError:  # unhashable annotation
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
+    """Walk containers to name the first value JSON cannot hold (only on the error path)."""
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, Mapping):
+        children = [(f"{path}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, list | tuple | set | frozenset):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children = [(f"{path}.{f.name}", getattr(value, f.name))
+                    for f in dataclasses.fields(value)]
+    for child_path, child in children:
+        try:
+            pydantic_core.to_json(child, bytes_mode="base64", inf_nan_mode="constants")
+        except Exception:
+            return _find_unserializable(child, child_path)
+    return path, value
+
+
+def check_size(text: str, limit: int, what: str) -> str:
+    if len(text) > limit:  # characters bound bytes from below; exact enough for a guard
+        raise PayloadTooLarge(
+            f"{what} is {len(text):,} characters serialized, over the limit of {limit:,} "
+            f"(Ledger(max_payload_bytes=...)); store large data elsewhere and return a reference"
+        )
+    return text
+
+
+def return_hint(fn: Callable[..., Any]) -> Any:
+    """The resolved return annotation, or NO_HINT when absent or unresolvable."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        return NO_HINT
+    return hints.get("return", NO_HINT)
+
+
+def parameter_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return {k: v for k, v in typing.get_type_hints(fn).items() if k != "return"}
+    except Exception:
+        return {}
+
+
+def bind_arguments(signature: inspect.Signature, args: tuple[Any, ...],
+                   kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a call to parameter names (defaults applied), the form inputs are stored in."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def call_arguments(signature: inspect.Signature,
+                   values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Rebuild ``(args, kwargs)`` from stored parameter values."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for name, param in signature.parameters.items():
+        if name not in values:
+            continue
+        value = values[name]
+        if param.kind is param.VAR_POSITIONAL:
+            args.extend(value)
+        elif param.kind is param.VAR_KEYWORD:
+            kwargs.update(value)
+        elif param.kind is param.KEYWORD_ONLY:
+            kwargs[name] = value
+        else:  # bound with defaults applied, so every earlier positional is present
+            args.append(value)
+    return args, kwargs
+
+
+def decode_inputs(serializer: Serializer, text: str | None,
+                  fn: Callable[..., Any]) -> dict[str, Any]:
+    """Stored workflow inputs back to typed parameter values."""
+    if not text:
+        return {}
+    raw = serializer.loads(text)
+    if not isinstance(raw, dict):
+        return {}
+    hints = parameter_hints(fn)
+    signature = inspect.signature(fn)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints.get(name, NO_HINT)
+        param = signature.parameters.get(name)
+        if param is not None and param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            hint = NO_HINT
+        values[name] = value if hint is NO_HINT else serializer.loads(
+            serializer.dumps(value), hint)
+    return values

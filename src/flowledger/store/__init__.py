@@ -1,0 +1,8 @@
+"""Storage: the only package that speaks SQL."""
+
+from __future__ import annotations
+
+from .base import NewRun, RunFilter, RunRow, StepRow, Store
+from .sql import SqlStore
+
+__all__ = ["NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow", "Store"]

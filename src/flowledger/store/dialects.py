@@ -1,0 +1,233 @@
+"""The few places SQLite and PostgreSQL differ: connecting, locking, the hot path.
+
+The hot path is the pair of statements every step executes (begin and finish). They
+run on raw DB-API connections with SQL compiled once by SQLAlchemy, because the
+Core execution layer costs more per statement than a SQLite WAL commit does.
+
+Durability: a step's *result* is committed durably (SQLite ``synchronous=FULL``,
+PostgreSQL ``synchronous_commit=on``). The *begin* marker that counts an attempt is
+committed without waiting for the disk; it survives a killed process at once and is
+made durable by the very next durable commit, since both logs are sequential. Only a
+power loss in that window can forget that an attempt had started, and that attempt
+then simply runs again (steps are at-least-once by contract).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+Durability = Literal["full", "normal"]
+BUSY_TIMEOUT_S = 30.0
+WRITE_OPTION = "flowledger_write"
+
+
+class Backend:
+    """Base for one database family; subclasses hold every dialect difference."""
+
+    name: str
+    uuid_sql_type: str
+
+    def __init__(self, url: URL, durability: Durability) -> None:
+        self.url = url
+        self.durability = durability
+        self.engine = self._create_engine()
+
+    def _create_engine(self) -> Engine:
+        raise NotImplementedError
+
+    def bind_id(self, value: uuid.UUID | None) -> Any:
+        return value
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        """Serialize schema upgrades between processes opening the store at once."""
+
+    def marker(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+        """Run a begin-marker statement (fast commit); returns its rows."""
+        raise NotImplementedError
+
+    def durable(self, sql: str, params: dict[str, Any]) -> int:
+        """Run a result statement with a durable commit; returns the row count."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class SqliteBackend(Backend):
+    name = "sqlite"
+    uuid_sql_type = "CHAR(32)"
+
+    def __init__(self, url: URL, durability: Durability) -> None:
+        database = url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(
+                "flowledger needs a SQLite *file* (several connections share it): "
+                "use sqlite:///path/to/file.db"
+            )
+        self.path = Path(database).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(url.set(database=str(self.path)), durability)
+        self._hot = self._connect_raw()
+        self._hot_lock = threading.Lock()
+        self._hot_is_full = self.durability == "full"
+
+    def _pragmas(self, conn: Any, synchronous: str) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def _full_or_normal(self) -> str:
+        return "FULL" if self.durability == "full" else "NORMAL"
+
+    def _create_engine(self) -> Engine:
+        engine = create_engine(
+            self.url,
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+        )
+        sync = self._full_or_normal()
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+            # Let us emit BEGIN ourselves: pysqlite's implicit transactions would defer
+            # the write lock and fail with SQLITE_BUSY instead of waiting for it.
+            dbapi_conn.isolation_level = None
+            self._pragmas(dbapi_conn, sync)
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    def _connect_raw(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_S)
+        self._pragmas(conn, self._full_or_normal())
+        return conn
+
+    def bind_id(self, value: uuid.UUID | None) -> Any:
+        return None if value is None else value.hex
+
+    def marker(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+        with self._hot_lock:
+            if self._hot_is_full:
+                self._hot.execute("PRAGMA synchronous = NORMAL")
+                self._hot_is_full = False
+            # fetchall() finishes the statement, which ends its implicit transaction.
+            return self._hot.execute(sql, params).fetchall()
+
+    def durable(self, sql: str, params: dict[str, Any]) -> int:
+        with self._hot_lock:
+            if not self._hot_is_full and self.durability == "full":
+                self._hot.execute("PRAGMA synchronous = FULL")
+                self._hot_is_full = True
+            return self._hot.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        with self._hot_lock:
+            self._hot.close()
+        super().close()
+
+
+class PostgresBackend(Backend):
+    name = "postgresql"
+    uuid_sql_type = "UUID"
+
+    def __init__(self, url: URL, durability: Durability) -> None:
+        super().__init__(url, durability)
+        fast = {"options": "-c synchronous_commit=off"}
+        self._marker_engine = self._autocommit_engine(fast)
+        self._durable_engine = self._autocommit_engine({} if durability == "full" else fast)
+
+    def _create_engine(self) -> Engine:
+        args = {} if self.durability == "full" else {"options": "-c synchronous_commit=off"}
+        return create_engine(self.url, connect_args=args, pool_size=5, max_overflow=20)
+
+    def _autocommit_engine(self, connect_args: dict[str, Any]) -> Engine:
+        engine = create_engine(self.url, connect_args=connect_args, pool_size=5,
+                               max_overflow=50, pool_reset_on_return=None)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+            dbapi_conn.autocommit = True
+
+        return engine
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270121001)")
+
+    def _run(self, engine: Engine, sql: str, params: dict[str, Any],
+             fetch: bool) -> tuple[Sequence[Any], int]:
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(sql, params)
+            rows = cur.fetchall() if fetch else ()
+            return rows, cur.rowcount
+        except BaseException:
+            if _is_broken(raw):
+                raw.invalidate()
+            raise
+        finally:
+            raw.close()
+
+    def marker(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+        return self._run(self._marker_engine, sql, params, fetch=True)[0]
+
+    def durable(self, sql: str, params: dict[str, Any]) -> int:
+        return self._run(self._durable_engine, sql, params, fetch=False)[1]
+
+    def close(self) -> None:
+        self._marker_engine.dispose()
+        self._durable_engine.dispose()
+        super().close()
+
+
+def _is_broken(raw: Any) -> bool:
+    conn = getattr(raw, "driver_connection", None)
+    return bool(getattr(conn, "closed", False) or getattr(conn, "broken", False))
+
+
+def open_backend(url: str, durability: Durability) -> Backend:
+    """Pick the backend for a URL; ``postgresql://`` uses psycopg 3."""
+    from ..errors import ConfigurationError
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigurationError(f"not a database URL: {url!r} ({exc})") from None
+    if durability not in ("full", "normal"):
+        raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
+    family = parsed.get_backend_name()
+    if family == "sqlite":
+        return SqliteBackend(parsed, durability)
+    if family in ("postgresql", "postgres"):
+        driver = parsed.get_driver_name()
+        if driver not in ("psycopg", "psycopg2", "") and "+" in parsed.drivername:
+            raise ConfigurationError(f"unsupported PostgreSQL driver {driver!r}: use psycopg")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "PostgreSQL needs psycopg 3: pip install 'flowledger[postgres]'"
+            ) from None
+        return PostgresBackend(parsed.set(drivername="postgresql+psycopg"), durability)
+    raise ConfigurationError(
+        f"unsupported database {family!r} in {url!r}: use sqlite:///file.db or postgresql://…"
+    )

@@ -1,0 +1,89 @@
+"""Tables and indexes. Migrations under ``migrations/`` create exactly this schema.
+
+Timestamps are integer microseconds since the epoch (UTC): compact, fast to bind on
+every backend, and exact. Payloads (inputs, outputs, errors) are serialized text so
+the stored form is the same on SQLite and PostgreSQL and a pluggable serializer can
+own it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "flowledger_runs",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("workflow", String(200), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("entrypoint", String(1000), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("serializer", String(50), nullable=False),
+    Column("inputs", Text, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=True),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("deadline_at", BigInteger, nullable=True),
+    Column("total_steps", Integer, nullable=False, server_default="0"),
+    Column("completed_steps", Integer, nullable=False, server_default="0"),
+    Column("failed_steps", Integer, nullable=False, server_default="0"),
+    Column("skipped_steps", Integer, nullable=False, server_default="0"),
+    Column("recovery_attempts", Integer, nullable=False, server_default="0"),
+    Column("parent_id", Uuid(), nullable=True),
+    Column("forked_from", Uuid(), nullable=True),
+    Column("forked_from_position", Integer, nullable=True),
+    Column("resumed_at", BigInteger, nullable=True),
+    Column("resumed_from_position", Integer, nullable=True),
+    # Which process executes the run ("host:pid:process-start"), and the fencing token
+    # every step write is checked against, so a superseded execution cannot write.
+    Column("executor", String(300), nullable=True),
+    Column("lease_token", String(32), nullable=True),
+    Index("ix_flowledger_runs_status", "status", "id"),
+    Index("ix_flowledger_runs_workflow", "workflow", "status", "id"),
+    Index("ix_flowledger_runs_owner", "owner", "status", "id"),
+    Index("ix_flowledger_runs_parent", "parent_id"),
+)
+
+steps = Table(
+    "flowledger_steps",
+    metadata,
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("input", Text, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("started_at", BigInteger, nullable=True),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("child_run_id", Uuid(), nullable=True),
+    sqlite_with_rowid=False,
+)
+
+run_tags = Table(
+    "flowledger_run_tags",
+    metadata,
+    Column("tag", String(200), primary_key=True),
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Index("ix_flowledger_run_tags_run", "run_id"),
+    sqlite_with_rowid=False,
+)

@@ -1,0 +1,405 @@
+"""``SqlStore``: the one Store implementation, for SQLite and PostgreSQL (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from ..errors import StoreUnavailable
+from . import migrate
+from .base import NewRun, RunFilter, RunRow, StepRow
+from .dialects import WRITE_OPTION, Backend, Durability, open_backend
+from .schema import run_tags, runs, steps
+
+_ACTIVE = ("pending", "running")
+
+_BEGIN_STEP = """
+INSERT INTO flowledger_steps
+    (run_id, position, name, status, attempts, input, started_at, child_run_id)
+SELECT CAST(:run_id AS {uuid}), :position, :name, 'running', 1, :input, :now,
+       CAST(:child_run_id AS {uuid})
+WHERE EXISTS (SELECT 1 FROM flowledger_runs
+              WHERE id = :run_id AND status = 'running' AND lease_token = :token)
+ON CONFLICT (run_id, position) DO UPDATE SET
+    status = 'running', attempts = flowledger_steps.attempts + 1,
+    started_at = excluded.started_at, completed_at = NULL
+RETURNING attempts
+"""
+
+_FINISH_STEP = """
+UPDATE flowledger_steps
+SET status = :status, output = :output, error = :error, completed_at = :now
+WHERE run_id = :run_id AND position = :position
+  AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+"""
+
+_NOTE_STEP_ERROR = """
+UPDATE flowledger_steps SET error = :error
+WHERE run_id = :run_id AND position = :position
+  AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+"""
+
+
+def _compile(backend: Backend, sql: str) -> str:
+    """Render ``:name`` parameters in the driver's own paramstyle."""
+    if backend.name == "sqlite":
+        return sql  # sqlite3 understands :name natively
+    return str(text(sql).compile(backend.engine)).strip()
+
+
+@contextlib.contextmanager
+def translate_errors(backend: Backend) -> Iterator[None]:
+    """Driver errors become StoreUnavailable at this boundary, with a readable message."""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StoreUnavailable(f"{backend.name} store at {backend.describe()}: {detail}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"{backend.name} store at {backend.describe()}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"sqlite store at {backend.describe()}: {exc}") from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):
+            raise StoreUnavailable(f"postgresql store at {backend.describe()}: "
+                                   f"{str(exc).strip().splitlines()[0]}") from exc
+        raise
+
+
+class SqlStore:
+    """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
+
+    Example::
+
+        store = SqlStore("sqlite:///runs.db")
+    """
+
+    def __init__(self, url: str, *, durability: Durability = "full") -> None:
+        self.backend = open_backend(url, durability)
+        with translate_errors(self.backend):
+            migrate.upgrade(self.backend)
+        uuid_type = self.backend.uuid_sql_type
+        self._begin_sql = _compile(self.backend, _BEGIN_STEP.format(uuid=uuid_type))
+        self._finish_sql = _compile(self.backend, _FINISH_STEP)
+        self._note_sql = _compile(self.backend, _NOTE_STEP_ERROR)
+        self._begin_text = text(_BEGIN_STEP.format(uuid=uuid_type))
+
+    @property
+    def dialect(self) -> str:
+        return self.backend.name
+
+    # -- connections ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with translate_errors(self.backend), self.backend.engine.connect().execution_options(
+            **{WRITE_OPTION: True}
+        ) as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with translate_errors(self.backend), self.backend.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- runs ----------------------------------------------------------------------
+    def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None:
+        with self._write() as conn:
+            self._insert_run(conn, run)
+            if copy_steps_before is not None and run.forked_from is not None:
+                cols = [c.name for c in steps.columns if c.name != "run_id"]
+                source = select(
+                    bindparam("new_id", run.id, type_=steps.c.run_id.type),
+                    *[steps.c[name] for name in cols],
+                ).where(steps.c.run_id == run.forked_from,
+                        steps.c.position < copy_steps_before)
+                conn.execute(insert(steps).from_select(["run_id", *cols], source))
+
+    def _insert_run(self, conn: Connection, run: NewRun) -> None:
+        conn.execute(insert(runs).values(
+            id=run.id, workflow=run.workflow, version=run.version, entrypoint=run.entrypoint,
+            owner=run.owner, status=run.status, serializer=run.serializer, inputs=run.inputs,
+            created_at=run.created_at,
+            started_at=run.created_at if run.status == "running" else None,
+            deadline_at=run.deadline_at, parent_id=run.parent_id,
+            forked_from=run.forked_from, forked_from_position=run.forked_from_position,
+            executor=run.executor, lease_token=run.lease_token,
+        ))
+        if run.tags:
+            conn.execute(insert(run_tags), [{"tag": t, "run_id": run.id} for t in run.tags])
+
+    def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
+                   error_text: str | None, now: int) -> bool:
+        """Final status, output, error and step totals in one transaction.
+
+        Returns False when the run was cancelled meanwhile: only its totals are updated.
+        """
+        with self._write() as conn:
+            totals = self._totals(run_id)
+            done = conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.lease_token == token,
+                       runs.c.status == "running")
+                .values(status=status, output=output_text, error=error_text,
+                        completed_at=now, **totals)
+            ).rowcount
+            if not done:
+                conn.execute(update(runs).where(runs.c.id == run_id,
+                                                runs.c.lease_token == token).values(**totals))
+            return bool(done)
+
+    @staticmethod
+    def _totals(run_id: uuid.UUID) -> dict[str, Any]:
+        def count(*statuses: str) -> Any:
+            query = select(func.count()).select_from(steps).where(steps.c.run_id == run_id)
+            if statuses:
+                query = query.where(steps.c.status.in_(statuses))
+            return query.scalar_subquery()
+
+        return {
+            "total_steps": count(),
+            "completed_steps": count("completed"),
+            "failed_steps": count("failed"),
+            "skipped_steps": count("skipped"),
+        }
+
+    def cancel_run(self, run_id: uuid.UUID, owner: str | None, now: int) -> bool | None:
+        """Cancel a pending/running run and its active descendants.
+
+        Returns None when no such run is visible, False when it had already finished.
+        """
+        with self._write() as conn:
+            query = select(runs.c.status).where(runs.c.id == run_id)
+            if owner is not None:
+                query = query.where(runs.c.owner == owner)
+            status = conn.execute(query).scalar_one_or_none()
+            if status is None:
+                return None
+            if status not in _ACTIVE:
+                return False
+            pending = [run_id]
+            while pending:
+                current = pending.pop()
+                conn.execute(update(runs).where(runs.c.id == current,
+                                                runs.c.status.in_(_ACTIVE))
+                             .values(status="cancelled", completed_at=now,
+                                     **self._totals(current)))
+                pending.extend(conn.execute(
+                    select(runs.c.id).where(runs.c.parent_id == current,
+                                            runs.c.status.in_(_ACTIVE))).scalars())
+            return True
+
+    def claim_run(self, run_id: uuid.UUID, expected_token: str | None, new_token: str,
+                  executor: str, now: int, resumed_from: int | None) -> bool:
+        """Take over a run for a new execution (compare-and-set on its lease token)."""
+        with self._write() as conn:
+            claimed = conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id,
+                       runs.c.lease_token.is_not_distinct_from(expected_token))
+                .values(status="running", lease_token=new_token, executor=executor,
+                        recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
+                        resumed_from_position=resumed_from,
+                        started_at=func.coalesce(runs.c.started_at, now),
+                        completed_at=None, error=None, output=None)
+            ).rowcount
+            return bool(claimed)
+
+    # -- steps (hot path) ----------------------------------------------------------
+    def _step_params(self, run_id: uuid.UUID, token: str, position: int) -> dict[str, Any]:
+        return {"run_id": self.backend.bind_id(run_id), "token": token, "position": position}
+
+    def begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
+                   input_text: str | None, now: int, child: NewRun | None = None) -> int | None:
+        """Count a new attempt of the step. None means the run is no longer ours to advance."""
+        if child is not None:
+            return self._begin_child_step(run_id, token, position, name, input_text, now, child)
+        params = self._step_params(run_id, token, position)
+        params.update(name=name, input=input_text, now=now, child_run_id=None)
+        with translate_errors(self.backend):
+            rows = self.backend.marker(self._begin_sql, params)
+        return int(rows[0][0]) if rows else None
+
+    def _begin_child_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
+                          input_text: str | None, now: int, child: NewRun) -> int | None:
+        with self._write() as conn:
+            attempts = conn.execute(
+                self._begin_text.bindparams(
+                    bindparam("run_id", type_=runs.c.id.type),
+                    bindparam("child_run_id", type_=runs.c.id.type)),
+                {"run_id": run_id, "token": token, "position": position, "name": name,
+                 "input": input_text, "now": now, "child_run_id": child.id},
+            ).scalar_one_or_none()
+            if attempts is None:
+                return None
+            exists = conn.execute(select(runs.c.id).where(runs.c.id == child.id)).first()
+            if exists is None:
+                self._insert_run(conn, child)
+            return int(attempts)
+
+    def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
+                    output_text: str | None, error_text: str | None, now: int) -> bool:
+        """Record a step's result durably. False means another execution owns the run."""
+        params = self._step_params(run_id, token, position)
+        params.update(status=status, output=output_text, error=error_text, now=now)
+        with translate_errors(self.backend):
+            return self.backend.durable(self._finish_sql, params) > 0
+
+    def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
+                        error_text: str) -> None:
+        """Record a failed attempt that will be retried (visible while the step runs)."""
+        params = self._step_params(run_id, token, position)
+        params["error"] = error_text
+        with translate_errors(self.backend):
+            self.backend.marker(self._note_sql, params)
+
+    # -- reads ---------------------------------------------------------------------
+    def get_run(self, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
+        with self._read() as conn:
+            return self._get_run(conn, run_id, owner)
+
+    def get_run_with_steps(self, run_id: uuid.UUID,
+                           owner: str | None) -> tuple[RunRow, list[StepRow]] | None:
+        with self._read() as conn:
+            run = self._get_run(conn, run_id, owner)
+            if run is None:
+                return None
+            return run, self._get_steps(conn, run_id)
+
+    def _get_run(self, conn: Connection, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
+        query = select(runs).where(runs.c.id == run_id)
+        if owner is not None:
+            query = query.where(runs.c.owner == owner)
+        row = conn.execute(query).first()
+        if row is None:
+            return None
+        tags = tuple(conn.execute(select(run_tags.c.tag).where(run_tags.c.run_id == run_id)
+                                  .order_by(run_tags.c.tag)).scalars())
+        return _run_row(row, tags)
+
+    def get_steps(self, run_id: uuid.UUID) -> list[StepRow]:
+        with self._read() as conn:
+            return self._get_steps(conn, run_id)
+
+    @staticmethod
+    def _get_steps(conn: Connection, run_id: uuid.UUID) -> list[StepRow]:
+        rows = conn.execute(select(steps).where(steps.c.run_id == run_id)
+                            .order_by(steps.c.position))
+        return [StepRow(*row) for row in rows]
+
+    def get_status(self, run_id: uuid.UUID) -> tuple[str, str | None] | None:
+        with self._read() as conn:
+            row = conn.execute(select(runs.c.status, runs.c.lease_token)
+                               .where(runs.c.id == run_id)).first()
+            return None if row is None else (row[0], row[1])
+
+    def list_runs(self, flt: RunFilter, limit: int,
+                  before_id: uuid.UUID | None) -> list[RunRow]:
+        """Newest first (ids are time-ordered UUIDv7), keyset-paginated by id."""
+        query = select(runs)
+        conds = []
+        if flt.tag is not None:
+            query = query.join(run_tags, and_(run_tags.c.run_id == runs.c.id,
+                                              run_tags.c.tag == flt.tag))
+        if flt.owner is not None:
+            conds.append(runs.c.owner == flt.owner)
+        if flt.status:
+            conds.append(runs.c.status.in_(list(flt.status)))
+        if flt.workflow is not None:
+            conds.append(runs.c.workflow == flt.workflow)
+        if flt.parent_id is not None:
+            conds.append(runs.c.parent_id == flt.parent_id)
+        if flt.since is not None:
+            conds += [runs.c.id >= _id_floor(flt.since - 60_000_000),
+                      runs.c.created_at >= flt.since]
+        if flt.until is not None:
+            conds += [runs.c.id < _id_floor(flt.until + 60_000_000),
+                      runs.c.created_at < flt.until]
+        if before_id is not None:
+            conds.append(runs.c.id < before_id)
+        query = query.where(*conds).order_by(runs.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            tags: dict[uuid.UUID, list[str]] = {}
+            if rows:
+                ids = [r.id for r in rows]
+                for run_id, tag in conn.execute(
+                        select(run_tags.c.run_id, run_tags.c.tag)
+                        .where(run_tags.c.run_id.in_(ids)).order_by(run_tags.c.tag)):
+                    tags.setdefault(run_id, []).append(tag)
+            return [_run_row(r, tuple(tags.get(r.id, ()))) for r in rows]
+
+    def live_step_counts(
+        self, run_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[int, int, int, int]]:
+        """(total, completed, failed, skipped) for runs whose totals are not final yet."""
+        if not run_ids:
+            return {}
+        query = (select(steps.c.run_id, steps.c.status, func.count())
+                 .where(steps.c.run_id.in_(list(run_ids)))
+                 .group_by(steps.c.run_id, steps.c.status))
+        counts: dict[uuid.UUID, list[int]] = {}
+        with self._read() as conn:
+            for run_id, status, n in conn.execute(query):
+                entry = counts.setdefault(run_id, [0, 0, 0, 0])
+                entry[0] += n
+                index = {"completed": 1, "failed": 2, "skipped": 3}.get(status)
+                if index:
+                    entry[index] += n
+        return {k: (v[0], v[1], v[2], v[3]) for k, v in counts.items()}
+
+    def running_runs(self, host_prefix: str) -> list[RunRow]:
+        """Runs marked running whose executor was a process on this host."""
+        query = select(runs).where(runs.c.status == "running",
+                                   runs.c.executor.startswith(host_prefix, autoescape=True))
+        with self._read() as conn:
+            return [_run_row(r, ()) for r in conn.execute(query)]
+
+    def delete_run(self, run_id: uuid.UUID) -> None:
+        """Remove a run with its steps and tags (used by tests and, later, retention)."""
+        with self._write() as conn:
+            conn.execute(delete(steps).where(steps.c.run_id == run_id))
+            conn.execute(delete(run_tags).where(run_tags.c.run_id == run_id))
+            conn.execute(delete(runs).where(runs.c.id == run_id))
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _id_floor(micros: int) -> uuid.UUID:
+    """The smallest UUIDv7 whose timestamp is at or after ``micros`` (for id range scans)."""
+    millis = max(micros // 1000, 0)
+    return uuid.UUID(int=millis << 80)
+
+
+def _run_row(row: Row[Any], tags: tuple[str, ...]) -> RunRow:
+    m = row._mapping
+    return RunRow(
+        id=m["id"], workflow=m["workflow"], version=m["version"], entrypoint=m["entrypoint"],
+        owner=m["owner"], status=m["status"], serializer=m["serializer"], inputs=m["inputs"],
+        output=m["output"], error=m["error"], created_at=m["created_at"],
+        started_at=m["started_at"], completed_at=m["completed_at"],
+        deadline_at=m["deadline_at"], total_steps=m["total_steps"],
+        completed_steps=m["completed_steps"], failed_steps=m["failed_steps"],
+        skipped_steps=m["skipped_steps"], recovery_attempts=m["recovery_attempts"],
+        parent_id=m["parent_id"], forked_from=m["forked_from"],
+        forked_from_position=m["forked_from_position"], resumed_at=m["resumed_at"],
+        resumed_from_position=m["resumed_from_position"], executor=m["executor"],
+        lease_token=m["lease_token"], tags=tags,
+    )

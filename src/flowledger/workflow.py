@@ -1,0 +1,269 @@
+"""``@workflow`` and ``@step``: definitions, retry policy, the registry, entrypoints."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from .errors import ConfigurationError, NonRetryable, WorkflowNotFound
+from .serialization import NO_HINT, return_hint
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failing step is retried: ``retries`` more attempts after the first.
+
+    The n-th retry waits ``backoff * 2**(n-1)`` seconds (capped at ``max_backoff``),
+    scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so retries spread out.
+    """
+
+    retries: int = 0
+    backoff: float = 0.5
+    max_backoff: float = 60.0
+    jitter: float = 0.5
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff < 0 or self.max_backoff < 0:
+            raise ConfigurationError("retries, backoff and max_backoff must not be negative")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigurationError("jitter must be between 0 and 1")
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def delay(self, failed_attempt: int) -> float:
+        base = min(self.backoff * (2 ** (failed_attempt - 1)), self.max_backoff)
+        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+    def retryable(self, exc: BaseException) -> bool:
+        return not isinstance(exc, (NonRetryable, *self.non_retryable))
+
+
+@dataclass(frozen=True)
+class StepDef:
+    fn: Callable[..., Any]
+    name: str
+    policy: RetryPolicy
+    timeout: float | None
+    record_input: bool
+    is_async: bool
+    signature: inspect.Signature = field(repr=False)
+
+    @functools.cached_property
+    def return_hint(self) -> Any:
+        return return_hint(self.fn)
+
+
+@dataclass(frozen=True)
+class WorkflowDef:
+    fn: Callable[..., Any]
+    name: str
+    version: str
+    entrypoint: str
+    deadline: float | None
+    is_async: bool
+    signature: inspect.Signature = field(repr=False)
+
+    @functools.cached_property
+    def return_hint(self) -> Any:
+        return return_hint(self.fn)
+
+
+_registry: dict[str, WorkflowDef] = {}
+
+
+def registered(name: str) -> WorkflowDef | None:
+    return _registry.get(name)
+
+
+def _mark_async(wrapper: Callable[..., Any]) -> None:
+    marker = getattr(inspect, "markcoroutinefunction", None)
+    if marker is not None:
+        marker(wrapper)
+    else:  # Python 3.11: asyncio's own marker keeps iscoroutinefunction() truthful
+        wrapper._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+def entrypoint_of(fn: Callable[..., Any]) -> str:
+    """``module:qualname``, or ``/abs/file.py:qualname`` for code run as a script."""
+    module = fn.__module__
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main_file:
+            return f"{os.path.abspath(main_file)}:{fn.__qualname__}"
+    return f"{module}:{fn.__qualname__}"
+
+
+def load_entrypoint(entrypoint: str) -> WorkflowDef:
+    """Import the code an entrypoint names and return its workflow definition."""
+    target, sep, qualname = entrypoint.rpartition(":")
+    if not sep or not target or not qualname:
+        raise WorkflowNotFound(f"malformed entrypoint {entrypoint!r}: expected module:qualname")
+    if "<locals>" in qualname:
+        raise WorkflowNotFound(
+            f"entrypoint {entrypoint!r} is defined inside a function and cannot be imported; "
+            "define workflows at module level to resume them from another process")
+    try:
+        module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except WorkflowNotFound:
+        raise
+    except Exception as exc:
+        raise WorkflowNotFound(f"cannot import workflow {entrypoint!r}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    definition = getattr(obj, "__flowledger_workflow__", None)
+    if not isinstance(definition, WorkflowDef):
+        raise WorkflowNotFound(f"{entrypoint!r} is not a @workflow")
+    return definition
+
+
+def _import_file(path: str) -> Any:
+    absolute = os.path.abspath(path)
+    if not os.path.exists(absolute):
+        raise WorkflowNotFound(f"workflow file {absolute} does not exist")
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) == absolute:
+            return module
+    name = "flowledger_file_" + hashlib.sha1(absolute.encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, absolute)
+    if spec is None or spec.loader is None:
+        raise WorkflowNotFound(f"cannot load {absolute} as Python code")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    directory = os.path.dirname(absolute)
+    if directory not in sys.path:  # let the script import its sibling modules
+        sys.path.insert(0, directory)
+    spec.loader.exec_module(module)
+    return module
+
+
+@overload
+def step(fn: F, /) -> F: ...
+@overload
+def step(*, name: str | None = None, retries: int = 0, backoff: float = 0.5,
+         max_backoff: float = 60.0, jitter: float = 0.5, timeout: float | None = None,
+         non_retryable: tuple[type[BaseException], ...] = (),
+         record_input: bool = True) -> Callable[[F], F]: ...
+
+
+def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, retries: int = 0,
+         backoff: float = 0.5, max_backoff: float = 60.0, jitter: float = 0.5,
+         timeout: float | None = None, non_retryable: tuple[type[BaseException], ...] = (),
+         record_input: bool = True) -> Any:
+    """Make a function a recorded step of the workflows that call it.
+
+    Inside a run, each call is recorded at the next position; on resume a completed
+    call returns its recorded output instead of running again. Outside a run the
+    function runs as plain Python.
+
+    Example::
+
+        @fl.step(retries=3, backoff=0.5, timeout=30.0, non_retryable=(KeyError,))
+        def fetch_issue(number: int) -> dict:
+            return http_get(f"/issues/{number}")
+    """
+    if timeout is not None and timeout <= 0:
+        raise ConfigurationError("timeout must be a positive number of seconds")
+    policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff,
+                         jitter=jitter, non_retryable=tuple(non_retryable))
+
+    def decorate(func: F) -> F:
+        from . import executor
+
+        is_async = inspect.iscoroutinefunction(func)
+        definition = StepDef(func, name or func.__qualname__, policy, timeout, record_input,
+                             is_async, inspect.signature(func))
+        if is_async:
+            @functools.wraps(func)
+            def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return executor.call_step_async(definition, args, kwargs)
+
+            _mark_async(async_wrapper)
+            wrapper: Any = async_wrapper
+        else:
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return executor.call_step(definition, args, kwargs)
+
+        wrapper.__flowledger_step__ = definition
+        return wrapper  # type: ignore[no-any-return]
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def workflow(fn: F, /) -> F: ...
+@overload
+def workflow(*, name: str | None = None, version: str = "1",
+             deadline: float | None = None) -> Callable[[F], F]: ...
+
+
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+             version: str = "1", deadline: float | None = None) -> Any:
+    """Make a function a durable workflow, registered under ``name`` and ``version``.
+
+    ``deadline`` (seconds from the run's creation) fails the run once passed. Called
+    from inside another workflow it becomes a child run; outside a run it is plain Python.
+
+    Example::
+
+        @fl.workflow(name="triage", version="1")
+        def triage(number: int) -> dict:
+            return {"label": classify(fetch_issue(number))}
+    """
+    if deadline is not None and deadline <= 0:
+        raise ConfigurationError("deadline must be a positive number of seconds")
+
+    def decorate(func: F) -> F:
+        from . import executor
+
+        definition = WorkflowDef(func, name or func.__name__, str(version),
+                                 entrypoint_of(func), deadline,
+                                 inspect.iscoroutinefunction(func), inspect.signature(func))
+        if definition.is_async:
+            @functools.wraps(func)
+            def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return executor.call_child_async(definition, args, kwargs)
+
+            _mark_async(async_wrapper)
+            wrapper: Any = async_wrapper
+        else:
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return executor.call_child(definition, args, kwargs)
+
+        wrapper.__flowledger_workflow__ = definition
+        _registry[definition.name] = definition
+        return wrapper  # type: ignore[no-any-return]
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def definition_of(target: Any) -> WorkflowDef:
+    """The WorkflowDef behind a decorated function (or a WorkflowDef itself)."""
+    if isinstance(target, WorkflowDef):
+        return target
+    definition = getattr(target, "__flowledger_workflow__", None)
+    if not isinstance(definition, WorkflowDef):
+        raise ConfigurationError(f"{target!r} is not a @workflow-decorated function")
+    return definition
+
+
+__all__ = ["NO_HINT", "RetryPolicy", "StepDef", "WorkflowDef", "definition_of",
+           "entrypoint_of", "load_entrypoint", "registered", "step", "workflow"]
