@@ -85,7 +85,7 @@ class NotInRun(FlowledgerError, RuntimeError):
     """An operation that needs a running workflow or step was called outside of one."""
 
 
-class SkipStep(Exception):  # noqa: N818 - a control-flow signal, named for what it does
+class SkipStep(Exception):
     """Raise inside a step to record it as ``skipped``; the step call returns ``value``.
 
     Example::
@@ -102,7 +102,7 @@ class SkipStep(Exception):  # noqa: N818 - a control-flow signal, named for what
         self.value = value
 
 
-class NonRetryable(Exception):  # noqa: N818 - reads naturally at the raise site
+class NonRetryable(Exception):
     """Base for errors a step should never retry; subclass it or raise it directly."""
 
 

@@ -243,7 +243,7 @@ class Execution:
 
     # -- child workflows -----------------------------------------------------------
     def child(self, definition: WorkflowDef, args: Sequence[Any],
-              kwargs: dict[str, Any]) -> tuple[_StepCall, Callable[[], Execution] | None,
+              kwargs: dict[str, Any]) -> tuple[_StepCall, Callable[[], Execution],
                                                  list[Any], dict[str, Any]]:
         """Prepare a child-run call: the parent step, and how to build the child."""
         from .ledger import prepare_inputs

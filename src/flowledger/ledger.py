@@ -206,6 +206,8 @@ class Ledger:
 
         Raises ``RunFailed`` (with ``run_id`` and the original error as ``__cause__``).
         """
+        if definition_of(workflow).is_async:
+            _refuse_inside_event_loop()
         execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
                                                          deadline, inputs)
         return self._execute(execution, call_args, call_kwargs)
@@ -264,12 +266,7 @@ class Ledger:
     def _execute(execution: Execution, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if not execution.definition.is_async:
             return execution.run_sync(args, kwargs)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(execution.run_async(args, kwargs))
-        raise ConfigurationError("an event loop is running here: use "
-                                 "`await ledger.run_async(...)` or ledger.start(...)")
+        return asyncio.run(execution.run_async(args, kwargs))
 
     def _launch(self, execution: Execution, args: list[Any],
                 kwargs: dict[str, Any]) -> RunHandle:
@@ -532,6 +529,15 @@ def _clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
         if not tag or len(tag) > 200:
             raise ConfigurationError(f"tags must be 1-200 characters, got {tag!r}")
     return cleaned
+
+
+def _refuse_inside_event_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise ConfigurationError("an event loop is running here: use "
+                             "`await ledger.run_async(...)` or ledger.start(...)")
 
 
 def _done_future(value: Any) -> Future[Any]:

@@ -46,7 +46,7 @@ class RetryPolicy:
         return self.retries + 1
 
     def delay(self, failed_attempt: int) -> float:
-        base = min(self.backoff * (2 ** (failed_attempt - 1)), self.max_backoff)
+        base = min(self.backoff * 2.0 ** (failed_attempt - 1), self.max_backoff)
         return base * random.uniform(1 - self.jitter, 1 + self.jitter)
 
     def retryable(self, exc: BaseException) -> bool:
@@ -96,6 +96,11 @@ def _mark_async(wrapper: Callable[..., Any]) -> None:
         marker(wrapper)
     else:  # Python 3.11: asyncio's own marker keeps iscoroutinefunction() truthful
         wrapper._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    """The qualified name without the enclosing functions: ``Class.method`` or ``func``."""
+    return fn.__qualname__.rsplit("<locals>.", 1)[-1]
 
 
 def entrypoint_of(fn: Callable[..., Any]) -> str:
@@ -187,7 +192,7 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, re
         from . import executor
 
         is_async = inspect.iscoroutinefunction(func)
-        definition = StepDef(func, name or func.__qualname__, policy, timeout, record_input,
+        definition = StepDef(func, name or _default_name(func), policy, timeout, record_input,
                              is_async, inspect.signature(func))
         if is_async:
             @functools.wraps(func)
@@ -233,7 +238,7 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
     def decorate(func: F) -> F:
         from . import executor
 
-        definition = WorkflowDef(func, name or func.__name__, str(version),
+        definition = WorkflowDef(func, name or _default_name(func), str(version),
                                  entrypoint_of(func), deadline,
                                  inspect.iscoroutinefunction(func), inspect.signature(func))
         if definition.is_async:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +88,7 @@ class SqliteBackend(Backend):
 
     def _pragmas(self, conn: Any, synchronous: str) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _ensure_wal(conn)
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
 
@@ -145,6 +146,24 @@ class SqliteBackend(Backend):
         super().close()
 
 
+def _ensure_wal(conn: Any) -> None:
+    """Switch a database to WAL once; it persists in the file.
+
+    Changing the journal mode does not wait on the busy handler, so a process opening a
+    new file while another one creates its schema retries here instead of failing.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)  # contention with another process, which holds no handler
+
+
 class PostgresBackend(Backend):
     name = "postgresql"
     uuid_sql_type = "UUID"
@@ -178,7 +197,7 @@ class PostgresBackend(Backend):
         try:
             cur = raw.cursor()
             cur.execute(sql, params)
-            rows = cur.fetchall() if fetch else ()
+            rows = cur.fetchall() if fetch and cur.description is not None else ()
             return rows, cur.rowcount
         except BaseException:
             if _is_broken(raw):

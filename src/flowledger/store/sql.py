@@ -16,6 +16,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    make_url,
     select,
     text,
     update,
@@ -65,22 +66,32 @@ def _compile(backend: Backend, sql: str) -> str:
 
 
 @contextlib.contextmanager
-def translate_errors(backend: Backend) -> Iterator[None]:
+def translate_errors(where: str) -> Iterator[None]:
     """Driver errors become StoreUnavailable at this boundary, with a readable message."""
     try:
         yield
     except (OperationalError, DBAPIError) as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreUnavailable(f"{backend.name} store at {backend.describe()}: {detail}") from exc
+        raise StoreUnavailable(f"{where}: {_first_line(exc.orig or exc)}") from exc
     except SQLAlchemyError as exc:
-        raise StoreUnavailable(f"{backend.name} store at {backend.describe()}: {exc}") from exc
+        raise StoreUnavailable(f"{where}: {_first_line(exc)}") from exc
     except sqlite3.Error as exc:
-        raise StoreUnavailable(f"sqlite store at {backend.describe()}: {exc}") from exc
+        raise StoreUnavailable(f"{where}: {exc}") from exc
     except Exception as exc:
         if type(exc).__module__.startswith("psycopg"):
-            raise StoreUnavailable(f"postgresql store at {backend.describe()}: "
-                                   f"{str(exc).strip().splitlines()[0]}") from exc
+            raise StoreUnavailable(f"{where}: {_first_line(exc)}") from exc
         raise
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 class SqlStore:
@@ -92,8 +103,10 @@ class SqlStore:
     """
 
     def __init__(self, url: str, *, durability: Durability = "full") -> None:
-        self.backend = open_backend(url, durability)
-        with translate_errors(self.backend):
+        with translate_errors(f"store at {_safe_url(url)}"):
+            self.backend = open_backend(url, durability)
+        self._where = f"{self.backend.name} store at {self.backend.describe()}"
+        with translate_errors(self._where):
             migrate.upgrade(self.backend)
         uuid_type = self.backend.uuid_sql_type
         self._begin_sql = _compile(self.backend, _BEGIN_STEP.format(uuid=uuid_type))
@@ -108,14 +121,14 @@ class SqlStore:
     # -- connections ---------------------------------------------------------------
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        with translate_errors(self.backend), self.backend.engine.connect().execution_options(
+        with translate_errors(self._where), self.backend.engine.connect().execution_options(
             **{WRITE_OPTION: True}
         ) as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        with translate_errors(self.backend), self.backend.engine.connect() as conn, conn.begin():
+        with translate_errors(self._where), self.backend.engine.connect() as conn, conn.begin():
             yield conn
 
     # -- runs ----------------------------------------------------------------------
@@ -232,7 +245,7 @@ class SqlStore:
             return self._begin_child_step(run_id, token, position, name, input_text, now, child)
         params = self._step_params(run_id, token, position)
         params.update(name=name, input=input_text, now=now, child_run_id=None)
-        with translate_errors(self.backend):
+        with translate_errors(self._where):
             rows = self.backend.marker(self._begin_sql, params)
         return int(rows[0][0]) if rows else None
 
@@ -258,7 +271,7 @@ class SqlStore:
         """Record a step's result durably. False means another execution owns the run."""
         params = self._step_params(run_id, token, position)
         params.update(status=status, output=output_text, error=error_text, now=now)
-        with translate_errors(self.backend):
+        with translate_errors(self._where):
             return self.backend.durable(self._finish_sql, params) > 0
 
     def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
@@ -266,7 +279,7 @@ class SqlStore:
         """Record a failed attempt that will be retried (visible while the step runs)."""
         params = self._step_params(run_id, token, position)
         params["error"] = error_text
-        with translate_errors(self.backend):
+        with translate_errors(self._where):
             self.backend.marker(self._note_sql, params)
 
     # -- reads ---------------------------------------------------------------------

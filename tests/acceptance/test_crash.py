@@ -1,0 +1,157 @@
+"""Real processes are SIGKILLed mid-run; other processes resume them from the store."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import flowledger as fl
+from tests.helpers.procs import Child, run_to_end
+
+CHAIN_OUTPUT = sum(i * i for i in range(1, 21))
+
+
+def _log(path: Path) -> Counter[str]:
+    return Counter(path.read_text().splitlines()) if path.exists() else Counter()
+
+
+def _result(lines: list[str]) -> object:
+    found = [line for line in lines if line.startswith("result ")]
+    assert found, lines
+    return json.loads(found[-1].removeprefix("result "))
+
+
+def test_uninterrupted_run_output(db_url: str, tmp_path: Path) -> None:
+    code, lines, err = run_to_end("start", db_url, "chain", "20", log=tmp_path / "log")
+    assert code == 0, err
+    assert _result(lines) == CHAIN_OUTPUT
+    assert _log(tmp_path / "log") == Counter(f"work {i}" for i in range(1, 21))
+
+
+@pytest.mark.parametrize("kill_at", [1, 7, 13, 20])
+def test_sigkill_mid_run_then_resume_from_another_process(db_url: str, tmp_path: Path,
+                                                          kill_at: int) -> None:
+    log = tmp_path / "log"
+    child = Child("start", db_url, "chain", "20", log=log, block_at=str(kill_at))
+    run_id = child.expect("run ")
+    child.expect(f"inflight {kill_at}")
+    child.kill()
+
+    with fl.Ledger(db_url) as ledger:
+        crashed = ledger.get(run_id)
+        assert crashed.status is fl.RunStatus.RUNNING  # the record says it never finished
+        completed_before = {s.position for s in crashed.steps
+                            if s.status is fl.StepStatus.COMPLETED}
+        assert completed_before == set(range(1, kill_at))
+        assert crashed.steps[-1].position == kill_at
+        assert crashed.steps[-1].status is fl.StepStatus.RUNNING
+
+    code, lines, err = run_to_end("resume", db_url, run_id, log=log)
+    assert code == 0, err
+    assert _result(lines) == CHAIN_OUTPUT
+
+    counts = _log(log)
+    for position in range(1, 21):
+        times = counts[f"work {position}"]
+        if position in completed_before:
+            assert times == 1, (position, counts)
+        elif position == kill_at:
+            assert 1 <= times <= 2, (position, counts)
+        else:
+            assert times == 1, (position, counts)
+
+    with fl.Ledger(db_url) as ledger:
+        run = ledger.get(run_id)
+        assert run.status is fl.RunStatus.COMPLETED
+        assert run.output == CHAIN_OUTPUT
+        assert run.recovery_attempts == 1 and run.resumed_from_position == kill_at
+        assert [s.position for s in run.steps] == list(range(1, 21))
+        assert all(s.status is fl.StepStatus.COMPLETED for s in run.steps)
+        assert run.steps[kill_at - 1].attempts == 2
+        assert run.counts.completed == 20
+
+
+def test_retry_after_a_crash_continues_the_durable_attempt_count(db_url: str,
+                                                                 tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = Child("start", db_url, "retry", "0", log=log, block_at="attempt3")
+    run_id = child.expect("run ")
+    child.expect("inflight attempt3")
+    child.kill()
+    with fl.Ledger(db_url) as ledger:
+        step = ledger.get(run_id).steps[0]
+        assert (step.status, step.attempts) == (fl.StepStatus.RUNNING, 3)
+        assert step.error is not None and "attempt 2 failed" in step.error.message
+
+    code, lines, err = run_to_end("resume", db_url, run_id, log=log)
+    assert code == 0, err
+    assert _result(lines) == 4  # attempt 4, not a fresh attempt 1
+    assert log.read_text().splitlines() == ["attempt 1", "attempt 2", "attempt 3", "attempt 4"]
+    with fl.Ledger(db_url) as ledger:
+        assert ledger.get(run_id).steps[0].attempts == 4
+
+
+def test_cancel_from_a_second_process_stops_before_the_next_step(db_url: str,
+                                                                 tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = Child("start", db_url, "chain", "5", log=log, block_at="2")
+    run_id = child.expect("run ")
+    child.expect("inflight 2")
+    with fl.Ledger(db_url) as ledger:  # this test process is the second process
+        assert ledger.cancel(run_id) is True
+    child.send("go")
+    code, err = child.finish()
+    assert code == 1, err
+    assert any(line.startswith("error RunCancelled") for line in child.lines), child.lines
+    assert _log(log) == Counter({"work 1": 1, "work 2": 1})
+    with fl.Ledger(db_url) as ledger:
+        run = ledger.get(run_id)
+        assert run.status is fl.RunStatus.CANCELLED
+        assert [(s.position, s.status) for s in run.steps] == [
+            (1, fl.StepStatus.COMPLETED), (2, fl.StepStatus.COMPLETED)]
+        assert run.counts.total == 2
+
+
+@pytest.mark.parametrize("workflow", ["fanout_async", "fanout_threads"])
+def test_concurrent_steps_resume_deterministically(db_url: str, tmp_path: Path,
+                                                   workflow: str) -> None:
+    log = tmp_path / "log"
+    child = Child("start", db_url, workflow, "8", log=log, block_at="3")
+    run_id = child.expect("run ")
+    child.expect("inflight 3")
+    child.kill()
+    with fl.Ledger(db_url) as ledger:
+        before = ledger.get(run_id)
+        done_before = {s.position for s in before.steps if s.status is fl.StepStatus.COMPLETED}
+        assert 4 not in done_before  # item 3 (position 4) was in flight
+
+    code, lines, err = run_to_end("resume", db_url, run_id, log=log)
+    assert code == 0, err
+    assert _result(lines) == [i * 10 for i in range(8)]
+    counts = _log(log)
+    for position in done_before:
+        assert counts[f"item {position - 1}"] == 1
+    assert all(1 <= counts[f"item {i}"] <= 2 for i in range(8))
+    with fl.Ledger(db_url) as ledger:
+        run = ledger.get(run_id)
+        # Position p always holds item p-1, before and after the crash.
+        assert [(s.position, s.input, s.output) for s in run.steps] == [
+            (i + 1, {"i": i}, i * 10) for i in range(8)]
+
+
+def test_recover_resumes_runs_of_dead_processes(db_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = Child("start", db_url, "chain", "6", log=log, block_at="4")
+    run_id = child.expect("run ")
+    child.expect("inflight 4")
+    child.kill()
+    code, lines, err = run_to_end("recover", db_url, log=log)
+    assert code == 0, err
+    assert "recovered 1" in lines
+    assert _result(lines) == sum(i * i for i in range(1, 7))
+    with fl.Ledger(db_url) as ledger:
+        assert ledger.get(run_id).status is fl.RunStatus.COMPLETED
+        assert ledger.recover() == []  # nothing left to recover

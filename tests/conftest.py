@@ -1,0 +1,74 @@
+"""Backends for the test session: a SQLite file per test and a fresh PostgreSQL database.
+
+PostgreSQL is required: when it cannot be reached the session fails (it never skips).
+Point FLOWLEDGER_TEST_POSTGRES at another server's maintenance database if needed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+import flowledger as fl
+
+ADMIN_URL = os.environ.get("FLOWLEDGER_TEST_POSTGRES",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _admin_conninfo(database: str | None = None) -> str:
+    url = make_url(ADMIN_URL)
+    return url.set(drivername="postgresql", database=database or url.database).render_as_string(
+        hide_password=False)
+
+
+def create_pg_database(prefix: str = "flowledger_test") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required for the test suite and is unreachable at "
+                    f"{ADMIN_URL}: {exc}", pytrace=False)
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_url(name: str) -> str:
+    return make_url(_admin_conninfo(name)).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    name = create_pg_database()
+    yield pg_url(name)
+    drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    url: str = request.getfixturevalue("pg_database")
+    fl.Ledger(url).close()  # make sure the schema exists before emptying it
+    with psycopg.connect(make_url(url).render_as_string(hide_password=False),
+                         autocommit=True) as conn:
+        conn.execute("TRUNCATE flowledger_run_tags, flowledger_steps, flowledger_runs")
+    yield url
+
+
+@pytest.fixture
+def ledger(db_url: str) -> Iterator[fl.Ledger]:
+    with fl.Ledger(db_url) as opened:
+        yield opened
