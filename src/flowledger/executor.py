@@ -28,7 +28,7 @@ from .errors import (
     RunFailed,
     SkipStep,
 )
-from .serialization import NO_HINT, Serializer, bind_arguments, check_size
+from .serialization import NO_HINT, Serializer, check_size
 from .store.base import NewRun, StepRow
 from .store.sql import SqlStore
 from .timeouts import call_with_timeout
@@ -182,7 +182,7 @@ class Execution:
         if not definition.record_input:
             return None
         try:
-            values = bind_arguments(definition.signature, tuple(args), kwargs)
+            values = definition.bind(args, kwargs)
             return self._encode(values, f"input of step {definition.name!r}")
         except Exception:
             # Step inputs are recorded for inspection only (never replayed), so an input
@@ -322,7 +322,9 @@ class _StepCall:
         # an attempt interrupted by a crash still counts against the budget.
         failed_before = self.recorded is not None and self.recorded.status == "failed"
         self.budget_start = self.recorded.attempts if failed_before and self.recorded else 0
-        self.attempt = 0
+        # The row's counter is incremented by each begin; fencing makes this execution the
+        # only writer, so the count is known here without reading it back.
+        self.attempt = self.recorded.attempts if self.recorded is not None else 0
 
     def replay(self) -> tuple[bool, Any]:
         row = self.recorded
@@ -345,15 +347,14 @@ class _StepCall:
             raise DeadlineExceeded(f"run {execution.run_id_text} passed its deadline before "
                                    f"step {self.name!r} (position {self.position})")
         store = execution.runtime.store
-        attempts = store.begin_step(execution.run_id, execution.token, self.position,
-                                    self.name, self.input_text(), ids.now_us(), self.child)
-        if attempts is None:
+        if not store.begin_step(execution.run_id, execution.token, self.position, self.name,
+                                self.input_text(), ids.now_us(), self.child):
             state = store.get_status(execution.run_id)
             if state is not None and state[0] == "cancelled":
                 raise CancelledSignal(execution.run_id_text)
             raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
-        self.attempt = attempts
-        return StepInfo(execution.run_id_text, self.position, self.name, attempts)
+        self.attempt += 1
+        return StepInfo(execution.run_id_text, self.position, self.name, self.attempt)
 
     def timeout(self) -> float | None:
         deadline = self.execution.deadline_at

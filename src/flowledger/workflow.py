@@ -11,12 +11,12 @@ import inspect
 import os
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .errors import ConfigurationError, NonRetryable, WorkflowNotFound
-from .serialization import NO_HINT, return_hint
+from .serialization import NO_HINT, bind_arguments, return_hint
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +66,20 @@ class StepDef:
     @functools.cached_property
     def return_hint(self) -> Any:
         return return_hint(self.fn)
+
+    @functools.cached_property
+    def _plain_parameters(self) -> tuple[str, ...] | None:
+        kinds = {p.kind for p in self.signature.parameters.values()}
+        if kinds - {inspect.Parameter.POSITIONAL_OR_KEYWORD}:
+            return None
+        return tuple(self.signature.parameters)
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Arguments by parameter name; a fast path for the common all-positional call."""
+        names = self._plain_parameters
+        if names is not None and not kwargs and len(args) == len(names):
+            return dict(zip(names, args, strict=True))
+        return bind_arguments(self.signature, tuple(args), kwargs)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,8 +50,8 @@ class Backend:
     def lock_for_migration(self, conn: Connection) -> None:
         """Serialize schema upgrades between processes opening the store at once."""
 
-    def marker(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
-        """Run a begin-marker statement (fast commit); returns its rows."""
+    def marker(self, sql: str, params: dict[str, Any]) -> int:
+        """Run a begin-marker statement (fast commit); returns the row count."""
         raise NotImplementedError
 
     def durable(self, sql: str, params: dict[str, Any]) -> int:
@@ -125,13 +124,12 @@ class SqliteBackend(Backend):
     def bind_id(self, value: uuid.UUID | None) -> Any:
         return None if value is None else value.hex
 
-    def marker(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+    def marker(self, sql: str, params: dict[str, Any]) -> int:
         with self._hot_lock:
             if self._hot_is_full:
                 self._hot.execute("PRAGMA synchronous = NORMAL")
                 self._hot_is_full = False
-            # fetchall() finishes the statement, which ends its implicit transaction.
-            return self._hot.execute(sql, params).fetchall()
+            return self._hot.execute(sql, params).rowcount
 
     def durable(self, sql: str, params: dict[str, Any]) -> int:
         with self._hot_lock:
@@ -191,14 +189,13 @@ class PostgresBackend(Backend):
     def lock_for_migration(self, conn: Connection) -> None:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270121001)")
 
-    def _run(self, engine: Engine, sql: str, params: dict[str, Any],
-             fetch: bool) -> tuple[Sequence[Any], int]:
+    @staticmethod
+    def _run(engine: Engine, sql: str, params: dict[str, Any]) -> int:
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
             cur.execute(sql, params)
-            rows = cur.fetchall() if fetch and cur.description is not None else ()
-            return rows, cur.rowcount
+            return int(cur.rowcount)
         except BaseException:
             if _is_broken(raw):
                 raw.invalidate()
@@ -206,11 +203,11 @@ class PostgresBackend(Backend):
         finally:
             raw.close()
 
-    def marker(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
-        return self._run(self._marker_engine, sql, params, fetch=True)[0]
+    def marker(self, sql: str, params: dict[str, Any]) -> int:
+        return self._run(self._marker_engine, sql, params)
 
     def durable(self, sql: str, params: dict[str, Any]) -> int:
-        return self._run(self._durable_engine, sql, params, fetch=False)[1]
+        return self._run(self._durable_engine, sql, params)
 
     def close(self) -> None:
         self._marker_engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -41,7 +41,6 @@ WHERE EXISTS (SELECT 1 FROM flowledger_runs
 ON CONFLICT (run_id, position) DO UPDATE SET
     status = 'running', attempts = flowledger_steps.attempts + 1,
     started_at = excluded.started_at, completed_at = NULL
-RETURNING attempts
 """
 
 _FINISH_STEP = """
@@ -70,16 +69,18 @@ def translate_errors(where: str) -> Iterator[None]:
     """Driver errors become StoreUnavailable at this boundary, with a readable message."""
     try:
         yield
-    except (OperationalError, DBAPIError) as exc:
-        raise StoreUnavailable(f"{where}: {_first_line(exc.orig or exc)}") from exc
-    except SQLAlchemyError as exc:
-        raise StoreUnavailable(f"{where}: {_first_line(exc)}") from exc
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"{where}: {exc}") from exc
     except Exception as exc:
-        if type(exc).__module__.startswith("psycopg"):
-            raise StoreUnavailable(f"{where}: {_first_line(exc)}") from exc
-        raise
+        raise _store_error(where, exc) from exc
+
+
+def _store_error(where: str, exc: Exception) -> Exception:
+    """The StoreUnavailable for a driver error; any other exception is returned as is."""
+    if isinstance(exc, OperationalError | DBAPIError):
+        return StoreUnavailable(f"{where}: {_first_line(exc.orig or exc)}")
+    if isinstance(exc, SQLAlchemyError | sqlite3.Error) or type(exc).__module__.startswith(
+            "psycopg"):
+        return StoreUnavailable(f"{where}: {_first_line(exc)}")
+    return exc
 
 
 def _safe_url(url: str) -> str:
@@ -235,52 +236,55 @@ class SqlStore:
             return bool(claimed)
 
     # -- steps (hot path) ----------------------------------------------------------
-    def _step_params(self, run_id: uuid.UUID, token: str, position: int) -> dict[str, Any]:
-        return {"run_id": self.backend.bind_id(run_id), "token": token, "position": position}
+    def _hot(self, run: Callable[[str, dict[str, Any]], int], sql: str,
+             params: dict[str, Any]) -> int:
+        try:
+            return run(sql, params)
+        except Exception as exc:
+            raise _store_error(self._where, exc) from exc
 
     def begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
-                   input_text: str | None, now: int, child: NewRun | None = None) -> int | None:
-        """Count a new attempt of the step. None means the run is no longer ours to advance."""
+                   input_text: str | None, now: int, child: NewRun | None = None) -> bool:
+        """Count a new attempt of the step. False means the run is no longer ours to advance.
+
+        The attempt counter is incremented in the row, so it survives crashes.
+        """
         if child is not None:
             return self._begin_child_step(run_id, token, position, name, input_text, now, child)
-        params = self._step_params(run_id, token, position)
-        params.update(name=name, input=input_text, now=now, child_run_id=None)
-        with translate_errors(self._where):
-            rows = self.backend.marker(self._begin_sql, params)
-        return int(rows[0][0]) if rows else None
+        params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
+                  "name": name, "input": input_text, "now": now, "child_run_id": None}
+        return self._hot(self.backend.marker, self._begin_sql, params) > 0
 
     def _begin_child_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
-                          input_text: str | None, now: int, child: NewRun) -> int | None:
+                          input_text: str | None, now: int, child: NewRun) -> bool:
         with self._write() as conn:
-            attempts = conn.execute(
+            began = conn.execute(
                 self._begin_text.bindparams(
                     bindparam("run_id", type_=runs.c.id.type),
                     bindparam("child_run_id", type_=runs.c.id.type)),
                 {"run_id": run_id, "token": token, "position": position, "name": name,
                  "input": input_text, "now": now, "child_run_id": child.id},
-            ).scalar_one_or_none()
-            if attempts is None:
-                return None
+            ).rowcount
+            if not began:
+                return False
             exists = conn.execute(select(runs.c.id).where(runs.c.id == child.id)).first()
             if exists is None:
                 self._insert_run(conn, child)
-            return int(attempts)
+            return True
 
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
                     output_text: str | None, error_text: str | None, now: int) -> bool:
         """Record a step's result durably. False means another execution owns the run."""
-        params = self._step_params(run_id, token, position)
-        params.update(status=status, output=output_text, error=error_text, now=now)
-        with translate_errors(self._where):
-            return self.backend.durable(self._finish_sql, params) > 0
+        params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
+                  "status": status, "output": output_text, "error": error_text, "now": now}
+        return self._hot(self.backend.durable, self._finish_sql, params) > 0
 
     def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
                         error_text: str) -> None:
         """Record a failed attempt that will be retried (visible while the step runs)."""
-        params = self._step_params(run_id, token, position)
-        params["error"] = error_text
-        with translate_errors(self._where):
-            self.backend.marker(self._note_sql, params)
+        params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
+                  "error": error_text}
+        self._hot(self.backend.marker, self._note_sql, params)
 
     # -- reads ---------------------------------------------------------------------
     def get_run(self, run_id: uuid.UUID, owner: str | None) -> RunRow | None:

@@ -1,0 +1,122 @@
+"""Per-step overhead: a workflow of N trivial sequential steps, in µs per step.
+
+Runs on SQLite (durability full and normal), on PostgreSQL, and as plain function calls
+(the baseline), and measures the raw cost of one commit on each store for reference.
+Prints the median of several repetitions.
+
+    .venv/bin/python bench/step_overhead.py [--steps 1000] [--repeat 5]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+import flowledger as fl
+
+
+@fl.step()
+def trivial(i: int) -> int:
+    return i + 1
+
+
+@fl.workflow(name="bench_steps")
+def many_steps(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += trivial(i)
+    return total
+
+
+def plain(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += trivial.__wrapped__(i)  # type: ignore[attr-defined]
+    return total
+
+
+def measure(fn: Callable[[], object], steps: int, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) / steps * 1e6)
+    return statistics.median(samples)
+
+
+def raw_sqlite_commit(path: Path, synchronous: str, n: int = 2000) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (i INTEGER)")
+    start = time.perf_counter()
+    for i in range(n):
+        conn.execute("INSERT INTO t VALUES (?)", (i,))
+    elapsed = (time.perf_counter() - start) / n * 1e6
+    conn.close()
+    return elapsed
+
+
+def raw_pg_commit(conninfo: str, n: int = 1000) -> float:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_t (i INTEGER)")
+        start = time.perf_counter()
+        for i in range(n):
+            conn.execute("INSERT INTO bench_t VALUES (%s)", (i,))
+        return (time.perf_counter() - start) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", default=os.environ.get(
+        "FLOWLEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+    n, repeat = args.steps, args.repeat
+
+    rows: list[tuple[str, float, str]] = []
+    rows.append(("plain function calls (baseline)",
+                 measure(lambda: plain(n), n, repeat), "-"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for durability, pragma in (("full", "FULL"), ("normal", "NORMAL")):
+            with fl.Ledger(f"sqlite:///{tmp}/{durability}.db",
+                           durability=durability) as ledger:  # type: ignore[arg-type]
+                ledger.run(many_steps, 10)  # warm up
+                per_step = measure(lambda lg=ledger: lg.run(many_steps, n), n, repeat)  # type: ignore[misc]
+            raw = raw_sqlite_commit(Path(tmp) / f"raw-{durability}.db", pragma)
+            rows.append((f"flowledger SQLite synchronous={pragma}", per_step,
+                         f"{raw:.0f} µs"))
+
+    database = f"flowledger_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    url = args.postgres.rsplit("/", 1)[0] + "/" + database
+    try:
+        with fl.Ledger(url) as ledger:
+            ledger.run(many_steps, 10)
+            per_step = measure(lambda: ledger.run(many_steps, n), n, repeat)
+        raw = raw_pg_commit(url)
+        rows.append(("flowledger PostgreSQL synchronous_commit=on", per_step, f"{raw:.0f} µs"))
+    finally:
+        with psycopg.connect(args.postgres, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    print(f"\n{n} sequential trivial steps per workflow, median of {repeat} runs\n")
+    print(f"{'configuration':<46} {'µs/step':>9}   raw commit on this store")
+    for name, value, raw_text in rows:
+        print(f"{name:<46} {value:>9.1f}   {raw_text}")
+
+
+if __name__ == "__main__":
+    main()
