@@ -10,6 +10,8 @@ from typing import Any
 
 
 class RunStatus(enum.StrEnum):
+    """Where a run is: ``pending → running → completed | failed | cancelled``."""
+
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -18,10 +20,13 @@ class RunStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
+        """True for the final states: completed, failed, cancelled."""
         return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class StepStatus(enum.StrEnum):
+    """Where a step is: ``running → completed | failed | skipped``."""
+
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -59,6 +64,8 @@ class ErrorInfo:
 
 @dataclass(frozen=True)
 class StepCounts:
+    """How many of a run's steps are in each state (child runs not included)."""
+
     total: int = 0
     completed: int = 0
     failed: int = 0

@@ -65,7 +65,7 @@ class JsonSerializer:
         if adapter is None:
             return pydantic_core.from_json(text)
         try:
-            return adapter.validate_json(text)
+            return adapter.validate_json(f"[{text}]")[0]
         except ValidationError as exc:
             log.warning("recorded value does not match annotation %r; returning plain JSON: %s",
                         type_hint, _first_line(exc))
@@ -74,13 +74,12 @@ class JsonSerializer:
 
 @functools.lru_cache(maxsize=1024)
 def _cached_adapter(type_hint: Any) -> TypeAdapter[Any] | None:
+    # Wrapped in a 1-tuple so the config (bytes as base64, as dumps writes them) reaches
+    # nested dataclasses too; pydantic refuses a config on a bare dataclass.
     try:
-        return TypeAdapter(type_hint, config=ConfigDict(val_json_bytes="base64"))
-    except Exception:  # models and dataclasses carry their own config
-        try:
-            return TypeAdapter(type_hint)
-        except Exception:
-            return None
+        return TypeAdapter(tuple[type_hint], config=ConfigDict(val_json_bytes="base64"))
+    except Exception:
+        return None
 
 
 def _adapter(type_hint: Any) -> TypeAdapter[Any] | None:
