@@ -173,9 +173,16 @@ class Ledger:
         self.store = SqlStore(self.url, durability=durability)
         self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,
                                 ids.identity())
+        self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
+        """Wait for the runs this Ledger started on threads, then release connections."""
+        with self._threads_lock:
+            running = list(self._threads)
+        for thread in running:
+            thread.join()
         self.store.close()
 
     def __enter__(self) -> Ledger:
@@ -277,8 +284,13 @@ class Ledger:
                 future.set_result(self._execute(execution, args, kwargs))
             except BaseException as exc:
                 future.set_exception(exc)
+            finally:
+                with self._threads_lock:
+                    self._threads.discard(thread)
 
         thread = threading.Thread(target=target, name=f"flowledger-run-{execution.run_id_text}")
+        with self._threads_lock:
+            self._threads.add(thread)
         thread.start()
         return RunHandle(self, execution.run_id_text, future)
 

@@ -155,3 +155,28 @@ def test_recover_resumes_runs_of_dead_processes(db_url: str, tmp_path: Path) -> 
     with fl.Ledger(db_url) as ledger:
         assert ledger.get(run_id).status is fl.RunStatus.COMPLETED
         assert ledger.recover() == []  # nothing left to recover
+
+
+def test_crash_inside_a_child_run_resumes_parent_and_child(db_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = Child("start", db_url, "parent", "4", log=log, block_at="3")
+    parent_id = child.expect("run ")
+    child.expect("inflight 3")
+    child.kill()
+    with fl.Ledger(db_url) as ledger:
+        kid = ledger.runs(parent=parent_id).runs[0]
+        assert kid.status is fl.RunStatus.RUNNING and kid.counts.completed == 2
+
+    code, lines, err = run_to_end("resume", db_url, parent_id, log=log)
+    assert code == 0, err
+    assert _result(lines) == 1 + 4 + 9 + 16 + 100 * 100
+    counts = _log(log)
+    assert counts["work 1"] == 1 and counts["work 2"] == 1 and counts["work 4"] == 1
+    assert 1 <= counts["work 3"] <= 2 and counts["work 100"] == 1
+    with fl.Ledger(db_url) as ledger:
+        parent_run = ledger.get(parent_id)
+        assert parent_run.status is fl.RunStatus.COMPLETED
+        assert [s.name for s in parent_run.steps] == ["crash_chain", "work"]
+        kid_run = ledger.get(kid.id)
+        assert kid_run.status is fl.RunStatus.COMPLETED and kid_run.recovery_attempts == 1
+        assert parent_run.steps[0].child_run_id == kid.id

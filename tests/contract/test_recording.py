@@ -207,3 +207,57 @@ def test_child_workflow_is_a_linked_run(ledger: fl.Ledger) -> None:
         assert child.owner == "team-a"
         assert child.status is fl.RunStatus.COMPLETED
         assert ledger.get(child.id).counts.completed == 2
+
+
+def test_async_child_workflows(ledger: fl.Ledger) -> None:
+    @fl.step()
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @fl.workflow(name="rec_async_child")
+    async def child(x: int) -> int:
+        return await double(x)
+
+    @fl.workflow(name="rec_async_parent")
+    async def parent(x: int) -> list[int]:
+        import asyncio
+
+        return list(await asyncio.gather(child(x), child(x + 1)))
+
+    handle = ledger.start(parent, 5)
+    assert handle.result(timeout=30) == [10, 12]
+    kids = ledger.runs(parent=handle.id).runs
+    assert sorted(k.output for k in kids) == [10, 12]
+    steps = ledger.get(handle.id).steps
+    assert [(s.position, s.input) for s in steps] == [(1, {"x": 5}), (2, {"x": 6})]
+
+
+class ReprSerializer:
+    """A serializer of our own: stores Python literals, to show the seam works."""
+
+    name = "pyrepr"
+
+    def dumps(self, value: object) -> str:
+        return repr(value)
+
+    def loads(self, text: str, type_hint: object = None) -> object:
+        import ast
+
+        return ast.literal_eval(text)
+
+
+def test_pluggable_serializer(db_url: str) -> None:
+    @fl.step()
+    def make() -> set[complex]:
+        return {1j, 2 + 0j}
+
+    @fl.workflow(name="rec_custom_ser")
+    def wf() -> set[complex]:
+        return make()
+
+    with fl.Ledger(db_url, serializer=ReprSerializer()) as custom:
+        assert custom.run(wf) == {1j, 2 + 0j}
+        run = custom.get(custom.runs(workflow="rec_custom_ser").runs[0].id)
+        assert run.output == {1j, 2 + 0j}
+    with fl.Ledger(db_url) as default:  # another serializer shows the stored text as is
+        assert default.get(run.id).output == repr({1j, 2 + 0j})

@@ -214,3 +214,31 @@ def test_cancelled_run_can_be_resumed(ledger: fl.Ledger) -> None:
         handle.result(timeout=30)
     assert ledger.resume(handle.id).result(timeout=30) == 3
     assert ledger.get(handle.id).status is fl.RunStatus.COMPLETED
+
+
+def test_close_waits_for_runs_started_on_threads(db_url: str) -> None:
+    gate = Gate()
+
+    @fl.step()
+    def slow_step() -> str:
+        gate.wait()
+        return "finished"
+
+    @fl.workflow(name="res_close_waits")
+    def wf() -> str:
+        return slow_step()
+
+    import threading
+
+    ledger = fl.Ledger(db_url)
+    handle = ledger.start(wf)
+    assert gate.arrived.wait(30)
+    closer = threading.Thread(target=ledger.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive(), "close() returned while a started run was still executing"
+    gate.open()
+    closer.join(30)
+    assert not closer.is_alive() and handle.done()
+    with fl.Ledger(db_url) as other:
+        assert other.get(handle.id).status is fl.RunStatus.COMPLETED

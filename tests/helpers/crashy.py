@@ -94,7 +94,12 @@ def fanout_threads(n: int) -> list[int]:
     return fl.map_steps(thread_item, range(n), max_workers=4)
 
 
-WORKFLOWS: dict[str, Any] = {"chain": chain, "retry": retrying,
+@fl.workflow(name="crash_parent")
+def parent(n: int) -> int:
+    return chain(n) + work(100)
+
+
+WORKFLOWS: dict[str, Any] = {"chain": chain, "retry": retrying, "parent": parent,
                              "fanout_async": fanout_async, "fanout_threads": fanout_threads}
 
 
