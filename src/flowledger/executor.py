@@ -26,7 +26,9 @@ from .errors import (
     NotInRun,
     RunCancelled,
     RunFailed,
+    SerializationError,
     SkipStep,
+    WorkflowNotFound,
 )
 from .serialization import NO_HINT, Serializer, check_size
 from .store.base import NewRun, StepRow
@@ -157,7 +159,9 @@ class Execution:
         if isinstance(exc, CancelledSignal):
             store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())
             raise RunCancelled(self.run_id_text) from None
-        store.finish_run(self.run_id, self.token, "failed", None, error_text(exc), ids.now_us())
+        if not store.finish_run(self.run_id, self.token, "failed", None, error_text(exc),
+                                ids.now_us()):
+            raise RunCancelled(self.run_id_text) from exc  # cancelled while it was failing
         if isinstance(exc, Exception):
             kind = type(exc)
             raise RunFailed(self.run_id_text, f"{kind.__module__}.{kind.__qualname__}",
@@ -174,7 +178,10 @@ class Execution:
                 f"{first.position}; the code now calls fewer steps than when it was recorded")
 
     def _encode(self, value: Any, what: str) -> str:
-        text = self.runtime.serializer.dumps(value)
+        try:
+            text = self.runtime.serializer.dumps(value)
+        except SerializationError as exc:
+            raise SerializationError(f"{what}: {exc}") from None
         return check_size(text, self.runtime.max_payload_bytes, what)
 
     def _encode_input(self, definition: StepDef, args: Sequence[Any],
@@ -202,7 +209,8 @@ class Execution:
             info = attempt.begin()
             reset = _step.set(info)
             try:
-                result = call_with_timeout(definition.fn, args, kwargs, attempt.timeout())
+                result = call_with_timeout(definition.fn, args, kwargs, attempt.timeout(),
+                                           attempt.label)
             except SkipStep as skip:
                 return attempt.skipped(skip)
             except BaseException as exc:
@@ -228,7 +236,7 @@ class Execution:
             reset = _step.set(info)
             try:
                 result = await _await_with_timeout(definition.fn(*args, **kwargs),
-                                                   attempt.timeout())
+                                                   attempt.timeout(), attempt.label)
             except SkipStep as skip:
                 return attempt.skipped(skip)
             except BaseException as exc:
@@ -316,6 +324,7 @@ class _StepCall:
         self.step_timeout = timeout
         self.hint = hint
         self.input_text = input_text
+        self.label = f"step {name!r} (position {position})"
         self.child: NewRun | None = None
         self.recorded = execution.recorded.get(position)
         # A resumed *failed* step gets a fresh retry budget (resuming means "try again");
@@ -373,8 +382,7 @@ class _StepCall:
 
     def succeeded(self, result: Any) -> Any:
         try:
-            text = self.execution._encode(result, f"output of step {self.name!r} "
-                                                  f"(position {self.position})")
+            text = self.execution._encode(result, f"output of {self.label}")
         except Exception as exc:
             self._finish("failed", None, error_text(exc))
             raise
@@ -404,7 +412,8 @@ class _StepCall:
         return None
 
 
-async def _await_with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+async def _await_with_timeout(awaitable: Awaitable[Any], timeout: float | None,
+                              label: str) -> Any:
     if timeout is None:
         return await awaitable
     try:
@@ -412,7 +421,7 @@ async def _await_with_timeout(awaitable: Awaitable[Any], timeout: float | None) 
     except TimeoutError:
         from .errors import StepTimeout
 
-        raise StepTimeout(f"step exceeded its timeout of {timeout:g}s") from None
+        raise StepTimeout(f"{label} exceeded its timeout of {timeout:g}s") from None
 
 
 # -- entry points used by the decorators ----------------------------------------------
@@ -471,13 +480,21 @@ def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
 
 
 def resolve(name: str, version: str, entrypoint: str) -> WorkflowDef:
-    """Find the code of a recorded run: the registry first, then its entrypoint."""
+    """Find the code of a recorded run: its entrypoint, or the registry if that names it.
+
+    Two modules may register workflows of the same name, so the registry is trusted
+    only when its entry comes from the recorded entrypoint.
+    """
     from .workflow import registered
 
     definition = registered(name)
-    if definition is None:
-        definition = load_entrypoint(entrypoint)
-    return definition
+    if definition is not None and definition.entrypoint == entrypoint:
+        return definition
+    loaded = load_entrypoint(entrypoint)
+    if loaded.name != name:
+        raise WorkflowNotFound(f"{entrypoint!r} is now workflow {loaded.name!r}, but the run "
+                               f"was recorded as {name!r}")
+    return loaded
 
 
 __all__ = ["NO_HINT", "Execution", "Runtime", "StepInfo", "current_run_id",

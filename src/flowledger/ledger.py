@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from . import ids
 from .errors import (
     ConfigurationError,
+    FlowledgerError,
     InvalidCursor,
     RunAlreadyRunning,
     RunCancelled,
@@ -53,6 +55,7 @@ from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow
 from .store.dialects import Durability
 from .workflow import WorkflowDef, definition_of
 
+log = logging.getLogger("flowledger")
 DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024
 DEFAULT_OWNER = "default"
 WorkflowRef = Callable[..., Any] | WorkflowDef
@@ -70,12 +73,16 @@ def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any
         values = bind_arguments(definition.signature, tuple(args), kwargs)
     except TypeError as exc:
         raise ConfigurationError(f"bad arguments for workflow {definition.name!r}: {exc}") from None
+    return values, encode_inputs(runtime, definition, values)
+
+
+def encode_inputs(runtime: Runtime, definition: WorkflowDef, values: Mapping[str, Any]) -> str:
+    what = f"inputs of workflow {definition.name!r}"
     try:
-        text = runtime.serializer.dumps(values)
+        text = runtime.serializer.dumps(dict(values))
     except SerializationError as exc:
-        raise SerializationError(f"inputs of workflow {definition.name!r}: {exc}") from None
-    return values, check_size(text, runtime.max_payload_bytes,
-                              f"inputs of workflow {definition.name!r}")
+        raise SerializationError(f"{what}: {exc}") from None
+    return check_size(text, runtime.max_payload_bytes, what)
 
 
 def _deadline_seconds(value: float | timedelta | None) -> float | None:
@@ -346,8 +353,12 @@ class Ledger:
                                      f"run {source.id} (it has {last} recorded steps)")
         definition = resolve(source.workflow, source.version, source.entrypoint)
         values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
+        unknown = set(inputs or {}) - set(definition.signature.parameters)
+        if unknown:
+            raise ConfigurationError(f"workflow {definition.name!r} has no parameter(s) "
+                                     f"{', '.join(sorted(unknown))}")
         values.update(inputs or {})
-        values, inputs_text = prepare_inputs(self._runtime, definition, (), values)
+        inputs_text = encode_inputs(self._runtime, definition, values)
         now = ids.now_us()
         run = NewRun(
             id=ids.new_run_id(), workflow=definition.name, version=definition.version,
@@ -378,7 +389,11 @@ class Ledger:
         return result
 
     def recover(self) -> list[RunHandle]:
-        """Resume every run left ``running`` by a process on this host that has died."""
+        """Resume every run left ``running`` by a process on this host that has died.
+
+        A run whose code cannot be loaded here is skipped with a logged warning (it
+        stays ``running``, so a later ``recover`` or ``resume`` can still pick it up).
+        """
         handles = []
         for row in self.store.running_runs(ids.hostname() + ":"):
             if row.parent_id is not None or (self.owner and row.owner != self.owner):
@@ -389,6 +404,9 @@ class Ledger:
                 execution, args, kwargs = self._takeover(row)
             except RunAlreadyRunning:
                 continue  # another process recovered it first
+            except FlowledgerError as exc:
+                log.warning("cannot recover run %s: %s", row.id, exc)
+                continue
             handles.append(self._launch(execution, args, kwargs))
         return handles
 
@@ -420,7 +438,9 @@ class Ledger:
         """Runs newest first, filtered, one page at a time (keyset pagination).
 
         ``since`` is inclusive and ``until`` exclusive; a timedelta means "that long
-        ago". Example: ``ledger.runs(status="failed", since=timedelta(hours=2))``.
+        ago". Pass each page's ``next_cursor`` back to get the next one; it is None on
+        the last page (``cursor=None`` starts again from the newest).
+        Example: ``ledger.runs(status="failed", since=timedelta(hours=2))``.
         """
         if not 1 <= limit <= 1000:
             raise ConfigurationError("limit must be between 1 and 1000")

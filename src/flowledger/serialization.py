@@ -52,6 +52,11 @@ class JsonSerializer:
                                          inf_nan_mode="constants").decode()
         except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
             path, leaf = _find_unserializable(value, "value")
+            if inspect.iscoroutine(leaf):
+                raise SerializationError(
+                    f"{path} is a coroutine: an async step or workflow was called without "
+                    "await (call async steps from an async def workflow and await them)"
+                ) from None
             raise SerializationError(
                 f"{path} of type {type(leaf).__module__}.{type(leaf).__qualname__} "
                 f"is not JSON-serializable ({_first_line(exc)}); return plain data "
@@ -113,9 +118,13 @@ def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
 
 
 def check_size(text: str, limit: int, what: str) -> str:
-    if len(text) > limit:  # characters bound bytes from below; exact enough for a guard
+    """Refuse text over ``limit`` UTF-8 bytes (encoding only when it could be over)."""
+    if len(text) * 4 <= limit:
+        return text
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
         raise PayloadTooLarge(
-            f"{what} is {len(text):,} characters serialized, over the limit of {limit:,} "
+            f"{what} is {size:,} bytes serialized, over the limit of {limit:,} "
             f"(Ledger(max_payload_bytes=...)); store large data elsewhere and return a reference"
         )
     return text

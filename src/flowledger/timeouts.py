@@ -2,7 +2,7 @@
 
 Python cannot kill a thread. A timed step runs in a helper thread; when it overruns,
 the caller gets ``StepTimeout`` at once and the helper thread receives an asynchronous
-``StepTimeout`` that stops it at its next Python instruction. A step blocked inside C
+exception that stops it at its next Python instruction. A step blocked inside C
 code keeps running until that call returns, but its result is discarded.
 """
 
@@ -17,8 +17,13 @@ from typing import Any
 from .errors import StepTimeout
 
 
+class _Overrun(BaseException):
+    """Injected into an overrunning step's thread; not an Exception, so that a step's own
+    ``except Exception`` cannot swallow it and carry on."""
+
+
 def call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
-                      timeout: float | None) -> Any:
+                      timeout: float | None, label: str = "step") -> Any:
     if timeout is None:
         return fn(*args, **kwargs)
     outcome: dict[str, Any] = {}
@@ -37,7 +42,7 @@ def call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[
     worker.start()
     if not finished.wait(timeout):
         _interrupt(worker)
-        raise StepTimeout(f"step exceeded its timeout of {timeout:g}s")
+        raise StepTimeout(f"{label} exceeded its timeout of {timeout:g}s")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
@@ -46,4 +51,4 @@ def call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[
 def _interrupt(worker: threading.Thread) -> None:
     if worker.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),
-                                                   ctypes.py_object(StepTimeout))
+                                                   ctypes.py_object(_Overrun))

@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 import random
 import sys
@@ -98,6 +99,15 @@ class WorkflowDef:
 
 
 _registry: dict[str, WorkflowDef] = {}
+log = logging.getLogger("flowledger")
+MAX_NAME = 200
+MAX_VERSION = 100
+
+
+def _check_name(kind: str, name: str, limit: int = MAX_NAME) -> str:
+    if not name or len(name) > limit or not name.isprintable():
+        raise ConfigurationError(f"{kind} must be 1-{limit} printable characters, got {name!r}")
+    return name
 
 
 def registered(name: str) -> WorkflowDef | None:
@@ -206,8 +216,9 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, re
         from . import executor
 
         is_async = inspect.iscoroutinefunction(func)
-        definition = StepDef(func, name or _default_name(func), policy, timeout, record_input,
-                             is_async, inspect.signature(func))
+        step_name = _check_name("step name", name or _default_name(func))
+        definition = StepDef(func, step_name, policy, timeout, record_input, is_async,
+                             inspect.signature(func))
         if is_async:
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -252,7 +263,8 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
     def decorate(func: F) -> F:
         from . import executor
 
-        definition = WorkflowDef(func, name or _default_name(func), str(version),
+        definition = WorkflowDef(func, _check_name("workflow name", name or _default_name(func)),
+                                 _check_name("workflow version", str(version), MAX_VERSION),
                                  entrypoint_of(func), deadline,
                                  inspect.iscoroutinefunction(func), inspect.signature(func))
         if definition.is_async:
@@ -268,6 +280,11 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
                 return executor.call_child(definition, args, kwargs)
 
         wrapper.__flowledger_workflow__ = definition
+        previous = _registry.get(definition.name)
+        if previous is not None and previous.entrypoint != definition.entrypoint:
+            log.warning("workflow name %r now refers to %s (was %s); runs recorded with the "
+                        "other entrypoint still resume from their own code",
+                        definition.name, definition.entrypoint, previous.entrypoint)
         _registry[definition.name] = definition
         return wrapper  # type: ignore[no-any-return]
 

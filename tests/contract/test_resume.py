@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import flowledger as fl
@@ -34,6 +36,9 @@ def step_c(x: int) -> int:
 @fl.workflow(name="res_abc")
 def abc(x: int) -> int:
     return step_c(step_b(step_a(x)))
+
+
+_original_abc = abc.__wrapped__  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
@@ -120,15 +125,17 @@ def test_fork_reuses_steps_before_position_and_records_lineage(ledger: fl.Ledger
         ledger.fork(source.id, from_position=9)
 
 
-def test_changed_step_order_raises_non_determinism(ledger: fl.Ledger) -> None:
+def test_changed_step_order_raises_non_determinism(ledger: fl.Ledger,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(fl.RunFailed) as info:
         ledger.run(abc, 4)
     run_id = info.value.run_id
 
-    @fl.workflow(name="res_abc")  # the "new code": same name and version, other step order
-    def abc_changed(x: int) -> int:
+    def abc_changed(x: int) -> int:  # the "new code": same name and version, other order
         return step_b(step_c(step_a(x)))
 
+    abc_changed.__qualname__ = "abc"  # edited in place: the same entrypoint
+    monkeypatch.setattr(sys.modules[__name__], "abc", fl.workflow(name="res_abc")(abc_changed))
     try:
         with pytest.raises(fl.RunFailed) as resumed:
             ledger.resume(run_id).result(timeout=30)
@@ -141,7 +148,7 @@ def test_changed_step_order_raises_non_determinism(ledger: fl.Ledger) -> None:
         assert run.error is not None and run.error.type.endswith("NonDeterminismError")
         assert [s.name for s in run.steps] == ["step_a", "step_b"]  # records untouched
     finally:
-        fl.workflow(name="res_abc")(abc.__wrapped__)  # type: ignore[attr-defined]
+        fl.workflow(name="res_abc")(_original_abc)
 
 
 def test_version_change_is_refused_on_resume(ledger: fl.Ledger) -> None:
@@ -242,3 +249,54 @@ def test_close_waits_for_runs_started_on_threads(db_url: str) -> None:
     assert not closer.is_alive() and handle.done()
     with fl.Ledger(db_url) as other:
         assert other.get(handle.id).status is fl.RunStatus.COMPLETED
+
+
+def test_cancelling_a_parent_during_its_child_raises_run_cancelled(ledger: fl.Ledger) -> None:
+    gate = Gate()
+
+    @fl.step()
+    def inside_child() -> int:
+        gate.wait()
+        return 1
+
+    @fl.step()
+    def after_inside() -> int:
+        return 2
+
+    @fl.workflow(name="res_cancel_child")
+    def child() -> int:
+        return inside_child() + after_inside()
+
+    @fl.workflow(name="res_cancel_parent")
+    def parent() -> int:
+        return child() * 10
+
+    handle = ledger.start(parent)
+    assert gate.arrived.wait(30)
+    assert ledger.cancel(handle.id) is True
+    kid = ledger.runs(parent=handle.id).runs[0]
+    assert kid.status is fl.RunStatus.CANCELLED  # cancellation reaches child runs
+    gate.open()
+    with pytest.raises(fl.RunCancelled):
+        handle.result(timeout=30)
+    assert ledger.get(handle.id).status is fl.RunStatus.CANCELLED
+    assert [s.name for s in ledger.get(kid.id).steps] == ["inside_child"]
+
+
+def test_fork_keeps_var_positional_and_var_keyword_inputs(ledger: fl.Ledger) -> None:
+    @fl.step()
+    def combine(base: int, extra: list[int], options: dict[str, int]) -> int:
+        return base * sum(extra) + sum(options.values())
+
+    @fl.workflow(name="res_varargs")
+    def varargs(base: int, *extra: int, scale: int = 1, **options: int) -> int:
+        return combine(base, list(extra), options) * scale
+
+    source = ledger.start(varargs, 2, 3, 4, scale=2, bonus=5)
+    assert source.result(timeout=30) == (2 * 7 + 5) * 2
+    assert ledger.get(source.id).inputs == {"base": 2, "extra": [3, 4], "scale": 2,
+                                            "options": {"bonus": 5}}
+    assert ledger.fork(source.id, from_position=1).result(timeout=30) == 38
+    assert ledger.fork(source.id, 1, inputs={"scale": 3}).result(timeout=30) == 57
+    with pytest.raises(fl.ConfigurationError, match="no parameter"):
+        ledger.fork(source.id, 1, inputs={"nope": 1})

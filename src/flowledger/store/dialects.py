@@ -79,7 +79,13 @@ class SqliteBackend(Backend):
                 "use sqlite:///path/to/file.db"
             )
         self.path = Path(database).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(f"cannot create the folder for SQLite file {self.path}: "
+                                     f"{exc.strerror or exc}") from None
         super().__init__(url.set(database=str(self.path)), durability)
         self._hot = self._connect_raw()
         self._hot_lock = threading.Lock()
@@ -234,8 +240,8 @@ def open_backend(url: str, durability: Durability) -> Backend:
     if family == "sqlite":
         return SqliteBackend(parsed, durability)
     if family in ("postgresql", "postgres"):
-        driver = parsed.get_driver_name()
-        if driver not in ("psycopg", "psycopg2", "") and "+" in parsed.drivername:
+        driver = parsed.drivername.partition("+")[2]
+        if driver not in ("psycopg", ""):
             raise ConfigurationError(f"unsupported PostgreSQL driver {driver!r}: use psycopg")
         try:
             import psycopg  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -162,21 +163,27 @@ class SqlStore:
                    error_text: str | None, now: int) -> bool:
         """Final status, output, error and step totals in one transaction.
 
-        Returns False when the run was cancelled meanwhile: only its totals are updated.
+        Steps still marked running when a run fails or is cancelled are closed as failed
+        (interrupted). Returns False when the run was cancelled meanwhile (only totals
+        and interrupted steps are written) or is no longer held with ``token``.
         """
         with self._write() as conn:
-            totals = self._totals(run_id)
-            done = conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id, runs.c.lease_token == token,
-                       runs.c.status == "running")
-                .values(status=status, output=output_text, error=error_text,
-                        completed_at=now, **totals)
-            ).rowcount
-            if not done:
-                conn.execute(update(runs).where(runs.c.id == run_id,
-                                                runs.c.lease_token == token).values(**totals))
-            return bool(done)
+            current = conn.execute(select(runs.c.status).where(
+                runs.c.id == run_id, runs.c.lease_token == token)).scalar_one_or_none()
+            if current is None:
+                return False
+            if status != "completed":
+                conn.execute(update(steps)
+                             .where(steps.c.run_id == run_id, steps.c.status == "running")
+                             .values(status="failed", completed_at=now,
+                                     error=_interrupted(status)))
+            final = current == "running"
+            values: dict[str, Any] = dict(self._totals(run_id))
+            if final:
+                values.update(status=status, output=output_text, error=error_text,
+                              completed_at=now)
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+            return final
 
     @staticmethod
     def _totals(run_id: uuid.UUID) -> dict[str, Any]:
@@ -397,6 +404,11 @@ class SqlStore:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _interrupted(status: str) -> str:
+    return json.dumps({"type": "flowledger.Interrupted", "traceback": "",
+                       "message": f"the run ended ({status}) while this step was running"})
 
 
 def _id_floor(micros: int) -> uuid.UUID:
