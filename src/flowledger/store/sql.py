@@ -177,7 +177,7 @@ class SqlStore:
                              .where(steps.c.run_id == run_id, steps.c.status == "running")
                              .values(status="failed", completed_at=now,
                                      error=_interrupted(status)))
-            final = current == "running"
+            final = bool(current == "running")
             values: dict[str, Any] = dict(self._totals(run_id))
             if final:
                 values.update(status=status, output=output_text, error=error_text,
