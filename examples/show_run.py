@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
         try:
             run = ledger.get(argv[0])
         except fl.RunNotFound as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc} in {ledger.url}", file=sys.stderr)
             return 3
     print(render(run))
     return 0

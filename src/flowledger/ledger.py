@@ -1,4 +1,7 @@
-"""The Ledger: the one place the Python API, CLI and HTTP API start and query runs."""
+"""The Ledger: the one place that starts, resumes, cancels and queries runs.
+
+Every interface (Python API today; the CLI and HTTP API build on it) calls these methods.
+"""
 
 from __future__ import annotations
 
