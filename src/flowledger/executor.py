@@ -15,7 +15,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ids
 from .errors import (
@@ -44,8 +44,7 @@ _step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
 _NO_RETRY = RetryPolicy()
 
 
-@dataclass(frozen=True)
-class StepInfo:
+class StepInfo(NamedTuple):
     """What a step body can learn about itself through ``fl.current_step()``."""
 
     run_id: str

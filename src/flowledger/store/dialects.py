@@ -88,6 +88,7 @@ class SqliteBackend(Backend):
                                      f"{exc.strerror or exc}") from None
         super().__init__(url.set(database=str(self.path)), durability)
         self._hot = self._connect_raw()
+        self._hot_cursor = self._hot.cursor()
         self._hot_lock = threading.Lock()
         self._hot_is_full = self.durability == "full"
 
@@ -135,14 +136,14 @@ class SqliteBackend(Backend):
             if self._hot_is_full:
                 self._hot.execute("PRAGMA synchronous = NORMAL")
                 self._hot_is_full = False
-            return self._hot.execute(sql, params).rowcount
+            return self._hot_cursor.execute(sql, params).rowcount
 
     def durable(self, sql: str, params: dict[str, Any]) -> int:
         with self._hot_lock:
             if not self._hot_is_full and self.durability == "full":
                 self._hot.execute("PRAGMA synchronous = FULL")
                 self._hot_is_full = True
-            return self._hot.execute(sql, params).rowcount
+            return self._hot_cursor.execute(sql, params).rowcount
 
     def close(self) -> None:
         with self._hot_lock:
