@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import flowledger as fl
-from tests.helpers.procs import Child, run_to_end
+from tests.helpers.procs import Child, kill_in_flight, run_to_end
 
 CHAIN_OUTPUT = sum(i * i for i in range(1, 21))
 
@@ -35,10 +35,7 @@ def test_uninterrupted_run_output(db_url: str, tmp_path: Path) -> None:
 def test_sigkill_mid_run_then_resume_from_another_process(db_url: str, tmp_path: Path,
                                                           kill_at: int) -> None:
     log = tmp_path / "log"
-    child = Child("start", db_url, "chain", "20", log=log, block_at=str(kill_at))
-    run_id = child.expect("run ")
-    child.expect(f"inflight {kill_at}")
-    child.kill()
+    run_id = kill_in_flight(db_url, "chain", "20", log, str(kill_at))
 
     with fl.Ledger(db_url) as ledger:
         crashed = ledger.get(run_id)
@@ -77,10 +74,7 @@ def test_sigkill_mid_run_then_resume_from_another_process(db_url: str, tmp_path:
 def test_retry_after_a_crash_continues_the_durable_attempt_count(db_url: str,
                                                                  tmp_path: Path) -> None:
     log = tmp_path / "log"
-    child = Child("start", db_url, "retry", "0", log=log, block_at="attempt3")
-    run_id = child.expect("run ")
-    child.expect("inflight attempt3")
-    child.kill()
+    run_id = kill_in_flight(db_url, "retry", "0", log, "attempt3")
     with fl.Ledger(db_url) as ledger:
         step = ledger.get(run_id).steps[0]
         assert (step.status, step.attempts) == (fl.StepStatus.RUNNING, 3)
@@ -119,10 +113,7 @@ def test_cancel_from_a_second_process_stops_before_the_next_step(db_url: str,
 def test_concurrent_steps_resume_deterministically(db_url: str, tmp_path: Path,
                                                    workflow: str) -> None:
     log = tmp_path / "log"
-    child = Child("start", db_url, workflow, "8", log=log, block_at="3")
-    run_id = child.expect("run ")
-    child.expect("inflight 3")
-    child.kill()
+    run_id = kill_in_flight(db_url, workflow, "8", log, "3")
     with fl.Ledger(db_url) as ledger:
         before = ledger.get(run_id)
         done_before = {s.position for s in before.steps if s.status is fl.StepStatus.COMPLETED}
@@ -144,10 +135,7 @@ def test_concurrent_steps_resume_deterministically(db_url: str, tmp_path: Path,
 
 def test_recover_resumes_runs_of_dead_processes(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "log"
-    child = Child("start", db_url, "chain", "6", log=log, block_at="4")
-    run_id = child.expect("run ")
-    child.expect("inflight 4")
-    child.kill()
+    run_id = kill_in_flight(db_url, "chain", "6", log, "4")
     code, lines, err = run_to_end("recover", db_url, log=log)
     assert code == 0, err
     assert "recovered 1" in lines
@@ -159,10 +147,7 @@ def test_recover_resumes_runs_of_dead_processes(db_url: str, tmp_path: Path) -> 
 
 def test_crash_inside_a_child_run_resumes_parent_and_child(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "log"
-    child = Child("start", db_url, "parent", "4", log=log, block_at="3")
-    parent_id = child.expect("run ")
-    child.expect("inflight 3")
-    child.kill()
+    parent_id = kill_in_flight(db_url, "parent", "4", log, "3")
     with fl.Ledger(db_url) as ledger:
         kid = ledger.runs(parent=parent_id).runs[0]
         assert kid.status is fl.RunStatus.RUNNING and kid.counts.completed == 2

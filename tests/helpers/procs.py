@@ -56,3 +56,12 @@ def run_to_end(*args: str, log: Path | None = None) -> tuple[int, list[str], str
     child = Child(*args, log=log)
     code, err = child.finish()
     return code, child.lines, err
+
+
+def kill_in_flight(db_url: str, workflow: str, arg: str, log: Path, block_at: str) -> str:
+    """Start a run in a child, SIGKILL it while the step tagged ``block_at`` runs."""
+    child = Child("start", db_url, workflow, arg, log=log, block_at=block_at)
+    run_id = child.expect("run ")
+    child.expect(f"inflight {block_at}")
+    child.kill()
+    return run_id
