@@ -48,6 +48,17 @@ def pg_url(name: str) -> str:
     return make_url(_admin_conninfo(name)).render_as_string(hide_password=False)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, with one clear line, when PostgreSQL is unreachable."""
+    try:
+        psycopg.connect(_admin_conninfo(), connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        pytest.exit(f"PostgreSQL is required for the test suite and is unreachable at "
+                    f"{ADMIN_URL} ({reason}); start it or set FLOWLEDGER_TEST_POSTGRES",
+                    returncode=1)
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     name = create_pg_database()
