@@ -13,13 +13,14 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import ids
 from .errors import (
     CancelledSignal,
+    ConfigurationError,
     DeadlineExceeded,
     LeaseLost,
     NonDeterminismError,
@@ -30,7 +31,7 @@ from .errors import (
     SkipStep,
     WorkflowNotFound,
 )
-from .serialization import NO_HINT, Serializer, check_size
+from .serialization import NO_HINT, Serializer, bind_arguments, check_size
 from .store.base import NewRun, StepRow
 from .store.sql import SqlStore
 from .timeouts import call_with_timeout
@@ -82,6 +83,25 @@ class Runtime:
     serializer: Serializer
     max_payload_bytes: int
     identity: str
+
+
+def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
+                   kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Bind a call to the workflow's parameters and serialize them for the run record."""
+    try:
+        values = bind_arguments(definition.signature, tuple(args), kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad arguments for workflow {definition.name!r}: {exc}") from None
+    return values, encode_inputs(runtime, definition, values)
+
+
+def encode_inputs(runtime: Runtime, definition: WorkflowDef, values: Mapping[str, Any]) -> str:
+    what = f"inputs of workflow {definition.name!r}"
+    try:
+        text = runtime.serializer.dumps(dict(values))
+    except SerializationError as exc:
+        raise SerializationError(f"{what}: {exc}") from None
+    return check_size(text, runtime.max_payload_bytes, what)
 
 
 def error_text(exc: BaseException) -> str:
@@ -253,8 +273,6 @@ class Execution:
               kwargs: dict[str, Any]) -> tuple[_StepCall, Callable[[], Execution],
                                                  list[Any], dict[str, Any]]:
         """Prepare a child-run call: the parent step, and how to build the child."""
-        from .ledger import prepare_inputs
-
         position = self.allocate()
         values, inputs_text = prepare_inputs(self.runtime, definition, args, kwargs)
         attempt = _StepCall(self, definition.name, position, _NO_RETRY, None,
@@ -478,7 +496,7 @@ def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
     return run()
 
 
-def resolve(name: str, version: str, entrypoint: str) -> WorkflowDef:
+def resolve(name: str, entrypoint: str) -> WorkflowDef:
     """Find the code of a recorded run: its entrypoint, or the registry if that names it.
 
     Two modules may register workflows of the same name, so the registry is trusted

@@ -30,10 +30,16 @@ from .errors import (
     RunCancelled,
     RunFailed,
     RunNotFound,
-    SerializationError,
     WorkflowVersionMismatch,
 )
-from .executor import Execution, Runtime, resolve, resume_position
+from .executor import (
+    Execution,
+    Runtime,
+    encode_inputs,
+    prepare_inputs,
+    resolve,
+    resume_position,
+)
 from .models import (
     ErrorInfo,
     Run,
@@ -49,9 +55,7 @@ from .serialization import (
     NO_HINT,
     JsonSerializer,
     Serializer,
-    bind_arguments,
     call_arguments,
-    check_size,
     decode_inputs,
 )
 from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow
@@ -67,25 +71,6 @@ WorkflowRef = Callable[..., Any] | WorkflowDef
 def default_url() -> str:
     """The embedded default: ``./.flowledger/flowledger.db`` in the working directory."""
     return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
-
-
-def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
-                   kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """Bind a call to the workflow's parameters and serialize them for the run record."""
-    try:
-        values = bind_arguments(definition.signature, tuple(args), kwargs)
-    except TypeError as exc:
-        raise ConfigurationError(f"bad arguments for workflow {definition.name!r}: {exc}") from None
-    return values, encode_inputs(runtime, definition, values)
-
-
-def encode_inputs(runtime: Runtime, definition: WorkflowDef, values: Mapping[str, Any]) -> str:
-    what = f"inputs of workflow {definition.name!r}"
-    try:
-        text = runtime.serializer.dumps(dict(values))
-    except SerializationError as exc:
-        raise SerializationError(f"{what}: {exc}") from None
-    return check_size(text, runtime.max_payload_bytes, what)
 
 
 def _deadline_seconds(value: float | timedelta | None) -> float | None:
@@ -326,7 +311,7 @@ class Ledger:
         return self._launch(execution, args, kwargs)
 
     def _takeover(self, row: RunRow) -> tuple[Execution, list[Any], dict[str, Any]]:
-        definition = resolve(row.workflow, row.version, row.entrypoint)
+        definition = resolve(row.workflow, row.entrypoint)
         if definition.version != row.version:
             raise WorkflowVersionMismatch(
                 f"run {row.id} was recorded with {row.workflow!r} version {row.version!r}, "
@@ -354,7 +339,7 @@ class Ledger:
         if not 1 <= from_position <= last + 1:
             raise ConfigurationError(f"from_position must be between 1 and {last + 1} for "
                                      f"run {source.id} (it has {last} recorded steps)")
-        definition = resolve(source.workflow, source.version, source.entrypoint)
+        definition = resolve(source.workflow, source.entrypoint)
         values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
         unknown = set(inputs or {}) - set(definition.signature.parameters)
         if unknown:

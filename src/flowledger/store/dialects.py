@@ -78,7 +78,7 @@ class SqliteBackend(Backend):
                 "flowledger needs a SQLite *file* (several connections share it): "
                 "use sqlite:///path/to/file.db"
             )
-        self.path = Path(database).expanduser()
+        self.path = Path(database).expanduser().absolute()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
