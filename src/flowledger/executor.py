@@ -43,6 +43,26 @@ _step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
     "flowledger_step", default=None)
 
 _NO_RETRY = RetryPolicy()
+# Runs whose workflow body is executing in this process right now. A run recorded as
+# executed by this process but absent here was abandoned (e.g. the store failed while
+# finishing it) and may be resumed without waiting for the process to exit.
+_executing: set[uuid.UUID] = set()
+_executing_lock = threading.Lock()
+
+
+def executing_here(run_id: uuid.UUID) -> bool:
+    with _executing_lock:
+        return run_id in _executing
+
+
+def _enter(run_id: uuid.UUID) -> None:
+    with _executing_lock:
+        _executing.add(run_id)
+
+
+def _leave(run_id: uuid.UUID) -> None:
+    with _executing_lock:
+        _executing.discard(run_id)
 
 
 class StepInfo(NamedTuple):
@@ -138,26 +158,34 @@ class Execution:
 
     # -- the workflow body ---------------------------------------------------------
     def run_sync(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        _enter(self.run_id)
         token = _execution.set(self)
         try:
-            result = self.definition.fn(*args, **kwargs)
-        except BaseException as exc:
-            self._finish_error(exc)
-            raise  # _finish_error raises the public error; this keeps mypy informed
+            try:
+                result = self.definition.fn(*args, **kwargs)
+            except BaseException as exc:
+                self._finish_error(exc)
+                raise  # _finish_error raises the public error; this keeps mypy informed
+            finally:
+                _execution.reset(token)
+            return self._finish_ok(result)
         finally:
-            _execution.reset(token)
-        return self._finish_ok(result)
+            _leave(self.run_id)
 
     async def run_async(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        _enter(self.run_id)
         token = _execution.set(self)
         try:
-            result = await self.definition.fn(*args, **kwargs)
-        except BaseException as exc:
-            self._finish_error(exc)
-            raise
+            try:
+                result = await self.definition.fn(*args, **kwargs)
+            except BaseException as exc:
+                self._finish_error(exc)
+                raise
+            finally:
+                _execution.reset(token)
+            return self._finish_ok(result)
         finally:
-            _execution.reset(token)
-        return self._finish_ok(result)
+            _leave(self.run_id)
 
     def _finish_ok(self, result: Any) -> Any:
         store = self.runtime.store

@@ -36,6 +36,7 @@ from .executor import (
     Execution,
     Runtime,
     encode_inputs,
+    executing_here,
     prepare_inputs,
     resolve,
     resume_position,
@@ -302,13 +303,19 @@ class Ledger:
         if row.status == RunStatus.COMPLETED:
             return RunHandle(self, str(row.id), _done_future(self._decoded_output(row)))
         if row.status == RunStatus.RUNNING:
-            alive = ids.is_alive_here(row.executor)
+            alive = self._executor_alive(row)
             if alive or (alive is None and not force):
                 where = "this host" if alive else "another host (pass force=True if it is gone)"
                 raise RunAlreadyRunning(f"run {row.id} is being executed by process "
                                         f"{row.executor} on {where}")
         execution, args, kwargs = self._takeover(row)
         return self._launch(execution, args, kwargs)
+
+    def _executor_alive(self, row: RunRow) -> bool | None:
+        """Whether the run's executor still executes it (None: another host, unknown)."""
+        if row.executor == self._runtime.identity:
+            return executing_here(row.id)
+        return ids.is_alive_here(row.executor)
 
     def _takeover(self, row: RunRow) -> tuple[Execution, list[Any], dict[str, Any]]:
         definition = resolve(row.workflow, row.entrypoint)
@@ -386,7 +393,7 @@ class Ledger:
         for row in self.store.running_runs(ids.hostname() + ":"):
             if row.parent_id is not None or (self.owner and row.owner != self.owner):
                 continue  # child runs are resumed by their parent
-            if ids.is_alive_here(row.executor) is not False:
+            if self._executor_alive(row) is not False:
                 continue
             try:
                 execution, args, kwargs = self._takeover(row)

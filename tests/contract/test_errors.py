@@ -122,3 +122,65 @@ def test_store_going_away_mid_run_is_store_unavailable(tmp_path: object) -> None
     assert isinstance(info.value.__cause__, fl.StoreUnavailable)
     assert "sqlite store at" in str(info.value.__cause__)
     ledger.close()
+
+
+def test_postgres_connections_killed_mid_run_are_replaced(pg_database: str) -> None:
+    """The server drops every connection during a step (as in a restart): the step's
+    writes go through on fresh connections and the run completes."""
+    import psycopg
+
+    @fl.step()
+    def dropping() -> int:
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return 7
+
+    @fl.workflow(name="err_pg_drop")
+    def wf() -> int:
+        return good()["kept"] + dropping() + good()["kept"]
+
+    with fl.Ledger(pg_database) as ledger:
+        assert ledger.run(wf) == 9
+        run = ledger.get(ledger.runs(workflow="err_pg_drop").runs[0].id)
+        assert run.status is fl.RunStatus.COMPLETED and run.counts.completed == 3
+
+
+def test_store_outage_mid_run_is_reported_and_resumable(pg_database: str) -> None:
+    """PostgreSQL becomes unreachable during a step: a readable StoreUnavailable, the
+    committed steps intact, and once it is back the run resumes where it stopped."""
+    from sqlalchemy import make_url
+
+    from tests.helpers.proxy import OutageProxy
+
+    target = make_url(pg_database)
+    proxy = OutageProxy(target.host or "127.0.0.1", target.port or 5432)
+    url = target.set(port=proxy.port).render_as_string(hide_password=False)
+    calls = {"cut": 0}
+
+    @fl.step()
+    def cutting() -> int:
+        calls["cut"] += 1
+        if calls["cut"] == 1:
+            proxy.cut()
+        return 7
+
+    @fl.workflow(name="err_outage")
+    def wf() -> int:
+        return good()["kept"] + cutting()
+
+    try:
+        with fl.Ledger(url) as ledger:
+            with pytest.raises(fl.StoreUnavailable) as info:
+                ledger.run(wf)
+            assert f"postgresql store at postgresql+psycopg://postgres@127.0.0.1:{proxy.port}" \
+                in str(info.value)
+            proxy.restore()
+            run = ledger.runs(workflow="err_outage").runs[0]
+            assert run.status is fl.RunStatus.RUNNING  # says it never finished
+            assert ledger.get(run.id).steps[0].output == {"kept": 1}
+            assert ledger.resume(run.id).result(timeout=30) == 8
+            assert calls["cut"] == 2  # the in-flight step ran again (at-least-once)
+            assert ledger.get(run.id).steps[0].attempts == 1
+    finally:
+        proxy.close()

@@ -181,7 +181,10 @@ class PostgresBackend(Backend):
 
     def _create_engine(self) -> Engine:
         args = {} if self.durability == "full" else {"options": "-c synchronous_commit=off"}
-        return create_engine(self.url, connect_args=args, pool_size=5, max_overflow=20)
+        # Pre-ping costs a round trip per checkout, affordable off the step hot path, and
+        # lets run creation and queries survive a server restart between two calls.
+        return create_engine(self.url, connect_args=args, pool_size=5, max_overflow=20,
+                             pool_pre_ping=True)
 
     def _autocommit_engine(self, connect_args: dict[str, Any]) -> Engine:
         engine = create_engine(self.url, connect_args=connect_args, pool_size=5,
@@ -198,17 +201,24 @@ class PostgresBackend(Backend):
 
     @staticmethod
     def _run(engine: Engine, sql: str, params: dict[str, Any]) -> int:
-        raw = engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            cur.execute(sql, params)
-            return int(cur.rowcount)
-        except BaseException:
-            if _is_broken(raw):
+        for attempt in (1, 2):
+            raw = engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute(sql, params)
+                return int(cur.rowcount)
+            except Exception:
+                if not _is_broken(raw) or attempt == 2:
+                    raise
+                # The server dropped this connection, likely its pooled siblings too (a
+                # restart, a failover): start the pool afresh and try once more. Both hot
+                # statements may be repeated: the result is idempotent, and a repeated
+                # begin at worst counts one attempt too many.
                 raw.invalidate()
-            raise
-        finally:
-            raw.close()
+                engine.dispose()
+            finally:
+                raw.close()
+        raise AssertionError("unreachable")
 
     def marker(self, sql: str, params: dict[str, Any]) -> int:
         return self._run(self._marker_engine, sql, params)
