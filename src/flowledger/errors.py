@@ -27,6 +27,10 @@ class RunNotFound(FlowledgerError, LookupError):
         self.run_id = run_id
 
 
+class AmbiguousRunId(FlowledgerError, LookupError):
+    """A run id prefix matches more than one run."""
+
+
 class InvalidCursor(FlowledgerError, ValueError):
     """A pagination cursor was not produced by ``Ledger.runs()``."""
 

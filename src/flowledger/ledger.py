@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 from . import ids
 from .errors import (
+    AmbiguousRunId,
     ConfigurationError,
     FlowledgerError,
     InvalidCursor,
@@ -52,6 +53,8 @@ from .models import (
     _duration,
     from_micros,
 )
+from .reports import RunDiff, Stats, compute_stats, diff_runs
+from .retention import FINISHED, PurgeReport, iter_runs, purge
 from .serialization import (
     NO_HINT,
     JsonSerializer,
@@ -131,6 +134,22 @@ class RunHandle:
 
     def get(self) -> Run:
         return self.ledger.get(self.id)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the run to end; True if it has."""
+        if self._future is not None:
+            try:
+                self._future.exception(timeout)
+            except TimeoutError:
+                return False
+            return True
+        try:
+            self.ledger._wait_for_output(self.id, timeout)
+        except TimeoutError:
+            return False
+        except FlowledgerError:
+            pass
+        return True
 
     def done(self) -> bool:
         if self._future is not None:
@@ -439,21 +458,7 @@ class Ledger:
         """
         if not 1 <= limit <= 1000:
             raise ConfigurationError("limit must be between 1 and 1000")
-        statuses = [status] if isinstance(status, str) else list(status or ())
-        for value in statuses:
-            if value not in RunStatus.__members__.values():
-                raise ConfigurationError(f"unknown status {value!r}; expected one of "
-                                         f"{', '.join(s.value for s in RunStatus)}")
-        if self.owner is not None and owner not in (None, self.owner):
-            return RunPage((), None)
-        parent_id = None
-        if parent is not None:
-            parent_id = ids.parse_run_id(parent)
-            if parent_id is None:
-                raise RunNotFound(parent)
-        flt = RunFilter(owner=self.owner or owner, status=statuses, workflow=workflow, tag=tag,
-                        since=_micros(since, "since"), until=_micros(until, "until"),
-                        parent_id=parent_id)
+        flt = self._filter(status, workflow, owner, tag, since, until, parent)
         rows = self.store.list_runs(flt, limit + 1,
                                     decode_cursor(cursor) if cursor else None)
         more = len(rows) > limit
@@ -462,6 +467,87 @@ class Ledger:
                                             if not RunStatus(r.status).finished])
         runs = tuple(self._to_run(r, None, live.get(r.id)) for r in rows)
         return RunPage(runs, encode_cursor(rows[-1].id) if more and rows else None)
+
+    def resolve_id(self, prefix: str) -> str:
+        """The full id of the one run whose id starts with ``prefix`` (like git).
+
+        Raises RunNotFound when none matches, AmbiguousRunId when several do.
+        """
+        text = prefix.strip().lower().replace("-", "")
+        if len(text) == 32 and ids.parse_run_id(text) is not None:
+            return str(self._visible(text).id)
+        if not text or len(text) > 32 or any(c not in "0123456789abcdef" for c in text):
+            raise RunNotFound(prefix)
+        found = self.store.ids_with_prefix(text, self.owner, limit=2)
+        if not found:
+            raise RunNotFound(prefix)
+        if len(found) > 1:
+            raise AmbiguousRunId(f"run id prefix {prefix!r} matches several runs "
+                                 f"({found[0]}, {found[1]}, …); give more characters")
+        return str(found[0])
+
+    def diff(self, run_a: str | uuid.UUID, run_b: str | uuid.UUID) -> RunDiff:
+        """Compare two runs position by position: status, duration and output changes."""
+        return diff_runs(self.get(run_a), self.get(run_b))
+
+    def stats(self, *, workflow: str | None = None,
+              since: datetime | timedelta | None = None,
+              until: datetime | timedelta | None = None) -> Stats:
+        """Per workflow: runs, success rate, p50/p95 duration; per step name: count,
+        failure rate, p50/p95. Example: ``ledger.stats(since=timedelta(days=1))``."""
+        flt = RunFilter(owner=self.owner, workflow=workflow, since=_micros(since, "since"),
+                        until=_micros(until, "until"))
+        return compute_stats(*self.store.timing_rows(flt))
+
+    def export(self, run_id: str | uuid.UUID | None = None, *,
+               status: str | Iterable[str] | None = None, workflow: str | None = None,
+               owner: str | None = None, tag: str | None = None,
+               since: datetime | timedelta | None = None,
+               until: datetime | timedelta | None = None) -> Iterator[Run]:
+        """Runs with their steps, newest first, streamed in batches (constant memory).
+
+        Example: ``for run in ledger.export(workflow="triage"): print(run.to_dict())``
+        """
+        if run_id is not None:
+            yield self.get(run_id)
+            return
+        flt = self._filter(status, workflow, owner, tag, since, until, None)
+        yield from iter_runs(self.store, flt, self._to_run)
+
+    def purge(self, older_than: timedelta, *, status: str | Iterable[str] | None = None,
+              archive: str | None = None, dry_run: bool = False,
+              progress: Callable[[int], None] | None = None) -> PurgeReport:
+        """Delete finished runs created more than ``older_than`` ago, with their steps.
+
+        ``status`` narrows to some final states; ``archive`` first writes every purged
+        run with its steps to a ``.jsonl.gz`` file. Runs still pending or running are
+        never purged. Example: ``ledger.purge(timedelta(days=90), archive="old.jsonl.gz")``
+        """
+        if older_than.total_seconds() < 0:
+            raise ConfigurationError("older_than must not be negative")
+        statuses = _statuses(status) or list(FINISHED)
+        active = [s for s in statuses if s not in FINISHED]
+        if active:
+            raise ConfigurationError(f"only finished runs can be purged, not {active[0]!r}")
+        flt = RunFilter(owner=self.owner, status=statuses,
+                        until=ids.now_us() - int(older_than.total_seconds() * 1_000_000))
+        return purge(self.store, flt, self._to_run, archive=archive, dry_run=dry_run,
+                     progress=progress)
+
+    def _filter(self, status: str | Iterable[str] | None, workflow: str | None,
+                owner: str | None, tag: str | None, since: datetime | timedelta | None,
+                until: datetime | timedelta | None, parent: str | None) -> RunFilter:
+        statuses = _statuses(status)
+        parent_id = None
+        if parent is not None:
+            parent_id = ids.parse_run_id(parent)
+            if parent_id is None:
+                raise RunNotFound(parent)
+        if self.owner is not None and owner not in (None, self.owner):
+            owner = "\x00no-such-owner"  # another owner's runs: an empty result
+        return RunFilter(owner=self.owner or owner, status=statuses, workflow=workflow,
+                         tag=tag, since=_micros(since, "since"), until=_micros(until, "until"),
+                         parent_id=parent_id)
 
     def _visible(self, run_id: str | uuid.UUID) -> RunRow:
         parsed = ids.parse_run_id(run_id)
@@ -540,6 +626,15 @@ class Ledger:
             duration=_duration(row.started_at, row.completed_at),
             child_run_id=str(row.child_run_id) if row.child_run_id else None,
         )
+
+
+def _statuses(status: str | Iterable[str] | None) -> list[str]:
+    statuses = [status] if isinstance(status, str) else list(status or ())
+    for value in statuses:
+        if value not in RunStatus.__members__.values():
+            raise ConfigurationError(f"unknown status {value!r}; expected one of "
+                                     f"{', '.join(s.value for s in RunStatus)}")
+    return statuses
 
 
 def _count_steps(steps: Sequence[StepRow]) -> tuple[int, int, int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,6 +98,10 @@ class Step:
         """Stable key for external side effects: ``<run_id>:<position>``."""
         return f"{self.run_id}:{self.position}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (timestamps ISO 8601, durations in seconds)."""
+        return _jsonable(self)
+
 
 @dataclass(frozen=True)
 class Run:
@@ -133,6 +137,13 @@ class Run:
     deadline_at: datetime | None
     steps: tuple[Step, ...] = field(default=())
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).
+
+        Example: ``json.dumps(ledger.get(run_id).to_dict())``
+        """
+        return _jsonable(self)
+
 
 @dataclass(frozen=True)
 class RunPage:
@@ -146,6 +157,27 @@ class RunPage:
 
     def __len__(self) -> int:
         return len(self.runs)
+
+
+def _jsonable(record: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in fields(record):
+        out[item.name] = _value(getattr(record, item.name))
+    return out
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, tuple | list):
+        return [_value(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(value)
+    return value
 
 
 __all__ = [

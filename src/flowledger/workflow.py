@@ -99,6 +99,7 @@ class WorkflowDef:
 
 
 _registry: dict[str, WorkflowDef] = {}
+FILE_MODULE_PREFIX = "flowledger_file_"  # modules imported from a path by load_entrypoint
 log = logging.getLogger("flowledger")
 MAX_NAME = 200
 MAX_VERSION = 100
@@ -130,10 +131,10 @@ def _default_name(fn: Callable[..., Any]) -> str:
 def entrypoint_of(fn: Callable[..., Any]) -> str:
     """``module:qualname``, or ``/abs/file.py:qualname`` for code run as a script."""
     module = fn.__module__
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-        if main_file:
-            return f"{os.path.abspath(main_file)}:{fn.__qualname__}"
+    if module == "__main__" or module.startswith(FILE_MODULE_PREFIX):
+        source = getattr(sys.modules.get(module), "__file__", None)
+        if source:
+            return f"{os.path.abspath(source)}:{fn.__qualname__}"
     return f"{module}:{fn.__qualname__}"
 
 
@@ -169,7 +170,7 @@ def _import_file(path: str) -> Any:
     for module in list(sys.modules.values()):
         if getattr(module, "__file__", None) == absolute:
             return module
-    name = "flowledger_file_" + hashlib.sha1(absolute.encode()).hexdigest()[:12]
+    name = FILE_MODULE_PREFIX + hashlib.sha1(absolute.encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, absolute)
     if spec is None or spec.loader is None:
         raise WorkflowNotFound(f"cannot load {absolute} as Python code")

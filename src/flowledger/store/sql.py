@@ -104,12 +104,14 @@ class SqlStore:
         store = SqlStore("sqlite:///runs.db")
     """
 
-    def __init__(self, url: str, *, durability: Durability = "full") -> None:
+    def __init__(self, url: str, *, durability: Durability = "full",
+                 migrate_schema: bool = True) -> None:
         with translate_errors(f"store at {_safe_url(url)}"):
             self.backend = open_backend(url, durability)
         self._where = f"{self.backend.name} store at {self.backend.describe()}"
-        with translate_errors(self._where):
-            migrate.upgrade(self.backend)
+        if migrate_schema:
+            with translate_errors(self._where):
+                migrate.upgrade(self.backend)
         uuid_type = self.backend.uuid_sql_type
         self._begin_sql = _compile(self.backend, _BEGIN_STEP.format(uuid=uuid_type))
         self._finish_sql = _compile(self.backend, _FINISH_STEP)
@@ -119,6 +121,15 @@ class SqlStore:
     @property
     def dialect(self) -> str:
         return self.backend.name
+
+    def schema_revision(self) -> tuple[str | None, str | None]:
+        """(revision the database is at, newest revision this code knows)."""
+        with translate_errors(self._where):
+            return migrate.current_revision(self.backend), migrate.head_revision()
+
+    def upgrade_schema(self) -> None:
+        with translate_errors(self._where):
+            migrate.upgrade(self.backend)
 
     # -- connections ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -333,10 +344,8 @@ class SqlStore:
                                .where(runs.c.id == run_id)).first()
             return None if row is None else (row[0], row[1])
 
-    def list_runs(self, flt: RunFilter, limit: int,
-                  before_id: uuid.UUID | None) -> list[RunRow]:
-        """Newest first (ids are time-ordered UUIDv7), keyset-paginated by id."""
-        query = select(runs)
+    @staticmethod
+    def _filtered(query: Any, flt: RunFilter) -> Any:
         conds = []
         if flt.tag is not None:
             query = query.join(run_tags, and_(run_tags.c.run_id == runs.c.id,
@@ -349,15 +358,22 @@ class SqlStore:
             conds.append(runs.c.workflow == flt.workflow)
         if flt.parent_id is not None:
             conds.append(runs.c.parent_id == flt.parent_id)
+        # Ids are UUIDv7: a time window is also an id range, which the primary key serves.
         if flt.since is not None:
             conds += [runs.c.id >= _id_floor(flt.since - 60_000_000),
                       runs.c.created_at >= flt.since]
         if flt.until is not None:
             conds += [runs.c.id < _id_floor(flt.until + 60_000_000),
                       runs.c.created_at < flt.until]
+        return query.where(*conds)
+
+    def list_runs(self, flt: RunFilter, limit: int,
+                  before_id: uuid.UUID | None) -> list[RunRow]:
+        """Newest first (ids are time-ordered UUIDv7), keyset-paginated by id."""
+        query = self._filtered(select(runs), flt)
         if before_id is not None:
-            conds.append(runs.c.id < before_id)
-        query = query.where(*conds).order_by(runs.c.id.desc()).limit(limit)
+            query = query.where(runs.c.id < before_id)
+        query = query.order_by(runs.c.id.desc()).limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()
             tags: dict[uuid.UUID, list[str]] = {}
@@ -368,6 +384,53 @@ class SqlStore:
                         .where(run_tags.c.run_id.in_(ids)).order_by(run_tags.c.tag)):
                     tags.setdefault(run_id, []).append(tag)
             return [_run_row(r, tuple(tags.get(r.id, ()))) for r in rows]
+
+    def steps_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[StepRow]]:
+        """The steps of several runs in one query (for exports and archives)."""
+        found: dict[uuid.UUID, list[StepRow]] = {run_id: [] for run_id in run_ids}
+        if not run_ids:
+            return found
+        query = (select(steps).where(steps.c.run_id.in_(list(run_ids)))
+                 .order_by(steps.c.run_id, steps.c.position))
+        with self._read() as conn:
+            for row in conn.execute(query):
+                found[row.run_id].append(StepRow(*row))
+        return found
+
+    def ids_with_prefix(self, hex_prefix: str, owner: str | None,
+                        limit: int = 2) -> list[uuid.UUID]:
+        """Run ids starting with ``hex_prefix`` (lower-case hex, no dashes): an id range."""
+        low = uuid.UUID(hex_prefix.ljust(32, "0"))
+        high = uuid.UUID(hex_prefix.ljust(32, "f"))
+        query = select(runs.c.id).where(runs.c.id >= low, runs.c.id <= high)
+        if owner is not None:
+            query = query.where(runs.c.owner == owner)
+        with self._read() as conn:
+            return list(conn.execute(query.order_by(runs.c.id).limit(limit)).scalars())
+
+    def timing_rows(self, flt: RunFilter) -> tuple[list[Any], list[Any]]:
+        """For statistics: (workflow, status, started, completed) of the matching runs, and
+        (workflow, step name, status, started, completed) of their steps."""
+        run_query = self._filtered(
+            select(runs.c.id, runs.c.workflow, runs.c.status, runs.c.started_at,
+                   runs.c.completed_at), flt)
+        matching = run_query.subquery()
+        step_query = (select(matching.c.workflow, steps.c.name, steps.c.status,
+                             steps.c.started_at, steps.c.completed_at)
+                      .join(matching, matching.c.id == steps.c.run_id))
+        with self._read() as conn:
+            return list(conn.execute(run_query)), list(conn.execute(step_query))
+
+    def delete_runs(self, run_ids: Sequence[uuid.UUID]) -> int:
+        """Delete runs with their steps and tags in one transaction; returns steps deleted."""
+        if not run_ids:
+            return 0
+        ids = list(run_ids)
+        with self._write() as conn:
+            removed = conn.execute(delete(steps).where(steps.c.run_id.in_(ids))).rowcount
+            conn.execute(delete(run_tags).where(run_tags.c.run_id.in_(ids)))
+            conn.execute(delete(runs).where(runs.c.id.in_(ids)))
+            return int(removed)
 
     def live_step_counts(
         self, run_ids: Sequence[uuid.UUID]
@@ -394,13 +457,6 @@ class SqlStore:
                                    runs.c.executor.startswith(host_prefix, autoescape=True))
         with self._read() as conn:
             return [_run_row(r, ()) for r in conn.execute(query)]
-
-    def delete_run(self, run_id: uuid.UUID) -> None:
-        """Remove a run with its steps and tags (used by tests and, later, retention)."""
-        with self._write() as conn:
-            conn.execute(delete(steps).where(steps.c.run_id == run_id))
-            conn.execute(delete(run_tags).where(run_tags.c.run_id == run_id))
-            conn.execute(delete(runs).where(runs.c.id == run_id))
 
     def close(self) -> None:
         self.backend.close()

@@ -1,0 +1,223 @@
+"""Commands that start, act on and look at runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+
+from ..errors import RunCancelled, RunFailed
+from ..ledger import RunHandle
+from ..models import Run, RunStatus
+from ..workflow import load_entrypoint
+from . import command, render
+from .state import State, parse_inputs, parse_when
+
+RunId = Annotated[str, typer.Argument(help="Run id, or an unambiguous prefix of it.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Inputs = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", help="A workflow input as key=value (value parsed as JSON if it can be); "
+                          "repeatable.")]
+InputJson = Annotated[str | None, typer.Option(
+    "--input-json", help="A JSON object of inputs from FILE, or - for standard input.")]
+
+
+def state_of(ctx: typer.Context) -> State:
+    state: State = ctx.obj
+    ctx.call_on_close(state.close)
+    return state
+
+
+def _finish(state: State, handle: RunHandle, as_json: bool) -> None:
+    """Wait for a run (showing its steps live on a terminal) and print its outcome."""
+    live = state.out.is_terminal and not state.quiet and not as_json
+    if live:
+        with Live(render.steps_table(handle.get()), console=state.err, transient=True,
+                  refresh_per_second=8) as display:
+            while not handle.wait(0.2):
+                display.update(render.steps_table(handle.get()))
+    try:
+        output = handle.result()
+    except (RunFailed, RunCancelled):
+        if as_json:
+            state.print_json(state.ledger.get(handle.id).to_dict())
+        elif not state.quiet:
+            state.err.print(render.steps_table(state.ledger.get(handle.id)))
+        raise
+    if as_json:
+        state.print_json(state.ledger.get(handle.id).to_dict())
+        return
+    if live:
+        state.err.print(render.steps_table(state.ledger.get(handle.id)))
+    state.print_json(output)
+
+
+@command("run")
+def run_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(
+        help="The workflow: package.module:workflow or path/to/file.py:workflow.")],
+    inputs: Inputs = None,
+    input_json: InputJson = None,
+    owner: Annotated[str | None, typer.Option(help="Owner of the new run.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", "-t", help="A tag for the new run; repeatable.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Start a run of a workflow, show its steps as they run, print its output."""
+    state = state_of(ctx)
+    if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
+        sys.path.insert(0, os.getcwd())
+    definition = load_entrypoint(target)
+    handle = state.ledger.start(definition, owner=owner, tags=tag or (),
+                                inputs=parse_inputs(inputs or [], input_json))
+    state.hint(f"run {handle.id}")
+    _finish(state, handle, as_json)
+
+
+@command("runs")
+def runs_command(
+    ctx: typer.Context,
+    status: Annotated[list[str] | None, typer.Option(
+        help="Only runs in this status (pending, running, completed, failed, cancelled); "
+             "repeatable.")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Created at or after: a duration ago (2h, 7d) or a date (2026-11-01).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Created before: a duration ago or a date.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs (1-1000).")] = 20,
+    cursor: Annotated[str | None, typer.Option(
+        help="Continue after a previous page (its next cursor).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List runs, newest first."""
+    state = state_of(ctx)
+    page = state.ledger.runs(status=status, workflow=workflow, owner=owner, tag=tag,
+                             since=parse_when(since), until=parse_when(until), limit=limit,
+                             cursor=cursor)
+    if as_json:
+        state.print_json({"runs": [r.to_dict() for r in page.runs],
+                          "next_cursor": page.next_cursor})
+        return
+    state.out.print(render.runs_table(page.runs))
+    if page.next_cursor:
+        state.hint(f"more: --cursor {page.next_cursor}")
+
+
+def _load_tree(state: State, run: Run) -> dict[str, Any]:
+    record = run.to_dict()
+    record["children"] = [_load_tree(state, state.ledger.get(s.child_run_id))
+                          for s in run.steps if s.child_run_id]
+    return record
+
+
+@command("inspect")
+def inspect_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
+    """Show a run's whole trace: header, steps, timeline and child runs."""
+    state = state_of(ctx)
+    run = state.ledger.get(state.ledger.resolve_id(run_id))
+    if as_json:
+        state.print_json(_load_tree(state, run))
+        return
+    state.out.print(render.inspect_view(run, state.ledger.get))
+
+
+@command("resume")
+def resume_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
+                   force: Annotated[bool, typer.Option(
+                       help="Resume even if the run is marked running by a process on "
+                            "another host.")] = False) -> None:
+    """Continue a failed, cancelled or crashed run from its first unfinished step."""
+    state = state_of(ctx)
+    handle = state.ledger.resume(state.ledger.resolve_id(run_id), force=force)
+    state.hint(f"resuming run {handle.id}")
+    _finish(state, handle, as_json)
+
+
+@command("recover")
+def recover_command(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Resume every run left running by a dead process on this host, and wait for them."""
+    state = state_of(ctx)
+    handles = state.ledger.recover()
+    outcomes = []
+    for handle in handles:
+        with contextlib.suppress(RunFailed, RunCancelled):
+            handle.result()
+        outcomes.append(state.ledger.get(handle.id, steps=False))
+    if as_json:
+        state.print_json({"recovered": [r.to_dict() for r in outcomes]})
+    elif outcomes:
+        state.out.print(render.runs_table(outcomes))
+    else:
+        state.hint("nothing to recover")
+    if any(r.status is not RunStatus.COMPLETED for r in outcomes):
+        raise typer.Exit(1)
+
+
+@command("cancel")
+def cancel_command(ctx: typer.Context, run_id: RunId) -> None:
+    """Cancel a pending or running run (and its child runs); it stops before its next step."""
+    state = state_of(ctx)
+    full = state.ledger.resolve_id(run_id)
+    if state.ledger.cancel(full):
+        state.out.print(f"cancelled {full}")
+    else:
+        state.out.print(f"{full} had already finished "
+                        f"({state.ledger.get(full, steps=False).status.value})")
+
+
+@command("fork")
+def fork_command(
+    ctx: typer.Context,
+    run_id: RunId,
+    from_step: Annotated[int, typer.Option(
+        "--from-step", help="Re-execute from this position; earlier steps are reused.")],
+    inputs: Inputs = None,
+    input_json: InputJson = None,
+    as_json: AsJson = False,
+) -> None:
+    """Start a new run that reuses a run's steps before a position and runs on from there."""
+    state = state_of(ctx)
+    overrides = parse_inputs(inputs or [], input_json)
+    handle = state.ledger.fork(state.ledger.resolve_id(run_id), from_step,
+                               inputs=overrides or None)
+    state.hint(f"run {handle.id} (fork of {run_id} from position {from_step})")
+    _finish(state, handle, as_json)
+
+
+@command("diff")
+def diff_command(ctx: typer.Context,
+                 run_a: Annotated[str, typer.Argument(help="The first run (id or prefix).")],
+                 run_b: Annotated[str, typer.Argument(help="The second run (id or prefix).")],
+                 as_json: AsJson = False) -> None:
+    """Compare two runs step by step: status, duration and output changes."""
+    state = state_of(ctx)
+    diff = state.ledger.diff(state.ledger.resolve_id(run_a), state.ledger.resolve_id(run_b))
+    if as_json:
+        state.print_json(diff.to_dict())
+        return
+    state.out.print(render.diff_view(diff))
+
+
+@command("stats")
+def stats_command(
+    ctx: typer.Context,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Runs created at or after: a duration ago (24h) or a date.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per workflow: runs, success rate, p50/p95 duration; per step: failures, p50/p95."""
+    state = state_of(ctx)
+    stats = state.ledger.stats(workflow=workflow, since=parse_when(since))
+    if as_json:
+        state.print_json(stats.to_dict())
+        return
+    state.out.print(render.stats_view(stats))

@@ -1,0 +1,220 @@
+"""Rich renderings of runs, steps, timelines, diffs and statistics for the terminal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from ..models import Run, RunStatus, Step, StepStatus
+from ..reports import RunDiff, Stats
+
+STATUS_STYLE = {
+    "pending": "yellow", "running": "cyan", "completed": "green", "failed": "bold red",
+    "cancelled": "magenta", "skipped": "dim",
+}
+TIMELINE_WIDTH = 40
+
+
+def status_text(status: RunStatus | StepStatus | str | None) -> Text:
+    value = getattr(status, "value", status) or "—"
+    return Text(str(value), style=STATUS_STYLE.get(str(value), ""))
+
+
+def duration(value: timedelta | None) -> str:
+    if value is None:
+        return "—"
+    seconds = value.total_seconds()
+    if abs(seconds) < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if abs(seconds) < 120:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def when(value: datetime | None) -> str:
+    return "—" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def short_id(run_id: str) -> str:
+    return run_id[:13]
+
+
+def compact(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def error_summary(step: Step | Run, width: int = 50) -> str:
+    if step.error is None or getattr(step, "status", None) == StepStatus.SKIPPED:
+        return ""
+    kind = step.error.type.rsplit(".", 1)[-1]
+    return compact(f"{kind}: {step.error.message}", width).strip('"')
+
+
+def runs_table(runs: Sequence[Run]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("id", "workflow", "status", "created", "duration", "steps", "owner", "tags"):
+        table.add_column(column, no_wrap=column in ("id", "created"))
+    for run in runs:
+        table.add_row(short_id(run.id), f"{run.workflow} v{run.version}",
+                      status_text(run.status), when(run.created_at), duration(run.duration),
+                      f"{run.counts.completed}/{run.counts.total}", run.owner,
+                      ", ".join(run.tags))
+    return table
+
+
+def run_header(run: Run) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("run", run.id)
+    grid.add_row("workflow", f"{run.workflow} v{run.version}  [dim]{run.entrypoint}[/dim]")
+    grid.add_row("status", status_text(run.status))
+    grid.add_row("owner", run.owner + (f"   tags: {', '.join(run.tags)}" if run.tags else ""))
+    grid.add_row("times", f"created {when(run.created_at)}   started {when(run.started_at)}   "
+                          f"completed {when(run.completed_at)}")
+    grid.add_row("duration", duration(run.duration))
+    counts = run.counts
+    grid.add_row("steps", f"{counts.total} total: {counts.completed} completed, "
+                          f"{counts.failed} failed, {counts.skipped} skipped"
+                          + (f", {counts.running} running" if counts.running else ""))
+    lineage = []
+    if run.recovery_attempts:
+        lineage.append(f"resumed {run.recovery_attempts} times (last at {when(run.resumed_at)}, "
+                       f"from position {run.resumed_from_position})")
+    if run.forked_from:
+        lineage.append(f"forked from {run.forked_from} at position {run.forked_from_position}")
+    if run.parent_id:
+        lineage.append(f"child of {run.parent_id}")
+    if lineage:
+        grid.add_row("lineage", "\n".join(lineage))
+    if run.deadline_at:
+        grid.add_row("deadline", when(run.deadline_at))
+    if run.error:
+        grid.add_row("error", Text(f"{run.error.type}: {run.error.message}", style="red"))
+    if run.output is not None:
+        grid.add_row("output", compact(run.output, 200))
+    return grid
+
+
+def steps_table(run: Run) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("pos", "step", "status", "att", "duration", "tokens", "cost", "error"):
+        table.add_column(column, justify="right" if column in ("pos", "att") else "left")
+    for step in run.steps:
+        name = step.name + (f" → {short_id(step.child_run_id)}" if step.child_run_id else "")
+        table.add_row(str(step.position), name, status_text(step.status), str(step.attempts),
+                      duration(step.duration), "—", "—", error_summary(step))
+    return table
+
+
+def timeline(run: Run, width: int = TIMELINE_WIDTH) -> Table:
+    """Each step as a bar placed and sized to scale within the run's time span."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(justify="right")
+    table.add_column()
+    table.add_column()
+    starts = [s.started_at for s in run.steps if s.started_at]
+    if not starts:
+        return table
+    begin = min(starts)
+    ends = [s.completed_at for s in run.steps if s.completed_at] + [max(starts)]
+    span = max((max(ends) - begin).total_seconds(), 1e-6)
+    for step in run.steps:
+        if step.started_at is None:
+            continue
+        offset = int((step.started_at - begin).total_seconds() / span * (width - 1))
+        length = max(1, round(step.duration.total_seconds() / span * width)) if step.duration \
+            else 1
+        bar = " " * offset + ("█" * length if step.duration else "▶")
+        table.add_row(str(step.position), Text(bar[:width].ljust(width),
+                                               style=STATUS_STYLE.get(step.status.value, "")),
+                      f"{step.name} {duration(step.duration)}")
+    return table
+
+
+def child_tree(run: Run, load: Callable[[str], Run], depth: int = 3) -> Tree | None:
+    children = [s.child_run_id for s in run.steps if s.child_run_id]
+    if not children:
+        return None
+    tree = Tree(f"[bold]{run.workflow}[/bold] {short_id(run.id)}")
+    _grow(tree, children, load, depth)
+    return tree
+
+
+def _grow(tree: Tree, children: list[str], load: Callable[[str], Run], depth: int) -> None:
+    for child_id in children:
+        child = load(child_id)
+        branch = tree.add(Text.assemble(f"{child.workflow} {short_id(child.id)} ",
+                                        status_text(child.status),
+                                        f" {duration(child.duration)}"))
+        grandchildren = [s.child_run_id for s in child.steps if s.child_run_id]
+        if grandchildren and depth > 1:
+            _grow(branch, grandchildren, load, depth - 1)
+
+
+def inspect_view(run: Run, load: Callable[[str], Run]) -> RenderableType:
+    parts: list[RenderableType] = [run_header(run), Text()]
+    if run.steps:
+        parts += [steps_table(run), Text(), Text("timeline", style="bold"), timeline(run)]
+    tree = child_tree(run, load)
+    if tree is not None:
+        parts += [Text(), Text("child runs", style="bold"), tree]
+    return Group(*parts)
+
+
+def diff_view(diff: RunDiff) -> RenderableType:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("pos", "step", "status", "duration", "Δ duration", "output"):
+        table.add_column(column)
+    details: list[RenderableType] = []
+    for change in diff.steps:
+        a, b = change.a, change.b
+        names = {s.name for s in (a, b) if s}
+        name = " → ".join(s.name if s else "—" for s in (a, b)) if len(names) > 1 \
+            else names.pop()
+        status = (status_text(a.status if a else None) + Text(" → ")
+                  + status_text(b.status if b else None)) if change.status_changed \
+            else status_text(a.status if a else None)
+        delta = change.duration_change
+        table.add_row(str(change.position), name, status,
+                      f"{duration(a.duration if a else None)} → "
+                      f"{duration(b.duration if b else None)}",
+                      "—" if delta is None else ("+" if delta >= timedelta(0) else "-")
+                      + duration(abs(delta)),
+                      Text("changed", style="yellow") if change.output_changed else "same")
+        if change.output_changed:
+            details += [Text(f"\nposition {change.position} output:", style="bold"),
+                        Text(change.output_diff)]
+    header = Text(f"a: {diff.a.id} ({diff.a.status.value}, {duration(diff.a.duration)})\n"
+                  f"b: {diff.b.id} ({diff.b.status.value}, {duration(diff.b.duration)})\n")
+    return Group(header, table, *details)
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def stats_view(stats: Stats) -> RenderableType:
+    workflows = Table(title="workflows", show_edge=False, header_style="bold")
+    for column in ("workflow", "runs", "completed", "failed", "cancelled", "active", "success",
+                   "p50", "p95", "tokens", "cost"):
+        workflows.add_column(column)
+    for w in stats.workflows:
+        workflows.add_row(w.workflow, str(w.runs), str(w.completed), str(w.failed),
+                          str(w.cancelled), str(w.active), percent(w.success_rate),
+                          duration(w.p50), duration(w.p95), "—", "—")
+    steps = Table(title="steps", show_edge=False, header_style="bold")
+    for column in ("workflow", "step", "count", "failed", "failure rate", "p50", "p95"):
+        steps.add_column(column)
+    for s in stats.steps:
+        steps.add_row(s.workflow, s.name, str(s.count), str(s.failed), percent(s.failure_rate),
+                      duration(s.p50), duration(s.p95))
+    return Group(workflows, Text(), steps)

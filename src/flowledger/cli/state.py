@@ -1,0 +1,95 @@
+"""What every command shares: the opened Ledger, consoles, and argument parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..errors import ConfigurationError
+from ..ledger import Ledger
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class State:
+    """Global options of one invocation, and the Ledger opened from them on first use."""
+
+    def __init__(self, db: str | None, quiet: bool, debug: bool) -> None:
+        self.db = db
+        self.quiet = quiet
+        self.debug = debug
+        # Rich turns colour off by itself when output is not a terminal or NO_COLOR is set.
+        # Piped output is read by people and scripts alike: do not squeeze tables to 80.
+        wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+        self.out = Console(highlight=False, soft_wrap=False, width=wide)
+        self.err = Console(stderr=True, highlight=False, width=wide)
+        self._ledger: Ledger | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.db)
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+    def hint(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(text, style="dim")
+
+    def print_json(self, value: Any) -> None:
+        sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False, indent=2) + "\n")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``90d``, ``1w``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigurationError(f"not a duration: {text!r} (use e.g. 30m, 2h, 90d, 1w)")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_when(text: str | None) -> datetime | timedelta | None:
+    """A duration ago (``2h``) or an ISO date/time (``2026-11-01``, UTC unless given)."""
+    if text is None:
+        return None
+    if _DURATION.match(text):
+        return parse_duration(text)
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigurationError(f"not a time: {text!r} (use e.g. 2h or 2026-11-01)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
+    """``--input-json FILE|-`` first, then each ``--input key=value`` (JSON, else text)."""
+    values: dict[str, Any] = {}
+    if json_file is not None:
+        try:
+            text = sys.stdin.read() if json_file == "-" else Path(json_file).read_text()
+            loaded = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read inputs from {json_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigurationError("--input-json must hold a JSON object of parameters")
+        values.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"--input expects key=value, got {pair!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except ValueError:
+            values[key.strip()] = raw
+    return values

@@ -1,0 +1,175 @@
+"""Comparisons and statistics over recorded runs: ``Ledger.diff`` and ``Ledger.stats``."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .models import Run, RunStatus, Step, StepStatus, _jsonable
+
+
+@dataclass(frozen=True)
+class StepChange:
+    """One position compared between two runs; a side is None where that run has no step."""
+
+    position: int
+    a: Step | None
+    b: Step | None
+    output_changed: bool
+    output_diff: str
+
+    @property
+    def status_changed(self) -> bool:
+        return (self.a.status if self.a else None) != (self.b.status if self.b else None)
+
+    @property
+    def duration_change(self) -> timedelta | None:
+        if self.a is None or self.b is None or self.a.duration is None or self.b.duration is None:
+            return None
+        return self.b.duration - self.a.duration
+
+    def to_dict(self) -> dict[str, Any]:
+        change = self.duration_change
+        return {
+            "position": self.position,
+            "a": self.a.to_dict() if self.a else None,
+            "b": self.b.to_dict() if self.b else None,
+            "status_changed": self.status_changed,
+            "duration_change": change.total_seconds() if change is not None else None,
+            "output_changed": self.output_changed,
+            "output_diff": self.output_diff,
+        }
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """Two runs compared step by step (``Ledger.diff``)."""
+
+    a: Run
+    b: Run
+    steps: tuple[StepChange, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": _jsonable(self.a) | {"steps": None}, "b": _jsonable(self.b) | {"steps": None},
+                "steps": [change.to_dict() for change in self.steps]}
+
+
+def _pretty(value: Any) -> list[str]:
+    return json.dumps(value, indent=1, sort_keys=True, default=str).splitlines()
+
+
+def diff_runs(a: Run, b: Run, context: int = 1, max_lines: int = 40) -> RunDiff:
+    by_a = {s.position: s for s in a.steps}
+    by_b = {s.position: s for s in b.steps}
+    changes = []
+    for position in sorted(by_a.keys() | by_b.keys()):
+        left, right = by_a.get(position), by_b.get(position)
+        left_out = left.output if left else None
+        right_out = right.output if right else None
+        changed = left_out != right_out
+        text = ""
+        if changed:
+            lines = list(difflib.unified_diff(_pretty(left_out), _pretty(right_out), "a", "b",
+                                              n=context, lineterm=""))[2:]
+            if len(lines) > max_lines:
+                lines = [*lines[:max_lines], f"… {len(lines) - max_lines} more lines"]
+            text = "\n".join(lines)
+        changes.append(StepChange(position, left, right, changed, text))
+    return RunDiff(a, b, tuple(changes))
+
+
+@dataclass(frozen=True)
+class WorkflowStats:
+    """Per workflow: run counts by outcome and duration percentiles of finished runs."""
+
+    workflow: str
+    runs: int
+    completed: int
+    failed: int
+    cancelled: int
+    active: int
+    p50: timedelta | None
+    p95: timedelta | None
+
+    @property
+    def success_rate(self) -> float | None:
+        finished = self.completed + self.failed + self.cancelled
+        return self.completed / finished if finished else None
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Per workflow and step name: executions, failures and duration percentiles."""
+
+    workflow: str
+    name: str
+    count: int
+    failed: int
+    p50: timedelta | None
+    p95: timedelta | None
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What ``Ledger.stats`` returns."""
+
+    workflows: tuple[WorkflowStats, ...]
+    steps: tuple[StepStats, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        def row(item: Any, rate: str) -> dict[str, Any]:
+            return _jsonable(item) | {rate: getattr(item, rate)}
+
+        return {"workflows": [row(w, "success_rate") for w in self.workflows],
+                "steps": [row(s, "failure_rate") for s in self.steps]}
+
+
+def percentile(sorted_values: Sequence[int], fraction: float) -> timedelta | None:
+    """Nearest-rank percentile of durations in microseconds."""
+    if not sorted_values:
+        return None
+    rank = max(math.ceil(fraction * len(sorted_values)) - 1, 0)
+    return timedelta(microseconds=sorted_values[rank])
+
+
+def compute_stats(run_rows: Iterable[Any], step_rows: Iterable[Any]) -> Stats:
+    outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    durations: dict[str, list[int]] = defaultdict(list)
+    for _run_id, workflow, status, started, completed in run_rows:
+        outcomes[workflow][status] += 1
+        if started is not None and completed is not None and status == RunStatus.COMPLETED:
+            durations[workflow].append(completed - started)
+    workflows = []
+    for name in sorted(outcomes):
+        counts = outcomes[name]
+        timings = sorted(durations[name])
+        workflows.append(WorkflowStats(
+            name, sum(counts.values()), counts[RunStatus.COMPLETED], counts[RunStatus.FAILED],
+            counts[RunStatus.CANCELLED],
+            counts[RunStatus.RUNNING] + counts[RunStatus.PENDING],
+            percentile(timings, 0.5), percentile(timings, 0.95)))
+
+    step_counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    step_times: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for workflow, name, status, started, completed in step_rows:
+        key = (workflow, name)
+        step_counts[key][0] += 1
+        step_counts[key][1] += status == StepStatus.FAILED
+        if started is not None and completed is not None and status == StepStatus.COMPLETED:
+            step_times[key].append(completed - started)
+    steps = []
+    for key in sorted(step_counts):
+        timings = sorted(step_times[key])
+        steps.append(StepStats(key[0], key[1], step_counts[key][0], step_counts[key][1],
+                               percentile(timings, 0.5), percentile(timings, 0.95)))
+    return Stats(tuple(workflows), tuple(steps))

@@ -1,0 +1,89 @@
+"""Streaming exports and retention: ``Ledger.export`` and ``Ledger.purge``."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .models import Run, RunStatus
+from .store import RunFilter, RunRow, SqlStore, StepRow
+
+BATCH = 500
+FINISHED = (RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
+ToRun = Callable[[RunRow, list[StepRow]], Run]
+
+
+def iter_runs(store: SqlStore, flt: RunFilter, to_run: ToRun,
+              batch: int = BATCH) -> Iterator[Run]:
+    """Runs (with steps) matching ``flt``, newest first, one batch in memory at a time."""
+    before = None
+    while True:
+        rows = store.list_runs(flt, batch, before)
+        if not rows:
+            return
+        steps = store.steps_of([row.id for row in rows])
+        for row in rows:
+            yield to_run(row, steps[row.id])
+        before = rows[-1].id
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What ``Ledger.purge`` removed (or, with ``dry_run``, would remove)."""
+
+    runs: int
+    steps: int
+    archive: str | None
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "steps": self.steps, "archive": self.archive,
+                "dry_run": self.dry_run}
+
+
+def purge(store: SqlStore, flt: RunFilter, to_run: ToRun, *, archive: str | None,
+          dry_run: bool, batch: int = BATCH,
+          progress: Callable[[int], None] | None = None) -> PurgeReport:
+    """Delete matching runs in bounded batches, archiving each batch first when asked.
+
+    A batch is written and flushed to the archive before it is deleted, so an
+    interruption never deletes a run the archive lacks.
+    """
+    runs_seen = steps_seen = 0
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if archive and not dry_run:
+            Path(archive).parent.mkdir(parents=True, exist_ok=True)
+            sink = stack.enter_context(gzip.open(archive, "wt", encoding="utf-8"))
+        before = None
+        while rows := store.list_runs(flt, batch, before):
+            ids = [row.id for row in rows]
+            if dry_run:
+                steps_seen += sum(len(s) for s in store.steps_of(ids).values())
+                before = rows[-1].id
+            else:
+                if sink is not None:
+                    steps = store.steps_of(ids)
+                    for row in rows:
+                        sink.write(json.dumps(to_run(row, steps[row.id]).to_dict()) + "\n")
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                steps_seen += store.delete_runs(ids)
+            runs_seen += len(rows)
+            if progress is not None:
+                progress(len(rows))
+    return PurgeReport(runs_seen, steps_seen, None if dry_run else archive, dry_run)
+
+
+def read_archive(path: str) -> Iterator[dict[str, Any]]:
+    """The runs (as dicts, with steps) of a ``purge --archive`` file."""
+    with gzip.open(path, "rt", encoding="utf-8") as source:
+        for line in source:
+            if line.strip():
+                yield json.loads(line)
