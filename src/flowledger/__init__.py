@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .concurrency import StepPool, map_steps
 from .errors import (
+    AmbiguousRunId,
     ConfigurationError,
     DeadlineExceeded,
     FlowledgerError,
@@ -33,6 +34,7 @@ from .errors import (
     SerializationError,
     SkipStep,
     StepTimeout,
+    StoreError,
     StoreUnavailable,
     WorkflowNotFound,
     WorkflowVersionMismatch,
@@ -40,12 +42,15 @@ from .errors import (
 from .executor import StepInfo, current_run_id, current_step
 from .ledger import Ledger, RunHandle
 from .models import ErrorInfo, Run, RunPage, RunStatus, Step, StepCounts, StepStatus
+from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
+from .retention import PurgeReport, read_archive
 from .serialization import JsonSerializer, Serializer
 from .workflow import RetryPolicy, step, workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousRunId",
     "ConfigurationError",
     "DeadlineExceeded",
     "ErrorInfo",
@@ -57,10 +62,12 @@ __all__ = [
     "NonRetryable",
     "NotInRun",
     "PayloadTooLarge",
+    "PurgeReport",
     "RetryPolicy",
     "Run",
     "RunAlreadyRunning",
     "RunCancelled",
+    "RunDiff",
     "RunFailed",
     "RunHandle",
     "RunNotFound",
@@ -69,19 +76,25 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "SkipStep",
+    "Stats",
     "Step",
+    "StepChange",
     "StepCounts",
     "StepInfo",
     "StepPool",
+    "StepStats",
     "StepStatus",
     "StepTimeout",
+    "StoreError",
     "StoreUnavailable",
     "WorkflowNotFound",
+    "WorkflowStats",
     "WorkflowVersionMismatch",
     "__version__",
     "current_run_id",
     "current_step",
     "map_steps",
+    "read_archive",
     "step",
     "workflow",
 ]

@@ -15,8 +15,12 @@ class ConfigurationError(FlowledgerError):
     """A Ledger option or database URL is invalid."""
 
 
-class StoreUnavailable(FlowledgerError):
-    """The database could not be reached or refused the operation."""
+class StoreError(FlowledgerError):
+    """The database refused an operation (the message carries the database's reason)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached, or the connection to it was lost."""
 
 
 class RunNotFound(FlowledgerError, LookupError):

@@ -543,9 +543,10 @@ class Ledger:
             parent_id = ids.parse_run_id(parent)
             if parent_id is None:
                 raise RunNotFound(parent)
+        scope = self.owner or owner
         if self.owner is not None and owner not in (None, self.owner):
-            owner = "\x00no-such-owner"  # another owner's runs: an empty result
-        return RunFilter(owner=self.owner or owner, status=statuses, workflow=workflow,
+            scope = "#" * 201  # another owner's runs from a scoped Ledger: no valid owner
+        return RunFilter(owner=scope, status=statuses, workflow=workflow,
                          tag=tag, since=_micros(since, "since"), until=_micros(until, "until"),
                          parent_id=parent_id)
 

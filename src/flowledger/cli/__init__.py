@@ -105,7 +105,7 @@ def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
                 print(f"error: {one_line(exc)}", file=sys.stderr)
                 raise typer.Exit(_exit_code(exc)) from None
 
-        return (group or app).command(name)(wrapper)  # type: ignore[no-any-return]
+        return (group or app).command(name)(wrapper)  # type: ignore[return-value]
 
     return decorate
 

@@ -22,9 +22,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
-from ..errors import StoreUnavailable
+from ..errors import StoreError, StoreUnavailable
 from . import migrate
 from .base import NewRun, RunFilter, RunRow, StepRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
@@ -75,12 +75,21 @@ def translate_errors(where: str) -> Iterator[None]:
 
 
 def _store_error(where: str, exc: Exception) -> Exception:
-    """The StoreUnavailable for a driver error; any other exception is returned as is."""
-    if isinstance(exc, OperationalError | DBAPIError):
-        return StoreUnavailable(f"{where}: {_first_line(exc.orig or exc)}")
+    """The flowledger error for a driver error; any other exception is returned as is.
+
+    Lost or refused connections (and a busy SQLite file) are StoreUnavailable; anything
+    else the database refuses is StoreError.
+    """
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    message = f"{where}: {_first_line(original)}"
+    unavailable = (OperationalError, InterfaceError, sqlite3.OperationalError,
+                   sqlite3.ProgrammingError)
+    if isinstance(exc, unavailable) or type(original).__name__ in (
+            "OperationalError", "InterfaceError"):
+        return StoreUnavailable(message)
     if isinstance(exc, SQLAlchemyError | sqlite3.Error) or type(exc).__module__.startswith(
             "psycopg"):
-        return StoreUnavailable(f"{where}: {_first_line(exc)}")
+        return StoreError(message)
     return exc
 
 
