@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         output = handle.result()
         print(f"output: {json.dumps(output)}")
     # Show the trace from a separate process: what it prints comes from the store alone.
-    here = Path(__file__).resolve().parent
-    return subprocess.call([sys.executable, str(here / "show_run.py"), handle.id])
+    print(f"\n$ flowledger inspect {handle.id}")
+    return subprocess.call([sys.executable, "-m", "flowledger", "--db", ledger.url,
+                            "inspect", handle.id])
 
 
 if __name__ == "__main__":

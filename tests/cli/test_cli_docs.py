@@ -1,0 +1,50 @@
+"""Every command and option has help text and is documented in docs/cli.md."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+
+from flowledger.cli import app, commands, maintenance  # noqa: F401  (registers commands)
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+
+
+def _commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if hasattr(command, "commands"):
+            yield path, command
+            yield from _commands(command, path + " ")
+        else:
+            yield path, command
+
+
+ROOT = typer.main.get_command(app)
+COMMANDS = list(_commands(ROOT))
+
+
+def test_there_are_commands() -> None:
+    assert {"run", "runs", "inspect", "resume", "recover", "cancel", "fork", "diff", "stats",
+            "export", "purge", "db", "db upgrade", "db current", "db check"} <= dict(COMMANDS).keys()
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_command_has_help_and_is_documented(path: str, command: Any) -> None:
+    assert (command.help or "").strip(), f"flowledger {path} has no help text"
+    assert f"flowledger {path}" in DOC, f"flowledger {path} is missing from docs/cli.md"
+    for param in command.params:
+        if param.name in ("ctx",) or param.param_type_name == "argument":
+            continue
+        assert (getattr(param, "help", None) or "").strip(), f"{path} {param.opts} lacks help"
+        assert any(opt in DOC for opt in param.opts), f"{path} {param.opts} not in docs/cli.md"
+
+
+def test_global_options_are_documented() -> None:
+    for param in ROOT.params:
+        assert (getattr(param, "help", None) or "").strip(), param.opts
+        assert any(opt in DOC for opt in param.opts), param.opts

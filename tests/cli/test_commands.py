@@ -1,0 +1,187 @@
+"""Every command end to end against a real SQLite file and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+
+import flowledger as fl
+from flowledger.workflow import load_entrypoint
+from tests.cli.conftest import CLI
+from tests.helpers import cli_flows
+
+
+def test_run_prints_the_output_and_records_options(cli: CLI, db_url: str) -> None:
+    result = cli("run", "tests.helpers.cli_flows:greet", "-i", "name=ada", "--input", "mark=?",
+                 "--owner", "team", "--tag", "a", "-t", "b")
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"greeting": "ADA?"}
+    run_id = result.err.split("run ", 1)[1].split()[0]
+    with fl.Ledger(db_url) as ledger:
+        run = ledger.get(run_id)
+        assert (run.owner, run.tags, run.inputs) == ("team", ("a", "b"),
+                                                      {"name": "ada", "mark": "?"})
+
+
+def test_run_from_a_file_with_json_inputs(cli: CLI, tmp_path: Path) -> None:
+    inputs = tmp_path / "in.json"
+    inputs.write_text('{"name": "bo", "mark": "."}')
+    result = cli("run", "tests/helpers/cli_flows.py:greet", "--input-json", str(inputs),
+                 "--json")
+    assert result.code == 0, result.err
+    record = result.json()
+    assert record["output"] == {"greeting": "BO."} and record["status"] == "completed"
+    # The file was already imported as a module here, so the importable name is recorded.
+    assert load_entrypoint(record["entrypoint"]).name == "cli_greet"
+    assert [s["name"] for s in record["steps"]] == ["shout", "punctuate"]
+
+
+def test_failed_run_exits_1_with_one_line(cli: CLI) -> None:
+    cli_flows.attempts["flaky"] = 0
+    result = cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=-3")
+    assert result.code == 1
+    assert "error: run" in result.err and "negative on first try" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_usage_errors_exit_2_and_not_found_exits_3(cli: CLI) -> None:
+    assert cli("runs", "--status", "bogus").code == 2
+    assert cli("run", "tests.helpers.cli_flows:greet", "-i", "novalue").code == 2
+    assert cli("runs", "--limit", "x").code == 2
+    missing = cli("inspect", "0000")
+    assert missing.code == 3 and missing.err.strip() == "error: no run with id '0000'"
+    assert cli("run", "tests.helpers.cli_flows:nope").code == 3
+    assert cli("resume", "not-an-id").code == 3
+    debug = cli("--debug", "inspect", "0000")
+    assert debug.code == 3 and "Traceback" in debug.err
+
+
+def test_runs_table_json_filters_and_cursor(cli: CLI) -> None:
+    ids = []
+    for name in ("a", "b", "c"):
+        result = cli("run", "tests.helpers.cli_flows:greet", "-i", f"name={name}", "-t", name)
+        ids.append(result.err.split("run ", 1)[1].split()[0])
+    table = cli("runs")
+    assert table.code == 0 and all(i[:13] in table.out for i in ids)
+    page = cli("runs", "--json", "--limit", "2").json()
+    assert [r["id"] for r in page["runs"]] == ids[::-1][:2]
+    rest = cli("runs", "--json", "--limit", "2", "--cursor", page["next_cursor"]).json()
+    assert [r["id"] for r in rest["runs"]] == [ids[0]] and rest["next_cursor"] is None
+    assert [r["id"] for r in cli("runs", "--json", "--tag", "b").json()["runs"]] == [ids[1]]
+    assert cli("runs", "--json", "--status", "failed").json()["runs"] == []
+    assert len(cli("runs", "--json", "--since", "1h").json()["runs"]) == 3
+    assert cli("runs", "--json", "--until", "2020-01-01").json()["runs"] == []
+    assert len(cli("runs", "--json", "--workflow", "cli_greet", "--owner", "default")
+               .json()["runs"]) == 3
+
+
+def test_inspect_shows_header_steps_timeline_and_children(cli: CLI) -> None:
+    result = cli("run", "tests.helpers.cli_flows:family", "-i", "name=x")
+    run_id = result.err.split("run ", 1)[1].split()[0]
+    view = cli("inspect", run_id[:20])
+    assert view.code == 0, view.err
+    for expected in (run_id, "cli_family v1", "completed", "timeline", "child runs",
+                     "cli_greet", "2 total: 2 completed"):
+        assert expected in view.out, expected
+    record = cli("inspect", run_id, "--json").json()
+    assert len(record["children"]) == 2
+    assert record["children"][0]["steps"][0]["name"] == "shout"
+
+
+def test_resume_cancel_fork_and_diff(cli: CLI) -> None:
+    cli_flows.attempts["flaky"] = 0
+    failed = cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=-3")
+    run_id = failed.err.split("run ", 1)[1].split()[0]
+    resumed = cli("resume", run_id)
+    assert resumed.code == 0 and resumed.out.strip() == "4"
+    assert cli("inspect", run_id, "--json").json()["recovery_attempts"] == 1
+
+    cancelled = cli("cancel", run_id)
+    assert cancelled.code == 0 and "already finished (completed)" in cancelled.out
+
+    fork = cli("fork", run_id, "--from-step", "1", "-i", "n=5", "--json")
+    assert fork.code == 0, fork.err
+    forked = fork.json()
+    assert forked["output"] == 6 and forked["forked_from"] == run_id
+    diff = cli("diff", run_id, forked["id"])
+    assert diff.code == 0 and "changed" in diff.out and "-3" in diff.out
+    as_json = cli("diff", run_id, forked["id"], "--json").json()
+    assert as_json["steps"][0]["output_changed"] is True
+    assert cli("fork", run_id, "--from-step", "9").code == 2
+
+
+def test_recover_and_cancel_of_a_live_run(cli: CLI) -> None:
+    nothing = cli("recover")
+    assert nothing.code == 0 and "nothing to recover" in nothing.err
+
+
+def test_stats(cli: CLI) -> None:
+    cli_flows.attempts["flaky"] = 0
+    cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=-1")
+    cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=2")
+    stats = cli("stats", "--json").json()
+    flaky = next(w for w in stats["workflows"] if w["workflow"] == "cli_flaky")
+    assert (flaky["runs"], flaky["completed"], flaky["failed"]) == (2, 1, 1)
+    assert flaky["success_rate"] == 0.5 and flaky["p50"] is not None
+    step = next(s for s in stats["steps"] if s["name"] == "sometimes")
+    assert (step["count"], step["failed"], step["failure_rate"]) == (2, 1, 0.5)
+    table = cli("stats", "--workflow", "cli_flaky", "--since", "1d")
+    assert table.code == 0 and "50.0%" in table.out and "sometimes" in table.out
+
+
+def test_export_formats(cli: CLI, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        cli("run", "tests.helpers.cli_flows:greet", "-i", f"name={name}")
+    lines = cli("export", "--format", "jsonl").out.splitlines()
+    assert [json.loads(line)["output"]["greeting"] for line in lines] == ["B!", "A!"]
+    array = json.loads(cli("export", "-f", "json").out)
+    assert len(array) == 2 and len(array[0]["steps"]) == 2
+    rows = list(csv.DictReader(io.StringIO(cli("export", "-f", "csv").out)))
+    assert len(rows) == 4 and {r["step"] for r in rows} == {"shout", "punctuate"}
+    target = tmp_path / "one.jsonl"
+    one = cli("export", array[1]["id"][:20], "-o", str(target))
+    assert one.code == 0 and "exported 1 runs" in one.err
+    assert json.loads(target.read_text())["id"] == array[1]["id"]
+
+
+def test_purge_with_archive_gives_back_every_run_and_step(cli: CLI, tmp_path: Path) -> None:
+    cli_flows.attempts["flaky"] = 0
+    cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=-1")  # failed
+    for name in ("a", "b", "c"):
+        cli("run", "tests.helpers.cli_flows:greet", "-i", f"name={name}")
+    before = {r["id"]: r for r in map(json.loads, cli("export").out.splitlines())}
+
+    dry = cli("purge", "--older-than", "0s", "--status", "completed", "--dry-run", "--json")
+    assert dry.json() == {"runs": 3, "steps": 6, "archive": None, "dry_run": True}
+    assert len(cli("runs", "--json").json()["runs"]) == 4
+
+    archive = tmp_path / "old" / "archive.jsonl.gz"
+    purged = cli("purge", "--older-than", "0s", "--status", "completed", "--archive",
+                 str(archive))
+    assert purged.code == 0 and "purged 3 runs and 6 steps" in purged.out
+    remaining = cli("runs", "--json").json()["runs"]
+    assert [r["status"] for r in remaining] == ["failed"]
+    with gzip.open(archive, "rt") as source:
+        archived = {r["id"]: r for r in map(json.loads, source)}
+    assert archived == {k: v for k, v in before.items() if v["status"] == "completed"}
+    assert list(fl.read_archive(str(archive))) == list(archived.values())
+    assert cli("purge", "--older-than", "30d").out.startswith("purged 0 runs")
+    assert cli("purge", "--older-than", "1d", "--status", "running").code == 2
+
+
+def test_db_commands(cli: CLI, db_url: str) -> None:
+    if db_url.startswith("sqlite"):  # a new file: nothing has migrated it yet
+        assert "revision none (head 0001) — needs upgrade" in cli("db", "current").out
+        assert cli("db", "check").code == 1
+    upgraded = cli("db", "upgrade")
+    assert upgraded.code == 0 and "revision 0001 (head 0001) — up to date" in upgraded.out
+    assert "up to date" in cli("db", "current").out
+    assert cli("db", "check").code == 0
+
+
+def test_version_and_help(cli: CLI) -> None:
+    assert cli("--version").out.strip() == f"flowledger {fl.__version__}"
+    assert "inspect" in cli("--help").out
