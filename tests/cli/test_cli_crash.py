@@ -14,7 +14,7 @@ from tests.helpers.procs import ROOT
 def flowledger(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "flowledger", "--db", db_url, *args],
                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_crash_then_resume_through_the_cli(db_url: str, tmp_path: Path) -> None:

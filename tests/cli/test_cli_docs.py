@@ -29,8 +29,9 @@ COMMANDS = list(_commands(ROOT))
 
 
 def test_there_are_commands() -> None:
-    assert {"run", "runs", "inspect", "resume", "recover", "cancel", "fork", "diff", "stats",
-            "export", "purge", "db", "db upgrade", "db current", "db check"} <= dict(COMMANDS).keys()
+    expected = {"run", "runs", "inspect", "resume", "recover", "cancel", "fork", "diff",
+                "stats", "export", "purge", "db", "db upgrade", "db current", "db check"}
+    assert expected <= dict(COMMANDS).keys()
 
 
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[p for p, _ in COMMANDS])
