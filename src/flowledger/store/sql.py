@@ -430,6 +430,18 @@ class SqlStore:
         with self._read() as conn:
             return list(conn.execute(run_query)), list(conn.execute(step_query))
 
+    def load_records(self, run_rows: Sequence[dict[str, Any]],
+                     step_rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk-insert ready-made rows (column name → value) in one transaction.
+
+        For restoring archives and filling stores in benchmarks; no checks are made.
+        """
+        with self._write() as conn:
+            if run_rows:
+                conn.execute(insert(runs), list(run_rows))
+            if step_rows:
+                conn.execute(insert(steps), list(step_rows))
+
     def delete_runs(self, run_ids: Sequence[uuid.UUID]) -> int:
         """Delete runs with their steps and tags in one transaction; returns steps deleted."""
         if not run_ids:
