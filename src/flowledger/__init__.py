@@ -41,10 +41,22 @@ from .errors import (
 )
 from .executor import StepInfo, current_run_id, current_step
 from .ledger import Ledger, RunHandle
-from .models import ErrorInfo, Run, RunPage, RunStatus, Step, StepCounts, StepStatus
+from .models import (
+    ErrorInfo,
+    Run,
+    RunPage,
+    RunStatus,
+    Step,
+    StepCounts,
+    StepStatus,
+    Usage,
+    UsageGroup,
+    UsageTotals,
+)
 from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
 from .retention import PurgeReport, read_archive
 from .serialization import JsonSerializer, Serializer
+from .usage import record_anthropic_usage, record_openai_usage, record_usage
 from .workflow import RetryPolicy, step, workflow
 
 __version__ = "0.1.0"
@@ -87,6 +99,9 @@ __all__ = [
     "StepTimeout",
     "StoreError",
     "StoreUnavailable",
+    "Usage",
+    "UsageGroup",
+    "UsageTotals",
     "WorkflowNotFound",
     "WorkflowStats",
     "WorkflowVersionMismatch",
@@ -95,6 +110,9 @@ __all__ = [
     "current_step",
     "map_steps",
     "read_archive",
+    "record_anthropic_usage",
+    "record_openai_usage",
+    "record_usage",
     "step",
     "workflow",
 ]

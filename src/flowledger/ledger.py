@@ -47,12 +47,10 @@ from .models import (
     Run,
     RunPage,
     RunStatus,
-    Step,
-    StepCounts,
-    StepStatus,
-    _duration,
-    from_micros,
+    UsageGroup,
+    UsageTotals,
 )
+from .records import Records
 from .reports import RunDiff, Stats, compute_stats, diff_runs
 from .retention import FINISHED, PurgeReport, iter_runs, purge
 from .serialization import (
@@ -188,6 +186,7 @@ class Ledger:
         self.store = SqlStore(self.url, durability=durability)
         self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,
                                 ids.identity())
+        self._records = Records(self._runtime.serializer)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
 
@@ -442,7 +441,8 @@ class Ledger:
         found = self.store.get_run_with_steps(parsed, self.owner)
         if found is None:
             raise RunNotFound(str(run_id))
-        return self._to_run(*found)
+        family = [parsed, *self.store.descendants(parsed)]
+        return self._records.run(*found, usage=self.store.usage_of(family))
 
     def runs(self, *, status: str | Iterable[str] | None = None, workflow: str | None = None,
              owner: str | None = None, tag: str | None = None,
@@ -498,6 +498,24 @@ class Ledger:
         flt = RunFilter(owner=self.owner, workflow=workflow, since=_micros(since, "since"),
                         until=_micros(until, "until"))
         return compute_stats(*self.store.timing_rows(flt))
+
+    def usage(self, *, since: datetime | timedelta | None = None,
+              until: datetime | timedelta | None = None, group_by: str = "workflow",
+              workflow: str | None = None, owner: str | None = None) -> list[UsageGroup]:
+        """LLM usage and cost totals per workflow, model or owner, for calls recorded in
+        the window. Example: ``ledger.usage(since=timedelta(days=1), group_by="model")``."""
+        if group_by not in ("workflow", "model", "owner"):
+            raise ConfigurationError(f"group_by must be workflow, model or owner, "
+                                     f"not {group_by!r}")
+        flt = self._filter(None, workflow, owner, None, None, None, None)
+        groups = []
+        for key, calls, inp, out, cached, reasoning, cost, unpriced in self.store.usage_groups(
+                flt, _micros(since, "since"), _micros(until, "until"), group_by):
+            groups.append(UsageGroup(str(key), UsageTotals(
+                int(calls), int(inp or 0), int(out or 0), int(cached or 0), int(reasoning or 0),
+                None if cost is None else float(cost), int(unpriced or 0),
+                (str(key),) if group_by == "model" else ())))
+        return groups
 
     def export(self, run_id: str | uuid.UUID | None = None, *,
                status: str | Iterable[str] | None = None, workflow: str | None = None,
@@ -584,49 +602,9 @@ class Ledger:
         hint = definition.return_hint if definition else NO_HINT
         return self._runtime.serializer.loads(row.output, hint)
 
-    def _load(self, row_serializer: str, text: str | None) -> Any:
-        if text is None:
-            return None
-        if row_serializer != self._runtime.serializer.name:
-            return text
-        return self._runtime.serializer.loads(text)
-
     def _to_run(self, row: RunRow, steps: list[StepRow] | None,
                 live: tuple[int, int, int, int] | None = None) -> Run:
-        if steps is not None and not RunStatus(row.status).finished:
-            live = _count_steps(steps)
-        counts = StepCounts(*live) if live else StepCounts(
-            row.total_steps, row.completed_steps, row.failed_steps, row.skipped_steps)
-        run_id = str(row.id)
-        return Run(
-            id=run_id, workflow=row.workflow, version=row.version, entrypoint=row.entrypoint,
-            owner=row.owner, tags=row.tags, status=RunStatus(row.status),
-            inputs=self._load(row.serializer, row.inputs),
-            output=self._load(row.serializer, row.output),
-            error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
-            created_at=from_micros(row.created_at) or datetime.min,
-            started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
-            duration=_duration(row.started_at, row.completed_at), counts=counts,
-            recovery_attempts=row.recovery_attempts,
-            parent_id=str(row.parent_id) if row.parent_id else None,
-            forked_from=str(row.forked_from) if row.forked_from else None,
-            forked_from_position=row.forked_from_position,
-            resumed_at=from_micros(row.resumed_at),
-            resumed_from_position=row.resumed_from_position,
-            deadline_at=from_micros(row.deadline_at),
-            steps=tuple(self._to_step(run_id, row.serializer, s) for s in steps or ()),
-        )
-
-    def _to_step(self, run_id: str, serializer: str, row: StepRow) -> Step:
-        return Step(
-            run_id=run_id, position=row.position, name=row.name,
-            status=StepStatus(row.status), attempts=row.attempts,
-            input=self._load(serializer, row.input), output=self._load(serializer, row.output),
-            error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
-            started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
-            duration=_duration(row.started_at, row.completed_at),
-            child_run_id=str(row.child_run_id) if row.child_run_id else None,
-        )
+        return self._records.run(row, steps, live)
 
 
 def _statuses(status: str | Iterable[str] | None) -> list[str]:
@@ -636,12 +614,6 @@ def _statuses(status: str | Iterable[str] | None) -> list[str]:
             raise ConfigurationError(f"unknown status {value!r}; expected one of "
                                      f"{', '.join(s.value for s in RunStatus)}")
     return statuses
-
-
-def _count_steps(steps: Sequence[StepRow]) -> tuple[int, int, int, int]:
-    statuses = [s.status for s in steps]
-    return (len(statuses), statuses.count("completed"), statuses.count("failed"),
-            statuses.count("skipped"))
 
 
 def _clean_tags(tags: Iterable[str]) -> tuple[str, ...]:

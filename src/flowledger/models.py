@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,6 +77,65 @@ class StepCounts:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """One recorded LLM call: model, tokens, and its USD cost (None if the model is unknown)."""
+
+    model: str
+    provider: str | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    prices_version: str
+    recorded_at: datetime | None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Usage summed over steps (and child runs). ``cost_usd`` sums the priced calls;
+    ``unpriced_calls`` counts calls whose model had no known price."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    unpriced_calls: int = 0
+    models: tuple[str, ...] = ()
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def of(cls, records: Sequence[Usage]) -> UsageTotals:
+        priced = [u.cost_usd for u in records if u.cost_usd is not None]
+        return cls(len(records), sum(u.input_tokens for u in records),
+                   sum(u.output_tokens for u in records),
+                   sum(u.cached_input_tokens for u in records),
+                   sum(u.reasoning_tokens for u in records),
+                   sum(priced) if priced else None, len(records) - len(priced),
+                   tuple(sorted({u.model for u in records})))
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    """Usage totals of one workflow, model or owner (``Ledger.usage``)."""
+
+    key: str
+    totals: UsageTotals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, **_jsonable(self.totals)}
+
+
+@dataclass(frozen=True)
 class Step:
     """One recorded step execution, identified by its run and position (1-based)."""
 
@@ -92,6 +151,11 @@ class Step:
     completed_at: datetime | None
     duration: timedelta | None
     child_run_id: str | None = None
+    usage: tuple[Usage, ...] = ()
+
+    @property
+    def usage_totals(self) -> UsageTotals:
+        return UsageTotals.of(self.usage)
 
     @property
     def idempotency_key(self) -> str:
@@ -136,6 +200,7 @@ class Run:
     resumed_from_position: int | None
     deadline_at: datetime | None
     steps: tuple[Step, ...] = field(default=())
+    usage: UsageTotals | None = None  # with ``get``: this run's steps and its child runs
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).
@@ -188,6 +253,9 @@ __all__ = [
     "Step",
     "StepCounts",
     "StepStatus",
+    "Usage",
+    "UsageGroup",
+    "UsageTotals",
     "_duration",
     "from_micros",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import NewRun, RunFilter, RunRow, StepRow, Store
+from .base import NewRun, RunFilter, RunRow, StepRow, Store, UsageRow
 from .sql import SqlStore
 
-__all__ = ["NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow", "Store"]
+__all__ = ["NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow", "Store", "UsageRow"]

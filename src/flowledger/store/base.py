@@ -59,6 +59,21 @@ class StepRow:
 
 
 @dataclass(slots=True)
+class UsageRow:
+    run_id: uuid.UUID
+    position: int
+    model: str
+    provider: str | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    prices_version: str
+    recorded_at: int
+
+
+@dataclass(slots=True)
 class NewRun:
     """Everything recorded when a run is created (status ``running`` or ``pending``)."""
 

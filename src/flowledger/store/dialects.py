@@ -35,6 +35,7 @@ class Backend:
 
     name: str
     uuid_sql_type: str
+    float_sql_type: str
 
     def __init__(self, url: URL, durability: Durability) -> None:
         self.url = url
@@ -68,6 +69,7 @@ class Backend:
 class SqliteBackend(Backend):
     name = "sqlite"
     uuid_sql_type = "CHAR(32)"
+    float_sql_type = "REAL"
 
     def __init__(self, url: URL, durability: Durability) -> None:
         database = url.database
@@ -172,6 +174,7 @@ def _ensure_wal(conn: Any) -> None:
 class PostgresBackend(Backend):
     name = "postgresql"
     uuid_sql_type = "UUID"
+    float_sql_type = "DOUBLE PRECISION"
 
     def __init__(self, url: URL, durability: Durability) -> None:
         super().__init__(url, durability)

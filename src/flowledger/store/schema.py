@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -86,4 +87,26 @@ run_tags = Table(
            primary_key=True),
     Index("ix_flowledger_run_tags_run", "run_id"),
     sqlite_with_rowid=False,
+)
+
+usage = Table(
+    "flowledger_usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("provider", String(100), nullable=True),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    # NULL when the pricing library does not know the model: tokens are still counted.
+    Column("cost_usd", Float, nullable=True),
+    Column("prices_version", String(50), nullable=False),
+    Column("recorded_at", BigInteger, nullable=False),
+    Index("ix_flowledger_usage_run", "run_id", "position"),
+    Index("ix_flowledger_usage_recorded", "recorded_at"),
 )

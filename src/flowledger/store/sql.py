@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -26,9 +27,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 from ..errors import StoreError, StoreUnavailable
 from . import migrate
-from .base import NewRun, RunFilter, RunRow, StepRow
+from .base import NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
-from .schema import run_tags, runs, steps
+from .schema import run_tags, runs, steps, usage
+
+_USAGE_COLUMNS = ("run_id", "position", "model", "provider", "input_tokens",
+                  "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd",
+                  "prices_version", "recorded_at")
 
 _ACTIVE = ("pending", "running")
 
@@ -55,6 +60,17 @@ _NOTE_STEP_ERROR = """
 UPDATE flowledger_steps SET error = :error
 WHERE run_id = :run_id AND position = :position
   AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+"""
+
+
+_RECORD_USAGE = """
+INSERT INTO flowledger_usage
+    (run_id, position, model, provider, input_tokens, output_tokens, cached_input_tokens,
+     reasoning_tokens, cost_usd, prices_version, recorded_at)
+SELECT CAST(:run_id AS {uuid}), :position, :model, :provider, :input_tokens, :output_tokens,
+       :cached_input_tokens, :reasoning_tokens, CAST(:cost_usd AS {float}), :prices_version,
+       :recorded_at
+WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
 """
 
 
@@ -125,6 +141,8 @@ class SqlStore:
         self._begin_sql = _compile(self.backend, _BEGIN_STEP.format(uuid=uuid_type))
         self._finish_sql = _compile(self.backend, _FINISH_STEP)
         self._note_sql = _compile(self.backend, _NOTE_STEP_ERROR)
+        self._usage_sql = _compile(self.backend, _RECORD_USAGE.format(
+            uuid=uuid_type, float=self.backend.float_sql_type))
         self._begin_text = text(_BEGIN_STEP.format(uuid=uuid_type))
 
     @property
@@ -313,6 +331,16 @@ class SqlStore:
                   "error": error_text}
         self._hot(self.backend.marker, self._note_sql, params)
 
+    def record_usage(self, token: str, row: UsageRow) -> bool:
+        """Record one LLM call at once (tokens are spent even if the step fails later)."""
+        params = {"run_id": self.backend.bind_id(row.run_id), "token": token,
+                  "position": row.position, "model": row.model, "provider": row.provider,
+                  "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
+                  "cached_input_tokens": row.cached_input_tokens,
+                  "reasoning_tokens": row.reasoning_tokens, "cost_usd": row.cost_usd,
+                  "prices_version": row.prices_version, "recorded_at": row.recorded_at}
+        return self._hot(self.backend.marker, self._usage_sql, params) > 0
+
     # -- reads ---------------------------------------------------------------------
     def get_run(self, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
         with self._read() as conn:
@@ -406,6 +434,40 @@ class SqlStore:
                 found[row.run_id].append(StepRow(*row))
         return found
 
+    def usage_of(self, run_ids: Sequence[uuid.UUID]) -> list[UsageRow]:
+        """Every usage record of these runs, in recording order."""
+        if not run_ids:
+            return []
+        query = (select(*[usage.c[name] for name in _USAGE_COLUMNS])
+                 .where(usage.c.run_id.in_(list(run_ids))).order_by(usage.c.id))
+        with self._read() as conn:
+            return [UsageRow(*row) for row in conn.execute(query)]
+
+    def descendants(self, run_id: uuid.UUID) -> list[uuid.UUID]:
+        """Child runs, their children, and so on (a recursive query)."""
+        tree = select(runs.c.id).where(runs.c.parent_id == run_id).cte(recursive=True)
+        tree = tree.union_all(select(runs.c.id).where(runs.c.parent_id == tree.c.id))
+        with self._read() as conn:
+            return list(conn.execute(select(tree.c.id)).scalars())
+
+    def usage_groups(self, flt: RunFilter, since: int | None, until: int | None,
+                     group_by: str) -> list[Any]:
+        """(key, calls, input, output, cached, reasoning, cost, unpriced) per group."""
+        key = {"workflow": runs.c.workflow, "owner": runs.c.owner,
+               "model": usage.c.model}[group_by]
+        unpriced = func.sum(case((usage.c.cost_usd.is_(None), 1), else_=0))
+        query = select(key, func.count(), func.sum(usage.c.input_tokens),
+                       func.sum(usage.c.output_tokens), func.sum(usage.c.cached_input_tokens),
+                       func.sum(usage.c.reasoning_tokens), func.sum(usage.c.cost_usd),
+                       unpriced).select_from(usage.join(runs, runs.c.id == usage.c.run_id))
+        query = self._filtered(query, flt)
+        if since is not None:
+            query = query.where(usage.c.recorded_at >= since)
+        if until is not None:
+            query = query.where(usage.c.recorded_at < until)
+        with self._read() as conn:
+            return list(conn.execute(query.group_by(key).order_by(key)))
+
     def ids_with_prefix(self, hex_prefix: str, owner: str | None,
                         limit: int = 2) -> list[uuid.UUID]:
         """Run ids starting with ``hex_prefix`` (lower-case hex, no dashes): an id range."""
@@ -448,6 +510,7 @@ class SqlStore:
             return 0
         ids = list(run_ids)
         with self._write() as conn:
+            conn.execute(delete(usage).where(usage.c.run_id.in_(ids)))
             removed = conn.execute(delete(steps).where(steps.c.run_id.in_(ids))).rowcount
             conn.execute(delete(run_tags).where(run_tags.c.run_id.in_(ids)))
             conn.execute(delete(runs).where(runs.c.id.in_(ids)))
