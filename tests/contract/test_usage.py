@@ -60,7 +60,8 @@ def test_costs_match_genai_prices_and_roll_up_through_children(ledger: fl.Ledger
     assert first.usage_totals.cost_usd == pytest.approx(gpt + claude)
 
     children = [ledger.get(s.child_run_id) for s in run.steps[1:] if s.child_run_id]
-    child_costs = [c.usage.cost_usd for c in children if c.usage]
+    child_costs = [c.usage.cost_usd for c in children
+                   if c.usage is not None and c.usage.cost_usd is not None]
     assert child_costs == [pytest.approx(expected_cost("gpt-4o-mini", "openai", 100, 10)),
                            pytest.approx(expected_cost("gpt-4o-mini", "openai", 200, 20))]
     assert run.usage is not None

@@ -26,3 +26,30 @@ def test_reopening_is_a_no_op(db_url: str) -> None:
     with fl.Ledger(db_url) as again, again.store.backend.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         assert context.get_current_revision() == head_revision()
+
+
+def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
+    """A database created by 0.1's first schema is upgraded in place on open."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from flowledger.store import SqlStore
+    from flowledger.store.migrate import alembic_config
+    from tests.helpers.cli_flows import greet
+
+    with fl.Ledger(db_url) as ledger:
+        ledger.run(greet, "kept")
+    store = SqlStore(db_url, migrate_schema=False)
+    with store.backend.engine.begin() as conn:  # back to what revision 0001 created
+        conn.execute(text("DROP TABLE flowledger_usage"))
+    config = alembic_config()
+    with store.backend.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.stamp(config, "0001")
+    store.close()
+
+    with fl.Ledger(db_url) as ledger:  # opening upgrades to head
+        assert ledger.store.schema_revision() == (head_revision(), head_revision())
+        [run] = ledger.runs(workflow="cli_greet").runs
+        assert run.output == {"greeting": "KEPT!"}
+        assert ledger.get(run.id).usage is not None  # the new table answers
