@@ -493,11 +493,15 @@ class Ledger:
     def stats(self, *, workflow: str | None = None,
               since: datetime | timedelta | None = None,
               until: datetime | timedelta | None = None) -> Stats:
-        """Per workflow: runs, success rate, p50/p95 duration; per step name: count,
-        failure rate, p50/p95. Example: ``ledger.stats(since=timedelta(days=1))``."""
+        """Per workflow: runs, success rate, p50/p95 duration, LLM tokens and cost; per
+        step name: count, failure rate, p50/p95. Example:
+        ``ledger.stats(since=timedelta(days=1))``."""
         flt = RunFilter(owner=self.owner, workflow=workflow, since=_micros(since, "since"),
                         until=_micros(until, "until"))
-        return compute_stats(*self.store.timing_rows(flt))
+        usage = {str(row[0]): (int((row[2] or 0) + (row[3] or 0)),
+                               None if row[6] is None else float(row[6]))
+                 for row in self.store.usage_groups(flt, None, None, "workflow")}
+        return compute_stats(*self.store.timing_rows(flt), usage)
 
     def usage(self, *, since: datetime | timedelta | None = None,
               until: datetime | timedelta | None = None, group_by: str = "workflow",

@@ -96,6 +96,8 @@ class WorkflowStats:
     active: int
     p50: timedelta | None
     p95: timedelta | None
+    tokens: int = 0
+    cost_usd: float | None = None
 
     @property
     def success_rate(self) -> float | None:
@@ -142,7 +144,8 @@ def percentile(sorted_values: Sequence[int], fraction: float) -> timedelta | Non
     return timedelta(microseconds=sorted_values[rank])
 
 
-def compute_stats(run_rows: Iterable[Any], step_rows: Iterable[Any]) -> Stats:
+def compute_stats(run_rows: Iterable[Any], step_rows: Iterable[Any],
+                  usage_by_workflow: dict[str, tuple[int, float | None]] | None = None) -> Stats:
     outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     durations: dict[str, list[int]] = defaultdict(list)
     for _run_id, workflow, status, started, completed in run_rows:
@@ -153,11 +156,12 @@ def compute_stats(run_rows: Iterable[Any], step_rows: Iterable[Any]) -> Stats:
     for name in sorted(outcomes):
         counts = outcomes[name]
         timings = sorted(durations[name])
+        tokens, cost = (usage_by_workflow or {}).get(name, (0, None))
         workflows.append(WorkflowStats(
             name, sum(counts.values()), counts[RunStatus.COMPLETED], counts[RunStatus.FAILED],
             counts[RunStatus.CANCELLED],
             counts[RunStatus.RUNNING] + counts[RunStatus.PENDING],
-            percentile(timings, 0.5), percentile(timings, 0.95)))
+            percentile(timings, 0.5), percentile(timings, 0.95), tokens, cost))
 
     step_counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     step_times: dict[tuple[str, str], list[int]] = defaultdict(list)

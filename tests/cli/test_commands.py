@@ -187,3 +187,21 @@ def test_db_commands(cli: CLI, db_url: str) -> None:
 def test_version_and_help(cli: CLI) -> None:
     assert cli("--version").out.strip() == f"flowledger {fl.__version__}"
     assert "inspect" in cli("--help").out
+
+
+def test_usage_and_cost_in_inspect_stats_and_usage(cli: CLI) -> None:
+    result = cli("run", "tests.contract.test_usage:parent")
+    assert result.code == 0, result.err
+    run_id = result.err.split("run ", 1)[1].split()[0]
+    view = cli("inspect", run_id).out
+    assert "LLM usage" in view and "4 calls" in view and "(with child runs)" in view
+    assert "gpt-4o-mini" in view and "$" in view
+    stats = cli("stats", "--json").json()
+    parent = next(w for w in stats["workflows"] if w["workflow"] == "usage_parent")
+    assert parent["tokens"] == 1000 + 200 + 300 + 50 and parent["cost_usd"] > 0
+    groups = cli("usage", "--by", "model", "--json").json()
+    assert {g["key"]: g["calls"] for g in groups} == {
+        "claude-sonnet-4-5": 1, "gpt-4o": 1, "gpt-4o-mini": 2}
+    table = cli("usage", "--since", "1h").out
+    assert "usage_child" in table and "usage_parent" in table
+    assert cli("usage", "--by", "step").code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import sys
 from typing import Annotated, Any
@@ -221,3 +222,32 @@ def stats_command(
         state.print_json(stats.to_dict())
         return
     state.out.print(render.stats_view(stats))
+
+
+class GroupBy(enum.StrEnum):
+    workflow = "workflow"
+    model = "model"
+    owner = "owner"
+
+
+@command("usage")
+def usage_command(
+    ctx: typer.Context,
+    by: Annotated[GroupBy, typer.Option("--by", help="Group totals by workflow, model or owner.")]
+    = GroupBy.workflow,
+    since: Annotated[str | None, typer.Option(
+        help="Calls recorded at or after: a duration ago (24h) or a date.")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Calls recorded before: a duration ago or a date.")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only this owner.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """LLM calls, tokens and cost in USD, totalled per workflow, model or owner."""
+    state = state_of(ctx)
+    groups = state.ledger.usage(since=parse_when(since), until=parse_when(until),
+                                group_by=by.value, workflow=workflow, owner=owner)
+    if as_json:
+        state.print_json([g.to_dict() for g in groups])
+        return
+    state.out.print(render.usage_view(groups, by.value))

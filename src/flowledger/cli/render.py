@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ..models import Run, RunStatus, Step, StepStatus
+from ..models import Run, RunStatus, Step, StepStatus, UsageGroup, UsageTotals
 from ..reports import RunDiff, Stats
 
 STATUS_STYLE = {
@@ -95,6 +95,8 @@ def run_header(run: Run) -> Table:
         lineage.append(f"child of {run.parent_id}")
     if lineage:
         grid.add_row("lineage", "\n".join(lineage))
+    if run.usage is not None and run.usage.calls:
+        grid.add_row("LLM usage", usage_line(run.usage) + "  (with child runs)")
     if run.deadline_at:
         grid.add_row("deadline", when(run.deadline_at))
     if run.error:
@@ -110,9 +112,27 @@ def steps_table(run: Run) -> Table:
         table.add_column(column, justify="right" if column in ("pos", "att") else "left")
     for step in run.steps:
         name = step.name + (f" → {short_id(step.child_run_id)}" if step.child_run_id else "")
+        totals = step.usage_totals
         table.add_row(str(step.position), name, status_text(step.status), str(step.attempts),
-                      duration(step.duration), "—", "—", error_summary(step))
+                      duration(step.duration), tokens(totals.total_tokens if totals.calls
+                                                      else None),
+                      cost(totals.cost_usd, totals.unpriced_calls), error_summary(step))
     return table
+
+
+def tokens(value: int | None) -> str:
+    return "—" if not value else f"{value:,}"
+
+
+def cost(value: float | None, unpriced: int = 0) -> str:
+    text = "—" if value is None else f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+    return text + (f" (+{unpriced} unpriced)" if unpriced and value is not None else "")
+
+
+def usage_line(totals: UsageTotals) -> str:
+    return (f"{totals.calls} calls, {totals.input_tokens:,} in ({totals.cached_input_tokens:,} "
+            f"cached) + {totals.output_tokens:,} out tokens, "
+            f"{cost(totals.cost_usd, totals.unpriced_calls)}; models: {', '.join(totals.models)}")
 
 
 def timeline(run: Run, width: int = TIMELINE_WIDTH) -> Table:
@@ -210,7 +230,7 @@ def stats_view(stats: Stats) -> RenderableType:
     for w in stats.workflows:
         workflows.add_row(w.workflow, str(w.runs), str(w.completed), str(w.failed),
                           str(w.cancelled), str(w.active), percent(w.success_rate),
-                          duration(w.p50), duration(w.p95), "—", "—")
+                          duration(w.p50), duration(w.p95), tokens(w.tokens), cost(w.cost_usd))
     steps = Table(title="steps", show_edge=False, header_style="bold")
     for column in ("workflow", "step", "count", "failed", "failure rate", "p50", "p95"):
         steps.add_column(column)
@@ -218,3 +238,15 @@ def stats_view(stats: Stats) -> RenderableType:
         steps.add_row(s.workflow, s.name, str(s.count), str(s.failed), percent(s.failure_rate),
                       duration(s.p50), duration(s.p95))
     return Group(workflows, Text(), steps)
+
+
+def usage_view(groups: Sequence[UsageGroup], by: str) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in (by, "calls", "input", "cached", "output", "reasoning", "cost", "unpriced"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for group in groups:
+        t = group.totals
+        table.add_row(group.key, f"{t.calls:,}", f"{t.input_tokens:,}",
+                      f"{t.cached_input_tokens:,}", f"{t.output_tokens:,}",
+                      f"{t.reasoning_tokens:,}", cost(t.cost_usd), str(t.unpriced_calls))
+    return table
