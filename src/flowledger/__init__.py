@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+from . import context
 from .concurrency import StepPool, map_steps
 from .errors import (
     AmbiguousRunId,
@@ -106,6 +107,7 @@ __all__ = [
     "WorkflowStats",
     "WorkflowVersionMismatch",
     "__version__",
+    "context",
     "current_run_id",
     "current_step",
     "map_steps",

@@ -39,7 +39,7 @@ from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint
 
 _execution: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
     "flowledger_execution", default=None)
-_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
+_step: contextvars.ContextVar[_StepCall | None] = contextvars.ContextVar(
     "flowledger_step", default=None)
 
 _NO_RETRY = RetryPolicy()
@@ -81,10 +81,10 @@ class StepInfo(NamedTuple):
 
 def current_step() -> StepInfo:
     """The step being executed. Example: ``charge(key=fl.current_step().idempotency_key)``."""
-    info = _step.get()
-    if info is None:
+    call = _step.get()
+    if call is None:
         raise NotInRun("current_step() is only available inside a step of a running workflow")
-    return info
+    return StepInfo(call.execution.run_id_text, call.position, call.name, call.attempt)
 
 
 def current_run_id() -> str:
@@ -138,9 +138,11 @@ class Execution:
 
     def __init__(self, runtime: Runtime, run_id: uuid.UUID, token: str,
                  definition: WorkflowDef, recorded: Sequence[StepRow],
-                 deadline_at: int | None, owner: str) -> None:
+                 deadline_at: int | None, owner: str,
+                 context: dict[str, Any] | None = None) -> None:
         self.runtime = runtime
         self.owner = owner
+        self.context: dict[str, Any] = context or {}
         self.run_id = run_id
         self.run_id_text = str(run_id)
         self.token = token
@@ -253,8 +255,8 @@ class Execution:
         if hit:
             return value
         while True:
-            info = attempt.begin()
-            reset = _step.set(info)
+            attempt.begin()
+            reset = _step.set(attempt)
             try:
                 result = call_with_timeout(definition.fn, args, kwargs, attempt.timeout(),
                                            attempt.label)
@@ -279,8 +281,8 @@ class Execution:
         if hit:
             return value
         while True:
-            info = attempt.begin()
-            reset = _step.set(info)
+            attempt.begin()
+            reset = _step.set(attempt)
             try:
                 result = await _await_with_timeout(definition.fn(*args, **kwargs),
                                                    attempt.timeout(), attempt.label)
@@ -341,12 +343,15 @@ def _child_execution(runtime: Runtime, child: NewRun, definition: WorkflowDef) -
         return Execution(runtime, child.id, child.lease_token or "", definition, [],
                          child.deadline_at, child.owner)
     recorded = store.get_steps(child.id)
+    serializer = runtime.serializer
+    context = {name: None if value is None else serializer.loads(value)
+               for name, value, _, _ in store.context_of(child.id)}
     token = ids.new_token()
     if not store.claim_run(child.id, row.lease_token, token, runtime.identity, ids.now_us(),
                            resume_position(recorded)):
         raise LeaseLost(f"child run {child.id} was taken over by another execution")
     return Execution(runtime, child.id, token, definition, recorded, row.deadline_at,
-                     row.owner)
+                     row.owner, context)
 
 
 def resume_position(recorded: Sequence[StepRow]) -> int:
@@ -371,6 +376,8 @@ class _StepCall:
         self.input_text = input_text
         self.label = f"step {name!r} (position {position})"
         self.child: NewRun | None = None
+        # Context values set during the current attempt: committed with its result.
+        self.pending_context: dict[str, tuple[str | None, Any]] = {}
         self.recorded = execution.recorded.get(position)
         # A resumed *failed* step gets a fresh retry budget (resuming means "try again");
         # an attempt interrupted by a crash still counts against the budget.
@@ -395,7 +402,7 @@ class _StepCall:
             return True, self.execution.runtime.serializer.loads(row.output, self.hint)
         return False, None
 
-    def begin(self) -> StepInfo:
+    def begin(self) -> None:
         execution = self.execution
         if execution.deadline_at is not None and ids.now_us() >= execution.deadline_at:
             raise DeadlineExceeded(f"run {execution.run_id_text} passed its deadline before "
@@ -408,7 +415,7 @@ class _StepCall:
                 raise CancelledSignal(execution.run_id_text)
             raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
         self.attempt += 1
-        return StepInfo(execution.run_id_text, self.position, self.name, self.attempt)
+        self.pending_context = {}
 
     def timeout(self) -> float | None:
         deadline = self.execution.deadline_at
@@ -419,11 +426,15 @@ class _StepCall:
 
     def _finish(self, status: str, output: str | None, error: str | None) -> None:
         execution = self.execution
+        pending = self.pending_context if status != "failed" else {}
+        texts = {name: text for name, (text, _) in pending.items()} if pending else None
         if not execution.runtime.store.finish_step(execution.run_id, execution.token,
                                                    self.position, status, output, error,
-                                                   ids.now_us()):
+                                                   ids.now_us(), texts):
             raise LeaseLost(f"run {execution.run_id_text} was taken over while step "
                             f"{self.name!r} ran; its result was not recorded")
+        for name, (_, value) in pending.items():
+            execution.context[name] = value
 
     def succeeded(self, result: Any) -> Any:
         try:

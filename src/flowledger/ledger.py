@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -281,7 +282,14 @@ class Ledger:
     def _execution(self, run_id: uuid.UUID, token: str, definition: WorkflowDef,
                    recorded: Sequence[StepRow], deadline_at: int | None,
                    owner: str) -> Execution:
-        return Execution(self._runtime, run_id, token, definition, recorded, deadline_at, owner)
+        context = self._context(run_id) if recorded else None
+        return Execution(self._runtime, run_id, token, definition, recorded, deadline_at, owner,
+                         context)
+
+    def _context(self, run_id: uuid.UUID) -> dict[str, Any]:
+        serializer = self._runtime.serializer
+        return {name: None if value is None else serializer.loads(value)
+                for name, value, _, _ in self.store.context_of(run_id)}
 
     @staticmethod
     def _execute(execution: Execution, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -442,7 +450,8 @@ class Ledger:
         if found is None:
             raise RunNotFound(str(run_id))
         family = [parsed, *self.store.descendants(parsed)]
-        return self._records.run(*found, usage=self.store.usage_of(family))
+        run = self._records.run(*found, usage=self.store.usage_of(family))
+        return replace(run, context=self._context(parsed))
 
     def runs(self, *, status: str | Iterable[str] | None = None, workflow: str | None = None,
              owner: str | None = None, tag: str | None = None,

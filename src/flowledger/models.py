@@ -201,6 +201,7 @@ class Run:
     deadline_at: datetime | None
     steps: tuple[Step, ...] = field(default=())
     usage: UsageTotals | None = None  # with ``get``: this run's steps and its child runs
+    context: dict[str, Any] = field(default_factory=dict)  # with ``get``
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).

@@ -165,3 +165,17 @@ def test_crash_inside_a_child_run_resumes_parent_and_child(db_url: str, tmp_path
         kid_run = ledger.get(kid.id)
         assert kid_run.status is fl.RunStatus.COMPLETED and kid_run.recovery_attempts == 1
         assert parent_run.steps[0].child_run_id == kid.id
+
+
+def test_context_survives_sigkill_and_resume(db_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    run_id = kill_in_flight(db_url, "context", "4", log, "3")
+    with fl.Ledger(db_url) as ledger:
+        # Steps 1-2 committed their values; step 3 was in flight, so its are not there.
+        assert ledger.get(run_id).context == {"started": True, "last": 2,
+                                              "item1": {"square": 1}, "item2": {"square": 4}}
+    code, lines, err = run_to_end("resume", db_url, run_id, log=log)
+    assert code == 0, err
+    assert _result(lines) == {"started": True, "last": 4, "item1": {"square": 1},
+                              "item2": {"square": 4}, "item3": {"square": 9},
+                              "item4": {"square": 16}}

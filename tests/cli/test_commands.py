@@ -205,3 +205,14 @@ def test_usage_and_cost_in_inspect_stats_and_usage(cli: CLI) -> None:
     table = cli("usage", "--since", "1h").out
     assert "usage_child" in table and "usage_parent" in table
     assert cli("usage", "--by", "step").code == 2
+
+
+def test_inspect_shows_context(cli: CLI) -> None:
+    from tests.contract import test_context
+
+    test_context.state["fail_second"] = False
+    result = cli("run", "tests.contract.test_context:flow")
+    run_id = result.err.split("run ", 1)[1].split()[0]
+    view = cli("inspect", run_id).out
+    assert "context" in view and "cursor" in view and '{"half": "done"}' in view
+    assert cli("inspect", run_id, "--json").json()["context"]["cursor"] == 20

@@ -99,8 +99,27 @@ def parent(n: int) -> int:
     return chain(n) + work(100)
 
 
+@fl.step()
+def remember(i: int) -> int:
+    fl.context.set("last", i)
+    fl.context.set(f"item{i}", {"square": i * i})
+    side_effect(f"remember {i}")
+    maybe_block(str(i))
+    return i
+
+
+@fl.workflow(name="crash_context")
+def with_context(n: int) -> dict[str, Any]:
+    fl.context.set("started", True)
+    for i in range(1, n + 1):
+        remember(i)
+    return fl.context.items()
+
+
+
 WORKFLOWS: dict[str, Any] = {"chain": chain, "retry": retrying, "parent": parent,
-                             "fanout_async": fanout_async, "fanout_threads": fanout_threads}
+                             "fanout_async": fanout_async, "fanout_threads": fanout_threads,
+                             "context": with_context}
 
 
 def report(handle: fl.RunHandle) -> int:
@@ -136,3 +155,4 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+

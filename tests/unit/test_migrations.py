@@ -31,7 +31,7 @@ def test_reopening_is_a_no_op(db_url: str) -> None:
 def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
     """A database created by 0.1's first schema is upgraded in place on open."""
     from alembic import command
-    from sqlalchemy import text
+    from sqlalchemy import inspect, text
 
     from flowledger.store import SqlStore
     from flowledger.store.migrate import alembic_config
@@ -40,8 +40,10 @@ def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
     with fl.Ledger(db_url) as ledger:
         ledger.run(greet, "kept")
     store = SqlStore(db_url, migrate_schema=False)
+    first = {"flowledger_runs", "flowledger_steps", "flowledger_run_tags", VERSION_TABLE}
     with store.backend.engine.begin() as conn:  # back to what revision 0001 created
-        conn.execute(text("DROP TABLE flowledger_usage"))
+        for table in set(inspect(conn).get_table_names()) - first:
+            conn.execute(text(f"DROP TABLE {table}"))
     config = alembic_config()
     with store.backend.engine.begin() as conn:
         config.attributes["connection"] = conn

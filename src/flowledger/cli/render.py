@@ -187,6 +187,11 @@ def inspect_view(run: Run, load: Callable[[str], Run]) -> RenderableType:
     tree = child_tree(run, load)
     if tree is not None:
         parts += [Text(), Text("child runs", style="bold"), tree]
+    if run.context:
+        grid = Table.grid(padding=(0, 2))
+        for name, value in run.context.items():
+            grid.add_row(name, compact(value, 100))
+        parts += [Text(), Text("context", style="bold"), grid]
     return Group(*parts)
 
 

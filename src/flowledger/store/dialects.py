@@ -59,6 +59,11 @@ class Backend:
         """Run a result statement with a durable commit; returns the row count."""
         raise NotImplementedError
 
+    def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
+        """Run statements in one durable transaction; the last one's row count decides:
+        when it is 0 the whole transaction is rolled back and 0 returned."""
+        raise NotImplementedError
+
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
@@ -147,6 +152,23 @@ class SqliteBackend(Backend):
                 self._hot_is_full = True
             return self._hot_cursor.execute(sql, params).rowcount
 
+    def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
+        with self._hot_lock:
+            if not self._hot_is_full and self.durability == "full":
+                self._hot.execute("PRAGMA synchronous = FULL")
+                self._hot_is_full = True
+            self._hot_cursor.execute("BEGIN IMMEDIATE")
+            try:
+                count = 0
+                for sql, params in statements:
+                    count = self._hot_cursor.execute(sql, params).rowcount
+                self._hot_cursor.execute("COMMIT" if count else "ROLLBACK")
+            except BaseException:
+                if self._hot.in_transaction:
+                    self._hot_cursor.execute("ROLLBACK")
+                raise
+            return count
+
     def close(self) -> None:
         with self._hot_lock:
             self._hot.close()
@@ -228,6 +250,29 @@ class PostgresBackend(Backend):
 
     def durable(self, sql: str, params: dict[str, Any]) -> int:
         return self._run(self._durable_engine, sql, params)
+
+    def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
+        import psycopg
+
+        raw = self._durable_engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            with driver.transaction() as transaction:
+                count = 0
+                cur = driver.cursor()
+                for sql, params in statements:
+                    cur.execute(sql, params)
+                    count = cur.rowcount
+                if not count:
+                    raise psycopg.Rollback(transaction)  # caught by the block: no commit
+            return int(count)
+        except BaseException:
+            if _is_broken(raw):
+                raw.invalidate()
+            raise
+        finally:
+            raw.close()
 
     def close(self) -> None:
         self._marker_engine.dispose()

@@ -110,3 +110,16 @@ usage = Table(
     Index("ix_flowledger_usage_run", "run_id", "position"),
     Index("ix_flowledger_usage_recorded", "recorded_at"),
 )
+
+context = Table(
+    "flowledger_context",
+    metadata,
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=True),
+    # The step that set it (0: the workflow body), for inspection.
+    Column("position", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)

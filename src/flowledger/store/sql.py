@@ -6,7 +6,7 @@ import contextlib
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -29,7 +29,7 @@ from ..errors import StoreError, StoreUnavailable
 from . import migrate
 from .base import NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
-from .schema import run_tags, runs, steps, usage
+from .schema import context, run_tags, runs, steps, usage
 
 _USAGE_COLUMNS = ("run_id", "position", "model", "provider", "input_tokens",
                   "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd",
@@ -71,6 +71,15 @@ SELECT CAST(:run_id AS {uuid}), :position, :model, :provider, :input_tokens, :ou
        :cached_input_tokens, :reasoning_tokens, CAST(:cost_usd AS {float}), :prices_version,
        :recorded_at
 WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+"""
+
+
+_SET_CONTEXT = """
+INSERT INTO flowledger_context (run_id, name, value, position, updated_at)
+SELECT CAST(:run_id AS {uuid}), :name, :value, :position, :now
+WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+ON CONFLICT (run_id, name) DO UPDATE SET
+    value = excluded.value, position = excluded.position, updated_at = excluded.updated_at
 """
 
 
@@ -141,6 +150,7 @@ class SqlStore:
         self._begin_sql = _compile(self.backend, _BEGIN_STEP.format(uuid=uuid_type))
         self._finish_sql = _compile(self.backend, _FINISH_STEP)
         self._note_sql = _compile(self.backend, _NOTE_STEP_ERROR)
+        self._context_sql = _compile(self.backend, _SET_CONTEXT.format(uuid=uuid_type))
         self._usage_sql = _compile(self.backend, _RECORD_USAGE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
         self._begin_text = text(_BEGIN_STEP.format(uuid=uuid_type))
@@ -318,11 +328,38 @@ class SqlStore:
             return True
 
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
-                    output_text: str | None, error_text: str | None, now: int) -> bool:
-        """Record a step's result durably. False means another execution owns the run."""
-        params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
+                    output_text: str | None, error_text: str | None, now: int,
+                    context: Mapping[str, str | None] | None = None) -> bool:
+        """Record a step's result durably, with the context values it set, in one
+        transaction. False means another execution owns the run (nothing is written)."""
+        bound = self.backend.bind_id(run_id)
+        params = {"run_id": bound, "token": token, "position": position,
                   "status": status, "output": output_text, "error": error_text, "now": now}
-        return self._hot(self.backend.durable, self._finish_sql, params) > 0
+        if not context:
+            return self._hot(self.backend.durable, self._finish_sql, params) > 0
+        statements = [(self._context_sql, {"run_id": bound, "token": token, "name": name,
+                                           "value": value, "position": position, "now": now})
+                      for name, value in context.items()]
+        statements.append((self._finish_sql, params))
+        try:
+            return self.backend.durable_many(statements) > 0
+        except Exception as exc:
+            raise _store_error(self._where, exc) from exc
+
+    def set_context(self, run_id: uuid.UUID, token: str, name: str, value: str | None,
+                    now: int) -> bool:
+        """Set a context value from the workflow body (not inside a step): durably, now."""
+        params = {"run_id": self.backend.bind_id(run_id), "token": token, "name": name,
+                  "value": value, "position": 0, "now": now}
+        return self._hot(self.backend.durable, self._context_sql, params) > 0
+
+    def context_of(self, run_id: uuid.UUID) -> list[tuple[str, str | None, int, int]]:
+        """(name, value, position, updated_at) of a run's context, by name."""
+        query = (select(context.c.name, context.c.value, context.c.position,
+                        context.c.updated_at)
+                 .where(context.c.run_id == run_id).order_by(context.c.name))
+        with self._read() as conn:
+            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
 
     def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
                         error_text: str) -> None:
@@ -511,6 +548,7 @@ class SqlStore:
         ids = list(run_ids)
         with self._write() as conn:
             conn.execute(delete(usage).where(usage.c.run_id.in_(ids)))
+            conn.execute(delete(context).where(context.c.run_id.in_(ids)))
             removed = conn.execute(delete(steps).where(steps.c.run_id.in_(ids))).rowcount
             conn.execute(delete(run_tags).where(run_tags.c.run_id.in_(ids)))
             conn.execute(delete(runs).where(runs.c.id.in_(ids)))

@@ -1,0 +1,71 @@
+"""Per-run context variables: ``fl.context.set(name, value)`` / ``fl.context.get(name)``.
+
+Set inside a step, a value is written in the same transaction as that step's result
+(a failed attempt's values are discarded with it); set in the workflow body, it is
+written at once. Values are restored when the run is resumed, so they survive crashes.
+Values are stored with the run's serializer and read back as plain JSON values.
+
+Example::
+
+    @fl.step()
+    def fetch_page(url: str) -> list[str]:
+        items, cursor = api.page(url, after=fl.context.get("cursor"))
+        fl.context.set("cursor", cursor)
+        return items
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ids
+from .errors import ConfigurationError, LeaseLost, NotInRun
+from .executor import Execution, _execution, _step
+from .serialization import check_size
+
+__all__ = ["get", "items", "set"]
+
+
+def _current() -> Execution:
+    execution = _execution.get()
+    if execution is None:
+        raise NotInRun("fl.context is only available inside a running workflow")
+    return execution
+
+
+def set(name: str, value: Any) -> None:
+    """Set a context variable of the current run (any serializable value)."""
+    if not isinstance(name, str) or not name or len(name) > 200 or not name.isprintable():
+        raise ConfigurationError(f"context names are 1-200 printable characters, not {name!r}")
+    execution = _current()
+    runtime = execution.runtime
+    what = f"context value {name!r}"
+    text = check_size(runtime.serializer.dumps(value), runtime.max_payload_bytes, what)
+    plain = runtime.serializer.loads(text)  # what a resumed run will read back
+    step = _step.get()
+    if step is not None and step.execution is execution:
+        step.pending_context[name] = (text, plain)
+        return
+    if not runtime.store.set_context(execution.run_id, execution.token, name, text,
+                                     ids.now_us()):
+        raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
+    execution.context[name] = plain
+
+
+def get(name: str, default: Any = None) -> Any:
+    """The value of a context variable of the current run, or ``default``."""
+    execution = _current()
+    step = _step.get()
+    if step is not None and step.execution is execution and name in step.pending_context:
+        return step.pending_context[name][1]
+    return execution.context.get(name, default)
+
+
+def items() -> dict[str, Any]:
+    """All context variables of the current run, as the current step sees them."""
+    execution = _current()
+    values = dict(execution.context)
+    step = _step.get()
+    if step is not None and step.execution is execution:
+        values.update({name: value for name, (_, value) in step.pending_context.items()})
+    return values
