@@ -16,10 +16,12 @@ Example::
 
 from __future__ import annotations
 
-from . import context
+from . import artifacts, context
+from .artifacts import ArtifactInfo, RunArtifacts
 from .concurrency import StepPool, map_steps
 from .errors import (
     AmbiguousRunId,
+    ArtifactNotFound,
     ConfigurationError,
     DeadlineExceeded,
     FlowledgerError,
@@ -64,6 +66,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousRunId",
+    "ArtifactInfo",
+    "ArtifactNotFound",
     "ConfigurationError",
     "DeadlineExceeded",
     "ErrorInfo",
@@ -82,6 +86,7 @@ __all__ = [
     "RunCancelled",
     "RunDiff",
     "RunFailed",
+    "RunArtifacts",
     "RunHandle",
     "RunNotFound",
     "RunPage",
@@ -107,6 +112,7 @@ __all__ = [
     "WorkflowStats",
     "WorkflowVersionMismatch",
     "__version__",
+    "artifacts",
     "context",
     "current_run_id",
     "current_step",

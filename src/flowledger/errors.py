@@ -35,6 +35,10 @@ class AmbiguousRunId(FlowledgerError, LookupError):
     """A run id prefix matches more than one run."""
 
 
+class ArtifactNotFound(FlowledgerError, LookupError):
+    """The run has no artifact under that key."""
+
+
 class InvalidCursor(FlowledgerError, ValueError):
     """A pagination cursor was not produced by ``Ledger.runs()``."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import ids
+from .artifacts import OUTPUT_MARKER, OUTPUT_MEDIA, OUTPUT_PREFIX, ArtifactStore, RunArtifacts
 from .errors import (
     CancelledSignal,
     ConfigurationError,
@@ -103,6 +104,15 @@ class Runtime:
     serializer: Serializer
     max_payload_bytes: int
     identity: str
+    artifacts: ArtifactStore | None = None
+    offload_bytes: int = 1024 * 1024
+
+    def payload(self, run_id: uuid.UUID, owner: str, text: str | None) -> str | None:
+        """Stored payload text, following an offloaded-output reference to its artifact."""
+        if text is None or not text.startswith(OUTPUT_MARKER) or self.artifacts is None:
+            return text
+        key = text[len(OUTPUT_MARKER):]
+        return RunArtifacts(self.store, self.artifacts, run_id, owner).read_bytes(key).decode()
 
 
 def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
@@ -226,12 +236,21 @@ class Execution:
                 f"{self._next_position}, but step {first.name!r} is recorded at position "
                 f"{first.position}; the code now calls fewer steps than when it was recorded")
 
-    def _encode(self, value: Any, what: str) -> str:
+    def _encode(self, value: Any, what: str, position: int | None = None) -> str:
+        """Serialize; a step output (``position`` given) over the offload size is saved as
+        an artifact and replaced by a reference, so the database stays small."""
+        runtime = self.runtime
         try:
-            text = self.runtime.serializer.dumps(value)
+            text = runtime.serializer.dumps(value)
         except SerializationError as exc:
             raise SerializationError(f"{what}: {exc}") from None
-        return check_size(text, self.runtime.max_payload_bytes, what)
+        if position is not None and runtime.artifacts is not None \
+                and len(text) > runtime.offload_bytes:
+            key = f"{OUTPUT_PREFIX}{position}"
+            RunArtifacts(runtime.store, runtime.artifacts, self.run_id, self.owner, self.token,
+                         position).save(key, text.encode(), OUTPUT_MEDIA)
+            return OUTPUT_MARKER + key
+        return check_size(text, runtime.max_payload_bytes, what)
 
     def _encode_input(self, definition: StepDef, args: Sequence[Any],
                       kwargs: dict[str, Any]) -> str | None:
@@ -397,9 +416,11 @@ class _StepCall:
                 f"step {row.name!r}, but the code now calls {self.name!r}; workflow code must "
                 "call its steps in the same order on resume (fork the run to change it)")
         if row.status in ("completed", "skipped"):
-            if row.output is None:
+            execution = self.execution
+            text = execution.runtime.payload(execution.run_id, execution.owner, row.output)
+            if text is None:
                 return True, None
-            return True, self.execution.runtime.serializer.loads(row.output, self.hint)
+            return True, execution.runtime.serializer.loads(text, self.hint)
         return False, None
 
     def begin(self) -> None:
@@ -438,7 +459,7 @@ class _StepCall:
 
     def succeeded(self, result: Any) -> Any:
         try:
-            text = self.execution._encode(result, f"output of {self.label}")
+            text = self.execution._encode(result, f"output of {self.label}", self.position)
         except Exception as exc:
             self._finish("failed", None, error_text(exc))
             raise

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from . import ids
+from .artifacts import ArtifactStore, RunArtifacts
 from .errors import (
     AmbiguousRunId,
     ConfigurationError,
@@ -62,13 +63,24 @@ from .serialization import (
     decode_inputs,
 )
 from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow
-from .store.dialects import Durability
+from .store.dialects import Durability, SqliteBackend
 from .workflow import WorkflowDef, definition_of
 
 log = logging.getLogger("flowledger")
 DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024
+DEFAULT_OFFLOAD = 1024 * 1024
 DEFAULT_OWNER = "default"
 WorkflowRef = Callable[..., Any] | WorkflowDef
+
+
+def default_artifacts_url(store: SqlStore) -> str:
+    """A folder beside the SQLite file (``ledger.db`` → ``ledger-artifacts/``), or
+    ``./.flowledger/artifacts`` for PostgreSQL (set ``artifacts=`` to share one, e.g.
+    ``s3://bucket/prefix``, between machines)."""
+    backend = store.backend
+    if isinstance(backend, SqliteBackend):
+        return str(backend.path.with_name(backend.path.stem + "-artifacts"))
+    return str(Path.cwd() / ".flowledger" / "artifacts")
 
 
 def default_url() -> str:
@@ -179,15 +191,19 @@ class Ledger:
 
     def __init__(self, url: str | None = None, *, owner: str | None = None,
                  durability: Durability = "full", serializer: Serializer | None = None,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, artifacts: str | None = None,
+                 offload_bytes: int = DEFAULT_OFFLOAD) -> None:
         self.url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
-        if max_payload_bytes <= 0:
-            raise ConfigurationError("max_payload_bytes must be positive")
+        if max_payload_bytes <= 0 or offload_bytes <= 0:
+            raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
         self.owner = owner
         self.store = SqlStore(self.url, durability=durability)
+        self.artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
+                              or default_artifacts_url(self.store))
         self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,
-                                ids.identity())
-        self._records = Records(self._runtime.serializer)
+                                ids.identity(), ArtifactStore(self.artifacts_url),
+                                offload_bytes)
+        self._records = Records(self._runtime.serializer, self._runtime.payload)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
 
@@ -563,7 +579,14 @@ class Ledger:
         flt = RunFilter(owner=self.owner, status=statuses,
                         until=ids.now_us() - int(older_than.total_seconds() * 1_000_000))
         return purge(self.store, flt, self._to_run, archive=archive, dry_run=dry_run,
-                     progress=progress)
+                     blobs=self._runtime.artifacts, progress=progress)
+
+    def artifacts(self, run_id: str | uuid.UUID) -> RunArtifacts:
+        """The artifacts of a run: ``save``, ``get``, ``read_bytes``, ``exists``, ``list``,
+        ``delete``. Example: ``ledger.artifacts(run_id).get("report.md")``"""
+        row = self._visible(run_id)
+        assert self._runtime.artifacts is not None
+        return RunArtifacts(self.store, self._runtime.artifacts, row.id, row.owner)
 
     def _filter(self, status: str | Iterable[str] | None, workflow: str | None,
                 owner: str | None, tag: str | None, since: datetime | timedelta | None,

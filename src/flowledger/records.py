@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,8 +29,10 @@ class Records:
     """Builds Runs and Steps; payloads are decoded as plain values with the serializer
     that wrote them (text is returned as is if the run used another serializer)."""
 
-    def __init__(self, serializer: Serializer) -> None:
+    def __init__(self, serializer: Serializer,
+                 payload: Callable[[uuid.UUID, str, str | None], str | None]) -> None:
         self.serializer = serializer
+        self.payload = payload  # follows offloaded outputs to their artifact
 
     def load(self, row_serializer: str, text: str | None) -> Any:
         if text is None:
@@ -70,17 +73,19 @@ class Records:
             resumed_at=from_micros(row.resumed_at),
             resumed_from_position=row.resumed_from_position,
             deadline_at=from_micros(row.deadline_at),
-            steps=tuple(self.step(run_id, row.serializer, s, by_position.get(s.position, ()))
+            steps=tuple(self.step(run_id, row.serializer, s, by_position.get(s.position, ()),
+                                  lambda text: self.payload(row.id, row.owner, text))
                         for s in steps or ()),
             usage=totals,
         )
 
-    def step(self, run_id: str, serializer: str, row: StepRow,
-             usage: Sequence[Usage] = ()) -> Step:
+    def step(self, run_id: str, serializer: str, row: StepRow, usage: Sequence[Usage],
+             payload: Callable[[str | None], str | None]) -> Step:
         return Step(
             run_id=run_id, position=row.position, name=row.name,
             status=StepStatus(row.status), attempts=row.attempts,
-            input=self.load(serializer, row.input), output=self.load(serializer, row.output),
+            input=self.load(serializer, row.input),
+            output=self.load(serializer, payload(row.output)),
             error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
             started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
             duration=_duration(row.started_at, row.completed_at),

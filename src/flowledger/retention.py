@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .artifacts import ArtifactStore
 from .models import Run, RunStatus
 from .store import RunFilter, RunRow, SqlStore, StepRow
 
@@ -48,7 +49,7 @@ class PurgeReport:
 
 
 def purge(store: SqlStore, flt: RunFilter, to_run: ToRun, *, archive: str | None,
-          dry_run: bool, batch: int = BATCH,
+          dry_run: bool, blobs: ArtifactStore | None = None, batch: int = BATCH,
           progress: Callable[[int], None] | None = None) -> PurgeReport:
     """Delete matching runs in bounded batches, archiving each batch first when asked.
 
@@ -74,7 +75,11 @@ def purge(store: SqlStore, flt: RunFilter, to_run: ToRun, *, archive: str | None
                         sink.write(json.dumps(to_run(row, steps[row.id]).to_dict()) + "\n")
                     sink.flush()
                     os.fsync(sink.fileno())
-                steps_seen += store.delete_runs(ids)
+                removed, contents = store.delete_runs(ids)
+                steps_seen += removed
+                if blobs is not None:  # content no run references any more goes too
+                    for owner, digest in store.unreferenced(contents):
+                        blobs.remove(owner, digest)
             runs_seen += len(rows)
             if progress is not None:
                 progress(len(rows))

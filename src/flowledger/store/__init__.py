@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import NewRun, RunFilter, RunRow, StepRow, Store, UsageRow
+from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, Store, UsageRow
 from .sql import SqlStore
 
-__all__ = ["NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow", "Store", "UsageRow"]
+__all__ = ["ArtifactRow", "NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow", "Store",
+           "UsageRow"]

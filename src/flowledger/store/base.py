@@ -74,6 +74,18 @@ class UsageRow:
 
 
 @dataclass(slots=True)
+class ArtifactRow:
+    run_id: uuid.UUID
+    key: str
+    owner: str
+    digest: str
+    size: int
+    media_type: str
+    position: int
+    created_at: int
+
+
+@dataclass(slots=True)
 class NewRun:
     """Everything recorded when a run is created (status ``running`` or ``pending``)."""
 

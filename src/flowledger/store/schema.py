@@ -123,3 +123,21 @@ context = Table(
     Column("updated_at", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
+
+artifacts = Table(
+    "flowledger_artifacts",
+    metadata,
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("key", String(512), primary_key=True),
+    # Content lives in the artifact store at <owner namespace>/<digest>: identical content
+    # of one owner is stored once, and never shared across owners.
+    Column("owner", String(200), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_flowledger_artifacts_digest", "owner", "digest"),
+    sqlite_with_rowid=False,
+)

@@ -27,9 +27,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 from ..errors import StoreError, StoreUnavailable
 from . import migrate
-from .base import NewRun, RunFilter, RunRow, StepRow, UsageRow
+from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
-from .schema import context, run_tags, runs, steps, usage
+from .schema import artifacts, context, run_tags, runs, steps, usage
+
+_ARTIFACT_COLUMNS = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
+                     "created_at")
 
 _USAGE_COLUMNS = ("run_id", "position", "model", "provider", "input_tokens",
                   "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd",
@@ -80,6 +83,17 @@ SELECT CAST(:run_id AS {uuid}), :name, :value, :position, :now
 WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
 ON CONFLICT (run_id, name) DO UPDATE SET
     value = excluded.value, position = excluded.position, updated_at = excluded.updated_at
+"""
+
+
+_SAVE_ARTIFACT = """
+INSERT INTO flowledger_artifacts
+    (run_id, key, owner, digest, size, media_type, position, created_at)
+SELECT CAST(:run_id AS {uuid}), :key, :owner, :digest, :size, :media_type, :position, :now
+WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+ON CONFLICT (run_id, key) DO UPDATE SET
+    digest = excluded.digest, size = excluded.size, media_type = excluded.media_type,
+    position = excluded.position, created_at = excluded.created_at
 """
 
 
@@ -150,6 +164,7 @@ class SqlStore:
         self._begin_sql = _compile(self.backend, _BEGIN_STEP.format(uuid=uuid_type))
         self._finish_sql = _compile(self.backend, _FINISH_STEP)
         self._note_sql = _compile(self.backend, _NOTE_STEP_ERROR)
+        self._artifact_sql = _compile(self.backend, _SAVE_ARTIFACT.format(uuid=uuid_type))
         self._context_sql = _compile(self.backend, _SET_CONTEXT.format(uuid=uuid_type))
         self._usage_sql = _compile(self.backend, _RECORD_USAGE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
@@ -193,6 +208,14 @@ class SqlStore:
                 ).where(steps.c.run_id == run.forked_from,
                         steps.c.position < copy_steps_before)
                 conn.execute(insert(steps).from_select(["run_id", *cols], source))
+                # Offloaded outputs of the copied steps stay readable in the fork.
+                art_cols = [name for name in _ARTIFACT_COLUMNS if name != "run_id"]
+                art_source = select(
+                    bindparam("fork_id", run.id, type_=artifacts.c.run_id.type),
+                    *[artifacts.c[name] for name in art_cols],
+                ).where(artifacts.c.run_id == run.forked_from, artifacts.c.position >= 1,
+                        artifacts.c.position < copy_steps_before)
+                conn.execute(insert(artifacts).from_select(["run_id", *art_cols], art_source))
 
     def _insert_run(self, conn: Connection, run: NewRun) -> None:
         conn.execute(insert(runs).values(
@@ -352,6 +375,54 @@ class SqlStore:
         params = {"run_id": self.backend.bind_id(run_id), "token": token, "name": name,
                   "value": value, "position": 0, "now": now}
         return self._hot(self.backend.durable, self._context_sql, params) > 0
+
+    def save_artifact(self, token: str | None, row: ArtifactRow) -> bool:
+        """Reference content from a run under ``key`` (replacing an earlier reference).
+
+        With ``token`` the write is fenced like a step's; None is for callers outside
+        an execution (the Ledger's artifact verbs).
+        """
+        params = {"run_id": self.backend.bind_id(row.run_id), "key": row.key,
+                  "owner": row.owner, "digest": row.digest, "size": row.size,
+                  "media_type": row.media_type, "position": row.position,
+                  "now": row.created_at, "token": token}
+        if token is not None:
+            return self._hot(self.backend.durable, self._artifact_sql, params) > 0
+        values = vars_of(row)
+        with self._write() as conn:
+            conn.execute(delete(artifacts).where(artifacts.c.run_id == row.run_id,
+                                                 artifacts.c.key == row.key))
+            conn.execute(insert(artifacts).values(**values))
+        return True
+
+    def artifacts_of(self, run_id: uuid.UUID, prefix: str = "") -> list[ArtifactRow]:
+        query = select(*[artifacts.c[name] for name in _ARTIFACT_COLUMNS]).where(
+            artifacts.c.run_id == run_id)
+        if prefix:
+            query = query.where(artifacts.c.key.startswith(prefix, autoescape=True))
+        with self._read() as conn:
+            return [ArtifactRow(*row) for row in conn.execute(query.order_by(artifacts.c.key))]
+
+    def delete_artifact(self, run_id: uuid.UUID, key: str) -> ArtifactRow | None:
+        with self._write() as conn:
+            row = conn.execute(select(*[artifacts.c[n] for n in _ARTIFACT_COLUMNS]).where(
+                artifacts.c.run_id == run_id, artifacts.c.key == key)).first()
+            if row is None:
+                return None
+            conn.execute(delete(artifacts).where(artifacts.c.run_id == run_id,
+                                                 artifacts.c.key == key))
+            return ArtifactRow(*row)
+
+    def unreferenced(self, contents: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (owner, digest) pairs no artifact row references any more."""
+        if not contents:
+            return set()
+        digests = [digest for _, digest in contents]
+        query = select(artifacts.c.owner, artifacts.c.digest).where(
+            artifacts.c.digest.in_(digests)).distinct()
+        with self._read() as conn:
+            used = {(r[0], r[1]) for r in conn.execute(query)}
+        return contents - used
 
     def context_of(self, run_id: uuid.UUID) -> list[tuple[str, str | None, int, int]]:
         """(name, value, position, updated_at) of a run's context, by name."""
@@ -541,18 +612,26 @@ class SqlStore:
             if step_rows:
                 conn.execute(insert(steps), list(step_rows))
 
-    def delete_runs(self, run_ids: Sequence[uuid.UUID]) -> int:
-        """Delete runs with their steps and tags in one transaction; returns steps deleted."""
+    def delete_runs(self, run_ids: Sequence[uuid.UUID]) -> tuple[int, set[tuple[str, str]]]:
+        """Delete runs with everything recorded for them, in one transaction.
+
+        Returns the number of steps deleted and the (owner, digest) of the artifact
+        content they referenced, for garbage collection.
+        """
         if not run_ids:
-            return 0
+            return 0, set()
         ids = list(run_ids)
         with self._write() as conn:
+            contents = {(r[0], r[1]) for r in conn.execute(
+                select(artifacts.c.owner, artifacts.c.digest)
+                .where(artifacts.c.run_id.in_(ids)).distinct())}
+            conn.execute(delete(artifacts).where(artifacts.c.run_id.in_(ids)))
             conn.execute(delete(usage).where(usage.c.run_id.in_(ids)))
             conn.execute(delete(context).where(context.c.run_id.in_(ids)))
             removed = conn.execute(delete(steps).where(steps.c.run_id.in_(ids))).rowcount
             conn.execute(delete(run_tags).where(run_tags.c.run_id.in_(ids)))
             conn.execute(delete(runs).where(runs.c.id.in_(ids)))
-            return int(removed)
+            return int(removed), contents
 
     def live_step_counts(
         self, run_ids: Sequence[uuid.UUID]
@@ -582,6 +661,10 @@ class SqlStore:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def vars_of(row: ArtifactRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in _ARTIFACT_COLUMNS}
 
 
 def _interrupted(status: str) -> str:

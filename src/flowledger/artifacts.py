@@ -1,0 +1,252 @@
+"""Artifacts: named blobs a run produces, content-addressed in an fsspec store.
+
+Inside a step or workflow: ``fl.artifacts.save(key, data)``, ``get``, ``exists``,
+``list``, ``delete``. From outside a run: ``ledger.artifacts(run_id)`` with the same
+verbs. The database holds the reference (key, sha256 digest, size, media type, the
+step that produced it, time); the content lives at ``<root>/<owner>/<digest>`` in any
+fsspec filesystem (local folder by default, ``memory://``, ``s3://`` with s3fs, …).
+Identical content of one owner is stored once; owners never share content, so one
+owner can neither read nor probe another's.
+
+Example::
+
+    @fl.step()
+    def render(report: dict) -> str:
+        fl.artifacts.save("report.md", to_markdown(report))   # text/plain
+        fl.artifacts.save("report.json", report)              # application/json
+        return "report.md"
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import fsspec
+
+from . import ids
+from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun
+from .models import from_micros
+from .store import ArtifactRow, SqlStore
+
+__all__ = ["ArtifactInfo", "ArtifactStore", "RunArtifacts", "delete", "exists", "get",
+           "list", "save"]
+
+MAX_KEY = 512
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+BINARY = "application/octet-stream"
+# Step outputs over Ledger(offload_bytes=...) are stored as artifacts under this prefix and
+# the step row holds OUTPUT_MARKER + key instead (JSON text never starts with "@").
+OUTPUT_PREFIX = "_outputs/"
+OUTPUT_MARKER = "@artifact:"
+OUTPUT_MEDIA = "application/vnd.flowledger.payload"
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """An artifact's reference: key, digest, size, media type, producing step, time."""
+
+    run_id: str
+    key: str
+    digest: str
+    size: int
+    media_type: str
+    position: int
+    created_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "key": self.key, "digest": self.digest,
+                "size": self.size, "media_type": self.media_type, "position": self.position,
+                "created_at": self.created_at.isoformat() if self.created_at else None}
+
+
+def validate_key(key: str) -> str:
+    """Keys are relative, slash-separated names: no ``..``, no absolute paths, no
+    control characters, at most 512 characters."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+        raise ConfigurationError(f"artifact keys are 1-{MAX_KEY} characters, not {key!r:.80}")
+    if key.startswith(("/", "\\")) or (len(key) > 1 and key[1] == ":"):
+        raise ConfigurationError(f"artifact key {key!r} must be relative, not absolute")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise ConfigurationError(f"artifact key {key!r} contains control characters")
+    if any(part in ("..", ".") for part in key.replace("\\", "/").split("/")):
+        raise ConfigurationError(f"artifact key {key!r} may not contain '.' or '..' parts")
+    return key
+
+
+def encode(data: Any, media_type: str | None) -> tuple[bytes, str]:
+    """bytes as they are, text as UTF-8, anything else as JSON."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data), media_type or BINARY
+    if isinstance(data, str):
+        return data.encode("utf-8"), media_type or TEXT
+    try:
+        return json.dumps(data, ensure_ascii=False).encode("utf-8"), media_type or JSON
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"artifact data must be bytes, text or JSON-serializable: "
+                                 f"{exc}") from None
+
+
+def decode(content: bytes, media_type: str) -> Any:
+    """The inverse of ``encode``, chosen by media type."""
+    kind = media_type.split(";", 1)[0].strip().lower()
+    if kind == JSON or kind.endswith("+json"):
+        return json.loads(content)
+    if kind.startswith("text/"):
+        return content.decode("utf-8")
+    return content
+
+
+class ArtifactStore:
+    """Content-addressed blobs in an fsspec filesystem, namespaced by owner."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise ConfigurationError(f"cannot open artifact store {url!r}: {exc}") from None
+        self.url = url
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
+                                else (self.fs.protocol,))
+
+    def path(self, owner: str, digest: str) -> str:
+        namespace = hashlib.sha256(owner.encode()).hexdigest()[:16]
+        return f"{self.root.rstrip('/')}/{namespace}/{digest[:2]}/{digest}"
+
+    def put(self, owner: str, content: bytes) -> str:
+        """Store content once per owner; returns its sha256 digest."""
+        digest = hashlib.sha256(content).hexdigest()
+        path = self.path(owner, digest)
+        if self.fs.exists(path):
+            return digest
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if self.local:  # atomic: readers never see a partly written file
+            temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+            self.fs.pipe_file(temporary, content)
+            self.fs.mv(temporary, path)
+        else:
+            self.fs.pipe_file(path, content)
+        return digest
+
+    def read(self, owner: str, digest: str) -> bytes:
+        content: bytes = self.fs.cat_file(self.path(owner, digest))
+        return content
+
+    def remove(self, owner: str, digest: str) -> bool:
+        path = self.path(owner, digest)
+        if not self.fs.exists(path):
+            return False
+        self.fs.rm_file(path)
+        return True
+
+
+class RunArtifacts:
+    """The artifacts of one run; what ``ledger.artifacts(run_id)`` and
+    ``fl.artifacts`` (inside a run) act on."""
+
+    def __init__(self, store: SqlStore, blobs: ArtifactStore, run_id: uuid.UUID, owner: str,
+                 token: str | None = None, position: int = 0) -> None:
+        self._store = store
+        self._blobs = blobs
+        self.run_id = run_id
+        self.owner = owner
+        self._token = token
+        self._position = position
+
+    def save(self, key: str, data: Any, media_type: str | None = None) -> ArtifactInfo:
+        """Store ``data`` (bytes, text or JSON) under ``key``; replaces an earlier one."""
+        validate_key(key)
+        content, kind = encode(data, media_type)
+        digest = self._blobs.put(self.owner, content)
+        row = ArtifactRow(self.run_id, key, self.owner, digest, len(content), kind,
+                          self._position, ids.now_us())
+        if not self._store.save_artifact(self._token, row):
+            raise LeaseLost(f"run {self.run_id} is no longer held by this execution")
+        return _info(row)
+
+    def _row(self, key: str) -> ArtifactRow:
+        for row in self._store.artifacts_of(self.run_id, validate_key(key)):
+            if row.key == key:
+                return row
+        raise ArtifactNotFound(f"run {self.run_id} has no artifact {key!r}")
+
+    def info(self, key: str) -> ArtifactInfo:
+        return _info(self._row(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        row = self._row(key)
+        return self._blobs.read(row.owner, row.digest)
+
+    def get(self, key: str) -> Any:
+        """The content, as saved: bytes, text (``text/*``) or JSON (``application/json``)."""
+        row = self._row(key)
+        return decode(self._blobs.read(row.owner, row.digest), row.media_type)
+
+    def exists(self, key: str) -> bool:
+        return any(r.key == key for r in self._store.artifacts_of(self.run_id,
+                                                                  validate_key(key)))
+
+    def list(self, prefix: str = "") -> builtins.list[ArtifactInfo]:
+        """References of this run's artifacts whose keys start with ``prefix``."""
+        return [_info(row) for row in self._store.artifacts_of(self.run_id, prefix)]
+
+    def delete(self, key: str) -> bool:
+        """Remove the reference; content no other artifact uses is deleted too."""
+        row = self._store.delete_artifact(self.run_id, validate_key(key))
+        if row is None:
+            return False
+        for owner, digest in self._store.unreferenced({(row.owner, row.digest)}):
+            self._blobs.remove(owner, digest)
+        return True
+
+    def __iter__(self) -> Iterator[ArtifactInfo]:
+        return iter(self.list())
+
+
+def _info(row: ArtifactRow) -> ArtifactInfo:
+    return ArtifactInfo(str(row.run_id), row.key, row.digest, row.size, row.media_type,
+                        row.position, from_micros(row.created_at))
+
+
+def _here() -> RunArtifacts:
+    from .executor import _execution, _step
+
+    execution = _execution.get()
+    if execution is None or execution.runtime.artifacts is None:
+        raise NotInRun("fl.artifacts is only available inside a running workflow")
+    step = _step.get()
+    position = step.position if step is not None and step.execution is execution else 0
+    return RunArtifacts(execution.runtime.store, execution.runtime.artifacts, execution.run_id,
+                        execution.owner, execution.token, position)
+
+
+def save(key: str, data: Any, media_type: str | None = None) -> ArtifactInfo:
+    """Save an artifact of the current run (bytes, text or JSON)."""
+    return _here().save(key, data, media_type)
+
+
+def get(key: str) -> Any:
+    """An artifact of the current run, decoded by media type."""
+    return _here().get(key)
+
+
+def exists(key: str) -> bool:
+    """Whether the current run has an artifact under ``key``."""
+    return _here().exists(key)
+
+
+def list(prefix: str = "") -> builtins.list[ArtifactInfo]:
+    """The current run's artifacts whose keys start with ``prefix``."""
+    return _here().list(prefix)
+
+
+def delete(key: str) -> bool:
+    """Delete an artifact of the current run."""
+    return _here().delete(key)
