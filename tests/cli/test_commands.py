@@ -216,3 +216,22 @@ def test_inspect_shows_context(cli: CLI) -> None:
     view = cli("inspect", run_id).out
     assert "context" in view and "cursor" in view and '{"half": "done"}' in view
     assert cli("inspect", run_id, "--json").json()["context"]["cursor"] == 20
+
+
+def test_artifacts_ls_get_and_inspect(cli: CLI, tmp_path: Path) -> None:
+    from tests.contract.test_artifacts import BLOB
+
+    result = cli("run", "tests.contract.test_artifacts:producing", "-i", "label=cli")
+    assert result.code == 0, result.err
+    run_id = result.err.split("run ", 1)[1].split()[0]
+    listing = cli("artifacts", "ls", run_id[:24])
+    assert listing.code == 0 and "raw/blob.bin" in listing.out and "1.0 KiB" in listing.out
+    as_json = cli("artifacts", "ls", run_id, "--prefix", "data/", "--json").json()
+    assert [a["key"] for a in as_json] == ["data/summary.json"]
+    target = tmp_path / "blob.bin"
+    fetched = cli("artifacts", "get", run_id, "raw/blob.bin", "-o", str(target))
+    assert fetched.code == 0 and target.read_bytes() == BLOB
+    assert cli("artifacts", "get", run_id, "notes.md").out == "# cli\nnon-ascii: é"
+    assert cli("artifacts", "get", run_id, "missing").code == 3
+    assert "artifacts" in cli("inspect", run_id).out
+    assert len(cli("inspect", run_id, "--json").json()["artifacts"]) == 4

@@ -19,6 +19,7 @@ import typer
 from .. import __version__
 from ..errors import (
     AmbiguousRunId,
+    ArtifactNotFound,
     ConfigurationError,
     FlowledgerError,
     InvalidCursor,
@@ -67,7 +68,7 @@ def configure(
 
 
 def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, RunNotFound | AmbiguousRunId | WorkflowNotFound):
+    if isinstance(exc, RunNotFound | AmbiguousRunId | WorkflowNotFound | ArtifactNotFound):
         return EXIT_NOT_FOUND
     if isinstance(exc, ConfigurationError | InvalidCursor):
         return EXIT_USAGE

@@ -124,10 +124,11 @@ def inspect_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) 
     """Show a run's whole trace: header, steps, timeline and child runs."""
     state = state_of(ctx)
     run = state.ledger.get(state.ledger.resolve_id(run_id))
+    artifacts = state.ledger.artifacts(run.id).list()
     if as_json:
-        state.print_json(_load_tree(state, run))
+        state.print_json(_load_tree(state, run) | {"artifacts": [a.to_dict() for a in artifacts]})
         return
-    state.out.print(render.inspect_view(run, state.ledger.get))
+    state.out.print(render.inspect_view(run, state.ledger.get, artifacts))
 
 
 @command("resume")

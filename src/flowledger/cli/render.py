@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from ..artifacts import ArtifactInfo
 from ..models import Run, RunStatus, Step, StepStatus, UsageGroup, UsageTotals
 from ..reports import RunDiff, Stats
 
@@ -180,13 +181,16 @@ def _grow(tree: Tree, children: list[str], load: Callable[[str], Run], depth: in
             _grow(branch, grandchildren, load, depth - 1)
 
 
-def inspect_view(run: Run, load: Callable[[str], Run]) -> RenderableType:
+def inspect_view(run: Run, load: Callable[[str], Run],
+                 artifacts: Sequence[ArtifactInfo] = ()) -> RenderableType:
     parts: list[RenderableType] = [run_header(run), Text()]
     if run.steps:
         parts += [steps_table(run), Text(), Text("timeline", style="bold"), timeline(run)]
     tree = child_tree(run, load)
     if tree is not None:
         parts += [Text(), Text("child runs", style="bold"), tree]
+    if artifacts:
+        parts += [Text(), Text("artifacts", style="bold"), artifacts_table(artifacts)]
     if run.context:
         grid = Table.grid(padding=(0, 2))
         for name, value in run.context.items():
@@ -221,6 +225,28 @@ def diff_view(diff: RunDiff) -> RenderableType:
     header = Text(f"a: {diff.a.id} ({diff.a.status.value}, {duration(diff.a.duration)})\n"
                   f"b: {diff.b.id} ({diff.b.status.value}, {duration(diff.b.duration)})\n")
     return Group(header, table, *details)
+
+
+def size(value: int) -> str:
+    if value < 1024:
+        return f"{value:,} B"
+    scaled = float(value)
+    for unit in ("KiB", "MiB", "GiB"):
+        scaled /= 1024
+        if scaled < 1024 or unit == "GiB":
+            break
+    return f"{scaled:.1f} {unit}"
+
+
+def artifacts_table(artifacts: Sequence[ArtifactInfo]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("key", "size", "media type", "step", "created", "sha256"):
+        table.add_column(column, justify="right" if column in ("size", "step") else "left")
+    for item in artifacts:
+        table.add_row(item.key, size(item.size), item.media_type,
+                      str(item.position) if item.position else "body", when(item.created_at),
+                      item.digest[:12])
+    return table
 
 
 def percent(value: float | None) -> str:
