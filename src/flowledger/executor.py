@@ -430,7 +430,8 @@ class _StepCall:
                                    f"step {self.name!r} (position {self.position})")
         store = execution.runtime.store
         if not store.begin_step(execution.run_id, execution.token, self.position, self.name,
-                                self.input_text(), ids.now_us(), self.child):
+                                self.input_text(), ids.now_us(), self.child,
+                                attempt=self.attempt + 1):
             state = store.get_status(execution.run_id)
             if state is not None and state[0] == "cancelled":
                 raise CancelledSignal(execution.run_id_text)

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from . import ids
 from .artifacts import ArtifactStore, RunArtifacts
@@ -64,6 +64,7 @@ from .serialization import (
 )
 from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow
 from .store.dialects import Durability, SqliteBackend
+from .store.spool import SpoolingStore
 from .workflow import WorkflowDef, definition_of
 
 log = logging.getLogger("flowledger")
@@ -192,12 +193,21 @@ class Ledger:
     def __init__(self, url: str | None = None, *, owner: str | None = None,
                  durability: Durability = "full", serializer: Serializer | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, artifacts: str | None = None,
-                 offload_bytes: int = DEFAULT_OFFLOAD) -> None:
+                 offload_bytes: int = DEFAULT_OFFLOAD,
+                 persistence: Literal["required", "best_effort"] = "required",
+                 spool_dir: str | None = None) -> None:
         self.url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
             raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
+        if persistence not in ("required", "best_effort"):
+            raise ConfigurationError(f"persistence must be 'required' or 'best_effort', "
+                                     f"not {persistence!r}")
         self.owner = owner
-        self.store = SqlStore(self.url, durability=durability)
+        self.persistence = persistence
+        self.store: SqlStore = (
+            SpoolingStore(self.url, durability=durability,
+                          spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"))
+            if persistence == "best_effort" else SqlStore(self.url, durability=durability))
         self.artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
                               or default_artifacts_url(self.store))
         self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,
@@ -580,6 +590,16 @@ class Ledger:
                         until=ids.now_us() - int(older_than.total_seconds() * 1_000_000))
         return purge(self.store, flt, self._to_run, archive=archive, dry_run=dry_run,
                      blobs=self._runtime.artifacts, progress=progress)
+
+    def flush_spool(self) -> int:
+        """Write records spooled during a store outage back (``persistence="best_effort"``).
+
+        Returns how many were written; raises StoreUnavailable if the store is still
+        down. A no-op returning 0 with ``persistence="required"``.
+        """
+        if isinstance(self.store, SpoolingStore):
+            return self.store.flush_spool()
+        return 0
 
     def artifacts(self, run_id: str | uuid.UUID) -> RunArtifacts:
         """The artifacts of a run: ``save``, ``get``, ``read_bytes``, ``exists``, ``list``,

@@ -70,7 +70,8 @@ _RECORD_USAGE = """
 INSERT INTO flowledger_usage
     (run_id, position, model, provider, input_tokens, output_tokens, cached_input_tokens,
      reasoning_tokens, cost_usd, prices_version, recorded_at)
-SELECT CAST(:run_id AS {uuid}), :position, :model, :provider, :input_tokens, :output_tokens,
+SELECT CAST(:run_id AS {uuid}), :position, CAST(:model AS VARCHAR(200)), :provider,
+       :input_tokens, :output_tokens,
        :cached_input_tokens, :reasoning_tokens, CAST(:cost_usd AS {float}), :prices_version,
        :recorded_at
 WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
@@ -95,6 +96,21 @@ ON CONFLICT (run_id, key) DO UPDATE SET
     digest = excluded.digest, size = excluded.size, media_type = excluded.media_type,
     position = excluded.position, created_at = excluded.created_at
 """
+
+
+# Idempotent forms of the two non-idempotent writes, for replaying a spool: the attempt
+# number is absolute instead of an increment, and a usage record is not inserted twice.
+_BEGIN_STEP_ABSOLUTE = _BEGIN_STEP.replace(
+    "'running', 1,", "'running', :attempt,").replace(
+    "attempts = flowledger_steps.attempts + 1",
+    "attempts = CASE WHEN flowledger_steps.attempts > excluded.attempts "
+    "THEN flowledger_steps.attempts ELSE excluded.attempts END")
+_RECORD_USAGE_ONCE = _RECORD_USAGE.replace(
+    "WHERE EXISTS", """WHERE NOT EXISTS (SELECT 1 FROM flowledger_usage
+                 WHERE run_id = :run_id AND position = :position
+                   AND model = CAST(:model AS VARCHAR(200))
+                   AND recorded_at = :recorded_at)
+  AND EXISTS""")
 
 
 def _compile(backend: Backend, sql: str) -> str:
@@ -168,6 +184,10 @@ class SqlStore:
         self._context_sql = _compile(self.backend, _SET_CONTEXT.format(uuid=uuid_type))
         self._usage_sql = _compile(self.backend, _RECORD_USAGE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
+        self._usage_once_sql = _compile(self.backend, _RECORD_USAGE_ONCE.format(
+            uuid=uuid_type, float=self.backend.float_sql_type))
+        self._begin_absolute_sql = _compile(self.backend,
+                                            _BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
         self._begin_text = text(_BEGIN_STEP.format(uuid=uuid_type))
 
     @property
@@ -322,10 +342,12 @@ class SqlStore:
             raise _store_error(self._where, exc) from exc
 
     def begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
-                   input_text: str | None, now: int, child: NewRun | None = None) -> bool:
+                   input_text: str | None, now: int, child: NewRun | None = None,
+                   attempt: int = 0) -> bool:
         """Count a new attempt of the step. False means the run is no longer ours to advance.
 
-        The attempt counter is incremented in the row, so it survives crashes.
+        The attempt counter is incremented in the row, so it survives crashes. ``attempt``
+        (the number this begin starts) is what a spooled write replays.
         """
         if child is not None:
             return self._begin_child_step(run_id, token, position, name, input_text, now, child)
@@ -432,6 +454,17 @@ class SqlStore:
         with self._read() as conn:
             return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
 
+    def replay_begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
+                          input_text: str | None, now: int, attempt: int) -> bool:
+        params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
+                  "name": name, "input": input_text, "now": now, "child_run_id": None,
+                  "attempt": attempt}
+        return self._hot(self.backend.durable, self._begin_absolute_sql, params) > 0
+
+    def replay_usage(self, token: str, row: UsageRow) -> bool:
+        params = self._usage_params(token, row)
+        return self._hot(self.backend.durable, self._usage_once_sql, params) >= 0
+
     def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
                         error_text: str) -> None:
         """Record a failed attempt that will be retried (visible while the step runs)."""
@@ -441,13 +474,16 @@ class SqlStore:
 
     def record_usage(self, token: str, row: UsageRow) -> bool:
         """Record one LLM call at once (tokens are spent even if the step fails later)."""
-        params = {"run_id": self.backend.bind_id(row.run_id), "token": token,
-                  "position": row.position, "model": row.model, "provider": row.provider,
-                  "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
-                  "cached_input_tokens": row.cached_input_tokens,
-                  "reasoning_tokens": row.reasoning_tokens, "cost_usd": row.cost_usd,
-                  "prices_version": row.prices_version, "recorded_at": row.recorded_at}
-        return self._hot(self.backend.marker, self._usage_sql, params) > 0
+        return self._hot(self.backend.marker, self._usage_sql,
+                         self._usage_params(token, row)) > 0
+
+    def _usage_params(self, token: str, row: UsageRow) -> dict[str, Any]:
+        return {"run_id": self.backend.bind_id(row.run_id), "token": token,
+                "position": row.position, "model": row.model, "provider": row.provider,
+                "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
+                "cached_input_tokens": row.cached_input_tokens,
+                "reasoning_tokens": row.reasoning_tokens, "cost_usd": row.cost_usd,
+                "prices_version": row.prices_version, "recorded_at": row.recorded_at}
 
     # -- reads ---------------------------------------------------------------------
     def get_run(self, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
