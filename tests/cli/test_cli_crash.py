@@ -50,3 +50,18 @@ def test_crash_then_resume_through_the_cli(db_url: str, tmp_path: Path) -> None:
     text = flowledger(db_url, "inspect", run["id"])
     assert "resumed 1 times" in text.stdout and "from position 4" in text.stdout
     assert log.read_text().splitlines().count("work 1") == 1
+
+
+def test_cancel_a_live_run_through_the_cli(db_url: str, tmp_path: Path) -> None:
+    from tests.helpers.procs import Child
+
+    child = Child("start", db_url, "chain", "4", log=tmp_path / "log", block_at="2")
+    run_id = child.expect("run ")
+    child.expect("inflight 2")
+    result = flowledger(db_url, "cancel", run_id[:24])
+    assert result.returncode == 0 and f"cancelled {run_id}" in result.stdout
+    child.send("go")
+    code, _ = child.finish()
+    assert code == 1 and any(line.startswith("error RunCancelled") for line in child.lines)
+    record = json.loads(flowledger(db_url, "inspect", run_id, "--json").stdout)
+    assert record["status"] == "cancelled" and [s["position"] for s in record["steps"]] == [1, 2]

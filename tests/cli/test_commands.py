@@ -102,6 +102,8 @@ def test_resume_cancel_fork_and_diff(cli: CLI) -> None:
 
     cancelled = cli("cancel", run_id)
     assert cancelled.code == 0 and "already finished (completed)" in cancelled.out
+    assert cli("cancel", run_id, "--json").json() == {"run_id": run_id, "cancelled": False,
+                                                      "status": "completed"}
 
     fork = cli("fork", run_id, "--from-step", "1", "-i", "n=5", "--json")
     assert fork.code == 0, fork.err
@@ -182,6 +184,8 @@ def test_db_commands(cli: CLI, db_url: str) -> None:
     assert upgraded.code == 0 and f"revision {head} (head {head}) — up to date" in upgraded.out
     assert "up to date" in cli("db", "current").out
     assert cli("db", "check").code == 0
+    assert cli("db", "check", "--json").json() | {"url": None} == {
+        "url": None, "current": head, "head": head, "up_to_date": True}
 
 
 def test_version_and_help(cli: CLI) -> None:

@@ -164,15 +164,18 @@ def recover_command(ctx: typer.Context, as_json: AsJson = False) -> None:
 
 
 @command("cancel")
-def cancel_command(ctx: typer.Context, run_id: RunId) -> None:
+def cancel_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
     """Cancel a pending or running run (and its child runs); it stops before its next step."""
     state = state_of(ctx)
     full = state.ledger.resolve_id(run_id)
-    if state.ledger.cancel(full):
+    cancelled = state.ledger.cancel(full)
+    status = state.ledger.get(full, steps=False).status.value
+    if as_json:
+        state.print_json({"run_id": full, "cancelled": cancelled, "status": status})
+    elif cancelled:
         state.out.print(f"cancelled {full}")
     else:
-        state.out.print(f"{full} had already finished "
-                        f"({state.ledger.get(full, steps=False).status.value})")
+        state.out.print(f"{full} had already finished ({status})")
 
 
 @command("fork")

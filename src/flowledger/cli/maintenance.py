@@ -159,19 +159,27 @@ def db_upgrade(ctx: typer.Context) -> None:
     state.out.print(_status_line(admin.upgrade(state.db or _default_url())))
 
 
+def _show_status(state: State, status: admin.SchemaStatus, as_json: bool) -> None:
+    if as_json:
+        state.print_json({"url": status.url, "current": status.current, "head": status.head,
+                          "up_to_date": status.up_to_date})
+    else:
+        state.out.print(_status_line(status))
+
+
 @command("current", db_app)
-def db_current(ctx: typer.Context) -> None:
+def db_current(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Print the schema revision of the database and the newest one this version knows."""
     state: State = ctx.find_root().obj
-    state.out.print(_status_line(admin.schema_status(state.db or _default_url())))
+    _show_status(state, admin.schema_status(state.db or _default_url()), as_json)
 
 
 @command("check", db_app)
-def db_check(ctx: typer.Context) -> None:
+def db_check(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Exit 1 unless the schema is at the newest revision (changes nothing)."""
     state: State = ctx.find_root().obj
     status = admin.schema_status(state.db or _default_url())
-    state.out.print(_status_line(status))
+    _show_status(state, status, as_json)
     if not status.up_to_date:
         raise typer.Exit(1)
 
