@@ -239,3 +239,12 @@ def test_artifacts_ls_get_and_inspect(cli: CLI, tmp_path: Path) -> None:
     assert cli("artifacts", "get", run_id, "missing").code == 3
     assert "artifacts" in cli("inspect", run_id).out
     assert len(cli("inspect", run_id, "--json").json()["artifacts"]) == 4
+
+
+def test_quiet_prints_only_results(cli: CLI) -> None:
+    loud = cli("run", "tests.helpers.cli_flows:greet", "-i", "name=q")
+    quiet = cli("-q", "run", "tests.helpers.cli_flows:greet", "-i", "name=q")
+    assert loud.err.startswith("run ") and quiet.err == ""
+    assert json.loads(quiet.out) == json.loads(loud.out) == {"greeting": "Q!"}
+    assert "more: --cursor" in cli("runs", "--limit", "1").err
+    assert cli("-q", "runs", "--limit", "1").err == ""
