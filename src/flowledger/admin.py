@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import make_url
 
 from .store import SqlStore
+from .store.migrate import head_revision
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,12 @@ class SchemaStatus:
 
 
 def schema_status(url: str) -> SchemaStatus:
-    """Read the schema revision without changing anything."""
+    """Read the schema revision without changing anything (a missing SQLite file is
+    reported as having no schema, and is not created)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database \
+            and not Path(parsed.database).expanduser().exists():
+        return SchemaStatus(parsed.render_as_string(hide_password=True), None, head_revision())
     store = SqlStore(url, migrate_schema=False)
     try:
         current, head = store.schema_revision()

@@ -31,7 +31,7 @@ from typing import Any
 import fsspec
 
 from . import ids
-from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun
+from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun, StoreError
 from .models import from_micros
 from .store import ArtifactRow, SqlStore
 
@@ -76,8 +76,9 @@ def validate_key(key: str) -> str:
         raise ConfigurationError(f"artifact key {key!r} must be relative, not absolute")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise ConfigurationError(f"artifact key {key!r} contains control characters")
-    if any(part in ("..", ".") for part in key.replace("\\", "/").split("/")):
-        raise ConfigurationError(f"artifact key {key!r} may not contain '.' or '..' parts")
+    if any(part in ("..", ".", "") for part in key.replace("\\", "/").split("/")):
+        raise ConfigurationError(f"artifact key {key!r} may not contain empty, '.' or '..' "
+                                 "parts")
     return key
 
 
@@ -164,12 +165,28 @@ class RunArtifacts:
         """Store ``data`` (bytes, text or JSON) under ``key``; replaces an earlier one."""
         validate_key(key)
         content, kind = encode(data, media_type)
+        try:
+            replaced = [r for r in self._store.artifacts_of(self.run_id, key) if r.key == key]
+        except StoreError:  # best-effort mode during an outage: the save itself is spooled
+            replaced = []
         digest = self._blobs.put(self.owner, content)
         row = ArtifactRow(self.run_id, key, self.owner, digest, len(content), kind,
                           self._position, ids.now_us())
         if not self._store.save_artifact(self._token, row):
             raise LeaseLost(f"run {self.run_id} is no longer held by this execution")
+        self._collect({(old.owner, old.digest) for old in replaced if old.digest != digest})
         return _info(row)
+
+    def _collect(self, contents: set[tuple[str, str]]) -> None:
+        """Remove content no artifact references any more."""
+        if not contents:
+            return
+        try:
+            orphans = self._store.unreferenced(contents)
+        except StoreError:
+            return  # cannot tell while the store is down; purge collects it later
+        for owner, digest in orphans:
+            self._blobs.remove(owner, digest)
 
     def _row(self, key: str) -> ArtifactRow:
         for row in self._store.artifacts_of(self.run_id, validate_key(key)):
@@ -202,8 +219,7 @@ class RunArtifacts:
         row = self._store.delete_artifact(self.run_id, validate_key(key))
         if row is None:
             return False
-        for owner, digest in self._store.unreferenced({(row.owner, row.digest)}):
-            self._blobs.remove(owner, digest)
+        self._collect({(row.owner, row.digest)})
         return True
 
     def __iter__(self) -> Iterator[ArtifactInfo]:

@@ -23,7 +23,7 @@ from .errors import ConfigurationError, LeaseLost, NotInRun
 from .executor import Execution, _execution, _step
 from .serialization import check_size
 
-__all__ = ["get", "items", "set"]
+__all__ = ["as_dict", "get", "items", "set"]
 
 
 def _current() -> Execution:
@@ -61,7 +61,12 @@ def get(name: str, default: Any = None) -> Any:
     return execution.context.get(name, default)
 
 
-def items() -> dict[str, Any]:
+def items() -> list[tuple[str, Any]]:
+    """(name, value) pairs of the current run's context, like ``dict.items()``."""
+    return list(as_dict().items())
+
+
+def as_dict() -> dict[str, Any]:
     """All context variables of the current run, as the current step sees them."""
     execution = _current()
     values = dict(execution.context)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import os
@@ -62,7 +63,7 @@ from .serialization import (
     call_arguments,
     decode_inputs,
 )
-from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow
+from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow, UsageRow
 from .store.dialects import Durability, SqliteBackend
 from .store.spool import SpoolingStore
 from .workflow import WorkflowDef, definition_of
@@ -75,13 +76,15 @@ WorkflowRef = Callable[..., Any] | WorkflowDef
 
 
 def default_artifacts_url(store: SqlStore) -> str:
-    """A folder beside the SQLite file (``ledger.db`` → ``ledger-artifacts/``), or
-    ``./.flowledger/artifacts`` for PostgreSQL (set ``artifacts=`` to share one, e.g.
-    ``s3://bucket/prefix``, between machines)."""
+    """A folder beside the SQLite file (``ledger.db`` → ``ledger-artifacts/``); for
+    PostgreSQL a folder per database under ``~/.flowledger/artifacts/`` — the same from
+    any working directory of this user. Set ``artifacts=`` (e.g. ``s3://bucket/prefix``)
+    to share one store between machines."""
     backend = store.backend
     if isinstance(backend, SqliteBackend):
         return str(backend.path.with_name(backend.path.stem + "-artifacts"))
-    return str(Path.cwd() / ".flowledger" / "artifacts")
+    database = hashlib.sha256(backend.describe().encode()).hexdigest()[:16]
+    return str(Path.home() / ".flowledger" / "artifacts" / database)
 
 
 def default_url() -> str:
@@ -569,7 +572,7 @@ class Ledger:
             yield self.get(run_id)
             return
         flt = self._filter(status, workflow, owner, tag, since, until, None)
-        yield from iter_runs(self.store, flt, self._to_run)
+        yield from iter_runs(self.store, flt, self._full_runs)
 
     def purge(self, older_than: timedelta, *, status: str | Iterable[str] | None = None,
               archive: str | None = None, dry_run: bool = False,
@@ -588,7 +591,7 @@ class Ledger:
             raise ConfigurationError(f"only finished runs can be purged, not {active[0]!r}")
         flt = RunFilter(owner=self.owner, status=statuses,
                         until=ids.now_us() - int(older_than.total_seconds() * 1_000_000))
-        return purge(self.store, flt, self._to_run, archive=archive, dry_run=dry_run,
+        return purge(self.store, flt, self._full_runs, archive=archive, dry_run=dry_run,
                      blobs=self._runtime.artifacts, progress=progress)
 
     def flush_spool(self) -> int:
@@ -661,6 +664,20 @@ class Ledger:
     def _to_run(self, row: RunRow, steps: list[StepRow] | None,
                 live: tuple[int, int, int, int] | None = None) -> Run:
         return self._records.run(row, steps, live)
+
+    def _full_runs(self, rows: list[RunRow]) -> list[Run]:
+        """Runs with steps, their own usage and context, for exports and archives."""
+        ids_ = [row.id for row in rows]
+        steps = self.store.steps_of(ids_)
+        usage: dict[uuid.UUID, list[UsageRow]] = {run_id: [] for run_id in ids_}
+        for record in self.store.usage_of(ids_):
+            usage[record.run_id].append(record)
+        contexts = self.store.contexts_of(ids_)
+        serializer = self._runtime.serializer
+        return [replace(self._records.run(row, steps[row.id], usage=usage[row.id]),
+                        context={name: None if value is None else serializer.loads(value)
+                                 for name, value in contexts[row.id].items()})
+                for row in rows]
 
 
 def _statuses(status: str | Iterable[str] | None) -> list[str]:

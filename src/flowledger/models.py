@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
@@ -232,7 +233,16 @@ def _jsonable(record: Any) -> dict[str, Any]:
     return out
 
 
+def to_jsonable(value: Any) -> Any:
+    """Strict-JSON form: NaN and ±Infinity, which JSON cannot hold, become strings."""
+    return _value(value)
+
+
 def _value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _value(item) for key, item in value.items()}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):

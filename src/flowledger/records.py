@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from .errors import FlowledgerError
 from .models import (
     ErrorInfo,
     Run,
@@ -74,10 +75,19 @@ class Records:
             resumed_from_position=row.resumed_from_position,
             deadline_at=from_micros(row.deadline_at),
             steps=tuple(self.step(run_id, row.serializer, s, by_position.get(s.position, ()),
-                                  lambda text: self.payload(row.id, row.owner, text))
+                                  lambda text: self._payload(row, text))
                         for s in steps or ()),
             usage=totals,
         )
+
+    def _payload(self, row: RunRow, text: str | None) -> str | None:
+        """An offloaded output's content; if its artifact cannot be read here, a note
+        saying so — the rest of the trace stays readable."""
+        try:
+            return self.payload(row.id, row.owner, text)
+        except (OSError, FlowledgerError) as exc:
+            key = (text or "").partition(":")[2]
+            return json.dumps({"$artifact": key, "unavailable": f"{type(exc).__name__}: {exc}"})
 
     def step(self, run_id: str, serializer: str, row: StepRow, usage: Sequence[Usage],
              payload: Callable[[str | None], str | None]) -> Step:

@@ -60,8 +60,9 @@ class RunDiff:
                 "steps": [change.to_dict() for change in self.steps]}
 
 
-def _pretty(value: Any) -> list[str]:
-    return json.dumps(value, indent=1, sort_keys=True, default=str).splitlines()
+def _pretty(value: Any, width: int = 160) -> list[str]:
+    lines = json.dumps(value, indent=1, sort_keys=True, default=str).splitlines()
+    return [line if len(line) <= width else line[:width - 1] + "…" for line in lines]
 
 
 def diff_runs(a: Run, b: Run, context: int = 1, max_lines: int = 40) -> RunDiff:
@@ -72,9 +73,11 @@ def diff_runs(a: Run, b: Run, context: int = 1, max_lines: int = 40) -> RunDiff:
         left, right = by_a.get(position), by_b.get(position)
         left_out = left.output if left else None
         right_out = right.output if right else None
-        changed = left_out != right_out
+        changed = left_out != right_out or (left is None) != (right is None)
         text = ""
-        if changed:
+        if left is None or right is None:
+            text = f"only in {'b' if left is None else 'a'}"
+        elif changed:
             lines = list(difflib.unified_diff(_pretty(left_out), _pretty(right_out), "a", "b",
                                               n=context, lineterm=""))[2:]
             if len(lines) > max_lines:

@@ -13,14 +13,15 @@ from typing import Any
 
 from .artifacts import ArtifactStore
 from .models import Run, RunStatus
-from .store import RunFilter, RunRow, SqlStore, StepRow
+from .store import RunFilter, RunRow, SqlStore
 
 BATCH = 500
 FINISHED = (RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
-ToRun = Callable[[RunRow, list[StepRow]], Run]
+# Full records (steps, usage, context) of a batch of run rows.
+ToRuns = Callable[[list[RunRow]], list[Run]]
 
 
-def iter_runs(store: SqlStore, flt: RunFilter, to_run: ToRun,
+def iter_runs(store: SqlStore, flt: RunFilter, to_runs: ToRuns,
               batch: int = BATCH) -> Iterator[Run]:
     """Runs (with steps) matching ``flt``, newest first, one batch in memory at a time."""
     before = None
@@ -28,9 +29,7 @@ def iter_runs(store: SqlStore, flt: RunFilter, to_run: ToRun,
         rows = store.list_runs(flt, batch, before)
         if not rows:
             return
-        steps = store.steps_of([row.id for row in rows])
-        for row in rows:
-            yield to_run(row, steps[row.id])
+        yield from to_runs(rows)
         before = rows[-1].id
 
 
@@ -48,7 +47,7 @@ class PurgeReport:
                 "dry_run": self.dry_run}
 
 
-def purge(store: SqlStore, flt: RunFilter, to_run: ToRun, *, archive: str | None,
+def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | None,
           dry_run: bool, blobs: ArtifactStore | None = None, batch: int = BATCH,
           progress: Callable[[int], None] | None = None) -> PurgeReport:
     """Delete matching runs in bounded batches, archiving each batch first when asked.
@@ -61,7 +60,9 @@ def purge(store: SqlStore, flt: RunFilter, to_run: ToRun, *, archive: str | None
         sink = None
         if archive and not dry_run:
             Path(archive).parent.mkdir(parents=True, exist_ok=True)
-            sink = stack.enter_context(gzip.open(archive, "wt", encoding="utf-8"))
+            # Appending adds a gzip member; readers see one stream, and an archive that
+            # already holds purged runs (gone from the database) is never overwritten.
+            sink = stack.enter_context(gzip.open(archive, "at", encoding="utf-8"))
         before = None
         while rows := store.list_runs(flt, batch, before):
             ids = [row.id for row in rows]
@@ -70,9 +71,8 @@ def purge(store: SqlStore, flt: RunFilter, to_run: ToRun, *, archive: str | None
                 before = rows[-1].id
             else:
                 if sink is not None:
-                    steps = store.steps_of(ids)
-                    for row in rows:
-                        sink.write(json.dumps(to_run(row, steps[row.id]).to_dict()) + "\n")
+                    for run in to_runs(rows):
+                        sink.write(json.dumps(run.to_dict()) + "\n")
                     sink.flush()
                     os.fsync(sink.fileno())
                 removed, contents = store.delete_runs(ids)

@@ -193,3 +193,26 @@ def decode_inputs(serializer: Serializer, text: str | None,
         values[name] = value if hint is NO_HINT else serializer.loads(
             serializer.dumps(value), hint)
     return values
+
+
+def coerce_inputs(fn: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check text-born inputs (CLI, HTTP) against the parameter annotations, converting
+    where pydantic's lax mode allows ("3" → 3); a mismatch is a ConfigurationError."""
+    from .errors import ConfigurationError
+
+    hints = parameter_hints(fn)
+    checked = dict(values)
+    for name, value in values.items():
+        hint = hints.get(name, NO_HINT)
+        if hint in (NO_HINT, Any, object) or isinstance(hint, str):
+            continue
+        adapter = _adapter(hint)
+        if adapter is None:
+            continue
+        try:
+            checked[name] = adapter.validate_python((value,))[0]
+        except ValidationError as exc:
+            reason = exc.errors()[0].get("msg", "invalid") if exc.errors() else "invalid"
+            raise ConfigurationError(f"input {name}={value!r} does not fit its annotation "
+                                     f"{getattr(hint, '__name__', hint)}: {reason}") from None
+    return checked

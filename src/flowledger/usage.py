@@ -83,6 +83,12 @@ def record_usage(model: str, *, input_tokens: int = 0, output_tokens: int = 0,
     counts = {name: _count(name, value) for name, value in (
         ("input_tokens", input_tokens), ("output_tokens", output_tokens),
         ("cached_input_tokens", cached_input_tokens), ("reasoning_tokens", reasoning_tokens))}
+    if counts["cached_input_tokens"] > counts["input_tokens"]:
+        raise ConfigurationError("cached_input_tokens counts part of input_tokens, so it "
+                                 "cannot exceed it")
+    if counts["reasoning_tokens"] > counts["output_tokens"]:
+        raise ConfigurationError("reasoning_tokens counts part of output_tokens, so it "
+                                 "cannot exceed it")
     cost = price(model, provider, counts["input_tokens"], counts["output_tokens"],
                  counts["cached_input_tokens"])
     row = UsageRow(execution.run_id, step.position, model, provider, counts["input_tokens"],

@@ -142,7 +142,8 @@ def load_entrypoint(entrypoint: str) -> WorkflowDef:
     """Import the code an entrypoint names and return its workflow definition."""
     target, sep, qualname = entrypoint.rpartition(":")
     if not sep or not target or not qualname:
-        raise WorkflowNotFound(f"malformed entrypoint {entrypoint!r}: expected module:qualname")
+        raise ConfigurationError(f"malformed workflow target {entrypoint!r}: expected "
+                                 "package.module:workflow or path/to/file.py:workflow")
     if "<locals>" in qualname:
         raise WorkflowNotFound(
             f"entrypoint {entrypoint!r} is defined inside a function and cannot be imported; "
@@ -154,6 +155,8 @@ def load_entrypoint(entrypoint: str) -> WorkflowDef:
             obj = getattr(obj, part)
     except WorkflowNotFound:
         raise
+    except AttributeError:
+        raise WorkflowNotFound(f"{target} has no {qualname!r} (from {entrypoint!r})") from None
     except Exception as exc:
         raise WorkflowNotFound(f"cannot import workflow {entrypoint!r}: "
                                f"{type(exc).__name__}: {exc}") from exc

@@ -48,7 +48,7 @@ def test_crash_then_resume_through_the_cli(db_url: str, tmp_path: Path) -> None:
     assert record["steps"][3]["attempts"] == 2
 
     text = flowledger(db_url, "inspect", run["id"])
-    assert "resumed 1 times" in text.stdout and "from position 4" in text.stdout
+    assert "resumed once" in text.stdout and "from position 4" in text.stdout
     assert log.read_text().splitlines().count("work 1") == 1
 
 

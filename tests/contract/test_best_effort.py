@@ -79,7 +79,7 @@ def test_outage_mid_run_or_from_the_start(pg_database: str, proxy: OutageProxy,
         control["cut_at"] = cut_at
         handle = ledger.start(flow, 5)
         assert handle.result(timeout=60) == 1 + 4 + 9 + 16 + 25  # the run went on
-        spooled = list(spool.glob("*.jsonl"))
+        spooled = list(spool.rglob("*.jsonl"))
         assert len(spooled) == 1 and spooled[0].read_text().count("\n") > 5
         with pytest.raises(fl.StoreUnavailable):
             ledger.flush_spool()  # still down: says so, keeps the spool
@@ -87,7 +87,7 @@ def test_outage_mid_run_or_from_the_start(pg_database: str, proxy: OutageProxy,
         proxy.restore()
         control["cut_at"] = 0
         replayed = ledger.flush_spool()
-        assert replayed > 5 and list(spool.glob("*.jsonl")) == []
+        assert replayed > 5 and list(spool.rglob("*.jsonl")) == []
         assert ledger.flush_spool() == 0
         assert snapshot(ledger, handle.id) == expected
 
@@ -104,7 +104,7 @@ def test_replaying_a_spool_twice_writes_nothing_twice(pg_database: str, proxy: O
         proxy.cut()
         handle = ledger.start(flow, 3)
         handle.result(timeout=60)
-        [path] = spool.glob("*.jsonl")
+        [path] = spool.rglob("*.jsonl")
         saved = path.read_text()
         proxy.restore()
         ledger.flush_spool()
@@ -134,12 +134,29 @@ def test_spools_of_dead_processes_are_flushed_by_the_next_ledger(
         proxy.cut()
         handle = ledger.start(flow, 2)
         assert handle.result(timeout=60) == 5
-    [left] = spool.glob("*.jsonl")  # this process "died" with its spool unflushed:
-    left.rename(spool / f"{ids.hostname()}-999999-0.jsonl")  # a pid that does not exist
+    [left] = spool.rglob("*.jsonl")  # this process "died" with its spool unflushed:
+    left.rename(left.parent / f"{ids.hostname()}-999999-0.jsonl")  # a pid that is not alive
     proxy.restore()
-    with fl.Ledger(pg_database, persistence="best_effort", spool_dir=str(spool),
-                   artifacts=str(tmp_path / "a")) as later:  # flushes on open
-        assert list(spool.glob("*.jsonl")) == []
+    with fl.Ledger(_through(pg_database, proxy), persistence="best_effort",
+                   spool_dir=str(spool), artifacts=str(tmp_path / "a")) as later:  # flushes
+        assert list(spool.rglob("*.jsonl")) == []
         run = later.get(handle.id)
         assert run.status is fl.RunStatus.COMPLETED and run.output == 5
         assert run.counts.completed == 2
+
+
+def test_a_spool_is_only_written_back_to_its_own_database(
+        pg_database: str, proxy: OutageProxy, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    with fl.Ledger(_through(pg_database, proxy), persistence="best_effort",
+                   spool_dir=str(spool), artifacts=str(tmp_path / "a")) as ledger:
+        proxy.cut()
+        handle = ledger.start(flow, 2)
+        handle.result(timeout=60)
+    [left] = spool.rglob("*.jsonl")
+    left.rename(left.parent / f"{ids.hostname()}-999999-0.jsonl")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with fl.Ledger(other, persistence="best_effort", spool_dir=str(spool),
+                   artifacts=str(tmp_path / "a")) as elsewhere, pytest.raises(fl.RunNotFound):
+        elsewhere.get(handle.id)
+    assert len(list(spool.rglob("*.jsonl"))) == 1  # still waiting for its own database

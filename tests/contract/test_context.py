@@ -31,7 +31,7 @@ def flow() -> dict[str, object]:
     first()
     seen = fl.context.get("cursor")
     second()
-    return {"seen": seen, "now": fl.context.items()}
+    return {"seen": seen, "now": fl.context.as_dict()}
 
 
 def test_values_commit_with_their_step_and_failed_attempts_leave_none(ledger: fl.Ledger) -> None:

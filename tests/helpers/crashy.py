@@ -113,7 +113,7 @@ def with_context(n: int) -> dict[str, Any]:
     fl.context.set("started", True)
     for i in range(1, n + 1):
         remember(i)
-    return fl.context.items()
+    return fl.context.as_dict()
 
 
 

@@ -66,7 +66,9 @@ def test_entrypoints_import_modules_and_files(tmp_path: Path) -> None:
                       "@fl.workflow(name='from_file_" + uuid.uuid4().hex[:6] + "')\n"
                       "def wf() -> int:\n    return 1\n")
     assert load_entrypoint(f"{script}:wf").fn() == 1
-    for bad, message in [("nocolon", "malformed"), ("tests.helpers.crashy:missing", "cannot"),
+    with pytest.raises(fl.ConfigurationError, match="malformed"):
+        load_entrypoint("nocolon")
+    for bad, message in [("tests.helpers.crashy:missing", "has no 'missing'"),
                          ("x.f.<locals>.g:y.<locals>.z", "inside a function"),
                          (f"{tmp_path}/absent.py:wf", "does not exist"),
                          ("tests.helpers.crashy:main", "not a @workflow")]:

@@ -95,6 +95,8 @@ def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
             except BrokenPipeError:
                 # The reader went away (`flowledger export | head`): stop quietly, as
                 # Unix tools do, without a second error when Python flushes stdout.
@@ -105,6 +107,12 @@ def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
                     traceback.print_exc()
                 print(f"error: {one_line(exc)}", file=sys.stderr)
                 raise typer.Exit(_exit_code(exc)) from None
+            except Exception as exc:  # a bug or an unforeseen input: still one line
+                if "--debug" in sys.argv or _debugging(args, kwargs):
+                    traceback.print_exc()
+                print(f"error: {type(exc).__name__}: {one_line(exc)} (--debug shows the "
+                      "traceback)", file=sys.stderr)
+                raise typer.Exit(EXIT_FAILED) from None
 
         return (group or app).command(name)(wrapper)  # type: ignore[return-value]
 

@@ -12,8 +12,10 @@ import typer
 from rich.live import Live
 
 from ..errors import RunCancelled, RunFailed
+from ..executor import resolve
 from ..ledger import RunHandle
 from ..models import Run, RunStatus
+from ..serialization import coerce_inputs
 from ..workflow import load_entrypoint
 from . import command, render
 from .state import State, parse_inputs, parse_when
@@ -74,8 +76,8 @@ def run_command(
     if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
         sys.path.insert(0, os.getcwd())
     definition = load_entrypoint(target)
-    handle = state.ledger.start(definition, owner=owner, tags=tag or (),
-                                inputs=parse_inputs(inputs or [], input_json))
+    values = coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
+    handle = state.ledger.start(definition, owner=owner, tags=tag or (), inputs=values)
     state.hint(f"run {handle.id}")
     _finish(state, handle, as_json)
 
@@ -190,9 +192,12 @@ def fork_command(
 ) -> None:
     """Start a new run that reuses a run's steps before a position and runs on from there."""
     state = state_of(ctx)
+    full = state.ledger.resolve_id(run_id)
     overrides = parse_inputs(inputs or [], input_json)
-    handle = state.ledger.fork(state.ledger.resolve_id(run_id), from_step,
-                               inputs=overrides or None)
+    if overrides:
+        run = state.ledger.get(full, steps=False)
+        overrides = coerce_inputs(resolve(run.workflow, run.entrypoint).fn, overrides)
+    handle = state.ledger.fork(full, from_step, inputs=overrides or None)
     state.hint(f"run {handle.id} (fork of {run_id} from position {from_step})")
     _finish(state, handle, as_json)
 

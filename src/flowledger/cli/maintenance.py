@@ -8,6 +8,7 @@ import enum
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
@@ -67,7 +68,7 @@ def write_export(runs: Iterator[Run], sink: IO[str], fmt: Format,
         if writer is not None:
             writer.writerows(_csv_rows(run))
         else:
-            text = json.dumps(run.to_dict(), default=str, ensure_ascii=False)
+            text = json.dumps(run.to_dict(), default=str, ensure_ascii=False, allow_nan=False)
             if fmt is Format.json:
                 sink.write(("\n" if count == 0 else ",\n") + text)
             else:
@@ -109,6 +110,7 @@ def export_command(
     with contextlib.ExitStack() as stack:
         sink: IO[str] = sys.stdout
         if output is not None:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
             sink = stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
         advance = stack.enter_context(_progress(state, "exporting"))
         count = write_export(runs, sink, fmt, advance)
@@ -229,6 +231,7 @@ def artifacts_get(
         sys.stdout.buffer.write(content)
         sys.stdout.flush()
         return
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "wb") as sink:
         sink.write(content)
     state.hint(f"wrote {len(content):,} bytes to {output}")

@@ -62,7 +62,8 @@ def error_summary(step: Step | Run, width: int = 50) -> str:
 def runs_table(runs: Sequence[Run]) -> Table:
     table = Table(show_edge=False, header_style="bold")
     for column in ("id", "workflow", "status", "created", "duration", "steps", "owner", "tags"):
-        table.add_column(column, no_wrap=column in ("id", "created"))
+        table.add_column(column, no_wrap=column not in ("workflow", "tags"),
+                         overflow="fold" if column in ("workflow", "tags") else "ellipsis")
     for run in runs:
         table.add_row(short_id(run.id), f"{run.workflow} v{run.version}",
                       status_text(run.status), when(run.created_at), duration(run.duration),
@@ -88,7 +89,8 @@ def run_header(run: Run) -> Table:
                           + (f", {counts.running} running" if counts.running else ""))
     lineage = []
     if run.recovery_attempts:
-        lineage.append(f"resumed {run.recovery_attempts} times (last at {when(run.resumed_at)}, "
+        times = "once" if run.recovery_attempts == 1 else f"{run.recovery_attempts} times"
+        lineage.append(f"resumed {times} (last at {when(run.resumed_at)}, "
                        f"from position {run.resumed_from_position})")
     if run.forked_from:
         lineage.append(f"forked from {run.forked_from} at position {run.forked_from_position}")
@@ -97,7 +99,9 @@ def run_header(run: Run) -> Table:
     if lineage:
         grid.add_row("lineage", "\n".join(lineage))
     if run.usage is not None and run.usage.calls:
-        grid.add_row("LLM usage", usage_line(run.usage) + "  (with child runs)")
+        children = any(s.child_run_id for s in run.steps)
+        grid.add_row("LLM usage", usage_line(run.usage) + ("  (with child runs)" if children
+                                                           else ""))
     if run.deadline_at:
         grid.add_row("deadline", when(run.deadline_at))
     if run.error:

@@ -14,9 +14,11 @@ from rich.console import Console
 
 from ..errors import ConfigurationError
 from ..ledger import Ledger
+from ..models import to_jsonable
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=36525)
 
 
 class State:
@@ -48,7 +50,9 @@ class State:
             self.err.print(text, style="dim")
 
     def print_json(self, value: Any) -> None:
-        sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False, indent=2) + "\n")
+        text = json.dumps(to_jsonable(value), default=str, ensure_ascii=False, indent=2,
+                          allow_nan=False)
+        sys.stdout.write(text + "\n")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -56,7 +60,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match:
         raise ConfigurationError(f"not a duration: {text!r} (use e.g. 30m, 2h, 90d, 1w)")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigurationError(f"duration {text!r} is longer than 100 years")
+    return timedelta(seconds=seconds)
 
 
 def parse_when(text: str | None) -> datetime | timedelta | None:

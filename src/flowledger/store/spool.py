@@ -18,6 +18,7 @@ back; child runs cannot start while the store is down.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import make_url
 
 from .. import ids
 from ..errors import StoreUnavailable
@@ -53,7 +56,9 @@ class SpoolingStore(SqlStore):
 
     def __init__(self, url: str, *, spool_dir: str, durability: Durability = "full",
                  retry_interval: float = 1.0) -> None:
-        self.spool_dir = Path(spool_dir)
+        # One folder per database, so a spool is only ever written back where it belongs.
+        self.spool_dir = Path(spool_dir) / hashlib.sha256(
+            _plain_url(url).encode()).hexdigest()[:16]
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.spool_path = self.spool_dir / f"{ids.identity().replace(':', '-')}.jsonl"
         self.retry_interval = retry_interval
@@ -62,7 +67,11 @@ class SpoolingStore(SqlStore):
         self._next_try = 0.0
         super().__init__(url, durability=durability, migrate_schema=False)
         self._migrated = False
-        self.flush_spool(raise_errors=False)
+        try:
+            self.flush_spool()
+        except StoreUnavailable as exc:
+            log.warning("flowledger: store unavailable at open (%s); records will be spooled "
+                        "to %s until it is back", exc, self.spool_path)
 
     # -- the spool -----------------------------------------------------------------
     def _append(self, op: str, args: dict[str, Any]) -> None:
@@ -217,6 +226,13 @@ class SpoolingStore(SqlStore):
         return bool(self._spooled("save_artifact", {"token": token, "row": asdict(row)},
                                 lambda: super(SpoolingStore, self).save_artifact(token, row),
                                 True))
+
+
+def _plain_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
 
 
 def _identity_of(stem: str) -> str:

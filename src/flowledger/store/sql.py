@@ -446,6 +446,18 @@ class SqlStore:
             used = {(r[0], r[1]) for r in conn.execute(query)}
         return contents - used
 
+    def contexts_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, str | None]]:
+        """The context values of several runs (for exports)."""
+        found: dict[uuid.UUID, dict[str, str | None]] = {run_id: {} for run_id in run_ids}
+        if not run_ids:
+            return found
+        query = (select(context.c.run_id, context.c.name, context.c.value)
+                 .where(context.c.run_id.in_(list(run_ids))).order_by(context.c.name))
+        with self._read() as conn:
+            for run_id, name, value in conn.execute(query):
+                found[run_id][name] = value
+        return found
+
     def context_of(self, run_id: uuid.UUID) -> list[tuple[str, str | None, int, int]]:
         """(name, value, position, updated_at) of a run's context, by name."""
         query = (select(context.c.name, context.c.value, context.c.position,
