@@ -8,6 +8,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 import flowledger as fl
 from flowledger.store.migrate import head_revision
 from flowledger.workflow import load_entrypoint
@@ -248,3 +250,51 @@ def test_quiet_prints_only_results(cli: CLI) -> None:
     assert json.loads(quiet.out) == json.loads(loud.out) == {"greeting": "Q!"}
     assert "more: --cursor" in cli("runs", "--limit", "1").err
     assert cli("-q", "runs", "--limit", "1").err == ""
+
+
+def test_archives_accumulate_and_exports_carry_usage_and_context(cli: CLI,
+                                                                 tmp_path: Path) -> None:
+    archive = tmp_path / "a.jsonl.gz"
+    cli("run", "tests.contract.test_usage:parent")
+    assert cli("purge", "--older-than", "0s", "--archive", str(archive)).code == 0
+    cli("run", "tests.helpers.cli_flows:greet", "-i", "name=z")
+    assert cli("purge", "--older-than", "0s", "--archive", str(archive)).code == 0
+    runs = list(fl.read_archive(str(archive)))
+    assert len(runs) == 4  # parent, two children, then greet: nothing overwritten
+    parent = next(r for r in runs if r["workflow"] == "usage_parent")
+    assert len(parent["steps"][0]["usage"]) == 2 and parent["usage"]["calls"] == 2
+
+
+def test_non_finite_numbers_print_as_strict_json(cli: CLI) -> None:
+    result = cli("run", "tests.helpers.cli_flows:odd_numbers", "--json")
+    assert result.code == 0, result.err
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    record = json.loads(result.out, parse_constant=refuse)
+    assert record["output"] == {"nan": "NaN", "inf": "Infinity", "ok": 1.5}
+    for line in cli("export").out.splitlines():
+        json.loads(line, parse_constant=refuse)
+
+
+def test_bad_inputs_are_usage_errors_before_a_run_exists(cli: CLI, tmp_path: Path) -> None:
+    bad = cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=x")
+    assert bad.code == 2 and "input n='x' does not fit its annotation int" in bad.err
+    assert cli("runs", "--json").json()["runs"] == []
+    assert cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=3").out.strip() == "4"
+    huge = cli("runs", "--since", "99999999999d")
+    assert huge.code == 2 and huge.err.count("\n") == 1 and "100 years" in huge.err
+    assert cli("run", "tests/helpers/cli_flows.py").code == 2  # no :workflow part
+    missing = cli("run", "tests/helpers/cli_flows.py:nope")
+    assert missing.code == 3 and "has no 'nope'" in missing.err
+
+
+def test_db_check_on_a_missing_file_creates_nothing(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from flowledger.cli import main
+
+    target = tmp_path / "absent" / "x.db"
+    assert main(["--db", f"sqlite:///{target}", "db", "check"]) == 1
+    assert "revision none" in capsys.readouterr().out
+    assert not target.exists() and not target.parent.exists()

@@ -75,7 +75,7 @@ def test_identical_content_is_stored_once_per_owner(art_ledger: fl.Ledger) -> No
 
 
 @pytest.mark.parametrize("bad", ["../escape", "/abs/path", "a/../b", "tab\there", "",
-                                 "x" * 513, "C:\\windows", "./here"])
+                                 "x" * 513, "C:\\windows", "./here", "dir/", "a//b"])
 def test_bad_keys_are_rejected(art_ledger: fl.Ledger, bad: str) -> None:
     run_id = art_ledger.start(producing, "k").id
     art_ledger.handle(run_id).result(timeout=30)
@@ -142,3 +142,39 @@ def test_oversized_output_becomes_an_artifact_and_reads_back(art_ledger: fl.Ledg
 def test_artifacts_outside_a_run() -> None:
     with pytest.raises(fl.NotInRun):
         fl.artifacts.save("x", b"y")
+
+
+def test_overwritten_content_is_collected(art_ledger: fl.Ledger) -> None:
+    run_id = art_ledger.start(producing, "ow").id
+    art_ledger.handle(run_id).result(timeout=30)
+    blobs = art_ledger._runtime.artifacts
+    assert blobs is not None
+    arts = art_ledger.artifacts(run_id)
+    before = len(blobs.fs.find(blobs.root))
+    arts.save("notes.md", "replaced once")
+    arts.save("notes.md", "replaced twice")
+    assert arts.get("notes.md") == "replaced twice"
+    assert len(blobs.fs.find(blobs.root)) == before  # each old version's content is gone
+
+
+def test_unreadable_offloaded_output_leaves_the_trace_readable(db_url: str,
+                                                               tmp_path: Path) -> None:
+    import shutil
+
+    @fl.step()
+    def big() -> str:
+        return "y" * 10_000
+
+    @fl.workflow(name="art_unreadable")
+    def wf() -> int:
+        return len(big())
+
+    store = tmp_path / "blobs"
+    with fl.Ledger(db_url, artifacts=str(store), offload_bytes=1000) as ledger:
+        run_id = ledger.start(wf).id
+        ledger.handle(run_id).result(timeout=30)
+        shutil.rmtree(store)  # e.g. read from a machine without that folder
+        run = ledger.get(run_id)
+        assert run.status is fl.RunStatus.COMPLETED and run.output == 10_000
+        note = run.steps[0].output
+        assert note["$artifact"] == "_outputs/1" and "unavailable" in note

@@ -132,6 +132,10 @@ def test_response_helpers_and_validation(ledger: fl.Ledger) -> None:
                fl.record_anthropic_usage(anthropic)]
         with pytest.raises(fl.ConfigurationError, match="non-negative"):
             fl.record_usage("gpt-4o", input_tokens=-1)
+        with pytest.raises(fl.ConfigurationError, match="cannot exceed"):
+            fl.record_usage("gpt-4o", input_tokens=10, cached_input_tokens=50)
+        with pytest.raises(fl.ConfigurationError, match="cannot exceed"):
+            fl.record_usage("gpt-4o", output_tokens=1, reasoning_tokens=5)
         with pytest.raises(fl.ConfigurationError, match="no usage"):
             fl.record_openai_usage({"model": "x"})
         return [(u.input_tokens, u.output_tokens, u.cached_input_tokens, u.reasoning_tokens)

@@ -38,3 +38,13 @@ def flaky(n: int) -> int:
 @fl.workflow(name="cli_family")
 def family(name: str) -> list[dict[str, str]]:
     return [greet(name), greet(name + "2")]
+
+
+@fl.step()
+def odd() -> dict[str, float]:
+    return {"nan": float("nan"), "inf": float("inf"), "ok": 1.5}
+
+
+@fl.workflow(name="cli_odd_numbers")
+def odd_numbers() -> dict[str, float]:
+    return odd()
