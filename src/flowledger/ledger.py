@@ -6,33 +6,24 @@ Every interface (Python API today; the CLI and HTTP API build on it) calls these
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import json
 import logging
 import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from . import ids
-from .artifacts import ArtifactStore, RunArtifacts
+from .artifacts import ArtifactStore
 from .errors import (
-    AmbiguousRunId,
     ConfigurationError,
     FlowledgerError,
-    InvalidCursor,
     RunAlreadyRunning,
-    RunCancelled,
-    RunFailed,
     RunNotFound,
     WorkflowVersionMismatch,
 )
@@ -46,24 +37,18 @@ from .executor import (
     resume_position,
 )
 from .models import (
-    ErrorInfo,
     Run,
-    RunPage,
     RunStatus,
-    UsageGroup,
-    UsageTotals,
 )
+from .queries import LedgerQueries
 from .records import Records
-from .reports import RunDiff, Stats, compute_stats, diff_runs
-from .retention import FINISHED, PurgeReport, iter_runs, purge
 from .serialization import (
-    NO_HINT,
     JsonSerializer,
     Serializer,
     call_arguments,
     decode_inputs,
 )
-from .store import NewRun, RunFilter, RunRow, SqlStore, StepRow, UsageRow
+from .store import NewRun, RunRow, SqlStore, StepRow
 from .store.dialects import Durability, SqliteBackend
 from .store.spool import SpoolingStore
 from .workflow import WorkflowDef, definition_of
@@ -99,31 +84,6 @@ def _deadline_seconds(value: float | timedelta | None) -> float | None:
     if seconds <= 0:
         raise ConfigurationError("deadline must be positive")
     return seconds
-
-
-def _micros(value: datetime | timedelta | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return ids.now_us() - int(value.total_seconds() * 1_000_000)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ConfigurationError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
-        return int(value.timestamp() * 1_000_000)
-    raise ConfigurationError(f"{name} must be a datetime or a timedelta, not {value!r}")
-
-
-def encode_cursor(run_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(run_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (ValueError, binascii.Error, TypeError):
-        raise InvalidCursor(f"invalid cursor {cursor!r}: pass next_cursor from a previous "
-                            "page unchanged") from None
 
 
 class RunHandle:
@@ -178,7 +138,7 @@ class RunHandle:
         return self.ledger._wait_for_output(self.id, timeout)
 
 
-class Ledger:
+class Ledger(LedgerQueries):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
@@ -314,11 +274,6 @@ class Ledger:
         context = self._context(run_id) if recorded else None
         return Execution(self._runtime, run_id, token, definition, recorded, deadline_at, owner,
                          context)
-
-    def _context(self, run_id: uuid.UUID) -> dict[str, Any]:
-        serializer = self._runtime.serializer
-        return {name: None if value is None else serializer.loads(value)
-                for name, value, _, _ in self.store.context_of(run_id)}
 
     @staticmethod
     def _execute(execution: Execution, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -464,136 +419,6 @@ class Ledger:
         """A handle on an existing run, e.g. to wait for it from another process."""
         return RunHandle(self, str(self._visible(run_id).id))
 
-    # -- queries -------------------------------------------------------------------
-    def get(self, run_id: str | uuid.UUID, *, steps: bool = True) -> Run:
-        """The run with its steps in position order. Raises RunNotFound."""
-        parsed = ids.parse_run_id(run_id)
-        if parsed is None:
-            raise RunNotFound(str(run_id))
-        if not steps:
-            row = self.store.get_run(parsed, self.owner)
-            if row is None:
-                raise RunNotFound(str(run_id))
-            return self._to_run(row, None)
-        found = self.store.get_run_with_steps(parsed, self.owner)
-        if found is None:
-            raise RunNotFound(str(run_id))
-        family = [parsed, *self.store.descendants(parsed)]
-        run = self._records.run(*found, usage=self.store.usage_of(family))
-        return replace(run, context=self._context(parsed))
-
-    def runs(self, *, status: str | Iterable[str] | None = None, workflow: str | None = None,
-             owner: str | None = None, tag: str | None = None,
-             since: datetime | timedelta | None = None,
-             until: datetime | timedelta | None = None, parent: str | None = None,
-             limit: int = 50, cursor: str | None = None) -> RunPage:
-        """Runs newest first, filtered, one page at a time (keyset pagination).
-
-        ``since`` is inclusive and ``until`` exclusive; a timedelta means "that long
-        ago". Pass each page's ``next_cursor`` back to get the next one; it is None on
-        the last page (``cursor=None`` starts again from the newest).
-        Example: ``ledger.runs(status="failed", since=timedelta(hours=2))``.
-        """
-        if not 1 <= limit <= 1000:
-            raise ConfigurationError("limit must be between 1 and 1000")
-        flt = self._filter(status, workflow, owner, tag, since, until, parent)
-        rows = self.store.list_runs(flt, limit + 1,
-                                    decode_cursor(cursor) if cursor else None)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        live = self.store.live_step_counts([r.id for r in rows
-                                            if not RunStatus(r.status).finished])
-        runs = tuple(self._to_run(r, None, live.get(r.id)) for r in rows)
-        return RunPage(runs, encode_cursor(rows[-1].id) if more and rows else None)
-
-    def resolve_id(self, prefix: str) -> str:
-        """The full id of the one run whose id starts with ``prefix`` (like git).
-
-        Raises RunNotFound when none matches, AmbiguousRunId when several do.
-        """
-        text = prefix.strip().lower().replace("-", "")
-        if len(text) == 32 and ids.parse_run_id(text) is not None:
-            return str(self._visible(text).id)
-        if not text or len(text) > 32 or any(c not in "0123456789abcdef" for c in text):
-            raise RunNotFound(prefix)
-        found = self.store.ids_with_prefix(text, self.owner, limit=2)
-        if not found:
-            raise RunNotFound(prefix)
-        if len(found) > 1:
-            raise AmbiguousRunId(f"run id prefix {prefix!r} matches several runs "
-                                 f"({found[0]}, {found[1]}, …); give more characters")
-        return str(found[0])
-
-    def diff(self, run_a: str | uuid.UUID, run_b: str | uuid.UUID) -> RunDiff:
-        """Compare two runs position by position: status, duration and output changes."""
-        return diff_runs(self.get(run_a), self.get(run_b))
-
-    def stats(self, *, workflow: str | None = None,
-              since: datetime | timedelta | None = None,
-              until: datetime | timedelta | None = None) -> Stats:
-        """Per workflow: runs, success rate, p50/p95 duration, LLM tokens and cost; per
-        step name: count, failure rate, p50/p95. Example:
-        ``ledger.stats(since=timedelta(days=1))``."""
-        flt = RunFilter(owner=self.owner, workflow=workflow, since=_micros(since, "since"),
-                        until=_micros(until, "until"))
-        usage = {str(row[0]): (int((row[2] or 0) + (row[3] or 0)),
-                               None if row[6] is None else float(row[6]))
-                 for row in self.store.usage_groups(flt, None, None, "workflow")}
-        return compute_stats(*self.store.timing_rows(flt), usage)
-
-    def usage(self, *, since: datetime | timedelta | None = None,
-              until: datetime | timedelta | None = None, group_by: str = "workflow",
-              workflow: str | None = None, owner: str | None = None) -> list[UsageGroup]:
-        """LLM usage and cost totals per workflow, model or owner, for calls recorded in
-        the window. Example: ``ledger.usage(since=timedelta(days=1), group_by="model")``."""
-        if group_by not in ("workflow", "model", "owner"):
-            raise ConfigurationError(f"group_by must be workflow, model or owner, "
-                                     f"not {group_by!r}")
-        flt = self._filter(None, workflow, owner, None, None, None, None)
-        groups = []
-        for key, calls, inp, out, cached, reasoning, cost, unpriced in self.store.usage_groups(
-                flt, _micros(since, "since"), _micros(until, "until"), group_by):
-            groups.append(UsageGroup(str(key), UsageTotals(
-                int(calls), int(inp or 0), int(out or 0), int(cached or 0), int(reasoning or 0),
-                None if cost is None else float(cost), int(unpriced or 0),
-                (str(key),) if group_by == "model" else ())))
-        return groups
-
-    def export(self, run_id: str | uuid.UUID | None = None, *,
-               status: str | Iterable[str] | None = None, workflow: str | None = None,
-               owner: str | None = None, tag: str | None = None,
-               since: datetime | timedelta | None = None,
-               until: datetime | timedelta | None = None) -> Iterator[Run]:
-        """Runs with their steps, newest first, streamed in batches (constant memory).
-
-        Example: ``for run in ledger.export(workflow="triage"): print(run.to_dict())``
-        """
-        if run_id is not None:
-            yield self.get(run_id)
-            return
-        flt = self._filter(status, workflow, owner, tag, since, until, None)
-        yield from iter_runs(self.store, flt, self._full_runs)
-
-    def purge(self, older_than: timedelta, *, status: str | Iterable[str] | None = None,
-              archive: str | None = None, dry_run: bool = False,
-              progress: Callable[[int], None] | None = None) -> PurgeReport:
-        """Delete finished runs created more than ``older_than`` ago, with their steps.
-
-        ``status`` narrows to some final states; ``archive`` first writes every purged
-        run with its steps to a ``.jsonl.gz`` file. Runs still pending or running are
-        never purged. Example: ``ledger.purge(timedelta(days=90), archive="old.jsonl.gz")``
-        """
-        if older_than.total_seconds() < 0:
-            raise ConfigurationError("older_than must not be negative")
-        statuses = _statuses(status) or list(FINISHED)
-        active = [s for s in statuses if s not in FINISHED]
-        if active:
-            raise ConfigurationError(f"only finished runs can be purged, not {active[0]!r}")
-        flt = RunFilter(owner=self.owner, status=statuses,
-                        until=ids.now_us() - int(older_than.total_seconds() * 1_000_000))
-        return purge(self.store, flt, self._full_runs, archive=archive, dry_run=dry_run,
-                     blobs=self._runtime.artifacts, progress=progress)
-
     def flush_spool(self) -> int:
         """Write records spooled during a store outage back (``persistence="best_effort"``).
 
@@ -603,91 +428,6 @@ class Ledger:
         if isinstance(self.store, SpoolingStore):
             return self.store.flush_spool()
         return 0
-
-    def artifacts(self, run_id: str | uuid.UUID) -> RunArtifacts:
-        """The artifacts of a run: ``save``, ``get``, ``read_bytes``, ``exists``, ``list``,
-        ``delete``. Example: ``ledger.artifacts(run_id).get("report.md")``"""
-        row = self._visible(run_id)
-        assert self._runtime.artifacts is not None
-        return RunArtifacts(self.store, self._runtime.artifacts, row.id, row.owner)
-
-    def _filter(self, status: str | Iterable[str] | None, workflow: str | None,
-                owner: str | None, tag: str | None, since: datetime | timedelta | None,
-                until: datetime | timedelta | None, parent: str | None) -> RunFilter:
-        statuses = _statuses(status)
-        parent_id = None
-        if parent is not None:
-            parent_id = ids.parse_run_id(parent)
-            if parent_id is None:
-                raise RunNotFound(parent)
-        scope = self.owner or owner
-        if self.owner is not None and owner not in (None, self.owner):
-            scope = "#" * 201  # another owner's runs from a scoped Ledger: no valid owner
-        return RunFilter(owner=scope, status=statuses, workflow=workflow,
-                         tag=tag, since=_micros(since, "since"), until=_micros(until, "until"),
-                         parent_id=parent_id)
-
-    def _visible(self, run_id: str | uuid.UUID) -> RunRow:
-        parsed = ids.parse_run_id(run_id)
-        row = None if parsed is None else self.store.get_run(parsed, self.owner)
-        if row is None:
-            raise RunNotFound(str(run_id))
-        return row
-
-    def _wait_for_output(self, run_id: str, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            row = self._visible(run_id)
-            if row.status == RunStatus.COMPLETED:
-                return self._decoded_output(row)
-            if row.status == RunStatus.CANCELLED:
-                raise RunCancelled(run_id)
-            if row.status == RunStatus.FAILED:
-                error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
-                raise RunFailed(run_id, error.type if error else "?",
-                                error.message if error else "")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"run {run_id} still {row.status} after {timeout}s")
-            time.sleep(delay)  # polling another process's run: no in-process signal exists
-            delay = min(delay * 2, 0.5)
-
-    def _decoded_output(self, row: RunRow) -> Any:
-        if row.output is None:
-            return None
-        from .workflow import registered
-
-        definition = registered(row.workflow)
-        hint = definition.return_hint if definition else NO_HINT
-        return self._runtime.serializer.loads(row.output, hint)
-
-    def _to_run(self, row: RunRow, steps: list[StepRow] | None,
-                live: tuple[int, int, int, int] | None = None) -> Run:
-        return self._records.run(row, steps, live)
-
-    def _full_runs(self, rows: list[RunRow]) -> list[Run]:
-        """Runs with steps, their own usage and context, for exports and archives."""
-        ids_ = [row.id for row in rows]
-        steps = self.store.steps_of(ids_)
-        usage: dict[uuid.UUID, list[UsageRow]] = {run_id: [] for run_id in ids_}
-        for record in self.store.usage_of(ids_):
-            usage[record.run_id].append(record)
-        contexts = self.store.contexts_of(ids_)
-        serializer = self._runtime.serializer
-        return [replace(self._records.run(row, steps[row.id], usage=usage[row.id]),
-                        context={name: None if value is None else serializer.loads(value)
-                                 for name, value in contexts[row.id].items()})
-                for row in rows]
-
-
-def _statuses(status: str | Iterable[str] | None) -> list[str]:
-    statuses = [status] if isinstance(status, str) else list(status or ())
-    for value in statuses:
-        if value not in RunStatus.__members__.values():
-            raise ConfigurationError(f"unknown status {value!r}; expected one of "
-                                     f"{', '.join(s.value for s in RunStatus)}")
-    return statuses
-
 
 def _clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
     if isinstance(tags, str):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, Store, UsageRow
+from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .sql import SqlStore
 
-__all__ = ["ArtifactRow", "NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow", "Store",
+__all__ = ["ArtifactRow", "NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow",
            "UsageRow"]

@@ -1,6 +1,5 @@
-"""What the rest of flowledger needs from storage: domain operations, not SQL.
-
-Rows carry payloads as serialized text; the Ledger decodes them with the run's
+"""The records that cross the storage boundary (``SqlStore`` speaks SQL; nothing else
+does). Rows carry payloads as serialized text; the Ledger decodes them with the run's
 serializer. Run ids cross this boundary as ``uuid.UUID``.
 """
 
@@ -9,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 
 @dataclass(slots=True)
@@ -116,42 +114,3 @@ class RunFilter:
     since: int | None = None
     until: int | None = None
     parent_id: uuid.UUID | None = None
-
-
-class Store(Protocol):
-    """The storage operations; ``SqlStore`` implements them for SQLite and PostgreSQL."""
-
-    def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None: ...
-
-    def begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
-                   input_text: str | None, now: int,
-                   child: NewRun | None = None) -> bool: ...
-
-    def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
-                    output_text: str | None, error_text: str | None, now: int) -> bool: ...
-
-    def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
-                        error_text: str) -> None: ...
-
-    def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
-                   error_text: str | None, now: int) -> bool: ...
-
-    def cancel_run(self, run_id: uuid.UUID, owner: str | None, now: int) -> bool | None: ...
-
-    def claim_run(self, run_id: uuid.UUID, expected_token: str | None, new_token: str,
-                  executor: str, now: int, resumed_from: int | None) -> bool: ...
-
-    def get_run(self, run_id: uuid.UUID, owner: str | None) -> RunRow | None: ...
-
-    def get_steps(self, run_id: uuid.UUID) -> list[StepRow]: ...
-
-    def list_runs(self, flt: RunFilter, limit: int,
-                  before_id: uuid.UUID | None) -> list[RunRow]: ...
-
-    def live_step_counts(
-        self, run_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[int, int, int, int]]: ...
-
-    def running_runs(self, host_prefix: str) -> list[RunRow]: ...
-
-    def close(self) -> None: ...

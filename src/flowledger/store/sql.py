@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -18,18 +17,17 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    make_url,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
-from ..errors import StoreError, StoreUnavailable
 from . import migrate
+from . import statements as st
 from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .schema import artifacts, context, run_tags, runs, steps, usage
+from .translate import safe_url, store_error, translate_errors
 
 _ARTIFACT_COLUMNS = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
                      "created_at")
@@ -40,124 +38,11 @@ _USAGE_COLUMNS = ("run_id", "position", "model", "provider", "input_tokens",
 
 _ACTIVE = ("pending", "running")
 
-_BEGIN_STEP = """
-INSERT INTO flowledger_steps
-    (run_id, position, name, status, attempts, input, started_at, child_run_id)
-SELECT CAST(:run_id AS {uuid}), :position, :name, 'running', 1, :input, :now,
-       CAST(:child_run_id AS {uuid})
-WHERE EXISTS (SELECT 1 FROM flowledger_runs
-              WHERE id = :run_id AND status = 'running' AND lease_token = :token)
-ON CONFLICT (run_id, position) DO UPDATE SET
-    status = 'running', attempts = flowledger_steps.attempts + 1,
-    started_at = excluded.started_at, completed_at = NULL
-"""
-
-_FINISH_STEP = """
-UPDATE flowledger_steps
-SET status = :status, output = :output, error = :error, completed_at = :now
-WHERE run_id = :run_id AND position = :position
-  AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
-"""
-
-_NOTE_STEP_ERROR = """
-UPDATE flowledger_steps SET error = :error
-WHERE run_id = :run_id AND position = :position
-  AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
-"""
-
-
-_RECORD_USAGE = """
-INSERT INTO flowledger_usage
-    (run_id, position, model, provider, input_tokens, output_tokens, cached_input_tokens,
-     reasoning_tokens, cost_usd, prices_version, recorded_at)
-SELECT CAST(:run_id AS {uuid}), :position, CAST(:model AS VARCHAR(200)), :provider,
-       :input_tokens, :output_tokens,
-       :cached_input_tokens, :reasoning_tokens, CAST(:cost_usd AS {float}), :prices_version,
-       :recorded_at
-WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
-"""
-
-
-_SET_CONTEXT = """
-INSERT INTO flowledger_context (run_id, name, value, position, updated_at)
-SELECT CAST(:run_id AS {uuid}), :name, :value, :position, :now
-WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
-ON CONFLICT (run_id, name) DO UPDATE SET
-    value = excluded.value, position = excluded.position, updated_at = excluded.updated_at
-"""
-
-
-_SAVE_ARTIFACT = """
-INSERT INTO flowledger_artifacts
-    (run_id, key, owner, digest, size, media_type, position, created_at)
-SELECT CAST(:run_id AS {uuid}), :key, :owner, :digest, :size, :media_type, :position, :now
-WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
-ON CONFLICT (run_id, key) DO UPDATE SET
-    digest = excluded.digest, size = excluded.size, media_type = excluded.media_type,
-    position = excluded.position, created_at = excluded.created_at
-"""
-
-
-# Idempotent forms of the two non-idempotent writes, for replaying a spool: the attempt
-# number is absolute instead of an increment, and a usage record is not inserted twice.
-_BEGIN_STEP_ABSOLUTE = _BEGIN_STEP.replace(
-    "'running', 1,", "'running', :attempt,").replace(
-    "attempts = flowledger_steps.attempts + 1",
-    "attempts = CASE WHEN flowledger_steps.attempts > excluded.attempts "
-    "THEN flowledger_steps.attempts ELSE excluded.attempts END")
-_RECORD_USAGE_ONCE = _RECORD_USAGE.replace(
-    "WHERE EXISTS", """WHERE NOT EXISTS (SELECT 1 FROM flowledger_usage
-                 WHERE run_id = :run_id AND position = :position
-                   AND model = CAST(:model AS VARCHAR(200))
-                   AND recorded_at = :recorded_at)
-  AND EXISTS""")
-
-
 def _compile(backend: Backend, sql: str) -> str:
     """Render ``:name`` parameters in the driver's own paramstyle."""
     if backend.name == "sqlite":
         return sql  # sqlite3 understands :name natively
     return str(text(sql).compile(backend.engine)).strip()
-
-
-@contextlib.contextmanager
-def translate_errors(where: str) -> Iterator[None]:
-    """Driver errors become StoreUnavailable at this boundary, with a readable message."""
-    try:
-        yield
-    except Exception as exc:
-        raise _store_error(where, exc) from exc
-
-
-def _store_error(where: str, exc: Exception) -> Exception:
-    """The flowledger error for a driver error; any other exception is returned as is.
-
-    Lost or refused connections (and a busy SQLite file) are StoreUnavailable; anything
-    else the database refuses is StoreError.
-    """
-    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    message = f"{where}: {_first_line(original)}"
-    unavailable = (OperationalError, InterfaceError, sqlite3.OperationalError,
-                   sqlite3.ProgrammingError)
-    if isinstance(exc, unavailable) or type(original).__name__ in (
-            "OperationalError", "InterfaceError"):
-        return StoreUnavailable(message)
-    if isinstance(exc, SQLAlchemyError | sqlite3.Error) or type(exc).__module__.startswith(
-            "psycopg"):
-        return StoreError(message)
-    return exc
-
-
-def _safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable URL>"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 class SqlStore:
@@ -170,25 +55,25 @@ class SqlStore:
 
     def __init__(self, url: str, *, durability: Durability = "full",
                  migrate_schema: bool = True) -> None:
-        with translate_errors(f"store at {_safe_url(url)}"):
+        with translate_errors(f"store at {safe_url(url)}"):
             self.backend = open_backend(url, durability)
         self._where = f"{self.backend.name} store at {self.backend.describe()}"
         if migrate_schema:
             with translate_errors(self._where):
                 migrate.upgrade(self.backend)
         uuid_type = self.backend.uuid_sql_type
-        self._begin_sql = _compile(self.backend, _BEGIN_STEP.format(uuid=uuid_type))
-        self._finish_sql = _compile(self.backend, _FINISH_STEP)
-        self._note_sql = _compile(self.backend, _NOTE_STEP_ERROR)
-        self._artifact_sql = _compile(self.backend, _SAVE_ARTIFACT.format(uuid=uuid_type))
-        self._context_sql = _compile(self.backend, _SET_CONTEXT.format(uuid=uuid_type))
-        self._usage_sql = _compile(self.backend, _RECORD_USAGE.format(
+        self._begin_sql = _compile(self.backend, st.BEGIN_STEP.format(uuid=uuid_type))
+        self._finish_sql = _compile(self.backend, st.FINISH_STEP)
+        self._note_sql = _compile(self.backend, st.NOTE_STEP_ERROR)
+        self._artifact_sql = _compile(self.backend, st.SAVE_ARTIFACT.format(uuid=uuid_type))
+        self._context_sql = _compile(self.backend, st.SET_CONTEXT.format(uuid=uuid_type))
+        self._usage_sql = _compile(self.backend, st.RECORD_USAGE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
-        self._usage_once_sql = _compile(self.backend, _RECORD_USAGE_ONCE.format(
+        self._usage_once_sql = _compile(self.backend, st.RECORD_USAGE_ONCE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
         self._begin_absolute_sql = _compile(self.backend,
-                                            _BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
-        self._begin_text = text(_BEGIN_STEP.format(uuid=uuid_type))
+                                            st.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
+        self._begin_text = text(st.BEGIN_STEP.format(uuid=uuid_type))
 
     @property
     def dialect(self) -> str:
@@ -339,7 +224,7 @@ class SqlStore:
         try:
             return run(sql, params)
         except Exception as exc:
-            raise _store_error(self._where, exc) from exc
+            raise store_error(self._where, exc) from exc
 
     def begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
                    input_text: str | None, now: int, child: NewRun | None = None,
@@ -389,7 +274,7 @@ class SqlStore:
         try:
             return self.backend.durable_many(statements) > 0
         except Exception as exc:
-            raise _store_error(self._where, exc) from exc
+            raise store_error(self._where, exc) from exc
 
     def set_context(self, run_id: uuid.UUID, token: str, name: str, value: str | None,
                     now: int) -> bool:

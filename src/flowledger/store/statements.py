@@ -1,0 +1,79 @@
+"""The statements of the step hot path, written once for both dialects.
+
+Each write is a single statement, fenced by the run's lease token in its own WHERE
+clause; ``{uuid}`` and ``{float}`` are the dialect's type names for parameter casts.
+"""
+
+from __future__ import annotations
+
+BEGIN_STEP = """
+INSERT INTO flowledger_steps
+    (run_id, position, name, status, attempts, input, started_at, child_run_id)
+SELECT CAST(:run_id AS {uuid}), :position, :name, 'running', 1, :input, :now,
+       CAST(:child_run_id AS {uuid})
+WHERE EXISTS (SELECT 1 FROM flowledger_runs
+              WHERE id = :run_id AND status = 'running' AND lease_token = :token)
+ON CONFLICT (run_id, position) DO UPDATE SET
+    status = 'running', attempts = flowledger_steps.attempts + 1,
+    started_at = excluded.started_at, completed_at = NULL
+"""
+
+FINISH_STEP = """
+UPDATE flowledger_steps
+SET status = :status, output = :output, error = :error, completed_at = :now
+WHERE run_id = :run_id AND position = :position
+  AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+"""
+
+NOTE_STEP_ERROR = """
+UPDATE flowledger_steps SET error = :error
+WHERE run_id = :run_id AND position = :position
+  AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+"""
+
+
+RECORD_USAGE = """
+INSERT INTO flowledger_usage
+    (run_id, position, model, provider, input_tokens, output_tokens, cached_input_tokens,
+     reasoning_tokens, cost_usd, prices_version, recorded_at)
+SELECT CAST(:run_id AS {uuid}), :position, CAST(:model AS VARCHAR(200)), :provider,
+       :input_tokens, :output_tokens,
+       :cached_input_tokens, :reasoning_tokens, CAST(:cost_usd AS {float}), :prices_version,
+       :recorded_at
+WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+"""
+
+
+SET_CONTEXT = """
+INSERT INTO flowledger_context (run_id, name, value, position, updated_at)
+SELECT CAST(:run_id AS {uuid}), :name, :value, :position, :now
+WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+ON CONFLICT (run_id, name) DO UPDATE SET
+    value = excluded.value, position = excluded.position, updated_at = excluded.updated_at
+"""
+
+
+SAVE_ARTIFACT = """
+INSERT INTO flowledger_artifacts
+    (run_id, key, owner, digest, size, media_type, position, created_at)
+SELECT CAST(:run_id AS {uuid}), :key, :owner, :digest, :size, :media_type, :position, :now
+WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+ON CONFLICT (run_id, key) DO UPDATE SET
+    digest = excluded.digest, size = excluded.size, media_type = excluded.media_type,
+    position = excluded.position, created_at = excluded.created_at
+"""
+
+
+# Idempotent forms of the two non-idempotent writes, for replaying a spool: the attempt
+# number is absolute instead of an increment, and a usage record is not inserted twice.
+BEGIN_STEP_ABSOLUTE = BEGIN_STEP.replace(
+    "'running', 1,", "'running', :attempt,").replace(
+    "attempts = flowledger_steps.attempts + 1",
+    "attempts = CASE WHEN flowledger_steps.attempts > excluded.attempts "
+    "THEN flowledger_steps.attempts ELSE excluded.attempts END")
+RECORD_USAGE_ONCE = RECORD_USAGE.replace(
+    "WHERE EXISTS", """WHERE NOT EXISTS (SELECT 1 FROM flowledger_usage
+                 WHERE run_id = :run_id AND position = :position
+                   AND model = CAST(:model AS VARCHAR(200))
+                   AND recorded_at = :recorded_at)
+  AND EXISTS""")
