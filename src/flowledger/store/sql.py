@@ -538,8 +538,21 @@ class SqlStore:
         """Bulk-insert ready-made rows (column name → value) in one transaction.
 
         For restoring archives and filling stores in benchmarks; no checks are made.
+        PostgreSQL loads with COPY.
         """
         with self._write() as conn:
+            if self.backend.name == "postgresql":
+                driver: Any = conn.connection.driver_connection
+                with driver.cursor() as cur:
+                    for table, rows in ((runs, run_rows), (steps, step_rows)):
+                        if not rows:
+                            continue
+                        columns = list(rows[0])
+                        with cur.copy(f"COPY {table.name} ({', '.join(columns)}) "
+                                      "FROM STDIN") as copy:
+                            for row in rows:
+                                copy.write_row([row[c] for c in columns])
+                return
             if run_rows:
                 conn.execute(insert(runs), list(run_rows))
             if step_rows:
