@@ -133,7 +133,7 @@ def database_bytes(ledger: fl.Ledger, url: str) -> int:
     return int(row[0]) if row and row[0] else 0
 
 
-def measure(name: str, url: str, runs: int) -> list[tuple[str, str, str]]:
+def measure(name: str, url: str, runs: int) -> list[tuple[str, str, str, str]]:
     results: list[tuple[str, str, str]] = []
     with fl.Ledger(url, durability="normal") as ledger:
         started = time.perf_counter()

@@ -16,6 +16,7 @@ from .models import Run, RunStatus
 from .store import RunFilter, RunRow, SqlStore
 
 BATCH = 500
+PURGE_BATCH = 2000  # bounded, yet large enough that per-statement costs amortize
 FINISHED = (RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 # Full records (steps, usage, context) of a batch of run rows.
 ToRuns = Callable[[list[RunRow]], list[Run]]
@@ -48,7 +49,7 @@ class PurgeReport:
 
 
 def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | None,
-          dry_run: bool, blobs: ArtifactStore | None = None, batch: int = BATCH,
+          dry_run: bool, blobs: ArtifactStore | None = None, batch: int = PURGE_BATCH,
           progress: Callable[[int], None] | None = None) -> PurgeReport:
     """Delete matching runs in bounded batches, archiving each batch first when asked.
 
@@ -64,25 +65,26 @@ def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | No
             # already holds purged runs (gone from the database) is never overwritten.
             sink = stack.enter_context(gzip.open(archive, "at", encoding="utf-8"))
         before = None
-        while rows := store.list_runs(flt, batch, before):
-            ids = [row.id for row in rows]
+        while ids := store.list_run_ids(flt, batch, before):
             if dry_run:
                 steps_seen += sum(len(s) for s in store.steps_of(ids).values())
-                before = rows[-1].id
+                before = ids[-1]
             else:
                 if sink is not None:
+                    rows = store.list_runs(flt, batch, before)  # the same batch, in full
                     for run in to_runs(rows):
                         sink.write(json.dumps(run.to_dict()) + "\n")
                     sink.flush()
                     os.fsync(sink.fileno())
+                    ids = [row.id for row in rows]
                 removed, contents = store.delete_runs(ids)
                 steps_seen += removed
                 if blobs is not None:  # content no run references any more goes too
                     for owner, digest in store.unreferenced(contents):
                         blobs.remove(owner, digest)
-            runs_seen += len(rows)
+            runs_seen += len(ids)
             if progress is not None:
-                progress(len(rows))
+                progress(len(ids))
     return PurgeReport(runs_seen, steps_seen, None if dry_run else archive, dry_run)
 
 

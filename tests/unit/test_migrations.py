@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import flowledger as fl
+from flowledger import ids
 from flowledger.store.migrate import VERSION_TABLE, head_revision
 from flowledger.store.schema import metadata
 
@@ -28,30 +32,39 @@ def test_reopening_is_a_no_op(db_url: str) -> None:
         assert context.get_current_revision() == head_revision()
 
 
-def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
-    """A database created by 0.1's first schema is upgraded in place on open."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrade_from_the_first_revision_keeps_data(backend: str, tmp_path: Path) -> None:
+    """A database built by revision 0001 (and holding a run) is upgraded in place on open."""
     from alembic import command
-    from sqlalchemy import inspect, text
+    from sqlalchemy import text
 
     from flowledger.store import SqlStore
     from flowledger.store.migrate import alembic_config
-    from tests.helpers.cli_flows import greet
+    from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
-    with fl.Ledger(db_url) as ledger:
-        ledger.run(greet, "kept")
-    store = SqlStore(db_url, migrate_schema=False)
-    first = {"flowledger_runs", "flowledger_steps", "flowledger_run_tags", VERSION_TABLE}
-    with store.backend.engine.begin() as conn:  # back to what revision 0001 created
-        for table in set(inspect(conn).get_table_names()) - first:
-            conn.execute(text(f"DROP TABLE {table}"))
-    config = alembic_config()
-    with store.backend.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.stamp(config, "0001")
-    store.close()
-
-    with fl.Ledger(db_url) as ledger:  # opening upgrades to head
-        assert ledger.store.schema_revision() == (head_revision(), head_revision())
-        [run] = ledger.runs(workflow="cli_greet").runs
-        assert run.output == {"greeting": "KEPT!"}
-        assert ledger.get(run.id).usage is not None  # the new table answers
+    name = create_pg_database("flowledger_upgrade") if backend == "postgresql" else ""
+    url = pg_url(name) if name else f"sqlite:///{tmp_path / 'old.db'}"
+    try:
+        store = SqlStore(url, migrate_schema=False)
+        config = alembic_config()
+        with store.backend.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+        run_id = ids.new_run_id()
+        with store.backend.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO flowledger_runs (id, workflow, version, entrypoint, owner, status,"
+                " serializer, inputs, output, created_at, total_steps, completed_steps,"
+                " failed_steps, skipped_steps, recovery_attempts) VALUES (:id, 'old', '1',"
+                " 'm:f', 'default', 'completed', 'json', '{}', '42', 1, 0, 0, 0, 0, 0)"),
+                {"id": run_id.hex if backend == "sqlite" else run_id})
+        store.close()
+        with fl.Ledger(url) as ledger:  # opening upgrades to head
+            assert ledger.store.schema_revision() == (head_revision(), head_revision())
+            run = ledger.get(str(run_id))
+            assert (run.workflow, run.output) == ("old", 42)
+            assert run.usage is not None and run.context == {}  # the new tables answer
+            assert ledger.artifacts(run.id).list() == []
+    finally:
+        if name:
+            drop_pg_database(name)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    text,
 )
 
 metadata = MetaData()
@@ -55,10 +56,18 @@ runs = Table(
     # every step write is checked against, so a superseded execution cannot write.
     Column("executor", String(300), nullable=True),
     Column("lease_token", String(32), nullable=True),
+    # Listing filters keep the id order (newest first) inside each index, so a page is a
+    # short index walk whatever the combination of status, workflow and owner.
     Index("ix_flowledger_runs_status", "status", "id"),
     Index("ix_flowledger_runs_workflow", "workflow", "status", "id"),
     Index("ix_flowledger_runs_owner", "owner", "status", "id"),
-    Index("ix_flowledger_runs_parent", "parent_id"),
+    Index("ix_flowledger_runs_workflow_id", "workflow", "id"),
+    Index("ix_flowledger_runs_owner_id", "owner", "id"),
+    # Partial: most runs have no parent, and a full index of NULLs looks useless to
+    # SQLite's planner after ANALYZE (it would scan the table for child runs).
+    Index("ix_flowledger_runs_parent", "parent_id",
+          sqlite_where=text("parent_id IS NOT NULL"),
+          postgresql_where=text("parent_id IS NOT NULL")),
 )
 
 steps = Table(

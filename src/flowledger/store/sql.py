@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Row,
+    Uuid,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from . import migrate
 from . import statements as st
@@ -463,6 +466,15 @@ class SqlStore:
                     tags.setdefault(run_id, []).append(tag)
             return [_run_row(r, tuple(tags.get(r.id, ()))) for r in rows]
 
+    def list_run_ids(self, flt: RunFilter, limit: int,
+                     before_id: uuid.UUID | None) -> list[uuid.UUID]:
+        """Like ``list_runs``, ids only (what a purge needs to delete)."""
+        query = self._filtered(select(runs.c.id), flt)
+        if before_id is not None:
+            query = query.where(runs.c.id < before_id)
+        with self._read() as conn:
+            return list(conn.execute(query.order_by(runs.c.id.desc()).limit(limit)).scalars())
+
     def steps_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[StepRow]]:
         """The steps of several runs in one query (for exports and archives)."""
         found: dict[uuid.UUID, list[StepRow]] = {run_id: [] for run_id in run_ids}
@@ -570,14 +582,21 @@ class SqlStore:
         with self._write() as conn:
             contents = {(r[0], r[1]) for r in conn.execute(
                 select(artifacts.c.owner, artifacts.c.digest)
-                .where(artifacts.c.run_id.in_(ids)).distinct())}
-            conn.execute(delete(artifacts).where(artifacts.c.run_id.in_(ids)))
-            conn.execute(delete(usage).where(usage.c.run_id.in_(ids)))
-            conn.execute(delete(context).where(context.c.run_id.in_(ids)))
-            removed = conn.execute(delete(steps).where(steps.c.run_id.in_(ids))).rowcount
-            conn.execute(delete(run_tags).where(run_tags.c.run_id.in_(ids)))
-            conn.execute(delete(runs).where(runs.c.id.in_(ids)))
+                .where(self._among(artifacts.c.run_id, ids)).distinct())}
+            for table in (artifacts, usage, context):
+                conn.execute(delete(table).where(self._among(table.c.run_id, ids)))
+            removed = conn.execute(
+                delete(steps).where(self._among(steps.c.run_id, ids))).rowcount
+            conn.execute(delete(run_tags).where(self._among(run_tags.c.run_id, ids)))
+            conn.execute(delete(runs).where(self._among(runs.c.id, ids)))
             return int(removed), contents
+
+    def _among(self, column: Any, ids: list[uuid.UUID]) -> Any:
+        """``column IN ids``; on PostgreSQL as ``= ANY(array)``, one parameter instead of
+        thousands, which keeps batch deletes cheap to parse and plan."""
+        if self.backend.name == "postgresql":
+            return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Uuid())))
+        return column.in_(ids)
 
     def live_step_counts(
         self, run_ids: Sequence[uuid.UUID]
