@@ -55,9 +55,9 @@ def main() -> None:
         "FLOWLEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        with fl.Ledger(f"sqlite:///{tmp}/resume.db") as ledger:
-            rows += [("SQLite FULL", at, resume_ms(ledger, at)) for at in (999, 2)]
+    with tempfile.TemporaryDirectory() as tmp, \
+            fl.Ledger(f"sqlite:///{tmp}/resume.db") as ledger:
+        rows += [("SQLite FULL", at, resume_ms(ledger, at)) for at in (999, 2)]
     database = f"flowledger_resume_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.postgres, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')

@@ -19,11 +19,13 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from . import migrate
 from . import statements as st
@@ -77,6 +79,10 @@ class SqlStore:
         self._begin_absolute_sql = _compile(self.backend,
                                             st.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
         self._begin_text = text(st.BEGIN_STEP.format(uuid=uuid_type))
+        self._insert_run_sql = self._compile_statement(
+            insert(runs).values({name: bindparam(name, type_=runs.c[name].type)
+                                 for name in _RUN_INSERT_COLUMNS}))
+        self._finish_run_sql = self._compile_statement(_FINISH_RUN_GUARDED)
 
     @property
     def dialect(self) -> str:
@@ -105,7 +111,29 @@ class SqlStore:
             yield conn
 
     # -- runs ----------------------------------------------------------------------
+    def _compile_statement(self, statement: Any) -> str:
+        """A Core statement as driver SQL with named parameters, for the raw hot path."""
+        if self.backend.name == "sqlite":
+            return str(statement.compile(dialect=sqlite_dialect(paramstyle="named")))
+        return str(statement.compile(dialect=self.backend.engine.dialect))
+
+    def _run_params(self, run: NewRun) -> dict[str, Any]:
+        bind = self.backend.bind_id
+        return {
+            "id": bind(run.id), "workflow": run.workflow, "version": run.version,
+            "entrypoint": run.entrypoint, "owner": run.owner, "status": run.status,
+            "serializer": run.serializer, "inputs": run.inputs, "created_at": run.created_at,
+            "started_at": run.created_at if run.status == "running" else None,
+            "deadline_at": run.deadline_at, "parent_id": bind(run.parent_id),
+            "forked_from": bind(run.forked_from),
+            "forked_from_position": run.forked_from_position,
+            "executor": run.executor, "lease_token": run.lease_token,
+        }
+
     def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None:
+        if not run.tags and copy_steps_before is None:  # the common case: one statement
+            self._hot(self.backend.durable, self._insert_run_sql, self._run_params(run))
+            return
         with self._write() as conn:
             self._insert_run(conn, run)
             if copy_steps_before is not None and run.forked_from is not None:
@@ -126,15 +154,15 @@ class SqlStore:
                 conn.execute(insert(artifacts).from_select(["run_id", *art_cols], art_source))
 
     def _insert_run(self, conn: Connection, run: NewRun) -> None:
-        conn.execute(insert(runs).values(
-            id=run.id, workflow=run.workflow, version=run.version, entrypoint=run.entrypoint,
-            owner=run.owner, status=run.status, serializer=run.serializer, inputs=run.inputs,
-            created_at=run.created_at,
-            started_at=run.created_at if run.status == "running" else None,
-            deadline_at=run.deadline_at, parent_id=run.parent_id,
-            forked_from=run.forked_from, forked_from_position=run.forked_from_position,
-            executor=run.executor, lease_token=run.lease_token,
-        ))
+        conn.execute(_INSERT_RUN, {
+            "id": run.id, "workflow": run.workflow, "version": run.version,
+            "entrypoint": run.entrypoint, "owner": run.owner, "status": run.status,
+            "serializer": run.serializer, "inputs": run.inputs, "created_at": run.created_at,
+            "started_at": run.created_at if run.status == "running" else None,
+            "deadline_at": run.deadline_at, "parent_id": run.parent_id,
+            "forked_from": run.forked_from, "forked_from_position": run.forked_from_position,
+            "executor": run.executor, "lease_token": run.lease_token,
+        })
         if run.tags:
             conn.execute(insert(run_tags), [{"tag": t, "run_id": run.id} for t in run.tags])
 
@@ -146,22 +174,26 @@ class SqlStore:
         (interrupted). Returns False when the run was cancelled meanwhile (only totals
         and interrupted steps are written) or is no longer held with ``token``.
         """
+        if status == "completed":  # the common case: one guarded statement, one commit
+            hot = {"rid": self.backend.bind_id(run_id), "tok": token, "now": now,
+                   "new_status": status, "new_output": output_text, "new_error": error_text}
+            if self._hot(self.backend.durable, self._finish_run_sql, hot):
+                return True
+        # Statements are built once (module level): per-run construction of SQLAlchemy
+        # expressions cost more than the commit itself on a fast disk.
+        params = {"rid": run_id, "tok": token, "now": now}
         with self._write() as conn:
-            current = conn.execute(select(runs.c.status).where(
-                runs.c.id == run_id, runs.c.lease_token == token)).scalar_one_or_none()
+            current = conn.execute(_OWNED_STATUS, params).scalar_one_or_none()
             if current is None:
                 return False
             if status != "completed":
-                conn.execute(update(steps)
-                             .where(steps.c.run_id == run_id, steps.c.status == "running")
-                             .values(status="failed", completed_at=now,
-                                     error=_interrupted(status)))
+                conn.execute(_INTERRUPT_STEPS, {**params, "why": _interrupted(status)})
             final = bool(current == "running")
-            values: dict[str, Any] = dict(self._totals(run_id))
             if final:
-                values.update(status=status, output=output_text, error=error_text,
-                              completed_at=now)
-            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+                conn.execute(_FINISH_RUN, {**params, "new_status": status,
+                                           "new_output": output_text, "new_error": error_text})
+            else:
+                conn.execute(_UPDATE_TOTALS, params)
             return final
 
     @staticmethod
@@ -626,6 +658,41 @@ class SqlStore:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _constant(value: str) -> Any:
+    """A literal in the SQL text: these statements also run as compiled driver SQL,
+    where SQLAlchemy's anonymous parameters would not be supplied."""
+    return literal_column(f"'{value}'")
+
+
+def _count_steps(status: str | None = None) -> Any:
+    query = select(func.count()).select_from(steps).where(
+        steps.c.run_id == bindparam("rid", type_=runs.c.id.type))
+    if status is not None:
+        query = query.where(steps.c.status == _constant(status))
+    return query.scalar_subquery()
+
+
+_TOTALS = {"total_steps": _count_steps(), "completed_steps": _count_steps("completed"),
+           "failed_steps": _count_steps("failed"), "skipped_steps": _count_steps("skipped")}
+_RUN_ID = bindparam("rid", type_=runs.c.id.type)
+_INSERT_RUN = insert(runs)
+_OWNED_STATUS = select(runs.c.status).where(runs.c.id == _RUN_ID,
+                                            runs.c.lease_token == bindparam("tok"))
+_INTERRUPT_STEPS = (update(steps).where(steps.c.run_id == _RUN_ID, steps.c.status == "running")
+                    .values(status="failed", completed_at=bindparam("now"),
+                            error=bindparam("why")))
+_UPDATE_TOTALS = update(runs).where(runs.c.id == _RUN_ID).values(**_TOTALS)
+_FINISH_RUN = update(runs).where(runs.c.id == _RUN_ID).values(
+    status=bindparam("new_status"), output=bindparam("new_output"),
+    error=bindparam("new_error"), completed_at=bindparam("now"), **_TOTALS)
+_FINISH_RUN_GUARDED = _FINISH_RUN.where(runs.c.lease_token == bindparam("tok"),
+                                        runs.c.status == _constant("running"))
+_RUN_INSERT_COLUMNS = ("id", "workflow", "version", "entrypoint", "owner", "status",
+                       "serializer", "inputs", "created_at", "started_at", "deadline_at",
+                       "parent_id", "forked_from", "forked_from_position", "executor",
+                       "lease_token")
 
 
 def vars_of(row: ArtifactRow) -> dict[str, Any]:
