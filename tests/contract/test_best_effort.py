@@ -96,6 +96,19 @@ def test_outage_mid_run_or_from_the_start(pg_database: str, proxy: OutageProxy,
         assert snapshot(ledger, again.id) == expected
 
 
+def _orphaned_spool(pg_database: str, proxy: OutageProxy, tmp_path: Path) -> str:
+    """Run flow(2) through an outage, then leave its spool as a dead process would."""
+    spool = tmp_path / "spool"
+    with fl.Ledger(_through(pg_database, proxy), persistence="best_effort",
+                   spool_dir=str(spool), artifacts=str(tmp_path / "a")) as ledger:
+        proxy.cut()
+        handle = ledger.start(flow, 2)
+        assert handle.result(timeout=60) == 5
+    [left] = spool.rglob("*.jsonl")
+    left.rename(left.parent / f"{ids.hostname()}-999999-0.jsonl")  # a pid that is not alive
+    return handle.id
+
+
 def test_replaying_a_spool_twice_writes_nothing_twice(pg_database: str, proxy: OutageProxy,
                                                       tmp_path: Path) -> None:
     spool = tmp_path / "spool"
@@ -129,18 +142,12 @@ def test_required_mode_fails_loudly(pg_database: str, proxy: OutageProxy,
 def test_spools_of_dead_processes_are_flushed_by_the_next_ledger(
         pg_database: str, proxy: OutageProxy, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    with fl.Ledger(_through(pg_database, proxy), persistence="best_effort",
-                   spool_dir=str(spool), artifacts=str(tmp_path / "a")) as ledger:
-        proxy.cut()
-        handle = ledger.start(flow, 2)
-        assert handle.result(timeout=60) == 5
-    [left] = spool.rglob("*.jsonl")  # this process "died" with its spool unflushed:
-    left.rename(left.parent / f"{ids.hostname()}-999999-0.jsonl")  # a pid that is not alive
+    run_id = _orphaned_spool(pg_database, proxy, tmp_path)
     proxy.restore()
     with fl.Ledger(_through(pg_database, proxy), persistence="best_effort",
                    spool_dir=str(spool), artifacts=str(tmp_path / "a")) as later:  # flushes
         assert list(spool.rglob("*.jsonl")) == []
-        run = later.get(handle.id)
+        run = later.get(run_id)
         assert run.status is fl.RunStatus.COMPLETED and run.output == 5
         assert run.counts.completed == 2
 
@@ -148,13 +155,7 @@ def test_spools_of_dead_processes_are_flushed_by_the_next_ledger(
 def test_a_spool_is_only_written_back_to_its_own_database(
         pg_database: str, proxy: OutageProxy, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    with fl.Ledger(_through(pg_database, proxy), persistence="best_effort",
-                   spool_dir=str(spool), artifacts=str(tmp_path / "a")) as ledger:
-        proxy.cut()
-        handle = ledger.start(flow, 2)
-        handle.result(timeout=60)
-    [left] = spool.rglob("*.jsonl")
-    left.rename(left.parent / f"{ids.hostname()}-999999-0.jsonl")
+    run_id = _orphaned_spool(pg_database, proxy, tmp_path)
     other = f"sqlite:///{tmp_path / 'other.db'}"
     with fl.Ledger(other, persistence="best_effort", spool_dir=str(spool),
                    artifacts=str(tmp_path / "a")) as elsewhere, pytest.raises(fl.RunNotFound):
