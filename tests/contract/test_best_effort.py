@@ -159,5 +159,5 @@ def test_a_spool_is_only_written_back_to_its_own_database(
     other = f"sqlite:///{tmp_path / 'other.db'}"
     with fl.Ledger(other, persistence="best_effort", spool_dir=str(spool),
                    artifacts=str(tmp_path / "a")) as elsewhere, pytest.raises(fl.RunNotFound):
-        elsewhere.get(handle.id)
+        elsewhere.get(run_id)
     assert len(list(spool.rglob("*.jsonl"))) == 1  # still waiting for its own database
