@@ -196,21 +196,6 @@ class SqlStore:
                 conn.execute(_UPDATE_TOTALS, params)
             return final
 
-    @staticmethod
-    def _totals(run_id: uuid.UUID) -> dict[str, Any]:
-        def count(*statuses: str) -> Any:
-            query = select(func.count()).select_from(steps).where(steps.c.run_id == run_id)
-            if statuses:
-                query = query.where(steps.c.status.in_(statuses))
-            return query.scalar_subquery()
-
-        return {
-            "total_steps": count(),
-            "completed_steps": count("completed"),
-            "failed_steps": count("failed"),
-            "skipped_steps": count("skipped"),
-        }
-
     def cancel_run(self, run_id: uuid.UUID, owner: str | None, now: int) -> bool | None:
         """Cancel a pending/running run and its active descendants.
 
@@ -228,10 +213,7 @@ class SqlStore:
             pending = [run_id]
             while pending:
                 current = pending.pop()
-                conn.execute(update(runs).where(runs.c.id == current,
-                                                runs.c.status.in_(_ACTIVE))
-                             .values(status="cancelled", completed_at=now,
-                                     **self._totals(current)))
+                conn.execute(_CANCEL_RUN, {"rid": current, "now": now})
                 pending.extend(conn.execute(
                     select(runs.c.id).where(runs.c.parent_id == current,
                                             runs.c.status.in_(_ACTIVE))).scalars())
@@ -684,6 +666,8 @@ _INTERRUPT_STEPS = (update(steps).where(steps.c.run_id == _RUN_ID, steps.c.statu
                     .values(status="failed", completed_at=bindparam("now"),
                             error=bindparam("why")))
 _UPDATE_TOTALS = update(runs).where(runs.c.id == _RUN_ID).values(**_TOTALS)
+_CANCEL_RUN = (update(runs).where(runs.c.id == _RUN_ID, runs.c.status.in_(_ACTIVE))
+               .values(status="cancelled", completed_at=bindparam("now"), **_TOTALS))
 _FINISH_RUN = update(runs).where(runs.c.id == _RUN_ID).values(
     status=bindparam("new_status"), output=bindparam("new_output"),
     error=bindparam("new_error"), completed_at=bindparam("now"), **_TOTALS)
