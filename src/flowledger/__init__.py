@@ -39,6 +39,7 @@ from .errors import (
     StepTimeout,
     StoreError,
     StoreUnavailable,
+    WorkerStopping,
     WorkflowNotFound,
     WorkflowVersionMismatch,
 )
@@ -56,10 +57,13 @@ from .models import (
     UsageGroup,
     UsageTotals,
 )
+from .queueing import QueueInfo, WorkerInfo
 from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
 from .retention import PurgeReport, read_archive
+from .schedules import Schedule, schedule
 from .serialization import JsonSerializer, Serializer
 from .usage import record_anthropic_usage, record_openai_usage, record_usage
+from .worker import Worker
 from .workflow import RetryPolicy, step, workflow
 
 __version__ = "0.1.0"
@@ -80,6 +84,7 @@ __all__ = [
     "NotInRun",
     "PayloadTooLarge",
     "PurgeReport",
+    "QueueInfo",
     "RetryPolicy",
     "Run",
     "RunAlreadyRunning",
@@ -91,6 +96,7 @@ __all__ = [
     "RunNotFound",
     "RunPage",
     "RunStatus",
+    "Schedule",
     "SerializationError",
     "Serializer",
     "SkipStep",
@@ -108,6 +114,9 @@ __all__ = [
     "Usage",
     "UsageGroup",
     "UsageTotals",
+    "Worker",
+    "WorkerInfo",
+    "WorkerStopping",
     "WorkflowNotFound",
     "WorkflowStats",
     "WorkflowVersionMismatch",
@@ -121,6 +130,7 @@ __all__ = [
     "record_anthropic_usage",
     "record_openai_usage",
     "record_usage",
+    "schedule",
     "step",
     "workflow",
 ]

@@ -131,3 +131,8 @@ class LeaseLost(RunInterrupted):
 
 class CancelledSignal(RunInterrupted):
     """The run was cancelled; workflow code stops before its next step."""
+
+
+class WorkerStopping(RunInterrupted):
+    """The worker executing this run is shutting down: the run stops before its next step
+    and goes back to its queue, where another worker resumes it."""

@@ -30,6 +30,7 @@ from .errors import (
     RunFailed,
     SerializationError,
     SkipStep,
+    WorkerStopping,
     WorkflowNotFound,
 )
 from .serialization import NO_HINT, Serializer, bind_arguments, check_size
@@ -106,6 +107,8 @@ class Runtime:
     identity: str
     artifacts: ArtifactStore | None = None
     offload_bytes: int = 1024 * 1024
+    # Set by a worker that is shutting down: runs stop before their next step.
+    stopping: threading.Event | None = None
 
     def payload(self, run_id: uuid.UUID, owner: str, text: str | None) -> str | None:
         """Stored payload text, following an offloaded-output reference to its artifact."""
@@ -213,7 +216,7 @@ class Execution:
 
     def _finish_error(self, exc: BaseException) -> None:
         store = self.runtime.store
-        if isinstance(exc, LeaseLost):
+        if isinstance(exc, LeaseLost | WorkerStopping):
             raise exc
         if isinstance(exc, CancelledSignal):
             store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())
@@ -425,6 +428,11 @@ class _StepCall:
 
     def begin(self) -> None:
         execution = self.execution
+        stopping = execution.runtime.stopping
+        if stopping is not None and stopping.is_set():
+            raise WorkerStopping(f"run {execution.run_id_text} stops before step "
+                                 f"{self.name!r} (position {self.position}): its worker "
+                                 "is shutting down")
         if execution.deadline_at is not None and ids.now_us() >= execution.deadline_at:
             raise DeadlineExceeded(f"run {execution.run_id_text} passed its deadline before "
                                    f"step {self.name!r} (position {self.position})")

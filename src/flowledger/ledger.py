@@ -41,6 +41,7 @@ from .models import (
     RunStatus,
 )
 from .queries import LedgerQueries
+from .queueing import LedgerQueueing
 from .records import Records
 from .serialization import (
     JsonSerializer,
@@ -138,7 +139,7 @@ class RunHandle:
         return self.ledger._wait_for_output(self.id, timeout)
 
 
-class Ledger(LedgerQueries):
+class Ledger(LedgerQueries, LedgerQueueing):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
@@ -403,6 +404,8 @@ class Ledger(LedgerQueries):
         for row in self.store.running_runs(ids.hostname() + ":"):
             if row.parent_id is not None or (self.owner and row.owner != self.owner):
                 continue  # child runs are resumed by their parent
+            if row.queue is not None:
+                continue  # workers recover queued runs when their lease expires
             if self._executor_alive(row) is not False:
                 continue
             try:

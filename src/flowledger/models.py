@@ -203,6 +203,10 @@ class Run:
     steps: tuple[Step, ...] = field(default=())
     usage: UsageTotals | None = None  # with ``get``: this run's steps and its child runs
     context: dict[str, Any] = field(default_factory=dict)  # with ``get``
+    queue: str | None = None  # submitted runs: the queue, priority and when it is due
+    priority: int = 0
+    scheduled_at: datetime | None = None
+    idempotency_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).

@@ -77,7 +77,8 @@ class Records:
             steps=tuple(self.step(run_id, row.serializer, s, by_position.get(s.position, ()),
                                   lambda text: self._payload(row, text))
                         for s in steps or ()),
-            usage=totals,
+            usage=totals, queue=row.queue, priority=row.priority,
+            scheduled_at=from_micros(row.scheduled_at), idempotency_key=row.idempotency_key,
         )
 
     def _payload(self, row: RunRow, text: str | None) -> str | None:

@@ -39,6 +39,12 @@ class RunRow:
     executor: str | None
     lease_token: str | None
     tags: tuple[str, ...] = ()
+    queue: str | None = None
+    priority: int = 0
+    scheduled_at: int | None = None
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    lease_expires_at: int | None = None
 
 
 @dataclass(slots=True)
@@ -103,6 +109,11 @@ class NewRun:
     forked_from: uuid.UUID | None = None
     forked_from_position: int | None = None
     tags: Sequence[str] = field(default_factory=tuple)
+    queue: str | None = None
+    priority: int = 0
+    scheduled_at: int | None = None
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
 
 
 @dataclass(slots=True)

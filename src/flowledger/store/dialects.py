@@ -14,20 +14,25 @@ then simply runs again (steps are at-least-once by contract).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, Table, create_engine, event, make_url, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 Durability = Literal["full", "normal"]
 BUSY_TIMEOUT_S = 30.0
 WRITE_OPTION = "flowledger_write"
+QUEUE_CHANNEL = "flowledger_queue"
 
 
 class Backend:
@@ -64,11 +69,69 @@ class Backend:
         when it is 0 the whole transaction is rolled back and 0 returned."""
         raise NotImplementedError
 
+    def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
+                                where: Any) -> Any:
+        """An INSERT that does nothing when a row with the same ``unique`` columns (a
+        partial unique index, ``where``) exists: rowcount 0 tells the caller."""
+        raise NotImplementedError
+
+    def notify(self, conn: Connection, queue: str) -> None:
+        """Wake idle workers when the transaction commits (PostgreSQL NOTIFY)."""
+
+    def listen(self, on_notify: Callable[[], None]) -> Listener | None:
+        """Call ``on_notify`` when new work is announced; None where only polling works."""
+        return None
+
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class Listener:
+    """A background LISTEN on the queue channel (PostgreSQL)."""
+
+    def __init__(self, backend: PostgresBackend, on_notify: Callable[[], None]) -> None:
+        self._backend = backend
+        self._on_notify = on_notify
+        self._stop = threading.Event()
+        self._conn: Any = None
+        self._thread = threading.Thread(target=self._loop, name="flowledger-listen",
+                                        daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        conninfo = self._backend.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        conn = psycopg.connect(conninfo, autocommit=True)
+        conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+        return conn
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                for _ in self._conn.notifies(timeout=1.0, stop_after=1):
+                    self._on_notify()
+            except Exception:
+                # The server went away: workers keep polling meanwhile; reconnect later.
+                self._drop()
+                self._stop.wait(1.0)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._drop()
 
 
 class SqliteBackend(Backend):
@@ -137,6 +200,11 @@ class SqliteBackend(Backend):
 
     def bind_id(self, value: uuid.UUID | None) -> Any:
         return None if value is None else value.hex
+
+    def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
+                                where: Any) -> Any:
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(unique),
+                                                          index_where=where)
 
     def marker(self, sql: str, params: dict[str, Any]) -> int:
         with self._hot_lock:
@@ -223,6 +291,17 @@ class PostgresBackend(Backend):
 
     def lock_for_migration(self, conn: Connection) -> None:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270121001)")
+
+    def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
+                                where: Any) -> Any:
+        return postgresql_insert(table).on_conflict_do_nothing(index_elements=list(unique),
+                                                              index_where=where)
+
+    def notify(self, conn: Connection, queue: str) -> None:
+        conn.execute(text(f"SELECT pg_notify('{QUEUE_CHANNEL}', :queue)"), {"queue": queue})
+
+    def listen(self, on_notify: Callable[[], None]) -> Listener | None:
+        return Listener(self, on_notify)
 
     @staticmethod
     def _run(engine: Engine, sql: str, params: dict[str, Any]) -> int:

@@ -56,6 +56,15 @@ runs = Table(
     # every step write is checked against, so a superseded execution cannot write.
     Column("executor", String(300), nullable=True),
     Column("lease_token", String(32), nullable=True),
+    # Queued runs (``Ledger.submit``): claimed by workers, highest priority then oldest,
+    # not before ``scheduled_at``; a worker holds each claimed run until
+    # ``lease_expires_at`` and renews it while alive.
+    Column("queue", String(200), nullable=True),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("scheduled_at", BigInteger, nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("concurrency_key", String(200), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
     # Listing filters keep the id order (newest first) inside each index, so a page is a
     # short index walk whatever the combination of status, workflow and owner.
     Index("ix_flowledger_runs_status", "status", "id"),
@@ -68,6 +77,20 @@ runs = Table(
     Index("ix_flowledger_runs_parent", "parent_id",
           sqlite_where=text("parent_id IS NOT NULL"),
           postgresql_where=text("parent_id IS NOT NULL")),
+    # Queue indexes are partial: runs started in-process (no queue) never pay for them.
+    Index("ix_flowledger_runs_claim", "queue", "priority", "id",
+          sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
+    Index("ix_flowledger_runs_lease", "queue", "lease_expires_at",
+          sqlite_where=text("status = 'running' AND queue IS NOT NULL"),
+          postgresql_where=text("status = 'running' AND queue IS NOT NULL")),
+    Index("ix_flowledger_runs_key", "queue", "concurrency_key",
+          sqlite_where=text("status = 'running' AND concurrency_key IS NOT NULL"),
+          postgresql_where=text("status = 'running' AND concurrency_key IS NOT NULL")),
+    Index("ix_flowledger_runs_queue_done", "completed_at", "queue",
+          sqlite_where=text("queue IS NOT NULL"), postgresql_where=text("queue IS NOT NULL")),
+    Index("ix_flowledger_runs_idempotency", "owner", "idempotency_key", unique=True,
+          sqlite_where=text("idempotency_key IS NOT NULL"),
+          postgresql_where=text("idempotency_key IS NOT NULL")),
 )
 
 steps = Table(
@@ -149,4 +172,50 @@ artifacts = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_flowledger_artifacts_digest", "owner", "digest"),
     sqlite_with_rowid=False,
+)
+
+
+queues = Table(
+    "flowledger_queues",
+    metadata,
+    # Limits every worker enforces together (NULL: unlimited).
+    Column("name", String(200), primary_key=True),
+    Column("concurrency", Integer, nullable=True),
+    Column("key_concurrency", Integer, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+workers = Table(
+    "flowledger_workers",
+    metadata,
+    Column("id", String(300), primary_key=True),  # the executor identity host:pid:start
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", Text, nullable=False),  # JSON list
+    Column("concurrency", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # running | stopping
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+)
+
+schedules = Table(
+    "flowledger_schedules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("workflow", String(200), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("entrypoint", String(1000), nullable=False),
+    Column("serializer", String(50), nullable=False),
+    Column("inputs", Text, nullable=True),
+    Column("cron", String(200), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("priority", Integer, nullable=False),
+    # 1: fire every tick missed while no worker ran; 0: only the latest one.
+    Column("catch_up", Integer, nullable=False),
+    Column("next_fire_at", BigInteger, nullable=False),
+    Column("last_fired_at", BigInteger, nullable=True),
+    Column("last_run_id", Uuid(), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_flowledger_schedules_next", "next_fire_at"),
 )

@@ -31,6 +31,7 @@ from . import migrate
 from . import statements as st
 from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
+from .queues import QueueStoreMixin
 from .schema import artifacts, context, run_tags, runs, steps, usage
 from .translate import safe_url, store_error, translate_errors
 
@@ -50,7 +51,7 @@ def _compile(backend: Backend, sql: str) -> str:
     return str(text(sql).compile(backend.engine)).strip()
 
 
-class SqlStore:
+class SqlStore(QueueStoreMixin):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -128,6 +129,7 @@ class SqlStore:
             "forked_from": bind(run.forked_from),
             "forked_from_position": run.forked_from_position,
             "executor": run.executor, "lease_token": run.lease_token,
+            **_queue_params(run),
         }
 
     def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None:
@@ -153,18 +155,32 @@ class SqlStore:
                         artifacts.c.position < copy_steps_before)
                 conn.execute(insert(artifacts).from_select(["run_id", *art_cols], art_source))
 
-    def _insert_run(self, conn: Connection, run: NewRun) -> None:
-        conn.execute(_INSERT_RUN, {
-            "id": run.id, "workflow": run.workflow, "version": run.version,
-            "entrypoint": run.entrypoint, "owner": run.owner, "status": run.status,
-            "serializer": run.serializer, "inputs": run.inputs, "created_at": run.created_at,
-            "started_at": run.created_at if run.status == "running" else None,
-            "deadline_at": run.deadline_at, "parent_id": run.parent_id,
-            "forked_from": run.forked_from, "forked_from_position": run.forked_from_position,
-            "executor": run.executor, "lease_token": run.lease_token,
-        })
+    def _insert_run(self, conn: Connection, run: NewRun, *,
+                    unless_duplicate: bool = False) -> bool:
+        """Insert a run and its tags. With ``unless_duplicate`` a run whose idempotency key
+        the owner already used is not inserted, and False is returned."""
+        statement = (self.backend.insert_unless_duplicate(
+            runs, ["owner", "idempotency_key"], runs.c.idempotency_key.is_not(None))
+            if unless_duplicate else _INSERT_RUN)
+        values = {**self._run_params(run), "id": run.id, "parent_id": run.parent_id,
+                  "forked_from": run.forked_from}
+        if unless_duplicate:
+            # RETURNING, not rowcount: drivers do not all report a skipped row as 0.
+            if conn.execute(statement.returning(runs.c.id), values).first() is None:
+                return False
+        else:
+            conn.execute(statement, values)
         if run.tags:
             conn.execute(insert(run_tags), [{"tag": t, "run_id": run.id} for t in run.tags])
+        return True
+
+    def _fail_run(self, conn: Connection, run_id: uuid.UUID, error_text: str,
+                  now: int) -> None:
+        """Fail a run regardless of who holds it (steps left running are interrupted)."""
+        params = {"rid": run_id, "now": now}
+        conn.execute(_INTERRUPT_STEPS, {**params, "why": _interrupted("failed")})
+        conn.execute(_FINISH_RUN, {**params, "new_status": "failed", "new_output": None,
+                                   "new_error": error_text})
 
     def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
                    error_text: str | None, now: int) -> bool:
@@ -676,7 +692,13 @@ _FINISH_RUN_GUARDED = _FINISH_RUN.where(runs.c.lease_token == bindparam("tok"),
 _RUN_INSERT_COLUMNS = ("id", "workflow", "version", "entrypoint", "owner", "status",
                        "serializer", "inputs", "created_at", "started_at", "deadline_at",
                        "parent_id", "forked_from", "forked_from_position", "executor",
-                       "lease_token")
+                       "lease_token", "queue", "priority", "scheduled_at", "idempotency_key",
+                       "concurrency_key")
+
+
+def _queue_params(run: NewRun) -> dict[str, Any]:
+    return {"queue": run.queue, "priority": run.priority, "scheduled_at": run.scheduled_at,
+            "idempotency_key": run.idempotency_key, "concurrency_key": run.concurrency_key}
 
 
 def vars_of(row: ArtifactRow) -> dict[str, Any]:
@@ -707,5 +729,7 @@ def _run_row(row: Row[Any], tags: tuple[str, ...]) -> RunRow:
         parent_id=m["parent_id"], forked_from=m["forked_from"],
         forked_from_position=m["forked_from_position"], resumed_at=m["resumed_at"],
         resumed_from_position=m["resumed_from_position"], executor=m["executor"],
-        lease_token=m["lease_token"], tags=tags,
+        lease_token=m["lease_token"], tags=tags, queue=m["queue"], priority=m["priority"],
+        scheduled_at=m["scheduled_at"], idempotency_key=m["idempotency_key"],
+        concurrency_key=m["concurrency_key"], lease_expires_at=m["lease_expires_at"],
     )

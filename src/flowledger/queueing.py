@@ -1,0 +1,283 @@
+"""The queue side of the Ledger: submitting runs for workers, queue limits, schedules,
+and what workers and queues are doing. ``Ledger`` inherits these methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from . import ids
+from .errors import ConfigurationError
+from .executor import Runtime, prepare_inputs
+from .models import from_micros
+from .schedules import (
+    Schedule,
+    ScheduleDecl,
+    check_cron,
+    declared,
+    next_tick,
+    plan_ticks,
+    tick_key,
+)
+from .store import NewRun, SqlStore
+from .store.queues import ScheduleRow
+from .workflow import WorkflowDef, definition_of
+
+if TYPE_CHECKING:
+    from .ledger import RunHandle
+
+DEFAULT_QUEUE = "default"
+PRIORITY_RANGE = 1_000_000
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker process, as ``Ledger.workers()`` lists it.
+
+    Example: ``[w.id for w in ledger.workers() if w.alive]``
+    """
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    state: str
+    runs_held: int
+    started_at: datetime
+    last_heartbeat: datetime
+    alive: bool
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """Depth, running runs, recent throughput and limits of one queue (``Ledger.queues()``).
+
+    Example: ``{q.name: q.ready for q in ledger.queues()}``
+    """
+
+    name: str
+    ready: int
+    delayed: int
+    running: int
+    completed: int
+    failed: int
+    window: timedelta
+    per_second: float
+    concurrency: int | None
+    key_concurrency: int | None
+
+
+def _name(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if not text.strip() or len(text) > 200:
+        raise ConfigurationError(f"{what} must be 1-200 characters, got {value!r}")
+    return text
+
+
+def _delay_us(delay: float | timedelta | None) -> int:
+    if delay is None:
+        return 0
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if not 0 <= seconds <= 366 * 86400:
+        raise ConfigurationError(f"delay must be between 0 and 366 days, not {delay!r}")
+    return int(seconds * 1_000_000)
+
+
+def _limit(value: int | None, what: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"{what} must be a positive integer or None, not {value!r}")
+    return value
+
+
+def _priority(value: int) -> int:
+    if not isinstance(value, int) or not -PRIORITY_RANGE <= value <= PRIORITY_RANGE:
+        raise ConfigurationError(f"priority must be an integer between -{PRIORITY_RANGE} and "
+                                 f"{PRIORITY_RANGE}, not {value!r}")
+    return value
+
+
+class LedgerQueueing:
+    """Queue operations; mixed into ``Ledger``."""
+
+    store: SqlStore
+    owner: str | None
+    _runtime: Runtime
+
+    if TYPE_CHECKING:
+        def _owner_for(self, owner: str | None) -> str: ...
+
+        def handle(self, run_id: Any) -> RunHandle: ...
+
+    def submit(self, workflow: Callable[..., Any] | WorkflowDef, /, *args: Any,
+               queue: str = DEFAULT_QUEUE, priority: int = 0,
+               idempotency_key: str | None = None, delay: float | timedelta | None = None,
+               concurrency_key: str | None = None, owner: str | None = None,
+               tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+               inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunHandle:
+        """Queue a run for a worker; it stays ``pending`` until one claims it.
+
+        Workers claim the highest ``priority`` first, then the oldest. ``delay`` (seconds
+        or a timedelta) holds the run back; ``idempotency_key`` makes a second submit
+        with the same key (same owner) return the existing run instead; runs sharing a
+        ``concurrency_key`` obey the queue's per-key limit (``set_queue_limits``). A
+        ``deadline`` counts from when the run becomes due.
+
+        Example::
+
+            handle = ledger.submit(triage, 42, queue="triage", priority=5,
+                                   idempotency_key="issue-42", delay=timedelta(minutes=5))
+        """
+        from .ledger import _clean_tags, _deadline_seconds
+
+        definition = definition_of(workflow)
+        if inputs is not None:
+            if args or kwargs:
+                raise ConfigurationError("pass workflow arguments either directly or as "
+                                         "inputs={...}, not both")
+            kwargs = dict(inputs)
+        _, inputs_text = prepare_inputs(self._runtime, definition, args, kwargs)
+        now = ids.now_us()
+        due = now + _delay_us(delay)
+        seconds = _deadline_seconds(deadline)
+        if seconds is None:
+            seconds = definition.deadline
+        run = NewRun(
+            id=ids.new_run_id(), workflow=definition.name, version=definition.version,
+            entrypoint=definition.entrypoint, owner=self._owner_for(owner), status="pending",
+            serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
+            executor=None, lease_token=None,
+            deadline_at=None if seconds is None else due + int(seconds * 1_000_000),
+            tags=_clean_tags(tags), queue=_name(queue, "queue"), priority=_priority(priority),
+            scheduled_at=due if due > now else None,
+            idempotency_key=_name(idempotency_key, "idempotency_key"),
+            concurrency_key=_name(concurrency_key, "concurrency_key"),
+        )
+        run_id, _ = self.store.submit_run(run)
+        return self.handle(run_id)
+
+    # -- queues and workers ------------------------------------------------------------
+    def set_queue_limits(self, queue: str, *, concurrency: int | None = None,
+                         key_concurrency: int | None = None) -> None:
+        """Limit how many runs of ``queue`` run at once across all workers, and how many
+        of them may share one ``concurrency_key``. ``None`` removes a limit.
+
+        Example: ``ledger.set_queue_limits("llm", concurrency=10, key_concurrency=2)``
+        """
+        self.store.set_queue_limits(_name(queue, "queue") or DEFAULT_QUEUE,
+                                    _limit(concurrency, "concurrency"),
+                                    _limit(key_concurrency, "key_concurrency"), ids.now_us())
+
+    def queues(self, window: timedelta = timedelta(minutes=5)) -> list[QueueInfo]:
+        """Every queue with runs or limits: ready and delayed depth, running runs, and
+        runs finished within ``window`` (all owners: queues are shared).
+
+        Example: ``ledger.queues()[0].ready``
+        """
+        window_us = int(window.total_seconds() * 1_000_000)
+        if window_us <= 0:
+            raise ConfigurationError("window must be positive")
+        return [QueueInfo(row.name, row.ready, row.delayed, row.running, row.completed,
+                          row.failed, window, row.completed / window.total_seconds(),
+                          row.concurrency, row.key_concurrency)
+                for row in self.store.queue_rows(ids.now_us(), window_us)]
+
+    def workers(self, *, include_lost: bool = False,
+                stale_after: timedelta = timedelta(seconds=60)) -> list[WorkerInfo]:
+        """Worker processes with a heartbeat within ``stale_after`` (all of them with
+        ``include_lost``), with the runs each holds.
+
+        Example: ``for w in ledger.workers(): print(w.host, w.pid, w.runs_held)``
+        """
+        cutoff = ids.now_us() - int(stale_after.total_seconds() * 1_000_000)
+        found = []
+        for row in self.store.list_workers():
+            alive = row.heartbeat_at >= cutoff
+            if alive or include_lost:
+                found.append(WorkerInfo(
+                    row.id, row.host, row.pid, tuple(row.queues), row.concurrency, row.state,
+                    row.held, from_micros(row.started_at) or datetime.min,
+                    from_micros(row.heartbeat_at) or datetime.min, alive))
+        return found
+
+    # -- schedules -------------------------------------------------------------------
+    def add_schedule(self, workflow: Callable[..., Any] | WorkflowDef, *, cron: str,
+                     name: str | None = None, inputs: Mapping[str, Any] | None = None,
+                     queue: str = DEFAULT_QUEUE, priority: int = 0,
+                     catch_up: bool = False, owner: str | None = None) -> Schedule:
+        """Store a schedule (replacing one of the same name): workers submit ``workflow``
+        to ``queue`` on every tick of ``cron`` (UTC; five fields, or six with seconds).
+
+        Example: ``ledger.add_schedule(cleanup, cron="*/5 * * * *")``
+        """
+        definition = definition_of(workflow)
+        expression = check_cron(cron)
+        _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}))
+        now = ids.now_us()
+        row = ScheduleRow(
+            name=_name(name or definition.name, "schedule name") or definition.name,
+            owner=self._owner_for(owner), workflow=definition.name,
+            version=definition.version, entrypoint=definition.entrypoint,
+            serializer=self._runtime.serializer.name, inputs=inputs_text, cron=expression,
+            queue=_name(queue, "queue") or DEFAULT_QUEUE, priority=_priority(priority),
+            catch_up=bool(catch_up), next_fire_at=next_tick(expression, now), created_at=now)
+        return self._schedule(self.store.save_schedule(row))
+
+    def apply_declared_schedules(self) -> list[Schedule]:
+        """Store every schedule declared with ``fl.schedule`` in imported modules
+        (workers do this when they start)."""
+        return [self._apply(decl) for decl in declared()]
+
+    def _apply(self, decl: ScheduleDecl) -> Schedule:
+        return self.add_schedule(decl.workflow, cron=decl.cron, name=decl.name,
+                                 inputs=decl.inputs, queue=decl.queue, priority=decl.priority,
+                                 catch_up=decl.catch_up)
+
+    def schedules(self) -> list[Schedule]:
+        """The stored schedules (this Ledger's owner's only, when it has one)."""
+        return [self._schedule(row) for row in self.store.list_schedules(self.owner)]
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; False if there was none of that name."""
+        return self.store.delete_schedule(name, self.owner)
+
+    def fire_schedules(self, now: datetime | None = None) -> list[str]:
+        """Submit the runs of every due schedule tick (workers call this); returns their
+        ids. Each tick starts one run however many processes call this at once.
+
+        ``now`` stands in for the clock, e.g. to see what a later pass would fire.
+        """
+        clock = (ids.now_us if now is None
+                 else (lambda: int(now.timestamp() * 1_000_000)))
+
+        def plan(schedule: ScheduleRow, at: int) -> tuple[list[int], int]:
+            return plan_ticks(schedule.cron, schedule.next_fire_at, schedule.catch_up, at)
+
+        def make_run(schedule: ScheduleRow, tick: int) -> NewRun:
+            return NewRun(
+                id=ids.new_run_id(), workflow=schedule.workflow, version=schedule.version,
+                entrypoint=schedule.entrypoint, owner=schedule.owner, status="pending",
+                serializer=schedule.serializer, inputs=schedule.inputs,
+                created_at=ids.now_us(), executor=None, lease_token=None,
+                tags=(f"schedule:{schedule.name}",), queue=schedule.queue,
+                priority=schedule.priority, idempotency_key=tick_key(schedule.name, tick))
+
+        return [str(run_id) for run_id in self.store.fire_schedules(clock, plan, make_run)]
+
+    def _schedule(self, row: ScheduleRow) -> Schedule:
+        serializer = self._runtime.serializer
+        inputs = (serializer.loads(row.inputs)
+                  if row.inputs is not None and row.serializer == serializer.name
+                  else row.inputs)
+        return Schedule(row.name, row.workflow, row.cron, row.queue, row.priority,
+                        row.catch_up, row.owner, inputs,
+                        from_micros(row.next_fire_at) or datetime.min,
+                        from_micros(row.last_fired_at),
+                        str(row.last_run_id) if row.last_run_id else None)
+
+
+__all__ = ["DEFAULT_QUEUE", "LedgerQueueing", "QueueInfo", "WorkerInfo"]

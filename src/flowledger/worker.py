@@ -1,0 +1,270 @@
+"""Workers: processes that claim queued runs and execute them, holding a lease on each.
+
+A worker renews its leases on a heartbeat. A run whose lease expires (worker killed,
+machine lost, network cut) is claimed by another worker and resumed from its last
+recorded step; the claim replaces the run's fencing token, so the old worker can no
+longer write a step result even if it comes back. On SIGTERM a worker stops claiming,
+lets running steps finish (up to ``shutdown_timeout``) and hands unfinished runs back
+to their queue, where another worker resumes them at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue as queue_module
+import signal
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from types import FrameType
+
+from . import ids
+from .errors import (
+    ConfigurationError,
+    FlowledgerError,
+    LeaseLost,
+    RunCancelled,
+    RunFailed,
+    WorkerStopping,
+    WorkflowVersionMismatch,
+)
+from .executor import error_text, resolve
+from .ledger import Ledger
+from .queueing import DEFAULT_QUEUE
+from .serialization import call_arguments, decode_inputs
+from .store.dialects import Listener
+from .store.queues import Claim, WorkerRow
+
+log = logging.getLogger("flowledger.worker")
+FORGET_WORKERS_AFTER = timedelta(days=1)
+
+
+def _seconds(value: float | timedelta, name: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        raise ConfigurationError(f"{name} must be positive, not {value!r}")
+    return seconds
+
+
+class Worker:
+    """Claims runs from ``queues`` and executes up to ``concurrency`` of them at once.
+
+    ``lease`` is how long a run stays held without a heartbeat (heartbeats come every
+    third of it); ``max_recoveries`` is how many times a run whose worker was lost is
+    resumed before it fails. ``poll_interval`` bounds how long an idle worker waits
+    for work (PostgreSQL wakes it at once with LISTEN/NOTIFY; SQLite polls).
+
+    Example::
+
+        worker = fl.Worker("postgresql://localhost/app", queues=["triage"], concurrency=8)
+        worker.run()  # until SIGTERM / Ctrl-C, or worker.stop() from another thread
+    """
+
+    def __init__(self, url: str | None = None, *, queues: Sequence[str] = (DEFAULT_QUEUE,),
+                 concurrency: int = 4, lease: float | timedelta = 30.0,
+                 max_recoveries: int = 5, poll_interval: float | timedelta | None = None,
+                 shutdown_timeout: float | timedelta = 30.0,
+                 ledger: Ledger | None = None) -> None:
+        if not queues or any(not str(q).strip() or len(str(q)) > 200 for q in queues):
+            raise ConfigurationError("queues must be 1-200 character names (at least one)")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be a positive integer, "
+                                     f"not {concurrency!r}")
+        if not isinstance(max_recoveries, int) or max_recoveries < 0:
+            raise ConfigurationError("max_recoveries must be 0 or more")
+        self._owns_ledger = ledger is None
+        self.ledger = ledger or Ledger(url)
+        self.store = self.ledger.store
+        self.queues = list(dict.fromkeys(str(q) for q in queues))
+        self.concurrency = concurrency
+        self.lease_us = int(_seconds(lease, "lease") * 1_000_000)
+        self.heartbeat_s = self.lease_us / 3_000_000
+        self.max_recoveries = max_recoveries
+        default_poll = 0.05 if self.store.dialect == "sqlite" else 1.0
+        self.poll_s = _seconds(poll_interval, "poll_interval") if poll_interval else default_poll
+        self.shutdown_s = _seconds(shutdown_timeout, "shutdown_timeout")
+        self.id = self.ledger._runtime.identity
+        self._stopping = threading.Event()
+        self.ledger._runtime.stopping = self._stopping
+        self._wake = threading.Event()
+        self._work: queue_module.Queue[Claim | None] = queue_module.Queue()
+        self._held: dict[uuid.UUID, Claim] = {}
+        self._held_lock = threading.Lock()
+        self._idle = threading.Condition(self._held_lock)
+        self._row = WorkerRow(self.id, ids.hostname(), _pid(self.id), self.queues,
+                              concurrency, "running", 0, 0)
+
+    # -- running ---------------------------------------------------------------------
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Work until ``stop()`` or, in the main thread, SIGTERM / SIGINT; then shut down
+        gracefully (see the class docstring)."""
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+            self._install_signal_handlers()
+        now = ids.now_us()
+        self._row.started_at = self._row.heartbeat_at = now
+        forget = now - int(FORGET_WORKERS_AFTER.total_seconds() * 1_000_000)
+        self.store.register_worker(self._row, forget)
+        self.ledger.apply_declared_schedules()
+        threads = [threading.Thread(target=self._execute_loop, name=f"flowledger-exec-{n}",
+                                    daemon=True) for n in range(self.concurrency)]
+        threads.append(threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                        name="flowledger-heartbeat"))
+        for thread in threads:
+            thread.start()
+        listener = self.store.backend.listen(self._wake.set)
+        try:
+            self._claim_loop()
+        finally:
+            self._shut_down(listener)
+
+    def stop(self) -> None:
+        """Ask the worker to shut down gracefully (safe from any thread or signal)."""
+        self._stopping.set()
+        self._wake.set()
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                raise KeyboardInterrupt  # a second signal: stop waiting for steps
+            log.info("worker %s: %s received, shutting down", self.id,
+                     signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _claim_loop(self) -> None:
+        next_schedules = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            wait = self.poll_s
+            with self._held_lock:
+                free = self.concurrency - len(self._held)
+            try:
+                if free > 0:
+                    result = self.store.claim_runs(self.queues, self.id, free, self.lease_us,
+                                                   self.max_recoveries, ids.now_us,
+                                                   ids.new_token)
+                    for run_id in result.given_up:
+                        log.warning("run %s failed: its worker was lost %d times", run_id,
+                                    self.max_recoveries + 1)
+                    with self._held_lock:
+                        for claim in result.claimed:
+                            self._held[claim.row.id] = claim
+                    for claim in result.claimed:
+                        self._work.put(claim)
+                    if len(result.claimed) == free and result.claimed:
+                        continue  # there may be more: claim again at once
+                    if result.next_due is not None:
+                        wait = min(wait, max((result.next_due - ids.now_us()) / 1e6, 0.001))
+                now = ids.now_us()
+                if now >= next_schedules:
+                    self.ledger.fire_schedules()
+                    upcoming = self.store.next_schedule_at()
+                    next_schedules = now + 1_000_000 if upcoming is None \
+                        else min(upcoming, now + 1_000_000)
+                wait = min(wait, max((next_schedules - ids.now_us()) / 1e6, 0.001))
+            except FlowledgerError as exc:
+                log.warning("worker %s: %s; retrying in %.1fs", self.id, exc, self.poll_s)
+            self._wake.wait(wait)
+
+    def _execute_loop(self) -> None:
+        while True:
+            claim = self._work.get()
+            if claim is None:
+                return
+            try:
+                self._execute(claim)
+            finally:
+                with self._held_lock:
+                    self._held.pop(claim.row.id, None)
+                    self._idle.notify_all()
+                self._wake.set()
+
+    def _execute(self, claim: Claim) -> None:
+        row, store = claim.row, self.store
+        runtime = self.ledger._runtime
+        try:
+            definition = resolve(row.workflow, row.entrypoint)
+            if definition.version != row.version:
+                raise WorkflowVersionMismatch(
+                    f"run {row.id} was recorded with {row.workflow!r} version "
+                    f"{row.version!r}, this worker has version {definition.version!r}")
+            recorded = [] if claim.fresh else store.get_steps(row.id)
+            values = decode_inputs(runtime.serializer, row.inputs, definition.fn)
+            args, kwargs = call_arguments(definition.signature, values)
+            execution = self.ledger._execution(row.id, claim.token, definition, recorded,
+                                               row.deadline_at, row.owner)
+        except Exception as exc:
+            # The run cannot start here (code missing, changed, inputs unreadable): record
+            # why, rather than let it expire and loop between workers.
+            log.error("run %s cannot be executed by worker %s: %s", row.id, self.id, exc)
+            store.finish_run(row.id, claim.token, "failed", None, error_text(exc),
+                             ids.now_us())
+            return
+        try:
+            self.ledger._execute(execution, args, kwargs)
+        except WorkerStopping:
+            store.release_run(row.id, claim.token, row.queue or DEFAULT_QUEUE)
+        except LeaseLost:
+            log.info("run %s: lease lost to another worker; this execution stopped", row.id)
+        except (RunFailed, RunCancelled):
+            pass  # recorded in the store
+        except BaseException:
+            # E.g. the store went away mid-run: the lease lapses and another worker (or
+            # this one) resumes the run from its last recorded step.
+            log.exception("run %s stopped unexpectedly on worker %s", row.id, self.id)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.wait(self.heartbeat_s):
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        with self._held_lock:
+            held = {run_id: claim.token for run_id, claim in self._held.items()}
+        try:
+            lost = self.store.renew_leases(self._row, held, self.lease_us, ids.now_us)
+        except FlowledgerError as exc:
+            log.warning("worker %s: heartbeat failed: %s", self.id, exc)
+            return
+        for run_id in lost:
+            log.info("worker %s no longer holds run %s", self.id, run_id)
+
+    # -- shutting down -------------------------------------------------------------------
+    def _shut_down(self, listener: Listener | None) -> None:
+        self._stopping.set()
+        self._row.state = "stopping"
+        self._heartbeat()
+        for _ in range(self.concurrency):
+            self._work.put(None)
+        deadline = ids.now_us() + int(self.shutdown_s * 1_000_000)
+        with self._held_lock:
+            while self._held and ids.now_us() < deadline:
+                self._idle.wait(max((deadline - ids.now_us()) / 1e6, 0.001))
+            left = dict(self._held)
+        for run_id, claim in left.items():
+            # Steps still running past the timeout: hand the run back now. Their results,
+            # if they ever come, are fenced out; the step runs again elsewhere.
+            try:
+                store = self.store
+                store.release_run(run_id, claim.token, claim.row.queue or DEFAULT_QUEUE)
+            except FlowledgerError as exc:
+                log.warning("run %s could not be released (%s): its lease will expire",
+                            run_id, exc)
+        if listener is not None:
+            listener.close()
+        with contextlib.suppress(FlowledgerError):
+            self.store.remove_worker(self.id)
+        if self._owns_ledger and not left:
+            self.ledger.close()
+        log.info("worker %s stopped (%d runs handed back)", self.id, len(left))
+
+
+def _pid(identity: str) -> int:
+    try:
+        return int(identity.split(":")[1])
+    except (IndexError, ValueError):
+        return 0
+
