@@ -75,7 +75,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     fl.Ledger(url).close()  # make sure the schema exists before emptying it
     with psycopg.connect(make_url(url).render_as_string(hide_password=False),
                          autocommit=True) as conn:
-        conn.execute("TRUNCATE flowledger_runs CASCADE")
+        conn.execute("TRUNCATE flowledger_runs, flowledger_queues, flowledger_workers, "
+                     "flowledger_schedules CASCADE")
     yield url
 
 

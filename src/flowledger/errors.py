@@ -39,6 +39,10 @@ class ArtifactNotFound(FlowledgerError, LookupError):
     """The run has no artifact under that key."""
 
 
+class ScheduleNotFound(FlowledgerError, LookupError):
+    """No schedule of that name exists (for this owner)."""
+
+
 class InvalidCursor(FlowledgerError, ValueError):
     """A pagination cursor was not produced by ``Ledger.runs()``."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import typer.main
 
-from flowledger.cli import app, commands, maintenance  # noqa: F401  (registers commands)
+from flowledger.cli import app, commands, maintenance, queueing  # noqa: F401  (registers commands)
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
 

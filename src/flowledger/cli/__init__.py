@@ -26,6 +26,7 @@ from ..errors import (
     RunCancelled,
     RunFailed,
     RunNotFound,
+    ScheduleNotFound,
     WorkflowNotFound,
 )
 from .state import State
@@ -68,7 +69,8 @@ def configure(
 
 
 def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, RunNotFound | AmbiguousRunId | WorkflowNotFound | ArtifactNotFound):
+    if isinstance(exc, RunNotFound | AmbiguousRunId | WorkflowNotFound | ArtifactNotFound
+                  | ScheduleNotFound):
         return EXIT_NOT_FOUND
     if isinstance(exc, ConfigurationError | InvalidCursor):
         return EXIT_USAGE
@@ -77,7 +79,7 @@ def _exit_code(exc: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowledger`` script; returns the exit code."""
-    from . import commands, maintenance  # noqa: F401  (registers the commands)
+    from . import commands, maintenance, queueing  # noqa: F401  (registers the commands)
 
     try:
         app(args=argv, prog_name="flowledger")

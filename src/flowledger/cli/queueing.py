@@ -1,0 +1,236 @@
+"""Commands for queues and workers: submit, worker, workers, queues, schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigurationError, ScheduleNotFound
+from ..serialization import coerce_inputs
+from ..workflow import load_entrypoint
+from . import app, command, render
+from .commands import AsJson, InputJson, Inputs, state_of
+from .state import parse_duration, parse_inputs
+
+Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]
+
+
+def _import_path() -> None:
+    if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
+        sys.path.insert(0, os.getcwd())
+
+
+@command("submit")
+def submit_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(
+        help="The workflow: package.module:workflow or path/to/file.py:workflow.")],
+    inputs: Inputs = None,
+    input_json: InputJson = None,
+    queue: Queue = "default",
+    priority: Annotated[int, typer.Option(help="Higher runs first (default 0).")] = 0,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="Submitting again with this key returns the existing run.")] = None,
+    delay: Annotated[str | None, typer.Option(
+        help="Hold the run back this long (30s, 5m, 2h).")] = None,
+    concurrency_key: Annotated[str | None, typer.Option(
+        help="Runs sharing this key obey the queue's per-key limit.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner of the new run.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", "-t", help="A tag for the new run; repeatable.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Queue a run for a worker and print its id (it stays pending until claimed)."""
+    state = state_of(ctx)
+    _import_path()
+    definition = load_entrypoint(target)
+    values = coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
+    handle = state.ledger.submit(
+        definition, inputs=values, queue=queue, priority=priority,
+        idempotency_key=idempotency_key, concurrency_key=concurrency_key,
+        delay=parse_duration(delay) if delay else None, owner=owner, tags=tag or ())
+    if as_json:
+        state.print_json({"run_id": handle.id, "status": handle.status().value})
+    else:
+        state.out.print(handle.id)
+
+
+@command("worker")
+def worker_command(
+    ctx: typer.Context,
+    queue: Annotated[list[str] | None, typer.Option(
+        "--queue", help="A queue to take runs from; repeatable (default: default).")] = None,
+    concurrency: Annotated[int, typer.Option(
+        help="Runs executed at once by this worker.")] = 4,
+    app_module: Annotated[list[str] | None, typer.Option(
+        "--app", help="A module to import first (its workflows and fl.schedule "
+                      "declarations); repeatable.")] = None,
+    lease: Annotated[str, typer.Option(
+        help="Lease on each run: another worker takes over a run this long after this "
+             "worker falls silent.")] = "30s",
+    max_recoveries: Annotated[int, typer.Option(
+        help="Resume a run whose worker was lost at most this many times, then fail it.")]
+    = 5,
+    shutdown_timeout: Annotated[str, typer.Option(
+        help="On SIGTERM, wait this long for running steps before handing runs back.")]
+    = "30s",
+    poll: Annotated[str | None, typer.Option(
+        help="How often an idle worker looks for work (default: 1s on PostgreSQL, which "
+             "also wakes on NOTIFY; 50ms on SQLite).")] = None,
+) -> None:
+    """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
+    gracefully: running steps finish, unfinished runs go back to their queue)."""
+    from ..worker import Worker
+
+    state = state_of(ctx)
+    _import_path()
+    for module in app_module or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import --app {module}: {exc}") from None
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("flowledger").setLevel(logging.WARNING if state.quiet else logging.INFO)
+    worker = Worker(
+        ledger=state.ledger, queues=queue or ["default"], concurrency=concurrency,
+        lease=parse_duration(lease), max_recoveries=max_recoveries,
+        shutdown_timeout=parse_duration(shutdown_timeout),
+        poll_interval=parse_duration(poll) if poll else None)
+    state.hint(f"worker {worker.id} on {', '.join(worker.queues)} "
+               f"(concurrency {concurrency}); Ctrl-C to stop")
+    worker.run()
+
+
+@command("workers")
+def workers_command(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option(
+        "--all", help="Also workers silent for over a minute (likely lost).")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """List live workers: id, host, pid, queues, runs held, last heartbeat."""
+    state = state_of(ctx)
+    found = state.ledger.workers(include_lost=show_all)
+    if as_json:
+        state.print_json([dataclasses.asdict(w) for w in found])
+        return
+    table = Table("worker", "host", "pid", "queues", "held", "concurrency", "state",
+                  "last heartbeat", "since", box=None)
+    for w in found:
+        table.add_row(w.id, w.host, str(w.pid), ", ".join(w.queues), str(w.runs_held),
+                      str(w.concurrency), w.state if w.alive else "lost",
+                      render.when(w.last_heartbeat), render.when(w.started_at))
+    state.out.print(table)
+    if not found:
+        state.hint("no live workers (start one with: flowledger worker)")
+
+
+@command("queues")
+def queues_command(
+    ctx: typer.Context,
+    window: Annotated[str, typer.Option(
+        help="Throughput over this window (e.g. 5m, 1h).")] = "5m",
+    as_json: AsJson = False,
+) -> None:
+    """Per queue: ready and delayed depth, running, finished and throughput, limits."""
+    state = state_of(ctx)
+    found = state.ledger.queues(window=parse_duration(window))
+    if as_json:
+        state.print_json([dataclasses.asdict(q) for q in found])
+        return
+    table = Table("queue", "ready", "delayed", "running", f"done/{window}",
+                  f"failed/{window}", "runs/s", "limit", "per key", box=None)
+    for q in found:
+        table.add_row(q.name, str(q.ready), str(q.delayed), str(q.running), str(q.completed),
+                      str(q.failed), f"{q.per_second:.2f}",
+                      "-" if q.concurrency is None else str(q.concurrency),
+                      "-" if q.key_concurrency is None else str(q.key_concurrency))
+    state.out.print(table)
+
+
+@command("queue-limits")
+def queue_limits_command(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Argument(help="The queue.")],
+    concurrency: Annotated[int | None, typer.Option(
+        help="At most this many runs of the queue at once, across all workers.")] = None,
+    key_concurrency: Annotated[int | None, typer.Option(
+        help="At most this many running runs per concurrency key.")] = None,
+) -> None:
+    """Set (or, with neither option, remove) a queue's concurrency limits."""
+    state = state_of(ctx)
+    state.ledger.set_queue_limits(queue, concurrency=concurrency,
+                                  key_concurrency=key_concurrency)
+    state.out.print(f"{queue}: concurrency {concurrency or 'unlimited'}, per key "
+                    f"{key_concurrency or 'unlimited'}")
+
+
+schedule_app = typer.Typer(help="Cron schedules: add, list, remove.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@command("add", schedule_app)
+def schedule_add_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(
+        help="The workflow: package.module:workflow or path/to/file.py:workflow.")],
+    cron: Annotated[str, typer.Option(
+        help="Cron expression in UTC, e.g. '*/5 * * * *' (six fields: seconds last).")],
+    name: Annotated[str | None, typer.Option(
+        help="Schedule name (default: the workflow's name); adding it again replaces "
+             "it.")] = None,
+    inputs: Inputs = None,
+    input_json: InputJson = None,
+    queue: Queue = "default",
+    priority: Annotated[int, typer.Option(help="Priority of the runs it submits.")] = 0,
+    catch_up: Annotated[bool, typer.Option(
+        help="Fire every tick missed while no worker ran (default: only the latest).")]
+    = False,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a workflow on every tick of a cron expression (workers fire the ticks)."""
+    state = state_of(ctx)
+    _import_path()
+    definition = load_entrypoint(target)
+    values = coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
+    saved = state.ledger.add_schedule(definition, cron=cron, name=name, inputs=values,
+                                      queue=queue, priority=priority, catch_up=catch_up)
+    if as_json:
+        state.print_json(dataclasses.asdict(saved))
+    else:
+        state.out.print(f"schedule {saved.name}: next run {render.when(saved.next_fire_at)}")
+
+
+@command("ls", schedule_app)
+def schedule_ls_command(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """List schedules with their next and last tick."""
+    state = state_of(ctx)
+    found = state.ledger.schedules()
+    if as_json:
+        state.print_json([dataclasses.asdict(s) for s in found])
+        return
+    table = Table("name", "workflow", "cron", "queue", "next", "last", "last run", box=None)
+    for s in found:
+        table.add_row(s.name, s.workflow, s.cron, s.queue, render.when(s.next_fire_at),
+                      render.when(s.last_fired_at),
+                      render.short_id(s.last_run_id) if s.last_run_id else "-")
+    state.out.print(table)
+
+
+@command("rm", schedule_app)
+def schedule_rm_command(ctx: typer.Context,
+                        name: Annotated[str, typer.Argument(help="The schedule's name.")]
+                        ) -> None:
+    """Remove a schedule (runs it already started are kept)."""
+    state = state_of(ctx)
+    if not state.ledger.remove_schedule(name):
+        raise ScheduleNotFound(f"no schedule named {name!r}")
+    state.out.print(f"removed schedule {name}")

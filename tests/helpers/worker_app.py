@@ -1,0 +1,71 @@
+"""Workflows executed by the worker processes of the queue tests.
+
+Each step appends ``B|E run position pid`` lines to the file named by
+``FLOWLEDGER_SIDE_LOG`` (one O_APPEND write per line, so lines from several processes
+never interleave): the side-effect log the tests check execution against.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import flowledger as fl
+
+
+def _log(kind: str, position: int) -> None:
+    path = os.environ.get("FLOWLEDGER_SIDE_LOG")
+    if not path:
+        return
+    line = f"{kind} {fl.current_run_id()} {position} {os.getpid()}\n".encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@fl.step
+def work(n: int, position: int, seconds: float = 0.0) -> int:
+    _log("B", position)
+    if seconds:
+        time.sleep(seconds)  # the work itself: a step that takes time
+    _log("E", position)
+    return n + position
+
+
+@fl.workflow(name="five_steps")
+def five_steps(n: int, seconds: float = 0.0) -> int:
+    total = n
+    for position in range(1, 6):
+        total = work(total, position, seconds)
+    return total
+
+
+@fl.workflow(name="one_step")
+def one_step(n: int, seconds: float = 0.0) -> int:
+    return work(n, 1, seconds)
+
+
+@fl.step
+def wait_for(path: str) -> str:
+    """Blocks until the test creates ``path``: the gate a paused or stopping worker is
+    held at. The bound keeps a broken test from hanging forever."""
+    _log("B", 2)
+    deadline = time.monotonic() + 60
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {path} never opened")
+        time.sleep(0.01)
+    _log("E", 2)
+    return os.environ.get("FLOWLEDGER_WORKER_NAME", str(os.getpid()))
+
+
+@fl.workflow(name="gated")
+def gated(gate: str) -> list[object]:
+    first = work(0, 1)
+    who = wait_for(gate)
+    last = work(first, 3)
+    return [first, who, last]
+

@@ -1,0 +1,69 @@
+"""Worker processes for the queue tests: the real ``flowledger worker`` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.helpers.procs import ROOT
+
+
+class WorkerProcess:
+    def __init__(self, db_url: str, *options: str, side_log: Path | None = None,
+                 name: str = "") -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FLOWLEDGER_WORKER_NAME=name,
+                   FLOWLEDGER_SIDE_LOG=str(side_log or ""))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowledger", "--db", db_url, "worker",
+             "--app", "tests.helpers.worker_app", *options],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(30) == -signal.SIGKILL
+
+    def stop(self, timeout: float = 60, *, signal_first: bool = True) -> tuple[int, str]:
+        """SIGTERM (unless already sent), then wait for the graceful exit."""
+        if signal_first and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+@contextmanager
+def workers(db_url: str, count: int, *options: str,
+            side_log: Path | None = None) -> Iterator[list[WorkerProcess]]:
+    started = [WorkerProcess(db_url, *options, side_log=side_log, name=f"w{n}")
+               for n in range(count)]
+    try:
+        yield started
+    finally:
+        for worker in started:
+            code, err = worker.stop()
+            assert code in (0, -signal.SIGKILL), f"worker exited {code}: {err}"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    """Poll a condition on the database until it holds (the workers are other processes:
+    there is no in-process signal to wait on)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
