@@ -404,8 +404,8 @@ class Ledger(LedgerQueries, LedgerQueueing):
         for row in self.store.running_runs(ids.hostname() + ":"):
             if row.parent_id is not None or (self.owner and row.owner != self.owner):
                 continue  # child runs are resumed by their parent
-            if row.queue is not None:
-                continue  # workers recover queued runs when their lease expires
+            if row.lease_expires_at is not None:
+                continue  # a worker holds it: workers take it over when the lease expires
             if self._executor_alive(row) is not False:
                 continue
             try:

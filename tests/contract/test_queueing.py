@@ -200,3 +200,17 @@ def test_idempotency_keys_belong_to_an_owner(ledger: fl.Ledger) -> None:
     assert mine.id != theirs.id
     assert ledger.submit(q_plain, 5, idempotency_key="k", owner="alice").id == mine.id
     assert ledger.get(mine.id).inputs == {"n": 1}  # the first submission's inputs stand
+
+
+def test_a_queued_run_resumed_in_process_is_not_taken_by_workers(db_url: str) -> None:
+    with fl.Ledger(db_url) as ledger:
+        handle = ledger.submit(q_blocking, 2)
+        abandon_claim(ledger)  # its worker is gone; resume it here instead of waiting
+        resumed = ledger.resume(handle.id, force=True)
+        assert reached.wait(30)
+        with running_worker(db_url) as worker:
+            assert worker.store.claim_runs(["default"], "probe:1:1", 5, 1_000_000, 5,
+                                           ids.now_us, ids.new_token).claimed == []
+        release.set()
+        assert resumed.result(timeout=30) == 21
+        assert executions == [2] and handle.get().recovery_attempts == 1

@@ -244,6 +244,9 @@ class SqlStore(QueueStoreMixin):
                 .where(runs.c.id == run_id,
                        runs.c.lease_token.is_not_distinct_from(expected_token))
                 .values(status="running", lease_token=new_token, executor=executor,
+                        # Held by this process now, not by a worker's lease: workers must
+                        # not take it over; recover() can, if this process dies.
+                        lease_expires_at=None,
                         recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
                         resumed_from_position=resumed_from,
                         started_at=func.coalesce(runs.c.started_at, now),
