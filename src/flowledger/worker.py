@@ -77,6 +77,7 @@ class Worker:
         self._owns_ledger = ledger is None
         self.ledger = ledger or Ledger(url)
         self.store = self.ledger.store
+        self.store.backend.reserve_connections(concurrency)
         self.queues = list(dict.fromkeys(str(q) for q in queues))
         self.concurrency = concurrency
         self.lease_us = int(_seconds(lease, "lease") * 1_000_000)

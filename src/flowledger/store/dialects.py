@@ -82,6 +82,9 @@ class Backend:
         """Call ``on_notify`` when new work is announced; None where only polling works."""
         return None
 
+    def reserve_connections(self, threads: int) -> None:
+        """Keep enough pooled connections for ``threads`` concurrent executions."""
+
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
@@ -268,9 +271,25 @@ class PostgresBackend(Backend):
 
     def __init__(self, url: URL, durability: Durability) -> None:
         super().__init__(url, durability)
+        self._pool_size = 5
+        self._open_hot_engines()
+
+    def _open_hot_engines(self) -> None:
         fast = {"options": "-c synchronous_commit=off"}
         self._marker_engine = self._autocommit_engine(fast)
-        self._durable_engine = self._autocommit_engine({} if durability == "full" else fast)
+        self._durable_engine = self._autocommit_engine(
+            {} if self.durability == "full" else fast)
+
+    def reserve_connections(self, threads: int) -> None:
+        # Connections beyond the pool size are closed on return and reopened on the next
+        # step: with more threads than that, a worker spends its time connecting.
+        if threads <= self._pool_size:
+            return
+        old = (self._marker_engine, self._durable_engine)
+        self._pool_size = threads
+        self._open_hot_engines()
+        for engine in old:
+            engine.dispose()
 
     def _create_engine(self) -> Engine:
         args = {} if self.durability == "full" else {"options": "-c synchronous_commit=off"}
@@ -280,7 +299,7 @@ class PostgresBackend(Backend):
                              pool_pre_ping=True)
 
     def _autocommit_engine(self, connect_args: dict[str, Any]) -> Engine:
-        engine = create_engine(self.url, connect_args=connect_args, pool_size=5,
+        engine = create_engine(self.url, connect_args=connect_args, pool_size=self._pool_size,
                                max_overflow=50, pool_reset_on_return=None)
 
         @event.listens_for(engine, "connect")
