@@ -78,9 +78,22 @@ def default_url() -> str:
     return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
 
 
-def _deadline_seconds(value: float | timedelta | None) -> float | None:
+def _either(kwargs: dict[str, Any], args: Sequence[Any],
+            inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Workflow arguments given directly, or as ``inputs={...}`` — not both."""
+    if inputs is None:
+        return kwargs
+    if args or kwargs:
+        raise ConfigurationError("pass workflow arguments either directly or as "
+                                 "inputs={...}, not both")
+    return dict(inputs)
+
+
+def _deadline_seconds(value: float | timedelta | None,
+                      definition: WorkflowDef | None = None) -> float | None:
+    """A run's deadline in seconds: the one given, else the workflow's own (if any)."""
     if value is None:
-        return None
+        return None if definition is None else definition.deadline
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     if seconds <= 0:
         raise ConfigurationError("deadline must be positive")
@@ -238,15 +251,9 @@ class Ledger(LedgerQueries, LedgerQueueing):
                 owner: str | None, tags: Iterable[str], deadline: float | timedelta | None,
                 inputs: Mapping[str, Any] | None) -> tuple[Execution, list[Any], dict[str, Any]]:
         definition = definition_of(workflow)
-        if inputs is not None:
-            if args or kwargs:
-                raise ConfigurationError("pass workflow arguments either directly or as "
-                                         "inputs={...}, not both")
-            kwargs = dict(inputs)
-        values, inputs_text = prepare_inputs(self._runtime, definition, args, kwargs)
-        seconds = _deadline_seconds(deadline)
-        if seconds is None:
-            seconds = definition.deadline
+        values, inputs_text = prepare_inputs(self._runtime, definition, args,
+                                             _either(kwargs, args, inputs))
+        seconds = _deadline_seconds(deadline, definition)
         now = ids.now_us()
         run = NewRun(
             id=ids.new_run_id(), workflow=definition.name, version=definition.version,

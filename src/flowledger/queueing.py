@@ -132,20 +132,14 @@ class LedgerQueueing:
             handle = ledger.submit(triage, 42, queue="triage", priority=5,
                                    idempotency_key="issue-42", delay=timedelta(minutes=5))
         """
-        from .ledger import _clean_tags, _deadline_seconds
+        from .ledger import _clean_tags, _deadline_seconds, _either
 
         definition = definition_of(workflow)
-        if inputs is not None:
-            if args or kwargs:
-                raise ConfigurationError("pass workflow arguments either directly or as "
-                                         "inputs={...}, not both")
-            kwargs = dict(inputs)
-        _, inputs_text = prepare_inputs(self._runtime, definition, args, kwargs)
+        _, inputs_text = prepare_inputs(self._runtime, definition, args,
+                                        _either(kwargs, args, inputs))
         now = ids.now_us()
         due = now + _delay_us(delay)
-        seconds = _deadline_seconds(deadline)
-        if seconds is None:
-            seconds = definition.deadline
+        seconds = _deadline_seconds(deadline, definition)
         run = NewRun(
             id=ids.new_run_id(), workflow=definition.name, version=definition.version,
             entrypoint=definition.entrypoint, owner=self._owner_for(owner), status="pending",

@@ -16,7 +16,7 @@ from ..executor import resolve
 from ..ledger import RunHandle
 from ..models import Run, RunStatus
 from ..serialization import coerce_inputs
-from ..workflow import load_entrypoint
+from ..workflow import WorkflowDef, load_entrypoint
 from . import command, render
 from .state import State, parse_inputs, parse_when
 
@@ -33,6 +33,15 @@ def state_of(ctx: typer.Context) -> State:
     state: State = ctx.obj
     ctx.call_on_close(state.close)
     return state
+
+
+def load_target(target: str, inputs: list[str] | None,
+                input_json: str | None) -> tuple[WorkflowDef, dict[str, Any]]:
+    """The workflow named on the command line, and its inputs checked against it."""
+    if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
+        sys.path.insert(0, os.getcwd())
+    definition = load_entrypoint(target)
+    return definition, coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
 
 
 def _finish(state: State, handle: RunHandle, as_json: bool) -> None:
@@ -73,10 +82,7 @@ def run_command(
 ) -> None:
     """Start a run of a workflow, show its steps as they run, print its output."""
     state = state_of(ctx)
-    if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
-        sys.path.insert(0, os.getcwd())
-    definition = load_entrypoint(target)
-    values = coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
+    definition, values = load_target(target, inputs, input_json)
     handle = state.ledger.start(definition, owner=owner, tags=tag or (), inputs=values)
     state.hint(f"run {handle.id}")
     _finish(state, handle, as_json)

@@ -13,11 +13,9 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigurationError, ScheduleNotFound
-from ..serialization import coerce_inputs
-from ..workflow import load_entrypoint
 from . import app, command, render
-from .commands import AsJson, InputJson, Inputs, state_of
-from .state import parse_duration, parse_inputs
+from .commands import AsJson, InputJson, Inputs, load_target, state_of
+from .state import parse_duration
 
 Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]
 
@@ -49,9 +47,7 @@ def submit_command(
 ) -> None:
     """Queue a run for a worker and print its id (it stays pending until claimed)."""
     state = state_of(ctx)
-    _import_path()
-    definition = load_entrypoint(target)
-    values = coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
+    definition, values = load_target(target, inputs, input_json)
     handle = state.ledger.submit(
         definition, inputs=values, queue=queue, priority=priority,
         idempotency_key=idempotency_key, concurrency_key=concurrency_key,
@@ -198,9 +194,7 @@ def schedule_add_command(
 ) -> None:
     """Submit a workflow on every tick of a cron expression (workers fire the ticks)."""
     state = state_of(ctx)
-    _import_path()
-    definition = load_entrypoint(target)
-    values = coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
+    definition, values = load_target(target, inputs, input_json)
     saved = state.ledger.add_schedule(definition, cron=cron, name=name, inputs=values,
                                       queue=queue, priority=priority, catch_up=catch_up)
     if as_json:
