@@ -149,29 +149,28 @@ class QueueStoreMixin:
                 select(queues).where(queues.c.name.in_(names)).with_for_update())}
             now = clock()  # read after the locks: claims never predate the slot they take
             result = ClaimResult([], [], None)
+            taken: dict[uuid.UUID, tuple[str, bool]] = {}  # run id: (token, fresh)
             self._reclaim_expired(conn, names, worker, limit, lease_us, max_recoveries, now,
-                                  new_token, result)
-            room = limit - len(result.claimed)
+                                  new_token, result, taken)
+            room = limit - len(taken)
             if room > 0:
                 self._claim_pending(conn, names, limits, worker, room, lease_us, now,
-                                    new_token, result)
-            if len(result.claimed) < limit:
+                                    clock, new_token, taken)
+            if len(taken) < limit:
                 result.next_due = conn.execute(select(func.min(runs.c.scheduled_at)).where(
                     runs.c.status == "pending", runs.c.queue.in_(names),
                     runs.c.scheduled_at > now)).scalar()
-            if result.claimed:
-                tokens = {claim.row.id: claim.token for claim in result.claimed}
-                fresh = {claim.row.id: claim.fresh for claim in result.claimed}
+            if taken:
                 from .sql import _run_row
 
-                rows = conn.execute(select(runs).where(runs.c.id.in_(list(tokens)))).all()
-                result.claimed = [Claim(_run_row(row, ()), tokens[row.id], fresh[row.id])
-                                  for row in rows]
+                rows = conn.execute(select(runs).where(runs.c.id.in_(list(taken)))).all()
+                result.claimed = [Claim(_run_row(row, ()), *taken[row.id]) for row in rows]
             return result
 
     def _reclaim_expired(self, conn: Connection, names: list[str], worker: str, limit: int,
                          lease_us: int, max_recoveries: int, now: int,
-                         new_token: Callable[[], str], result: ClaimResult) -> None:
+                         new_token: Callable[[], str], result: ClaimResult,
+                         taken: dict[uuid.UUID, tuple[str, bool]]) -> None:
         expired = conn.execute(
             select(runs.c.id, runs.c.recovery_attempts)
             .where(runs.c.status == "running", runs.c.queue.in_(names),
@@ -187,12 +186,13 @@ class QueueStoreMixin:
             conn.execute(update(runs).where(runs.c.id == run_id).values(
                 lease_token=token, executor=worker, lease_expires_at=now + lease_us,
                 recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now))
-            result.claimed.append(Claim(_placeholder(run_id), token, False))
+            taken[run_id] = (token, False)
 
     def _claim_pending(self, conn: Connection, names: list[str],
                        limits: Mapping[str, tuple[int | None, int | None]], worker: str,
-                       room: int, lease_us: int, now: int, new_token: Callable[[], str],
-                       result: ClaimResult) -> None:
+                       room: int, lease_us: int, now: int, clock: Clock,
+                       new_token: Callable[[], str],
+                       taken: dict[uuid.UUID, tuple[str, bool]]) -> None:
         limited = [name for name, (total, _) in limits.items() if total is not None]
         keyed = {name for name, (_, per_key) in limits.items() if per_key is not None}
         budget: dict[str, int] = {}
@@ -239,11 +239,14 @@ class QueueStoreMixin:
         if not chosen:
             return
         tokens = [new_token() for _ in chosen]
+        # Read the clock after the running counts: a run whose end let this claim in was
+        # committed before them, so the recorded start never precedes that end.
+        now = clock()
         conn.execute(_CLAIM_PENDING, [
             {"cid": c.id, "tok": tok, "worker": worker, "expires": now + lease_us,
              "now": now} for c, tok in zip(chosen, tokens, strict=True)])
-        result.claimed.extend(Claim(_placeholder(c.id), tok, c.started_at is None)
-                              for c, tok in zip(chosen, tokens, strict=True))
+        taken.update((c.id, (tok, c.started_at is None))
+                     for c, tok in zip(chosen, tokens, strict=True))
 
     # -- leases --------------------------------------------------------------------
     def renew_leases(self, worker: WorkerRow, held: Mapping[uuid.UUID, str], lease_us: int,
@@ -417,12 +420,6 @@ class QueueStoreMixin:
         with self._read() as conn:
             value = conn.execute(select(func.min(schedules.c.next_fire_at))).scalar()
             return None if value is None else int(value)
-
-
-def _placeholder(run_id: uuid.UUID) -> RunRow:
-    """Stands for a claimed run until its full row is read back at the end of the claim."""
-    return RunRow(run_id, "", "", "", "", "running", "", None, None, None, 0, None, None,
-                  None, 0, 0, 0, 0, 0, None, None, None, None, None, None, None)
 
 
 def _worker_values(worker: WorkerRow) -> dict[str, Any]:
