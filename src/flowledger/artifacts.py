@@ -140,6 +140,12 @@ class ArtifactStore:
         content: bytes = self.fs.cat_file(self.path(owner, digest))
         return content
 
+    def chunks(self, owner: str, digest: str, size: int = 64 * 1024) -> Iterator[bytes]:
+        """The content in pieces, for streaming without holding it all in memory."""
+        with self.fs.open(self.path(owner, digest), "rb") as stream:
+            while piece := stream.read(size):
+                yield piece
+
     def remove(self, owner: str, digest: str) -> bool:
         path = self.path(owner, digest)
         if not self.fs.exists(path):
@@ -200,6 +206,14 @@ class RunArtifacts:
     def read_bytes(self, key: str) -> bytes:
         row = self._row(key)
         return self._blobs.read(row.owner, row.digest)
+
+    def stream(self, key: str) -> tuple[ArtifactInfo, Iterator[bytes]]:
+        """The artifact's reference and its content in 64 KiB pieces (read lazily).
+
+        Example: ``info, pieces = ledger.artifacts(run_id).stream("report.pdf")``
+        """
+        row = self._row(key)
+        return _info(row), self._blobs.chunks(row.owner, row.digest)
 
     def get(self, key: str) -> Any:
         """The content, as saved: bytes, text (``text/*``) or JSON (``application/json``)."""

@@ -43,6 +43,10 @@ class ScheduleNotFound(FlowledgerError, LookupError):
     """No schedule of that name exists (for this owner)."""
 
 
+class TokenNotFound(FlowledgerError, LookupError):
+    """No live API token has this id."""
+
+
 class InvalidCursor(FlowledgerError, ValueError):
     """A pagination cursor was not produced by ``Ledger.runs()``."""
 

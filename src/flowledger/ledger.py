@@ -27,6 +27,7 @@ from .errors import (
     RunNotFound,
     WorkflowVersionMismatch,
 )
+from .events import LedgerEvents
 from .executor import (
     Execution,
     Runtime,
@@ -41,7 +42,7 @@ from .models import (
     RunStatus,
 )
 from .queries import LedgerQueries
-from .queueing import LedgerQueueing
+from .queueing import LedgerQueueing, queue_name
 from .records import Records
 from .serialization import (
     JsonSerializer,
@@ -52,6 +53,7 @@ from .serialization import (
 from .store import NewRun, RunRow, SqlStore, StepRow
 from .store.dialects import Durability, SqliteBackend
 from .store.spool import SpoolingStore
+from .tokens import LedgerTokens
 from .workflow import WorkflowDef, definition_of
 
 log = logging.getLogger("flowledger")
@@ -110,9 +112,12 @@ class RunHandle:
         output = handle.result(timeout=60)
     """
 
-    def __init__(self, ledger: Ledger, run_id: str, future: Future[Any] | None = None) -> None:
+    def __init__(self, ledger: Ledger, run_id: str, future: Future[Any] | None = None,
+                 *, created: bool = True) -> None:
         self.ledger = ledger
         self.id = run_id
+        #: False when ``submit`` found the run already recorded under its idempotency key.
+        self.created = created
         self._future = future
 
     def __repr__(self) -> str:
@@ -152,7 +157,7 @@ class RunHandle:
         return self.ledger._wait_for_output(self.id, timeout)
 
 
-class Ledger(LedgerQueries, LedgerQueueing):
+class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
@@ -193,6 +198,21 @@ class Ledger(LedgerQueries, LedgerQueueing):
         self._records = Records(self._runtime.serializer, self._runtime.payload)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
+
+    def for_owner(self, owner: str | None) -> Ledger:
+        """A view of this Ledger that sees and creates only ``owner``'s runs (None: all
+        owners), sharing its connections. Close only the original Ledger.
+
+        Example: ``alice = ledger.for_owner("alice"); alice.runs()``
+        """
+        if self.owner is not None and owner != self.owner:
+            raise ConfigurationError(f"this Ledger acts for owner {self.owner!r} only")
+        if owner is not None and (len(owner) > 200 or not owner.strip()):
+            raise ConfigurationError("owner must be 1-200 characters")
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.owner = owner
+        return view
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
@@ -309,17 +329,23 @@ class Ledger(LedgerQueries, LedgerQueueing):
         return RunHandle(self, execution.run_id_text, future)
 
     # -- acting on existing runs ---------------------------------------------------
-    def resume(self, run_id: str | uuid.UUID, *, force: bool = False) -> RunHandle:
+    def resume(self, run_id: str | uuid.UUID, *, force: bool = False,
+               queue: str | None = None) -> RunHandle:
         """Continue a failed, cancelled or crashed run from its first unfinished step.
 
         Completed steps return their recorded outputs; the rest run again. A completed
         run is not executed again: its handle returns the recorded output. ``force``
         resumes a run marked running by a process on another host (which cannot be
-        checked for liveness from here).
+        checked for liveness from here). With ``queue`` a failed or cancelled run is
+        not executed here but put back in that queue (``pending``) for a worker.
+
+        Example: ``ledger.resume(run_id).result()`` or ``ledger.resume(run_id, queue="default")``
         """
         row = self._visible(run_id)
         if row.status == RunStatus.COMPLETED:
             return RunHandle(self, str(row.id), _done_future(self._decoded_output(row)))
+        if queue is not None:
+            return self._requeue(row, queue)
         if row.status == RunStatus.RUNNING:
             alive = self._executor_alive(row)
             if alive or (alive is None and not force):
@@ -353,11 +379,15 @@ class Ledger(LedgerQueries, LedgerQueueing):
                                 row.owner), args, kwargs)
 
     def fork(self, run_id: str | uuid.UUID, from_position: int,
-             inputs: Mapping[str, Any] | None = None) -> RunHandle:
+             inputs: Mapping[str, Any] | None = None, *,
+             queue: str | None = None) -> RunHandle:
         """A new run that reuses the source's steps before ``from_position`` and runs on.
 
         ``inputs`` overrides some or all of the source's inputs. Lineage is recorded
-        as ``forked_from`` / ``forked_from_position``.
+        as ``forked_from`` / ``forked_from_position``. With ``queue`` the fork is queued
+        (``pending``) for a worker instead of executed here.
+
+        Example: ``ledger.fork(run_id, 3, inputs={"model": "gpt-4.1"}).result()``
         """
         source = self._visible(run_id)
         last = max((row.position for row in self.store.get_steps(source.id)), default=0)
@@ -373,16 +403,22 @@ class Ledger(LedgerQueries, LedgerQueueing):
         values.update(inputs or {})
         inputs_text = encode_inputs(self._runtime, definition, values)
         now = ids.now_us()
+        queued = queue is not None
         run = NewRun(
             id=ids.new_run_id(), workflow=definition.name, version=definition.version,
-            entrypoint=definition.entrypoint, owner=source.owner, status="running",
+            entrypoint=definition.entrypoint, owner=source.owner,
+            status="pending" if queued else "running",
             serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
-            executor=self._runtime.identity, lease_token=ids.new_token(),
+            executor=None if queued else self._runtime.identity,
+            lease_token=None if queued else ids.new_token(),
             deadline_at=(None if source.deadline_at is None
                          else now + source.deadline_at - source.created_at),
             forked_from=source.id, forked_from_position=from_position, tags=source.tags,
+            queue=None if queue is None else queue_name(queue),
         )
         self.store.create_run(run, copy_steps_before=from_position)
+        if queued:
+            return RunHandle(self, str(run.id))
         args, kwargs = call_arguments(definition.signature, values)
         execution = self._execution(run.id, run.lease_token or "", definition,
                                     self.store.get_steps(run.id), run.deadline_at, run.owner)
@@ -424,6 +460,12 @@ class Ledger(LedgerQueries, LedgerQueueing):
                 continue
             handles.append(self._launch(execution, args, kwargs))
         return handles
+
+    def schema_revision(self) -> str | None:
+        """The store's schema revision; a cheap round trip that raises StoreUnavailable
+        when the database cannot be reached (readiness checks use it)."""
+        current, _ = self.store.schema_revision()
+        return current
 
     def handle(self, run_id: str | uuid.UUID) -> RunHandle:
         """A handle on an existing run, e.g. to wait for it from another process."""

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import ids
-from .errors import ConfigurationError
-from .executor import Runtime, prepare_inputs
-from .models import from_micros
+from .errors import ConfigurationError, RunAlreadyRunning
+from .executor import Runtime, prepare_inputs, resume_position
+from .models import RunStatus, from_micros
 from .schedules import (
     Schedule,
     ScheduleDecl,
@@ -21,7 +21,7 @@ from .schedules import (
     plan_ticks,
     tick_key,
 )
-from .store import NewRun, SqlStore
+from .store import NewRun, RunRow, SqlStore
 from .store.queues import ScheduleRow
 from .workflow import WorkflowDef, definition_of
 
@@ -77,6 +77,11 @@ def _name(value: str | None, what: str) -> str | None:
     if not text.strip() or len(text) > 200:
         raise ConfigurationError(f"{what} must be 1-200 characters, got {value!r}")
     return text
+
+
+def queue_name(value: str) -> str:
+    """A valid queue name, or ConfigurationError."""
+    return _name(value, "queue") or DEFAULT_QUEUE
 
 
 def _delay_us(delay: float | timedelta | None) -> int:
@@ -151,8 +156,24 @@ class LedgerQueueing:
             idempotency_key=_name(idempotency_key, "idempotency_key"),
             concurrency_key=_name(concurrency_key, "concurrency_key"),
         )
-        run_id, _ = self.store.submit_run(run)
-        return self.handle(run_id)
+        run_id, created = self.store.submit_run(run)
+        from .ledger import RunHandle
+
+        return RunHandle(self, str(run_id), created=created)  # type: ignore[arg-type]
+
+    def _requeue(self, row: RunRow, queue: str) -> RunHandle:
+        """``resume(run, queue=…)``: a failed or cancelled run goes back to a queue."""
+        from .ledger import RunHandle
+
+        name = queue_name(queue)
+        if row.status == RunStatus.PENDING:
+            return RunHandle(self, str(row.id), created=False)  # type: ignore[arg-type]
+        if row.status == RunStatus.RUNNING:
+            raise RunAlreadyRunning(f"run {row.id} is running; cancel it first, or wait")
+        position = resume_position(self.store.get_steps(row.id))
+        if not self.store.requeue_run(row.id, self.owner, name, position, ids.now_us()):
+            raise RunAlreadyRunning(f"run {row.id} was just resumed by another process")
+        return RunHandle(self, str(row.id))  # type: ignore[arg-type]
 
     # -- queues and workers ------------------------------------------------------------
     def set_queue_limits(self, queue: str, *, concurrency: int | None = None,

@@ -115,6 +115,11 @@ def registered(name: str) -> WorkflowDef | None:
     return _registry.get(name)
 
 
+def registered_names() -> frozenset[str]:
+    """Names of every workflow defined (imported) in this process."""
+    return frozenset(_registry)
+
+
 def _mark_async(wrapper: Callable[..., Any]) -> None:
     marker = getattr(inspect, "markcoroutinefunction", None)
     if marker is not None:

@@ -27,6 +27,7 @@ from ..errors import (
     RunFailed,
     RunNotFound,
     ScheduleNotFound,
+    TokenNotFound,
     WorkflowNotFound,
 )
 from .state import State
@@ -70,7 +71,7 @@ def configure(
 
 def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, RunNotFound | AmbiguousRunId | WorkflowNotFound | ArtifactNotFound
-                  | ScheduleNotFound):
+                  | ScheduleNotFound | TokenNotFound):
         return EXIT_NOT_FOUND
     if isinstance(exc, ConfigurationError | InvalidCursor):
         return EXIT_USAGE
@@ -79,7 +80,12 @@ def _exit_code(exc: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowledger`` script; returns the exit code."""
-    from . import commands, maintenance, queueing  # noqa: F401  (registers the commands)
+    from . import (  # noqa: F401  (registers the commands)
+        commands,
+        maintenance,
+        queueing,
+        serving,
+    )
 
     try:
         app(args=argv, prog_name="flowledger")

@@ -20,9 +20,15 @@ from .state import parse_duration
 Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]
 
 
-def _import_path() -> None:
-    if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
+def import_apps(modules: list[str]) -> None:
+    """Import the ``--app`` modules (from the current folder too, like ``python -m``)."""
+    if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import --app {module}: {exc}") from None
 
 
 @command("submit")
@@ -86,12 +92,7 @@ def worker_command(
     from ..worker import Worker
 
     state = state_of(ctx)
-    _import_path()
-    for module in app_module or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigurationError(f"cannot import --app {module}: {exc}") from None
+    import_apps(app_module or [])
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("flowledger").setLevel(logging.WARNING if state.quiet else logging.INFO)

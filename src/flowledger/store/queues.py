@@ -207,7 +207,8 @@ class QueueStoreMixin:
         # Runs over a per-key limit are passed over, so look further down the queue.
         window = room * 10 + 50 if keyed else room
         candidates = conn.execute(
-            select(runs.c.id, runs.c.queue, runs.c.concurrency_key, runs.c.started_at)
+            select(runs.c.id, runs.c.queue, runs.c.concurrency_key, runs.c.started_at,
+                   runs.c.forked_from)
             .where(runs.c.status == "pending", runs.c.queue.in_(names),
                    or_(runs.c.scheduled_at.is_(None), runs.c.scheduled_at <= now))
             .order_by(runs.c.priority.desc(), runs.c.id).limit(window)
@@ -245,7 +246,8 @@ class QueueStoreMixin:
         conn.execute(_CLAIM_PENDING, [
             {"cid": c.id, "tok": tok, "worker": worker, "expires": now + lease_us,
              "now": now} for c, tok in zip(chosen, tokens, strict=True)])
-        taken.update((c.id, (tok, c.started_at is None))
+        # A fork that never started still has the source's steps to replay.
+        taken.update((c.id, (tok, c.started_at is None and c.forked_from is None))
                      for c, tok in zip(chosen, tokens, strict=True))
 
     # -- leases --------------------------------------------------------------------
@@ -282,6 +284,22 @@ class QueueStoreMixin:
             if released:
                 self.backend.notify(conn, queue)
             return bool(released)
+
+    def requeue_run(self, run_id: uuid.UUID, owner: str | None, queue: str,
+                    resumed_from: int, now: int) -> bool:
+        """Put a failed or cancelled run back in a queue, to be resumed by a worker from
+        ``resumed_from``. False when the run is not (or no longer) failed or cancelled."""
+        condition = [runs.c.id == run_id, runs.c.status.in_(("failed", "cancelled"))]
+        if owner is not None:
+            condition.append(runs.c.owner == owner)
+        with self._write() as conn:
+            moved = conn.execute(update(runs).where(*condition).values(
+                status="pending", queue=queue, lease_token=None, executor=None,
+                lease_expires_at=None, scheduled_at=None, completed_at=None, error=None,
+                output=None, resumed_from_position=resumed_from)).rowcount
+            if moved:
+                self.backend.notify(conn, queue)
+            return bool(moved)
 
     # -- workers -------------------------------------------------------------------
     def register_worker(self, worker: WorkerRow, forget_before: int) -> None:

@@ -219,3 +219,19 @@ schedules = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_flowledger_schedules_next", "next_fire_at"),
 )
+
+
+api_tokens = Table(
+    "flowledger_api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public part, shown by ``tokens ls``
+    # SHA-256 of the whole secret token: tokens are 256-bit random, so a fast hash is
+    # enough, and the secret itself is never stored.
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("owner", String(200), nullable=False),
+    Column("admin", Integer, nullable=False),
+    Column("note", String(200), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+)

@@ -31,8 +31,10 @@ from . import migrate
 from . import statements as st
 from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
+from .progress import ProgressStoreMixin
 from .queues import QueueStoreMixin
 from .schema import artifacts, context, run_tags, runs, steps, usage
+from .tokens import TokenStoreMixin
 from .translate import safe_url, store_error, translate_errors
 
 _ARTIFACT_COLUMNS = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
@@ -51,7 +53,7 @@ def _compile(backend: Backend, sql: str) -> str:
     return str(text(sql).compile(backend.engine)).strip()
 
 
-class SqlStore(QueueStoreMixin):
+class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -154,6 +156,8 @@ class SqlStore(QueueStoreMixin):
                 ).where(artifacts.c.run_id == run.forked_from, artifacts.c.position >= 1,
                         artifacts.c.position < copy_steps_before)
                 conn.execute(insert(artifacts).from_select(["run_id", *art_cols], art_source))
+            if run.queue is not None and run.status == "pending":
+                self.backend.notify(conn, run.queue)
 
     def _insert_run(self, conn: Connection, run: NewRun, *,
                     unless_duplicate: bool = False) -> bool:

@@ -1,0 +1,160 @@
+"""Commands for the HTTP API: serve, and the API tokens it accepts."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import threading
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigurationError, TokenNotFound
+from . import app, command, render
+from .commands import AsJson, state_of
+from .queueing import import_apps
+from .state import parse_duration
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+               "mib": 1024**2}
+
+
+def _size(text: str) -> int:
+    """``512kb``, ``2mb``, ``1048576``."""
+    match = _SIZE.match(text)
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigurationError(f"--max-body must be a size like 512kb or 2mb, not {text!r}")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+
+
+@command("serve")
+def serve_command(
+    ctx: typer.Context,
+    app_module: Annotated[list[str] | None, typer.Option(
+        "--app", help="A module whose workflows clients may start; repeatable.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Also execute queued runs here, this many at once (0: leave "
+                          "them to `flowledger worker` processes).")] = 0,
+    queue: Annotated[list[str] | None, typer.Option(
+        "--queue", help="Queue the in-process workers take runs from; repeatable.")] = None,
+    max_body: Annotated[str, typer.Option(
+        help="Largest request body accepted (larger: 413).")] = "1mb",
+    redact: Annotated[list[str] | None, typer.Option(
+        "--redact", help="A payload field whose values answers hide; repeatable (replaces "
+                         "the default: password, secret, api_key, token, …).")] = None,
+    no_redact: Annotated[bool, typer.Option(
+        "--no-redact", help="Show every payload field as recorded.")] = False,
+    events_poll: Annotated[str, typer.Option(
+        help="How often event streams read the store (e.g. 0.2s).")] = "0.2s",
+    access_log: Annotated[bool, typer.Option(
+        help="Log every request (off by default: it costs throughput).")] = False,
+) -> None:
+    """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) until Ctrl-C."""
+    import uvicorn
+
+    from ..http import DEFAULT_REDACT, ServerSettings, create_app
+    from ..worker import Worker
+    from ..workflow import registered_names
+
+    state = state_of(ctx)
+    import_apps(app_module or [])
+    if not 0 <= workers <= 256:
+        raise ConfigurationError("--workers must be between 0 and 256")
+    if not 0 < port < 65536:
+        raise ConfigurationError("--port must be between 1 and 65535")
+    poll = parse_duration(events_poll).total_seconds()
+    if not 0.01 <= poll <= 60:
+        raise ConfigurationError("--events-poll must be between 10ms and 60s")
+    settings = ServerSettings(
+        workflows=registered_names(), max_body_bytes=_size(max_body),
+        redact=() if no_redact else tuple(redact or DEFAULT_REDACT),
+        events_poll_interval=poll)
+    ledger = state.ledger
+    if ledger.owner is not None:
+        raise ConfigurationError("serve acts for every owner through tokens: drop --owner")
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = None
+    thread = None
+    if workers:
+        worker = Worker(ledger=ledger, queues=queue or ["default"], concurrency=workers)
+        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False},
+                                  name="flowledger-serve-worker", daemon=True)
+        thread.start()
+    if not settings.workflows:
+        state.hint("no --app given: clients can read runs but not start any")
+    state.hint(f"serving {len(settings.workflows)} workflow(s) on http://{host}:{port}/api/v1"
+               + (f" with {workers} in-process worker thread(s)" if workers else ""))
+    try:
+        uvicorn.run(create_app(ledger, settings), host=host, port=port,
+                    log_level="warning" if state.quiet else "info", access_log=access_log,
+                    timeout_graceful_shutdown=5)
+    finally:
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join()
+
+
+tokens_app = typer.Typer(help="API tokens for `flowledger serve`: create, list, revoke.",
+                         no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@command("create", tokens_app)
+def tokens_create_command(
+    ctx: typer.Context,
+    owner: Annotated[str, typer.Option(help="The owner whose runs the token acts on.")],
+    admin: Annotated[bool, typer.Option(
+        "--admin", help="See and act on every owner's runs.")] = False,
+    note: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    state = state_of(ctx)
+    created = state.ledger.create_token(owner, admin=admin, note=note)
+    if as_json:
+        state.print_json({"id": created.info.id, "owner": owner, "admin": admin,
+                          "token": created.secret})
+        return
+    state.out.print(created.secret, highlight=False, soft_wrap=True)
+    state.hint(f"token {created.info.id} for {owner}{' (admin)' if admin else ''}: "
+               "store it now, it cannot be shown again")
+
+
+@command("ls", tokens_app)
+def tokens_ls_command(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """List tokens: id, owner, admin, note, created, last used (never the secret)."""
+    state = state_of(ctx)
+    found = state.ledger.tokens(include_revoked=show_all)
+    if as_json:
+        state.print_json([dataclasses.asdict(t) for t in found])
+        return
+    table = Table("id", "owner", "admin", "note", "created", "last used", "revoked", box=None)
+    for t in found:
+        table.add_row(t.id, t.owner, "yes" if t.admin else "", t.note or "",
+                      render.when(t.created_at), render.when(t.last_used_at),
+                      render.when(t.revoked_at) if t.revoked_at else "")
+    state.out.print(table)
+    if not found:
+        state.hint("no tokens (create one with: flowledger tokens create --owner NAME)")
+
+
+@command("revoke", tokens_app)
+def tokens_revoke_command(
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="The token's id (from tokens ls).")],
+) -> None:
+    """Revoke a token: requests with it are refused from now on."""
+    state = state_of(ctx)
+    if not state.ledger.revoke_token(token_id):
+        raise TokenNotFound(f"no live token with id {token_id!r}")
+    state.out.print(f"revoked token {token_id}")

@@ -1,0 +1,161 @@
+"""The FastAPI application: error answers, the request-size limit, and the routers.
+
+Example::
+
+    from flowledger.http import ServerSettings, create_app
+    app = create_app(fl.Ledger("postgresql://localhost/app"),
+                     ServerSettings(workflows=frozenset({"triage"})))
+    # uvicorn.run(app, port=8000) — or simply: flowledger serve --app myapp
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import (
+    ArtifactNotFound,
+    ConfigurationError,
+    FlowledgerError,
+    InvalidCursor,
+    PayloadTooLarge,
+    RunAlreadyRunning,
+    RunNotFound,
+    SerializationError,
+    StoreError,
+    WorkflowNotFound,
+    WorkflowVersionMismatch,
+)
+from ..ledger import Ledger
+from .present import Redactor
+from .routes_runs import router as runs_router
+from .routes_service import router as service_router
+from .settings import ServerSettings
+
+log = logging.getLogger("flowledger.http")
+PREFIX = "/api/v1"
+
+# (status, code) per error class, most specific first.
+_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (RunNotFound, 404, "not_found"),
+    (ArtifactNotFound, 404, "not_found"),
+    (WorkflowNotFound, 404, "not_found"),
+    (InvalidCursor, 422, "invalid_cursor"),
+    (PayloadTooLarge, 413, "payload_too_large"),
+    (SerializationError, 422, "invalid_input"),
+    (ConfigurationError, 422, "invalid_input"),
+    (RunAlreadyRunning, 409, "conflict"),
+    (WorkflowVersionMismatch, 409, "conflict"),
+    (StoreError, 503, "store_unavailable"),
+]
+_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+          422: "invalid_input", 503: "unavailable"}
+
+
+def problem(status: int, code: str, message: str,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status, headers=headers)
+
+
+def _readable(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:10]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether their size is declared
+    (Content-Length) or they arrive chunked."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, "payload_too_large",
+                           f"request body over the server's limit of {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(ledger: Ledger, settings: ServerSettings | None = None) -> FastAPI:
+    """The HTTP API over ``ledger`` (opened without ``owner=``: tokens choose the owner)."""
+    settings = settings or ServerSettings()
+    app = FastAPI(
+        title="flowledger", version=__version__, openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs", redoc_url=None,
+        description="Durable workflow runs: start, inspect, stream, resume, cancel, fork.")
+    app.state.ledger = ledger
+    app.state.settings = settings
+    app.state.redact = Redactor(settings.redact)
+    app.include_router(service_router, prefix=PREFIX)
+    app.include_router(runs_router, prefix=PREFIX)
+
+    @app.exception_handler(FlowledgerError)
+    async def flowledger_error(_request: Request, exc: FlowledgerError) -> JSONResponse:
+        for kind, status, code in _ERRORS:
+            if isinstance(exc, kind):
+                if status == 503:
+                    log.warning("store error: %s", exc)
+                return problem(status, code, str(exc).strip("'\"") or kind.__name__)
+        log.exception("unexpected flowledger error", exc_info=exc)
+        return problem(500, "internal", "internal error")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(422, "invalid_input", _readable(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers: dict[str, Any] | None = getattr(exc, "headers", None)
+        if exc.status_code == 400:  # FastAPI's answer to an unparsable body
+            return problem(422, "invalid_input", f"malformed request body: {exc.detail}")
+        return problem(exc.status_code, _CODES.get(exc.status_code, "error"),
+                       str(exc.detail), headers)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,159 @@
+"""Runs: listing, one run, one step, events, artifacts, resume, cancel, fork."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from sse_starlette import EventSourceResponse
+
+from ..errors import RunNotFound
+from ..models import RunStatus
+from ..queueing import DEFAULT_QUEUE
+from .auth import CallerDep
+from .present import Redactor, run_full, run_summary, step_full
+from .routes_service import ERRORS, IsoTime, _aware, _settings
+from .schemas import (
+    ActionResult,
+    EventOut,
+    ForkRun,
+    ResumeRun,
+    RunAccepted,
+    RunOut,
+    RunPageOut,
+    RunStatusName,
+    StepOut,
+)
+
+router = APIRouter(tags=["runs"])
+RunId = Annotated[str, Path(max_length=64, description="A run id (full UUID).")]
+
+
+def _redactor(request: Request) -> Redactor:
+    redact: Redactor = request.app.state.redact
+    return redact
+
+
+@router.get("/runs", response_model=RunPageOut, responses=ERRORS,
+            summary="Runs, newest first, one page at a time")
+def list_runs(caller: CallerDep,
+              status: Annotated[list[RunStatusName] | None, Query()] = None,
+              workflow: Annotated[str | None, Query(max_length=200)] = None,
+              tag: Annotated[str | None, Query(max_length=200)] = None,
+              owner: Annotated[str | None, Query(max_length=200,
+                                                 description="Admin tokens only")] = None,
+              since: IsoTime = None, until: IsoTime = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+              cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$")] = None
+              ) -> JSONResponse:
+    """``since`` is inclusive, ``until`` exclusive; pass ``next_cursor`` back as ``cursor``."""
+    page = caller.ledger.runs(status=status, workflow=workflow, tag=tag,
+                              owner=owner if caller.token.admin else None,
+                              since=_aware(since), until=_aware(until), limit=limit,
+                              cursor=cursor)
+    return JSONResponse({"runs": [run_summary(run) for run in page.runs],
+                         "next_cursor": page.next_cursor})
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, responses=ERRORS,
+            summary="A run with its steps, counts, usage, lineage and artifacts")
+def get_run(run_id: RunId, request: Request, caller: CallerDep) -> JSONResponse:
+    run = caller.ledger.get(run_id)
+    artifacts = caller.ledger.artifacts(run.id).list()
+    return JSONResponse(run_full(run, artifacts, _redactor(request)))
+
+
+@router.get("/runs/{run_id}/steps/{position}", response_model=StepOut, responses=ERRORS,
+            summary="One step in full: input, output, error, usage")
+def get_step(run_id: RunId, position: Annotated[int, Path(ge=1, le=10_000_000)],
+             request: Request, caller: CallerDep) -> JSONResponse:
+    run = caller.ledger.get(run_id)
+    for step in run.steps:
+        if step.position == position:
+            return JSONResponse(step_full(step, _redactor(request)))
+    raise RunNotFound(f"{run_id} step {position}")
+
+
+@router.get("/runs/{run_id}/events", responses={
+    200: {"content": {"text/event-stream": {"schema": EventOut.model_json_schema()}},
+          "description": "Server-sent events until the run ends; each event's id resumes "
+                         "the stream (Last-Event-ID)."},
+    **ERRORS}, response_class=StreamingResponse, summary="Live run and step transitions")
+async def run_events(run_id: RunId, request: Request, caller: CallerDep,
+                     last_event_id: Annotated[str | None, Header(max_length=8000)] = None,
+                     after: Annotated[str | None, Query(
+                         max_length=8000,
+                         description="Same as the Last-Event-ID header")] = None
+                     ) -> EventSourceResponse:
+    """The stream ends after the run's final event. Reconnect with ``Last-Event-ID`` (or
+    ``after=``) set to the last id received: you get exactly the events you missed."""
+    settings = _settings(request)
+    # The first read happens before answering, so an unknown run or a bad id is a 404 or
+    # 422, not a stream that fails.
+    first = await run_in_threadpool(caller.ledger.events, run_id,
+                                    after=last_event_id or after)
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        batch = first
+        while True:
+            for event in batch.events:
+                yield {"id": event.id, "event": event.type,
+                       "data": json.dumps(event.to_dict())}
+            if batch.finished or await request.is_disconnected():
+                return
+            await asyncio.sleep(settings.events_poll_interval)
+            batch = await run_in_threadpool(caller.ledger.events, run_id,
+                                            after=batch.cursor)
+
+    return EventSourceResponse(stream(), ping=int(settings.events_ping_seconds) or None)
+
+
+@router.get("/runs/{run_id}/artifacts/{key:path}", response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "The content, with its media type"}, **ERRORS},
+            summary="An artifact's content")
+def get_artifact(run_id: RunId, key: Annotated[str, Path(max_length=512)],
+                 caller: CallerDep) -> StreamingResponse:
+    info, pieces = caller.ledger.artifacts(run_id).stream(key)
+    return StreamingResponse(pieces, media_type=info.media_type,
+                             headers={"Content-Length": str(info.size),
+                                      "ETag": f'"{info.digest}"'})
+
+
+@router.post("/runs/{run_id}/resume", response_model=ActionResult, status_code=202,
+             responses=ERRORS, summary="Queue a failed or cancelled run to resume")
+def resume_run(run_id: RunId, caller: CallerDep, body: ResumeRun | None = None
+               ) -> JSONResponse:
+    """A worker continues it from its first unfinished step. A completed or already
+    pending run is left as it is (``changed: false``)."""
+    ledger = caller.ledger
+    before = ledger.get(run_id, steps=False)
+    queue = (body.queue if body and body.queue else None) or before.queue or DEFAULT_QUEUE
+    ledger.resume(before.id, queue=queue)
+    after = ledger.get(before.id, steps=False)
+    changed = before.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+    return JSONResponse({"id": after.id, "status": after.status.value, "changed": changed},
+                        202 if changed else 200)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=ActionResult, responses=ERRORS,
+             summary="Cancel a pending or running run")
+def cancel_run(run_id: RunId, caller: CallerDep) -> JSONResponse:
+    """The run is marked cancelled at once; its workflow stops before its next step."""
+    changed = caller.ledger.cancel(run_id)
+    run = caller.ledger.get(run_id, steps=False)
+    return JSONResponse({"id": run.id, "status": run.status.value, "changed": changed})
+
+
+@router.post("/runs/{run_id}/fork", response_model=RunAccepted, status_code=202,
+             responses=ERRORS, summary="Queue a new run reusing steps before a position")
+def fork_run(run_id: RunId, body: ForkRun, caller: CallerDep) -> JSONResponse:
+    handle = caller.ledger.fork(run_id, body.from_position, body.inputs, queue=body.queue)
+    run = caller.ledger.get(handle.id, steps=False)
+    return JSONResponse({"id": run.id, "workflow": run.workflow, "status": run.status.value,
+                         "created": True}, 202)

@@ -1,0 +1,241 @@
+"""Request bodies and answers of the HTTP API, as pydantic models: they define the
+OpenAPI document. Answers are built from the records' ``to_dict()`` forms, which these
+models describe field for field (schemathesis checks every answer against them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled"]
+StepStatusName = Literal["running", "completed", "failed", "skipped"]
+
+
+class Problem(BaseModel):
+    """Every error answer: a short code and a readable message."""
+
+    error: str = Field(examples=["not_found"])
+    message: str = Field(examples=["run 0190f… not found"])
+
+
+class StartRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] = Field(default_factory=dict,
+                                   description="The workflow's arguments by name.")
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    queue: str = Field("default", min_length=1, max_length=200)
+    priority: int = Field(0, ge=-1_000_000, le=1_000_000,
+                          description="Higher runs first; then oldest first.")
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="A second start with the same key returns the first run (also "
+                    "accepted as the Idempotency-Key header).")
+    concurrency_key: str | None = Field(None, min_length=1, max_length=200)
+    delay_seconds: float = Field(0, ge=0, le=366 * 86400)
+
+
+class RunAccepted(BaseModel):
+    id: str
+    workflow: str
+    status: RunStatusName
+    created: bool = Field(description="False when the idempotency key matched an earlier run.")
+
+
+class ForkRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_position: int = Field(ge=1, le=10_000_000)
+    inputs: dict[str, Any] | None = None
+    queue: str = Field("default", min_length=1, max_length=200)
+
+
+class ResumeRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(None, min_length=1, max_length=200,
+                              description="Queue to resume in; default: the run's own, "
+                                          "else 'default'.")
+
+
+class ActionResult(BaseModel):
+    id: str
+    status: RunStatusName
+    changed: bool = Field(description="False when the run was already in that state.")
+
+
+class ErrorInfoOut(BaseModel):
+    type: str
+    message: str
+    traceback: str
+
+
+class CountsOut(BaseModel):
+    total: int
+    completed: int
+    failed: int
+    skipped: int
+
+
+class UsageTotalsOut(BaseModel):
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    unpriced_calls: int
+    models: list[str]
+
+
+class UsageOut(BaseModel):
+    model: str
+    provider: str | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    prices_version: str
+    recorded_at: datetime | None
+
+
+class StepOut(BaseModel):
+    run_id: str
+    position: int
+    name: str
+    status: StepStatusName
+    attempts: int
+    input: Any
+    output: Any
+    error: ErrorInfoOut | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: float | None = Field(description="Seconds.")
+    child_run_id: str | None
+    usage: list[UsageOut]
+
+
+class LineageOut(BaseModel):
+    parent_id: str | None
+    forked_from: str | None
+    forked_from_position: int | None
+    resumed_at: datetime | None
+    resumed_from_position: int | None
+    recovery_attempts: int
+
+
+class RunSummaryOut(BaseModel):
+    """A run as listed: no payloads or steps (fetch the run for those)."""
+
+    id: str
+    workflow: str
+    version: str
+    owner: str
+    tags: list[str]
+    status: RunStatusName
+    error: ErrorInfoOut | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: float | None = Field(description="Seconds.")
+    counts: CountsOut
+    deadline_at: datetime | None
+    queue: str | None
+    priority: int
+    scheduled_at: datetime | None
+    idempotency_key: str | None
+    lineage: LineageOut
+
+
+class ArtifactOut(BaseModel):
+    run_id: str
+    key: str
+    digest: str
+    size: int
+    media_type: str
+    position: int
+    created_at: datetime | None
+
+
+class RunOut(RunSummaryOut):
+    """A run in full: inputs, output, steps, usage totals, context and artifacts."""
+
+    entrypoint: str
+    inputs: Any
+    output: Any
+    steps: list[StepOut]
+    usage: UsageTotalsOut | None
+    context: dict[str, Any]
+    artifacts: list[ArtifactOut]
+
+
+class RunPageOut(BaseModel):
+    runs: list[RunSummaryOut]
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page; null "
+                                                "on the last page.")
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    version: str
+    parameters: list[str]
+
+
+class WorkflowStatsOut(BaseModel):
+    workflow: str
+    runs: int
+    completed: int
+    failed: int
+    cancelled: int
+    active: int
+    p50: float | None
+    p95: float | None
+    tokens: int
+    cost_usd: float | None
+    success_rate: float | None
+
+
+class StepStatsOut(BaseModel):
+    workflow: str
+    name: str
+    count: int
+    failed: int
+    p50: float | None
+    p95: float | None
+    failure_rate: float
+
+
+class StatsOut(BaseModel):
+    workflows: list[WorkflowStatsOut]
+    steps: list[StepStatsOut]
+
+
+class UsageGroupOut(UsageTotalsOut):
+    key: str
+
+
+class EventOut(BaseModel):
+    """The ``data`` of each server-sent event (its SSE ``id`` and ``event`` are the same
+    id and type)."""
+
+    id: str
+    type: str
+    run_id: str
+    at: datetime | None
+    position: int | None
+    name: str | None
+    attempt: int | None
+    child_run_id: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    database: str
+    schema_revision: str | None

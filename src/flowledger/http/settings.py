@@ -1,0 +1,25 @@
+"""What ``flowledger serve`` is configured with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_REDACT = ("password", "secret", "api_key", "apikey", "token", "access_token",
+                  "authorization")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Options of the HTTP API.
+
+    ``workflows`` are the names clients may start (those the ``--app`` modules
+    registered); ``max_body_bytes`` bounds request bodies (413 above it); ``redact``
+    names payload fields whose values answers replace with ``"[redacted]"``;
+    ``events_poll_interval`` is how often an event stream reads the store.
+    """
+
+    workflows: frozenset[str] = frozenset()
+    max_body_bytes: int = 1024 * 1024
+    redact: tuple[str, ...] = DEFAULT_REDACT
+    events_poll_interval: float = 0.2
+    events_ping_seconds: float = 15.0
