@@ -90,26 +90,32 @@ class BodyLimit:
                 await self._refuse(scope, receive, send)
                 return
         received = 0
-        started = False
+        exceeded = False  # the app may catch the error and answer: that answer is replaced
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def guarded_send(message: Message) -> None:
+            nonlocal refused
+            if exceeded:
+                if not refused:
+                    refused = True
+                    await self._refuse(scope, receive, send)
+                return
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, watching_send)
+            await self.app(scope, counting_receive, guarded_send)
         except _TooLarge:
-            if not started:
+            if not refused:
                 await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,7 +147,7 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None) -> FastAP
             if isinstance(exc, kind):
                 if status == 503:
                     log.warning("store error: %s", exc)
-                return problem(status, code, str(exc).strip("'\"") or kind.__name__)
+                return problem(status, code, str(exc) or kind.__name__)
         log.exception("unexpected flowledger error", exc_info=exc)
         return problem(500, "internal", "internal error")
 

@@ -45,15 +45,16 @@ def list_runs(caller: CallerDep,
               status: Annotated[list[RunStatusName] | None, Query()] = None,
               workflow: Annotated[str | None, Query(max_length=200)] = None,
               tag: Annotated[str | None, Query(max_length=200)] = None,
-              owner: Annotated[str | None, Query(max_length=200,
-                                                 description="Admin tokens only")] = None,
+              owner: Annotated[str | None, Query(
+                  max_length=200, description="Admin tokens: that owner's runs (other "
+                                              "tokens see only their own).")] = None,
               since: IsoTime = None, until: IsoTime = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$")] = None
               ) -> JSONResponse:
     """``since`` is inclusive, ``until`` exclusive; pass ``next_cursor`` back as ``cursor``."""
     page = caller.ledger.runs(status=status, workflow=workflow, tag=tag,
-                              owner=owner if caller.token.admin else None,
+                              owner=owner,
                               since=_aware(since), until=_aware(until), limit=limit,
                               cursor=cursor)
     return JSONResponse({"runs": [run_summary(run) for run in page.runs],
