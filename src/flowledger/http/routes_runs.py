@@ -80,8 +80,16 @@ def get_step(run_id: RunId, position: Annotated[int, Path(ge=1, le=10_000_000)],
     raise RunNotFound(f"{run_id} step {position}")
 
 
+# Each server-sent event as OpenAPI 3.2 describes one: its id, its type as the SSE event
+# name, and the JSON data.
+_SSE_EVENT = {"type": "object", "required": ["id", "event", "data"], "properties": {
+    "id": {"type": "string"}, "event": {"type": "string"}, "retry": {"type": "integer"},
+    "data": {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": EventOut.model_json_schema()}}}
+
+
 @router.get("/runs/{run_id}/events", responses={
-    200: {"content": {"text/event-stream": {"schema": EventOut.model_json_schema()}},
+    200: {"content": {"text/event-stream": {"schema": _SSE_EVENT}},
           "description": "Server-sent events until the run ends; each event's id resumes "
                          "the stream (Last-Event-ID)."},
     **ERRORS}, response_class=StreamingResponse, summary="Live run and step transitions")
@@ -115,7 +123,7 @@ async def run_events(run_id: RunId, request: Request, caller: CallerDep,
 
 
 @router.get("/runs/{run_id}/artifacts/{key:path}", response_class=StreamingResponse,
-            responses={200: {"content": {"application/octet-stream": {}},
+            responses={200: {"content": {"*/*": {}},
                              "description": "The content, with its media type"}, **ERRORS},
             summary="An artifact's content")
 def get_artifact(run_id: RunId, key: Annotated[str, Path(max_length=512)],
@@ -127,7 +135,9 @@ def get_artifact(run_id: RunId, key: Annotated[str, Path(max_length=512)],
 
 
 @router.post("/runs/{run_id}/resume", response_model=ActionResult, status_code=202,
-             responses=ERRORS, summary="Queue a failed or cancelled run to resume")
+             responses={200: {"model": ActionResult,
+                              "description": "Already completed or pending: unchanged"},
+                        **ERRORS}, summary="Queue a failed or cancelled run to resume")
 def resume_run(run_id: RunId, caller: CallerDep, body: ResumeRun | None = None
                ) -> JSONResponse:
     """A worker continues it from its first unfinished step. A completed or already
