@@ -40,10 +40,12 @@ from .errors import (
     StepTimeout,
     StoreError,
     StoreUnavailable,
+    TokenNotFound,
     WorkerStopping,
     WorkflowNotFound,
     WorkflowVersionMismatch,
 )
+from .events import EventBatch, RunEvent
 from .executor import StepInfo, current_run_id, current_step
 from .ledger import Ledger, RunHandle
 from .models import (
@@ -63,6 +65,7 @@ from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
 from .retention import PurgeReport, read_archive
 from .schedules import Schedule, schedule
 from .serialization import JsonSerializer, Serializer
+from .tokens import NewToken, TokenInfo
 from .usage import record_anthropic_usage, record_openai_usage, record_usage
 from .worker import Worker
 from .workflow import RetryPolicy, step, workflow
@@ -70,6 +73,11 @@ from .workflow import RetryPolicy, step, workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "TokenNotFound",
+    "TokenInfo",
+    "NewToken",
+    "RunEvent",
+    "EventBatch",
     "AmbiguousRunId",
     "ArtifactInfo",
     "ArtifactNotFound",

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 import typer.main
 
-from flowledger.cli import app, commands, maintenance, queueing  # noqa: F401  (registers commands)
+from flowledger.cli import (  # noqa: F401  (registers commands)
+    app,
+    commands,
+    maintenance,
+    queueing,
+    serving,
+)
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
 
