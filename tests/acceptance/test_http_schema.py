@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import flowledger as fl
-from tests.helpers.procs import ROOT
 from tests.helpers.server import serving
 from tests.helpers.workers import wait_until
 
@@ -41,6 +40,6 @@ def test_schemathesis_finds_no_server_error_and_no_spec_violation(
             [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
              f"{server.base}/openapi.json", "--checks", CHECKS, "--max-examples", "25",
              "--seed", "1", "--request-timeout", "30", "--no-color"],
-            check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+            check=False, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         assert "No issues found" in result.stdout or "passed" in result.stdout
