@@ -113,13 +113,14 @@ def test_a_per_key_limit_holds_across_workers(db_url: str) -> None:
 
 
 def test_a_delayed_run_waits_for_its_time(db_url: str) -> None:
-    with fl.Ledger(db_url) as ledger:
+    with fl.Ledger(db_url) as ledger, workers(db_url, 2):
+        # workers first: "the undelayed run went first" must not depend on start-up time
+        wait_until(lambda: len(ledger.workers()) == 2, what="both workers registered")
         delayed = ledger.submit(app.one_step, 1, delay=1.0)
         now = ledger.submit(app.one_step, 2)
         assert delayed.status() is fl.RunStatus.PENDING
-        with workers(db_url, 2):
-            assert now.result(timeout=60) == 3
-            assert delayed.result(timeout=60) == 2
+        assert now.result(timeout=60) == 3
+        assert delayed.result(timeout=60) == 2
         run = delayed.get()
         assert run.scheduled_at is not None and run.started_at is not None
         assert run.started_at >= run.scheduled_at
