@@ -208,11 +208,15 @@ class LedgerQueries:
         return purge(self.store, flt, self._full_runs, archive=archive, dry_run=dry_run,
                      blobs=self._runtime.artifacts, progress=progress)
 
-    def artifacts(self, run_id: str | uuid.UUID) -> RunArtifacts:
+    def artifacts(self, run_id: str | uuid.UUID | Run) -> RunArtifacts:
         """The artifacts of a run: ``save``, ``get``, ``read_bytes``, ``exists``, ``list``,
-        ``delete``. Example: ``ledger.artifacts(run_id).get("report.md")``"""
-        row = self._visible(run_id)
+        ``delete``. Given a ``Run`` this Ledger returned, it is not looked up again.
+        Example: ``ledger.artifacts(run_id).get("report.md")``"""
         assert self._runtime.artifacts is not None
+        if isinstance(run_id, Run):
+            return RunArtifacts(self.store, self._runtime.artifacts, uuid.UUID(run_id.id),
+                                run_id.owner)
+        row = self._visible(run_id)
         return RunArtifacts(self.store, self._runtime.artifacts, row.id, row.owner)
 
     def _filter(self, status: str | Iterable[str] | None, workflow: str | None,

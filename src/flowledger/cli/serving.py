@@ -17,6 +17,7 @@ from .commands import AsJson, state_of
 from .queueing import import_apps
 from .state import parse_duration
 
+REQUEST_THREADS = 40  # anyio's default limit for sync routes
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
                "mib": 1024**2}
@@ -77,6 +78,8 @@ def serve_command(
     ledger = state.ledger
     if ledger.owner is not None:
         raise ConfigurationError("serve acts for every owner through tokens: drop --owner")
+    # Routes run on the server's thread pool (40 threads): one pooled connection each.
+    ledger.store.backend.reserve_query_connections(REQUEST_THREADS)
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = None

@@ -65,7 +65,7 @@ def list_runs(caller: CallerDep,
             summary="A run with its steps, counts, usage, lineage and artifacts")
 def get_run(run_id: RunId, request: Request, caller: CallerDep) -> JSONResponse:
     run = caller.ledger.get(run_id)
-    artifacts = caller.ledger.artifacts(run.id).list()
+    artifacts = caller.ledger.artifacts(run).list()
     return JSONResponse(run_full(run, artifacts, _redactor(request)))
 
 

@@ -85,6 +85,9 @@ class Backend:
     def reserve_connections(self, threads: int) -> None:
         """Keep enough pooled connections for ``threads`` concurrent executions."""
 
+    def reserve_query_connections(self, threads: int) -> None:
+        """Keep enough pooled connections for ``threads`` concurrent queries (a server)."""
+
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
@@ -272,6 +275,7 @@ class PostgresBackend(Backend):
     def __init__(self, url: URL, durability: Durability) -> None:
         super().__init__(url, durability)
         self._pool_size = 5
+        self._main_pool_size = 5
         self._open_hot_engines()
 
     def _open_hot_engines(self) -> None:
@@ -291,11 +295,22 @@ class PostgresBackend(Backend):
         for engine in old:
             engine.dispose()
 
+    def reserve_query_connections(self, threads: int) -> None:
+        # As for steps: a connection beyond the pool size is closed when returned, so a
+        # server with more request threads than that would connect on most requests.
+        if threads <= self._main_pool_size:
+            return
+        old = self.engine
+        self._main_pool_size = threads
+        self.engine = self._create_engine()
+        old.dispose()
+
     def _create_engine(self) -> Engine:
         args = {} if self.durability == "full" else {"options": "-c synchronous_commit=off"}
         # Pre-ping costs a round trip per checkout, affordable off the step hot path, and
         # lets run creation and queries survive a server restart between two calls.
-        return create_engine(self.url, connect_args=args, pool_size=5, max_overflow=20,
+        size = getattr(self, "_main_pool_size", 5)
+        return create_engine(self.url, connect_args=args, pool_size=size, max_overflow=20,
                              pool_pre_ping=True)
 
     def _autocommit_engine(self, connect_args: dict[str, Any]) -> Engine:
