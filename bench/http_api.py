@@ -56,65 +56,31 @@ import httpx
 import psycopg
 
 import flowledger as fl
-from flowledger import ids
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the bench package is importable
+from bench.scale import Payloads, synthetic_batches  # noqa: E402
 
 STEPS = 5
 OWNER = "bench"
-WORKFLOWS = [f"workflow_{i}" for i in range(10)]
-STATUSES = (["completed"] * 85) + (["failed"] * 10) + (["cancelled"] * 3) + (["running"] * 2)
-DAY_US = 86_400 * 1_000_000
-BATCH = 10_000
 PAGE = 50
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- the store ---------------------------------------------------------------------------
 
-def fill(ledger: fl.Ledger, runs: int, span_days: int = 30) -> tuple[list[str], int]:
-    """Bulk-load ``runs`` runs of up to ``STEPS`` steps, all owned by ``OWNER`` (as
-    ``bench/scale.py`` does: ready-made rows, COPY on PostgreSQL); returns their ids and
-    the number of steps written."""
-    rng = random.Random(7)
-    start = ids.now_us() - span_days * DAY_US
+def fill(ledger: fl.Ledger, runs: int) -> tuple[list[str], int]:
+    """Bulk-load ``runs`` runs of up to ``STEPS`` steps, all owned by ``OWNER`` (the rows
+    ``bench/scale.py`` makes, with JSON payloads); returns their ids and the number of
+    steps written."""
     run_ids: list[str] = []
     step_count = 0
-    for offset in range(0, runs, BATCH):
-        run_rows: list[dict[str, Any]] = []
-        step_rows: list[dict[str, Any]] = []
-        for i in range(offset, min(offset + BATCH, runs)):
-            created = start + (i * span_days * DAY_US) // runs
-            # UUIDv7 from the creation time, so ids and timestamps agree as in real use.
-            run_id = uuid.UUID(int=(created // 1000) << 80 | 0x7 << 76 | rng.getrandbits(76)
-                               & ((1 << 76) - 1) | (0b10 << 62))
-            status = rng.choice(STATUSES)
-            done = status != "running"
-            failed_at = rng.randrange(1, STEPS + 1) if status == "failed" else None
-            run_rows.append({
-                "id": run_id, "workflow": rng.choice(WORKFLOWS), "version": "1",
-                "entrypoint": "app.flows:flow", "owner": OWNER, "status": status,
-                "serializer": "json", "inputs": '{"n": 1, "text": "hello"}',
-                "output": '{"answer": 42}' if status == "completed" else None,
-                "error": '{"type": "ValueError", "message": "x", "traceback": ""}'
-                if status == "failed" else None,
-                "created_at": created, "started_at": created,
-                "completed_at": created + 40_000 if done else None,
-                "total_steps": STEPS if done else 0,
-                "completed_steps": (failed_at - 1 if failed_at else STEPS) if done else 0,
-                "failed_steps": 1 if failed_at else 0, "skipped_steps": 0,
-                "recovery_attempts": 0, "lease_token": "0123456789abcdef",
-            })
-            for position in range(1, (failed_at or STEPS) + 1):
-                began = created + position * 3_000
-                step_rows.append({
-                    "run_id": run_id, "position": position, "name": f"step_{position}",
-                    "status": "failed" if position == failed_at else "completed",
-                    "attempts": 1, "input": '{"i": 1}',
-                    "output": None if position == failed_at else '{"value": 1}',
-                    "error": None, "started_at": began, "completed_at": began + 2_500,
-                    "child_run_id": None,
-                })
-            run_ids.append(str(run_id))
+    payloads = Payloads(inputs='{"n": 1, "text": "hello"}', output='{"answer": 42}',
+                        step_input='{"i": 1}', step_output='{"value": 1}')
+    for run_rows, step_rows in synthetic_batches(runs, steps=STEPS, owners=[OWNER],
+                                                 payloads=payloads):
         ledger.store.load_records(run_rows, step_rows)
+        run_ids += [str(row["id"]) for row in run_rows]
         step_count += len(step_rows)
     return run_ids, step_count
 

@@ -24,7 +24,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,23 @@ DAY_US = 86_400 * 1_000_000
 BATCH = 10_000
 
 
-def fill(ledger: fl.Ledger, runs: int, span_days: int = 30) -> tuple[int, str, str]:
-    """Bulk-load ``runs`` runs; returns (steps written, id of the 1,000-step run, a run id
-    half-way through the store)."""
+@dataclass(frozen=True)
+class Payloads:
+    """The serialized values every synthetic run and step carries."""
+
+    inputs: str = '{"n": 1}'
+    output: str = "1"
+    step_input: str | None = None
+    step_output: str = "1"
+
+
+def synthetic_batches(runs: int, *, steps: int = STEPS, owners: Sequence[str] = OWNERS,
+                      span_days: int = 30, payloads: Payloads = Payloads()
+                      ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Ready-made run and step rows, ``BATCH`` runs at a time, spread over ``span_days``
+    (for ``store.load_records``); the same rows for the same arguments."""
     rng = random.Random(7)
-    now = ids.now_us()
-    start = now - span_days * DAY_US
-    step_count = 0
-    middle = ""
+    start = ids.now_us() - span_days * DAY_US
     for offset in range(0, runs, BATCH):
         run_rows: list[dict[str, Any]] = []
         step_rows: list[dict[str, Any]] = []
@@ -61,34 +71,44 @@ def fill(ledger: fl.Ledger, runs: int, span_days: int = 30) -> tuple[int, str, s
                                & ((1 << 76) - 1) | (0b10 << 62))
             status = rng.choice(STATUSES)
             done = status != "running"
-            failed_at = rng.randrange(1, STEPS + 1) if status == "failed" else None
+            failed_at = rng.randrange(1, steps + 1) if status == "failed" else None
             run_rows.append({
                 "id": run_id, "workflow": rng.choice(WORKFLOWS), "version": "1",
-                "entrypoint": "app.flows:flow", "owner": rng.choice(OWNERS), "status": status,
-                "serializer": "json", "inputs": '{"n": 1}',
-                "output": "1" if status == "completed" else None,
+                "entrypoint": "app.flows:flow", "owner": rng.choice(owners), "status": status,
+                "serializer": "json", "inputs": payloads.inputs,
+                "output": payloads.output if status == "completed" else None,
                 "error": '{"type": "ValueError", "message": "x", "traceback": ""}'
                 if status == "failed" else None,
                 "created_at": created, "started_at": created,
                 "completed_at": created + 40_000 if done else None,
-                "total_steps": STEPS if done else 0,
-                "completed_steps": (failed_at - 1 if failed_at else STEPS) if done else 0,
+                "total_steps": steps if done else 0,
+                "completed_steps": (failed_at - 1 if failed_at else steps) if done else 0,
                 "failed_steps": 1 if failed_at else 0, "skipped_steps": 0,
                 "recovery_attempts": 0, "lease_token": "0123456789abcdef",
             })
-            last = failed_at or STEPS
-            for position in range(1, last + 1):
+            for position in range(1, (failed_at or steps) + 1):
                 began = created + position * 3_000
                 step_rows.append({
                     "run_id": run_id, "position": position, "name": f"step_{position}",
                     "status": "failed" if position == failed_at else "completed",
-                    "attempts": 1, "input": None,
-                    "output": None if position == failed_at else "1",
+                    "attempts": 1, "input": payloads.step_input,
+                    "output": None if position == failed_at else payloads.step_output,
                     "error": None, "started_at": began, "completed_at": began + 2_500,
                     "child_run_id": None,
                 })
-            if i == runs // 2:
-                middle = str(run_id)
+        yield run_rows, step_rows
+
+
+def fill(ledger: fl.Ledger, runs: int, span_days: int = 30) -> tuple[int, str, str]:
+    """Bulk-load ``runs`` runs; returns (steps written, id of the 1,000-step run, a run id
+    half-way through the store)."""
+    step_count = 0
+    middle = ""
+    loaded = 0
+    for run_rows, step_rows in synthetic_batches(runs, span_days=span_days):
+        if loaded <= runs // 2 < loaded + len(run_rows):
+            middle = str(run_rows[runs // 2 - loaded]["id"])
+        loaded += len(run_rows)
         ledger.store.load_records(run_rows, step_rows)
         step_count += len(step_rows)
     big = big_run(ledger)
