@@ -214,10 +214,11 @@ class LedgerQueries:
         Example: ``ledger.artifacts(run_id).get("report.md")``"""
         assert self._runtime.artifacts is not None
         if isinstance(run_id, Run):
-            return RunArtifacts(self.store, self._runtime.artifacts, uuid.UUID(run_id.id),
-                                run_id.owner)
-        row = self._visible(run_id)
-        return RunArtifacts(self.store, self._runtime.artifacts, row.id, row.owner)
+            parsed, owner = uuid.UUID(run_id.id), run_id.owner
+        else:
+            row = self._visible(run_id)
+            parsed, owner = row.id, row.owner
+        return RunArtifacts(self.store, self._runtime.artifacts, parsed, owner)
 
     def _filter(self, status: str | Iterable[str] | None, workflow: str | None,
                 owner: str | None, tag: str | None, since: datetime | timedelta | None,

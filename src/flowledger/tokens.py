@@ -108,7 +108,7 @@ class LedgerTokens:
             return None
         now = ids.now_us()
         if row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY_US:
-            self.store.touch_tokens({row.id: now})
+            self.store.touch_token(row.id, now)
         return TokenInfo.from_row(row)
 
     def _manage_tokens(self) -> None:

@@ -55,7 +55,7 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
     (WorkflowVersionMismatch, 409, "conflict"),
     (StoreError, 503, "store_unavailable"),
 ]
-_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+_CODES = {401: "unauthorized", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
           422: "invalid_input", 503: "unavailable"}
 

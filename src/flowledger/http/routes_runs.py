@@ -146,9 +146,9 @@ def resume_run(run_id: RunId, caller: CallerDep, body: ResumeRun | None = None
     before = ledger.get(run_id, steps=False)
     queue = (body.queue if body and body.queue else None) or before.queue or DEFAULT_QUEUE
     ledger.resume(before.id, queue=queue)
-    after = ledger.get(before.id, steps=False)
     changed = before.status in (RunStatus.FAILED, RunStatus.CANCELLED)
-    return JSONResponse({"id": after.id, "status": after.status.value, "changed": changed},
+    status = RunStatus.PENDING if changed else before.status
+    return JSONResponse({"id": before.id, "status": status.value, "changed": changed},
                         202 if changed else 200)
 
 

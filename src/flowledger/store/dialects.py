@@ -269,13 +269,13 @@ def _ensure_wal(conn: Any) -> None:
 
 class PostgresBackend(Backend):
     name = "postgresql"
+    _main_pool_size = 5  # grown by reserve_query_connections
     uuid_sql_type = "UUID"
     float_sql_type = "DOUBLE PRECISION"
 
     def __init__(self, url: URL, durability: Durability) -> None:
         super().__init__(url, durability)
         self._pool_size = 5
-        self._main_pool_size = 5
         self._open_hot_engines()
 
     def _open_hot_engines(self) -> None:
@@ -309,9 +309,8 @@ class PostgresBackend(Backend):
         args = {} if self.durability == "full" else {"options": "-c synchronous_commit=off"}
         # Pre-ping costs a round trip per checkout, affordable off the step hot path, and
         # lets run creation and queries survive a server restart between two calls.
-        size = getattr(self, "_main_pool_size", 5)
-        return create_engine(self.url, connect_args=args, pool_size=size, max_overflow=20,
-                             pool_pre_ping=True)
+        return create_engine(self.url, connect_args=args, pool_size=self._main_pool_size,
+                             max_overflow=20, pool_pre_ping=True)
 
     def _autocommit_engine(self, connect_args: dict[str, Any]) -> Engine:
         engine = create_engine(self.url, connect_args=connect_args, pool_size=self._pool_size,

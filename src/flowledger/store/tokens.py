@@ -66,14 +66,11 @@ class TokenStoreMixin:
                 api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
                 .values(revoked_at=now)).rowcount)
 
-    def touch_tokens(self, used: dict[str, int]) -> None:
-        """Record when tokens were last used."""
-        if not used:
-            return
+    def touch_token(self, token_id: str, at: int) -> None:
+        """Record when a token was last used."""
         with self._write() as conn:
-            for token_id, at in used.items():
-                conn.execute(update(api_tokens).where(api_tokens.c.id == token_id)
-                             .values(last_used_at=at))
+            conn.execute(update(api_tokens).where(api_tokens.c.id == token_id)
+                         .values(last_used_at=at))
 
 
 __all__ = ["TokenRow", "TokenStoreMixin"]
