@@ -113,9 +113,9 @@ def test_a_per_key_limit_holds_across_workers(db_url: str) -> None:
 
 
 def test_a_delayed_run_waits_for_its_time(db_url: str) -> None:
+    # workers first (started and registered): "the undelayed run went first" must not
+    # depend on their start-up time
     with fl.Ledger(db_url) as ledger, workers(db_url, 2):
-        # workers first: "the undelayed run went first" must not depend on start-up time
-        wait_until(lambda: len(ledger.workers()) == 2, what="both workers registered")
         delayed = ledger.submit(app.one_step, 1, delay=1.0)
         now = ledger.submit(app.one_step, 2)
         assert delayed.status() is fl.RunStatus.PENDING

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import flowledger as fl
 from tests.helpers.procs import ROOT
 
 
@@ -50,11 +51,29 @@ def workers(db_url: str, count: int, *options: str,
     started = [WorkerProcess(db_url, *options, side_log=side_log, name=f"w{n}")
                for n in range(count)]
     try:
+        wait_registered(db_url, started)
         yield started
     finally:
         for worker in started:
             code, err = worker.stop()
             assert code in (0, -signal.SIGKILL), f"worker exited {code}: {err}"
+
+
+def wait_registered(db_url: str, started: list[WorkerProcess]) -> None:
+    """Wait until every worker has recorded itself, which it does after installing its
+    signal handlers: a SIGTERM before that would kill it mid-start-up instead of
+    stopping it gracefully."""
+    pids = {worker.pid for worker in started}
+
+    def registered() -> bool:
+        for worker in started:
+            if worker.proc.poll() is not None:
+                raise AssertionError(f"worker exited {worker.proc.returncode} while starting: "
+                                     f"{worker.proc.communicate()[1]}")
+        return pids <= {info.pid for info in ledger.workers()}
+
+    with fl.Ledger(db_url) as ledger:
+        wait_until(registered, what="the workers to start")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
