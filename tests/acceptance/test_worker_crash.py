@@ -49,6 +49,23 @@ def check_no_run_had_two_workers(entries: list[tuple[str, str, int, int]],
         assert set(turns[:-1]) <= killed, f"run {run} changed hands without a kill: {events}"
 
 
+def busiest(ledger: fl.Ledger, started: list[WorkerProcess],
+            how_many: int) -> list[WorkerProcess]:
+    """The workers holding the most runs right now: killing an idle one (SQLite lets one
+    worker claim at a time) would test nothing."""
+    by_pid = {worker.pid: worker for worker in started}
+    held: dict[int, int] = {}
+
+    def some_busy() -> bool:
+        held.clear()
+        held.update({w.pid: w.runs_held for w in ledger.workers() if w.pid in by_pid})
+        return sum(1 for n in held.values() if n) >= how_many
+
+    wait_until(some_busy, what="workers holding runs")
+    ranked = sorted(held, key=lambda pid: held[pid], reverse=True)
+    return [by_pid[pid] for pid in ranked[:how_many]]
+
+
 @pytest.mark.timeout(600)
 def test_killed_workers_lose_no_run_and_repeat_no_completed_step(db_url: str,
                                                                  tmp_path: Path) -> None:
@@ -62,7 +79,7 @@ def test_killed_workers_lose_no_run_and_repeat_no_completed_step(db_url: str,
         try:
             wait_until(lambda: count(ledger, "completed") >= runs // 4, timeout=300,
                        what="a quarter of the runs")
-            victims = started[:to_kill]
+            victims = busiest(ledger, started, to_kill)
             for victim in victims:
                 victim.kill()
             killed = {victim.pid for victim in victims}
