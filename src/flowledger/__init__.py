@@ -49,6 +49,8 @@ from .events import EventBatch, RunEvent
 from .executor import StepInfo, current_run_id, current_step
 from .ledger import Ledger, RunHandle
 from .models import (
+    Attempt,
+    AttemptOutcome,
     ErrorInfo,
     Run,
     RunPage,
@@ -81,6 +83,8 @@ __all__ = [
     "AmbiguousRunId",
     "ArtifactInfo",
     "ArtifactNotFound",
+    "Attempt",
+    "AttemptOutcome",
     "ConfigurationError",
     "DeadlineExceeded",
     "ErrorInfo",

@@ -13,6 +13,7 @@ steps whose final event was delivered, and ``position-attempt-phase`` for the ot
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +23,8 @@ from typing import Any
 
 from . import ids
 from .errors import InvalidCursor, RunNotFound
-from .models import from_micros
-from .store import SqlStore
+from .models import ErrorInfo, from_micros
+from .store import AttemptRow, SqlStore
 from .store.progress import RunProgress, StepProgress
 
 STARTED, FAILED, FINAL = 0, 1, 2  # a step's delivered phase; FINAL never changes again
@@ -35,9 +36,11 @@ _NOTHING = (0, -1)
 class RunEvent:
     """One transition of a run or of one of its steps.
 
-    ``type`` is ``run.started``, ``run.resumed``, ``step.started``, ``step.completed``,
-    ``step.failed``, ``step.skipped``, ``run.completed``, ``run.failed`` or
-    ``run.cancelled``. Pass ``id`` back as ``after=`` to continue after this event.
+    ``type`` is ``run.started``, ``run.resumed``, ``step.started``, ``step.retrying``
+    (an attempt failed and another follows), ``step.completed``, ``step.failed``,
+    ``step.skipped``, ``run.completed``, ``run.failed`` or ``run.cancelled``. Failures
+    carry the ``error`` (type and message). Pass ``id`` back as ``after=`` to continue
+    after this event.
     """
 
     id: str
@@ -48,12 +51,15 @@ class RunEvent:
     name: str | None = None
     attempt: int | None = None
     child_run_id: str | None = None
+    error: ErrorInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "run_id": self.run_id,
                 "at": None if self.at is None else self.at.isoformat(),
                 "position": self.position, "name": self.name, "attempt": self.attempt,
-                "child_run_id": self.child_run_id}
+                "child_run_id": self.child_run_id,
+                "error": None if self.error is None else {"type": self.error.type,
+                                                          "message": self.error.message}}
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,53 @@ def _b36(value: int) -> str:
             return text
 
 
-def _step_target(step: StepProgress) -> tuple[int, int]:
-    if step.status == "running":
-        return (step.attempts, STARTED)
-    return (step.attempts, FAILED if step.status == "failed" else FINAL)
+@dataclass(frozen=True)
+class _Change:
+    """One step transition found in the records, with the delivered state it leads to."""
+
+    at: int
+    kind: str
+    step: StepProgress
+    attempt: int
+    target: tuple[int, int]
+    error: ErrorInfo | None = None
+
+
+def _step_changes(step: StepProgress, tried: dict[int, AttemptRow]) -> list[_Change]:
+    """Every transition of one step, in order: each attempt's start and how it ended
+    (retrying, failed, completed or skipped). Times never go backwards within a step,
+    so that sorting all steps' changes by time keeps each step's own order."""
+    changes: list[_Change] = []
+    clock = 0
+    for number in range(1, step.attempts + 1):
+        row = tried.get(number)
+        current = number == step.attempts
+        if row is None and not current:
+            continue  # an attempt recorded before attempt history was kept
+        clock = max(clock, (row.started_at if row is not None else step.started_at) or 0)
+        changes.append(_Change(clock, "step.started", step, number, (number, STARTED)))
+        if current and step.status != "running":
+            clock = max(clock, step.completed_at or 0)
+            phase = FAILED if step.status == "failed" else FINAL
+            error = _error(step.error) if step.status == "failed" else None
+            changes.append(_Change(clock, f"step.{step.status}", step, number,
+                                   (number, phase), error))
+        elif row is not None and row.status == "failed":
+            # An interrupted attempt has no end of its own: the next start follows it.
+            clock = max(clock, row.completed_at or 0)
+            kind = "step.retrying" if row.retry_at is not None else "step.failed"
+            changes.append(_Change(clock, kind, step, number, (number, FAILED),
+                                   _error(row.error)))
+    return changes
+
+
+def _error(text: str | None) -> ErrorInfo | None:
+    if not text:
+        return None
+    try:
+        return ErrorInfo.from_dict(json.loads(text))
+    except ValueError:
+        return ErrorInfo("", text[:500])
 
 
 def derive_events(progress: RunProgress, after: str | None) -> EventBatch:
@@ -129,29 +178,27 @@ def derive_events(progress: RunProgress, after: str | None) -> EventBatch:
     seen = _Delivered.decode(after)
     epoch = progress.resumed_at or 0  # changes whenever the run is resumed or taken over
     finished = progress.status in _FINISHED_RUN
-    # (sort key, type, step, at): the start comes first, the end last, the rest by time.
-    found: list[tuple[tuple[int, int, int], str, StepProgress | None, int | None]] = []
+    tried: dict[int, dict[int, AttemptRow]] = {}
+    for row in progress.attempts:
+        tried.setdefault(row.position, {})[row.attempt] = row
+    # (sort key, type, change, at): the start comes first, the end last, the rest by time.
+    found: list[tuple[tuple[int, int, int], str, _Change | None, int | None]] = []
     if seen.run_phase == 0 and progress.started_at is not None:
         found.append(((-1, 0, 0), "run.started", None, progress.started_at))
     if epoch != seen.epoch:
         found.append(((epoch, 0, 1), "run.resumed", None, epoch))
     for step in progress.steps:
-        attempt, phase = seen.step(step.position)
-        target_attempt, target_phase = _step_target(step)
-        new_attempt = target_attempt > attempt or (target_attempt == attempt and phase < 0)
-        started = step.started_at or 0
-        if new_attempt:
-            found.append(((started, step.position, 0), "step.started", step, started))
-        if target_phase > STARTED and (new_attempt or phase == STARTED):
-            done = step.completed_at or started
-            found.append(((done, step.position, 1), f"step.{step.status}", step, done))
+        delivered = seen.step(step.position)
+        for order, new in enumerate(_step_changes(step, tried.get(step.position, {}))):
+            if new.target > delivered:
+                found.append(((new.at, step.position, 2 + order), new.kind, new, new.at))
     if finished and not (seen.run_phase == 2 and seen.epoch == epoch):
         found.append(((1 << 62, 0, 0), f"run.{progress.status}", None, progress.completed_at))
     found.sort(key=lambda item: item[0])
     run_id = str(progress.id)
     events = []
-    for _, kind, changed, at in found:
-        if changed is None:
+    for _, kind, change, at in found:
+        if change is None:
             if kind == "run.started":
                 seen.run_phase = 1
             else:
@@ -159,12 +206,11 @@ def derive_events(progress: RunProgress, after: str | None) -> EventBatch:
             position = progress.resumed_from_position if kind == "run.resumed" else None
             events.append(RunEvent(seen.encode(), kind, run_id, from_micros(at), position))
             continue
-        target = _step_target(changed)
-        seen.steps[changed.position] = ((target[0], STARTED) if kind == "step.started"
-                                        else target)
-        child = None if changed.child_run_id is None else str(changed.child_run_id)
-        events.append(RunEvent(seen.encode(), kind, run_id, from_micros(at), changed.position,
-                               changed.name, changed.attempts, child))
+        step = change.step
+        seen.steps[step.position] = change.target
+        child = None if step.child_run_id is None else str(step.child_run_id)
+        events.append(RunEvent(seen.encode(), kind, run_id, from_micros(at), step.position,
+                               step.name, change.attempt, child, change.error))
     return EventBatch(tuple(events), seen.encode(),
                       finished and seen.run_phase == 2 and seen.epoch == epoch)
 

@@ -33,7 +33,7 @@ from .errors import (
     WorkerStopping,
     WorkflowNotFound,
 )
-from .serialization import NO_HINT, Serializer, bind_arguments, check_size
+from .serialization import NO_HINT, Serializer, check_size, coerce_inputs
 from .store.base import NewRun, StepRow
 from .store.sql import SqlStore
 from .timeouts import call_with_timeout
@@ -119,12 +119,21 @@ class Runtime:
 
 
 def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
-                   kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """Bind a call to the workflow's parameters and serialize them for the run record."""
+                   kwargs: Mapping[str, Any], *,
+                   convert: bool = False) -> tuple[dict[str, Any], str]:
+    """Bind a call to the workflow's parameters, check the given values against their
+    annotations (converting them with ``convert``: inputs from JSON or a command line)
+    and serialize them for the run record. Nothing is recorded when they do not fit."""
     try:
-        values = bind_arguments(definition.signature, tuple(args), kwargs)
+        bound = definition.signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise ConfigurationError(f"bad arguments for workflow {definition.name!r}: {exc}") from None
+    try:
+        bound.arguments.update(coerce_inputs(definition.fn, bound.arguments, convert=convert))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"workflow {definition.name!r}: {exc}") from None
+    bound.apply_defaults()
+    values = dict(bound.arguments)
     return values, encode_inputs(runtime, definition, values)
 
 
@@ -221,8 +230,11 @@ class Execution:
         if isinstance(exc, CancelledSignal):
             store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())
             raise RunCancelled(self.run_id_text) from None
+        # A non-determinism error changes nothing recorded: the step left running by the
+        # previous execution stays as it was.
         if not store.finish_run(self.run_id, self.token, "failed", None, error_text(exc),
-                                ids.now_us()):
+                                ids.now_us(),
+                                interrupt_steps=not isinstance(exc, NonDeterminismError)):
             raise RunCancelled(self.run_id_text) from exc  # cancelled while it was failing
         if isinstance(exc, Exception):
             kind = type(exc)
@@ -321,9 +333,9 @@ class Execution:
             return attempt.succeeded(result)
 
     # -- child workflows -----------------------------------------------------------
-    def child(self, definition: WorkflowDef, args: Sequence[Any],
-              kwargs: dict[str, Any]) -> tuple[_StepCall, Callable[[], Execution],
-                                                 list[Any], dict[str, Any]]:
+    def child(self, definition: WorkflowDef, args: Sequence[Any], kwargs: dict[str, Any]
+              ) -> tuple[_StepCall, Callable[[], Execution | CompletedChild], list[Any],
+                         dict[str, Any]]:
         """Prepare a child-run call: the parent step, and how to build the child."""
         position = self.allocate()
         values, inputs_text = prepare_inputs(self.runtime, definition, args, kwargs)
@@ -348,19 +360,32 @@ class Execution:
 
         call_args, call_kwargs = call_arguments(definition.signature, values)
 
-        def build() -> Execution:
+        def build() -> Execution | CompletedChild:
             assert attempt.child is not None
             return _child_execution(self.runtime, attempt.child, definition)
 
         return attempt, build, call_args, call_kwargs
 
 
-def _child_execution(runtime: Runtime, child: NewRun, definition: WorkflowDef) -> Execution:
-    """The child's execution: fresh if just created, else a takeover of the recorded one."""
+class CompletedChild(NamedTuple):
+    """A child run that had completed before its parent's step recorded it (the parent
+    stopped in between): its recorded output stands, the child is not run again."""
+
+    output: Any
+
+
+def _child_execution(runtime: Runtime, child: NewRun,
+                     definition: WorkflowDef) -> Execution | CompletedChild:
+    """The child's execution: fresh if just created, else a takeover of the recorded one
+    (or, if it completed, its recorded output)."""
     store = runtime.store
     row = store.get_run(child.id, None)
     if row is None:
         raise LeaseLost(f"child run {child.id} disappeared")
+    if row.status == "completed":
+        text = runtime.payload(child.id, row.owner, row.output)
+        return CompletedChild(None if text is None
+                              else runtime.serializer.loads(text, definition.return_hint))
     if row.lease_token == child.lease_token:
         return Execution(runtime, child.id, child.lease_token or "", definition, [],
                          child.deadline_at, child.owner)
@@ -489,10 +514,13 @@ class _StepCall:
         deadline = self.execution.deadline_at
         if spent < self.policy.max_attempts and self.policy.retryable(exc):
             delay = self.policy.delay(spent)
-            if deadline is None or ids.now_us() + delay * 1_000_000 < deadline:
+            now = ids.now_us()
+            retry_at = now + int(delay * 1_000_000)
+            if deadline is None or retry_at < deadline:
                 execution = self.execution
-                execution.runtime.store.note_step_error(execution.run_id, execution.token,
-                                                        self.position, error_text(exc))
+                execution.runtime.store.record_retry(execution.run_id, execution.token,
+                                                     self.position, error_text(exc), now,
+                                                     retry_at)
                 return delay
         self._finish("failed", None, error_text(exc))
         return None
@@ -502,12 +530,19 @@ async def _await_with_timeout(awaitable: Awaitable[Any], timeout: float | None,
                               label: str) -> Any:
     if timeout is None:
         return await awaitable
-    try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except TimeoutError:
-        from .errors import StepTimeout
+    from .errors import StepTimeout
 
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            result = await awaitable
+    except TimeoutError:
         raise StepTimeout(f"{label} exceeded its timeout of {timeout:g}s") from None
+    if scope.expired():
+        # The body caught its cancellation and returned anyway: the attempt still ran
+        # out of time, and what it returned afterwards is not its result.
+        raise StepTimeout(f"{label} exceeded its timeout of {timeout:g}s (it returned "
+                          "after being cancelled; the value is discarded)")
+    return result
 
 
 # -- entry points used by the decorators ----------------------------------------------
@@ -536,7 +571,9 @@ def call_child(definition: WorkflowDef, args: tuple[Any, ...], kwargs: dict[str,
         return value
     attempt.begin()
     try:
-        result = build().run_sync(call_args, call_kwargs)
+        child = build()
+        result = (child.output if isinstance(child, CompletedChild)
+                  else child.run_sync(call_args, call_kwargs))
     except BaseException as exc:
         attempt.failed(exc)
         raise
@@ -556,7 +593,9 @@ def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
             return value
         attempt.begin()
         try:
-            result = await build().run_async(call_args, call_kwargs)
+            child = build()
+            result = (child.output if isinstance(child, CompletedChild)
+                      else await child.run_async(call_args, call_kwargs))
         except BaseException as exc:
             attempt.failed(exc)
             raise

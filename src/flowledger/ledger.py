@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -24,6 +25,9 @@ from .errors import (
     ConfigurationError,
     FlowledgerError,
     RunAlreadyRunning,
+    RunCancelled,
+    RunFailed,
+    RunInterrupted,
     RunNotFound,
     WorkflowVersionMismatch,
 )
@@ -48,6 +52,7 @@ from .serialization import (
     JsonSerializer,
     Serializer,
     call_arguments,
+    coerce_inputs,
     decode_inputs,
 )
 from .store import NewRun, RunRow, SqlStore, StepRow
@@ -151,10 +156,27 @@ class RunHandle:
         return self.status().finished
 
     def result(self, timeout: float | None = None) -> Any:
-        """The run's output; raises RunFailed / RunCancelled (both carry ``run_id``)."""
-        if self._future is not None:
+        """The run's output; raises RunFailed / RunCancelled (both carry ``run_id``).
+
+        Waits for the run to end, then answers what its record says at that time: a run
+        cancelled or failed here and since resumed elsewhere gives that resumption's
+        outcome.
+        """
+        if self._future is None:
+            return self.ledger._wait_for_output(self.id, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
             return self._future.result(timeout)
-        return self.ledger._wait_for_output(self.id, timeout)
+        except RunFailed:
+            if self.status() is RunStatus.FAILED:
+                raise  # still what the record says; keeps the original error as cause
+        except RunCancelled:
+            if self.status() is RunStatus.CANCELLED:
+                raise
+        except RunInterrupted:
+            pass  # this execution was superseded (taken over, or its worker stopped)
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        return self.ledger._wait_for_output(self.id, left)
 
 
 class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
@@ -255,7 +277,10 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             _refuse_inside_event_loop()
         execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
                                                          deadline, inputs)
-        return self._execute(execution, call_args, call_kwargs)
+        try:
+            return self._execute(execution, call_args, call_kwargs)
+        except RunInterrupted:  # another process took the run over: its outcome stands
+            return self._wait_for_output(execution.run_id_text, None)
 
     async def run_async(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
                         tags: Iterable[str] = (), deadline: float | timedelta | None = None,
@@ -263,16 +288,20 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         """Like ``run``, for callers already inside an event loop."""
         execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
                                                          deadline, inputs)
-        if execution.definition.is_async:
-            return await execution.run_async(call_args, call_kwargs)
-        return await asyncio.to_thread(execution.run_sync, call_args, call_kwargs)
+        try:
+            if execution.definition.is_async:
+                return await execution.run_async(call_args, call_kwargs)
+            return await asyncio.to_thread(execution.run_sync, call_args, call_kwargs)
+        except RunInterrupted:  # another process took the run over: its outcome stands
+            return await asyncio.to_thread(self._wait_for_output, execution.run_id_text, None)
 
     def _create(self, workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
                 owner: str | None, tags: Iterable[str], deadline: float | timedelta | None,
                 inputs: Mapping[str, Any] | None) -> tuple[Execution, list[Any], dict[str, Any]]:
         definition = definition_of(workflow)
         values, inputs_text = prepare_inputs(self._runtime, definition, args,
-                                             _either(kwargs, args, inputs))
+                                             _either(kwargs, args, inputs),
+                                             convert=inputs is not None)
         seconds = _deadline_seconds(deadline, definition)
         now = ids.now_us()
         run = NewRun(
@@ -400,7 +429,10 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         if unknown:
             raise ConfigurationError(f"workflow {definition.name!r} has no parameter(s) "
                                      f"{', '.join(sorted(unknown))}")
-        values.update(inputs or {})
+        try:
+            values.update(coerce_inputs(definition.fn, inputs or {}))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"workflow {definition.name!r}: {exc}") from None
         inputs_text = encode_inputs(self._runtime, definition, values)
         now = ids.now_us()
         queued = queue is not None

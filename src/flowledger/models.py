@@ -34,6 +34,22 @@ class StepStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt of a step ended.
+
+    ``interrupted``: the run ended, or the process executing it died or lost its lease,
+    while the attempt ran. ``unrecorded``: the attempt happened before attempt history
+    was kept (databases older than flowledger 0.2).
+    """
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+    UNRECORDED = "unrecorded"
+
+
 def from_micros(value: int | None) -> datetime | None:
     """Store timestamps are integer microseconds since the epoch (UTC)."""
     if value is None:
@@ -61,6 +77,27 @@ class ErrorInfo:
             return None
         return cls(str(data.get("type", "")), str(data.get("message", "")),
                    str(data.get("traceback", "")))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a step: when it ran, how it ended, and its error.
+
+    ``retry_at`` is when the next attempt was due after this one failed (None when no
+    retry followed it). Example::
+
+        for attempt in ledger.get(run_id).steps[0].attempt_history:
+            print(attempt.number, attempt.outcome, attempt.error and attempt.error.message)
+    """
+
+    number: int
+    outcome: AttemptOutcome
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: timedelta | None
+    error: ErrorInfo | None
+    interrupted: bool
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +190,8 @@ class Step:
     duration: timedelta | None
     child_run_id: str | None = None
     usage: tuple[Usage, ...] = ()
+    #: Every attempt, oldest first (``attempts`` is their count).
+    attempt_history: tuple[Attempt, ...] = ()
 
     @property
     def usage_totals(self) -> UsageTotals:
@@ -207,6 +246,11 @@ class Run:
     priority: int = 0
     scheduled_at: datetime | None = None
     idempotency_key: str | None = None
+    #: The process executing it (``host:pid:start``), and until when a worker holds it.
+    executor: str | None = None
+    lease_expires_at: datetime | None = None
+    #: For a run marked running whose executor is known to be gone: why, and what to do.
+    stalled: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).
@@ -261,6 +305,8 @@ def _value(value: Any) -> Any:
 
 
 __all__ = [
+    "Attempt",
+    "AttemptOutcome",
     "ErrorInfo",
     "Run",
     "RunPage",

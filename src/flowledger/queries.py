@@ -92,8 +92,10 @@ class LedgerQueries:
         found = self.store.get_run_with_steps(parsed, self.owner)
         if found is None:
             raise RunNotFound(str(run_id))
+        row, steps_, attempts = found
         family = [parsed, *self.store.descendants(parsed)]
-        run = self._records.run(*found, usage=self.store.usage_of(family))
+        run = self._records.run(row, steps_, usage=self.store.usage_of(family),
+                                attempts=attempts)
         return replace(run, context=self._context(parsed))
 
     def runs(self, *, status: str | Iterable[str] | None = None, workflow: str | None = None,
@@ -153,7 +155,7 @@ class LedgerQueries:
         usage = {str(row[0]): (int((row[2] or 0) + (row[3] or 0)),
                                None if row[6] is None else float(row[6]))
                  for row in self.store.usage_groups(flt, None, None, "workflow")}
-        return compute_stats(*self.store.timing_rows(flt), usage)
+        return compute_stats(*self.store.timing_rows(flt), usage_by_workflow=usage)
 
     def usage(self, *, since: datetime | timedelta | None = None,
               until: datetime | timedelta | None = None, group_by: str = "workflow",
@@ -282,8 +284,10 @@ class LedgerQueries:
         for record in self.store.usage_of(ids_):
             usage[record.run_id].append(record)
         contexts = self.store.contexts_of(ids_)
+        attempts = self.store.attempts_of(ids_)
         serializer = self._runtime.serializer
-        return [replace(self._records.run(row, steps[row.id], usage=usage[row.id]),
+        return [replace(self._records.run(row, steps[row.id], usage=usage[row.id],
+                                          attempts=attempts.get(row.id, ())),
                         context={name: None if value is None else serializer.loads(value)
                                  for name, value in contexts[row.id].items()})
                 for row in rows]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 DEFAULT_QUEUE = "default"
 PRIORITY_RANGE = 1_000_000
+LOST_AFTER_US = 60_000_000  # workers that recorded no lease (before flowledger 0.2)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ class LedgerQueueing:
 
         definition = definition_of(workflow)
         _, inputs_text = prepare_inputs(self._runtime, definition, args,
-                                        _either(kwargs, args, inputs))
+                                        _either(kwargs, args, inputs),
+                                        convert=inputs is not None)
         now = ids.now_us()
         due = now + _delay_us(delay)
         seconds = _deadline_seconds(deadline, definition)
@@ -202,20 +204,25 @@ class LedgerQueueing:
                 for row in self.store.queue_rows(ids.now_us(), window_us)]
 
     def workers(self, *, include_lost: bool = False,
-                stale_after: timedelta = timedelta(seconds=60)) -> list[WorkerInfo]:
-        """Worker processes with a heartbeat within ``stale_after`` (all of them with
-        ``include_lost``), with the runs each holds.
+                stale_after: timedelta | None = None) -> list[WorkerInfo]:
+        """Live worker processes (all of them with ``include_lost``), with the runs each
+        holds. A worker is lost when its last heartbeat is older than its lease (its runs
+        are then taken over; ``stale_after`` sets another limit) or, on this host, when
+        its process is gone; its ``state`` then reads ``lost``.
 
         Example: ``for w in ledger.workers(): print(w.host, w.pid, w.runs_held)``
         """
-        cutoff = ids.now_us() - int(stale_after.total_seconds() * 1_000_000)
+        now = ids.now_us()
         found = []
         for row in self.store.list_workers():
-            alive = row.heartbeat_at >= cutoff
+            window = (int(stale_after.total_seconds() * 1_000_000) if stale_after is not None
+                      else row.lease_us or LOST_AFTER_US)
+            alive = row.heartbeat_at >= now - window and ids.is_alive_here(row.id) is not False
             if alive or include_lost:
                 found.append(WorkerInfo(
-                    row.id, row.host, row.pid, tuple(row.queues), row.concurrency, row.state,
-                    row.held, from_micros(row.started_at) or datetime.min,
+                    row.id, row.host, row.pid, tuple(row.queues), row.concurrency,
+                    row.state if alive else "lost", row.held,
+                    from_micros(row.started_at) or datetime.min,
                     from_micros(row.heartbeat_at) or datetime.min, alive))
         return found
 
@@ -231,7 +238,8 @@ class LedgerQueueing:
         """
         definition = definition_of(workflow)
         expression = check_cron(cron)
-        _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}))
+        _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}),
+                                        convert=True)
         now = ids.now_us()
         row = ScheduleRow(
             name=_name(name or definition.name, "schedule name") or definition.name,

@@ -9,8 +9,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from . import ids
 from .errors import FlowledgerError
 from .models import (
+    Attempt,
+    AttemptOutcome,
     ErrorInfo,
     Run,
     RunStatus,
@@ -23,7 +26,9 @@ from .models import (
     from_micros,
 )
 from .serialization import Serializer
-from .store import RunRow, StepRow, UsageRow
+from .store import AttemptRow, RunRow, StepRow, UsageRow
+
+INTERRUPTED_TYPE = "flowledger.Interrupted"
 
 
 class Records:
@@ -44,7 +49,8 @@ class Records:
 
     def run(self, row: RunRow, steps: list[StepRow] | None,
             live: tuple[int, int, int, int] | None = None,
-            usage: Sequence[UsageRow] | None = None) -> Run:
+            usage: Sequence[UsageRow] | None = None,
+            attempts: Sequence[AttemptRow] = ()) -> Run:
         if steps is not None and not RunStatus(row.status).finished:
             live = count_steps(steps)
         counts = StepCounts(*live) if live else StepCounts(
@@ -58,6 +64,9 @@ class Records:
                 if raw.run_id == row.id:
                     by_position[raw.position].append(record)
             totals = UsageTotals.of(records)
+        tried: dict[int, list[AttemptRow]] = defaultdict(list)
+        for attempt in attempts:
+            tried[attempt.position].append(attempt)
         return Run(
             id=run_id, workflow=row.workflow, version=row.version, entrypoint=row.entrypoint,
             owner=row.owner, tags=row.tags, status=RunStatus(row.status),
@@ -75,10 +84,13 @@ class Records:
             resumed_from_position=row.resumed_from_position,
             deadline_at=from_micros(row.deadline_at),
             steps=tuple(self.step(run_id, row.serializer, s, by_position.get(s.position, ()),
-                                  lambda text: self._payload(row, text))
+                                  lambda text: self._payload(row, text),
+                                  tried.get(s.position, ()))
                         for s in steps or ()),
             usage=totals, queue=row.queue, priority=row.priority,
             scheduled_at=from_micros(row.scheduled_at), idempotency_key=row.idempotency_key,
+            executor=row.executor, lease_expires_at=from_micros(row.lease_expires_at),
+            stalled=stalled(row),
         )
 
     def _payload(self, row: RunRow, text: str | None) -> str | None:
@@ -91,7 +103,8 @@ class Records:
             return json.dumps({"$artifact": key, "unavailable": f"{type(exc).__name__}: {exc}"})
 
     def step(self, run_id: str, serializer: str, row: StepRow, usage: Sequence[Usage],
-             payload: Callable[[str | None], str | None]) -> Step:
+             payload: Callable[[str | None], str | None],
+             attempts: Sequence[AttemptRow] = ()) -> Step:
         return Step(
             run_id=run_id, position=row.position, name=row.name,
             status=StepStatus(row.status), attempts=row.attempts,
@@ -102,7 +115,58 @@ class Records:
             duration=_duration(row.started_at, row.completed_at),
             child_run_id=str(row.child_run_id) if row.child_run_id else None,
             usage=tuple(usage),
+            attempt_history=attempt_history(row, attempts),
         )
+
+
+def attempt_history(row: StepRow, recorded: Sequence[AttemptRow]) -> tuple[Attempt, ...]:
+    """One record per attempt: the history's rows, the step row for its latest attempt
+    (when the history has none for it), and ``unrecorded`` for gaps in old data."""
+    by_number = {attempt.attempt: attempt for attempt in recorded}
+    history = []
+    for number in range(1, row.attempts + 1):
+        found = by_number.get(number)
+        if found is not None:
+            history.append(_attempt(number, found.status, found.started_at,
+                                    found.completed_at, found.error, found.retry_at))
+        elif number == row.attempts:
+            history.append(_attempt(number, row.status, row.started_at, row.completed_at,
+                                    row.error, None))
+        else:
+            history.append(Attempt(number, AttemptOutcome.UNRECORDED, None, None, None, None,
+                                   False))
+    return tuple(history)
+
+
+def _attempt(number: int, status: str, started: int | None, completed: int | None,
+             error_text: str | None, retry_at: int | None) -> Attempt:
+    error = ErrorInfo.from_dict(json.loads(error_text)) if error_text else None
+    outcome = AttemptOutcome(status)
+    if error is not None and error.type == INTERRUPTED_TYPE:
+        outcome = AttemptOutcome.INTERRUPTED
+    return Attempt(number, outcome, from_micros(started), from_micros(completed),
+                   _duration(started, completed), error,
+                   outcome is AttemptOutcome.INTERRUPTED, from_micros(retry_at))
+
+
+def stalled(row: RunRow) -> str | None:
+    """Why a run marked running is not advancing, when that is known from here: its
+    worker's lease expired, or its process on this host is gone. None otherwise."""
+    if row.status != "running":
+        return None
+    if row.lease_expires_at is not None:
+        if row.lease_expires_at >= ids.now_us():
+            return None
+        return (f"its worker's lease expired at {from_micros(row.lease_expires_at)}: a "
+                f"worker serving queue {row.queue!r} takes it over (see flowledger workers)")
+    if ids.is_alive_here(row.executor) is not False:
+        return None  # alive, or on another host (nothing can be known from here)
+    pid = (row.executor or "").split(":")[1:2]
+    gone = f"the process that ran it (pid {pid[0] if pid else '?'}) is gone"
+    if row.parent_id is not None:
+        return f"{gone}: it continues when its parent run {row.parent_id} is resumed"
+    return (f"{gone}: continue it with `flowledger resume {row.id}` or "
+            "`flowledger recover`")
 
 
 def usage_record(row: UsageRow) -> Usage:

@@ -110,7 +110,12 @@ class WorkflowStats:
 
 @dataclass(frozen=True)
 class StepStats:
-    """Per workflow and step name: executions, failures and duration percentiles."""
+    """Per workflow and step name: executions, failures, attempts and durations.
+
+    ``failed`` counts steps that ended failed; ``failed_attempts`` counts every attempt
+    that raised, including those a retry made good; ``retried`` counts steps that
+    needed more than one attempt.
+    """
 
     workflow: str
     name: str
@@ -118,10 +123,18 @@ class StepStats:
     failed: int
     p50: timedelta | None
     p95: timedelta | None
+    attempts: int = 0
+    failed_attempts: int = 0
+    retried: int = 0
 
     @property
     def failure_rate(self) -> float:
         return self.failed / self.count if self.count else 0.0
+
+    @property
+    def retry_rate(self) -> float:
+        """The share of executions that needed more than one attempt."""
+        return self.retried / self.count if self.count else 0.0
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,8 @@ class Stats:
             return _jsonable(item) | {rate: getattr(item, rate)}
 
         return {"workflows": [row(w, "success_rate") for w in self.workflows],
-                "steps": [row(s, "failure_rate") for s in self.steps]}
+                "steps": [row(s, "failure_rate") | {"retry_rate": s.retry_rate}
+                          for s in self.steps]}
 
 
 def percentile(sorted_values: Sequence[int], fraction: float) -> timedelta | None:
@@ -148,6 +162,7 @@ def percentile(sorted_values: Sequence[int], fraction: float) -> timedelta | Non
 
 
 def compute_stats(run_rows: Iterable[Any], step_rows: Iterable[Any],
+                  failed_attempts: Iterable[Any] = (),
                   usage_by_workflow: dict[str, tuple[int, float | None]] | None = None) -> Stats:
     outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     durations: dict[str, list[int]] = defaultdict(list)
@@ -166,17 +181,23 @@ def compute_stats(run_rows: Iterable[Any], step_rows: Iterable[Any],
             counts[RunStatus.RUNNING] + counts[RunStatus.PENDING],
             percentile(timings, 0.5), percentile(timings, 0.95), tokens, cost))
 
-    step_counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    # count, failed, attempts, retried
+    step_counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     step_times: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for workflow, name, status, started, completed in step_rows:
-        key = (workflow, name)
-        step_counts[key][0] += 1
-        step_counts[key][1] += status == StepStatus.FAILED
+    for workflow, name, status, started, completed, tries in step_rows:
+        tally = step_counts[(workflow, name)]
+        tally[0] += 1
+        tally[1] += status == StepStatus.FAILED
+        tally[2] += tries
+        tally[3] += tries > 1
         if started is not None and completed is not None and status == StepStatus.COMPLETED:
-            step_times[key].append(completed - started)
+            step_times[(workflow, name)].append(completed - started)
+    failures = {(workflow, name): int(n) for workflow, name, n in failed_attempts}
     steps = []
     for key in sorted(step_counts):
         timings = sorted(step_times[key])
-        steps.append(StepStats(key[0], key[1], step_counts[key][0], step_counts[key][1],
-                               percentile(timings, 0.5), percentile(timings, 0.95)))
+        count, failed, tries, retried = step_counts[key]
+        steps.append(StepStats(key[0], key[1], count, failed, percentile(timings, 0.5),
+                               percentile(timings, 0.95), tries, failures.get(key, 0),
+                               retried))
     return Stats(tuple(workflows), tuple(steps))

@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import pydantic_core
@@ -47,6 +47,13 @@ class JsonSerializer:
     name = "json"
 
     def dumps(self, value: Any) -> str:
+        one_shot = _find_one_shot(value, "value")
+        if one_shot is not None:
+            kind = "generator" if inspect.isgenerator(one_shot[1]) else "one-shot iterator"
+            raise SerializationError(
+                f"{one_shot[0]} is a {kind} ({type(one_shot[1]).__qualname__}): recording "
+                "it would consume it, and a replay could not give it back; return a list "
+                "(e.g. list(...)) instead")
         try:
             return pydantic_core.to_json(value, bytes_mode="base64",
                                          inf_nan_mode="constants").decode()
@@ -97,6 +104,28 @@ def _adapter(type_hint: Any) -> TypeAdapter[Any] | None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+_PLAIN = (str, int, float, bool, type(None), bytes)
+
+
+def _find_one_shot(value: Any, path: str) -> tuple[str, Any] | None:
+    """The first generator or iterator inside plain containers: JSON encoding would
+    drain it (into a list), leaving the caller an exhausted object."""
+    if isinstance(value, _PLAIN):
+        return None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = enumerate(value)
+    else:
+        return (path, value) if isinstance(value, Iterator) else None
+    for key, item in items:
+        if not isinstance(item, _PLAIN):
+            found = _find_one_shot(item, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
@@ -195,24 +224,40 @@ def decode_inputs(serializer: Serializer, text: str | None,
     return values
 
 
-def coerce_inputs(fn: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """Check text-born inputs (CLI, HTTP) against the parameter annotations, converting
-    where pydantic's lax mode allows ("3" → 3); a mismatch is a ConfigurationError."""
+def coerce_inputs(fn: Callable[..., Any], values: Mapping[str, Any], *,
+                  convert: bool = True) -> dict[str, Any]:
+    """Check inputs against the parameter annotations; a mismatch is a
+    ConfigurationError naming the parameter. With ``convert`` (inputs from JSON or the
+    command line) values become the annotated types where pydantic's lax mode allows
+    ("3" → 3, a dict → a dataclass); without it they are checked and kept as given.
+    """
     from .errors import ConfigurationError
 
     hints = parameter_hints(fn)
+    parameters = inspect.signature(fn).parameters
     checked = dict(values)
     for name, value in values.items():
         hint = hints.get(name, NO_HINT)
         if hint in (NO_HINT, Any, object) or isinstance(hint, str):
             continue
+        param = parameters.get(name)
+        if param is not None and param.kind is param.VAR_POSITIONAL:
+            hint = tuple[hint, ...]  # type: ignore[valid-type]
+        elif param is not None and param.kind is param.VAR_KEYWORD:
+            hint = dict[str, hint]  # type: ignore[valid-type]
         adapter = _adapter(hint)
         if adapter is None:
             continue
         try:
-            checked[name] = adapter.validate_python((value,))[0]
+            valid = adapter.validate_python((value,))[0]
         except ValidationError as exc:
-            reason = exc.errors()[0].get("msg", "invalid") if exc.errors() else "invalid"
-            raise ConfigurationError(f"input {name}={value!r} does not fit its annotation "
-                                     f"{getattr(hint, '__name__', hint)}: {reason}") from None
+            errors = exc.errors()
+            where = "".join(f"[{part!r}]" for part in errors[0]["loc"][1:]) if errors else ""
+            reason = errors[0]["msg"] if errors else "invalid"
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:79] + "…"
+            raise ConfigurationError(
+                f"input {name}{where} does not fit its annotation "
+                f"{getattr(hint, '__name__', hint)}: {reason} (got {shown})") from None
+        if convert:
+            checked[name] = valid
     return checked

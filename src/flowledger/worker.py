@@ -94,8 +94,9 @@ class Worker:
         self._held: dict[uuid.UUID, Claim] = {}
         self._held_lock = threading.Lock()
         self._idle = threading.Condition(self._held_lock)
+        self._handed_back = 0
         self._row = WorkerRow(self.id, ids.hostname(), _pid(self.id), self.queues,
-                              concurrency, "running", 0, 0)
+                              concurrency, "running", 0, 0, lease_us=self.lease_us)
 
     # -- running ---------------------------------------------------------------------
     def run(self, *, install_signal_handlers: bool = True) -> None:
@@ -155,6 +156,7 @@ class Worker:
                         for claim in result.claimed:
                             self._held[claim.row.id] = claim
                     for claim in result.claimed:
+                        _log_claim(claim)
                         self._work.put(claim)
                     if len(result.claimed) == free and result.claimed:
                         continue  # there may be more: claim again at once
@@ -207,12 +209,20 @@ class Worker:
             return
         try:
             self.ledger._execute(execution, args, kwargs)
+            log.info("run %s (%s): completed", row.id, row.workflow)
         except WorkerStopping:
-            store.release_run(row.id, claim.token, row.queue or DEFAULT_QUEUE)
+            if store.release_run(row.id, claim.token, row.queue or DEFAULT_QUEUE):
+                self._handed_back += 1
+                log.info("run %s (%s): handed back to queue %s (worker stopping)", row.id,
+                         row.workflow, row.queue or DEFAULT_QUEUE)
         except LeaseLost:
-            log.info("run %s: lease lost to another worker; this execution stopped", row.id)
-        except (RunFailed, RunCancelled):
-            pass  # recorded in the store
+            log.info("run %s (%s): taken over by another execution; this one stopped",
+                     row.id, row.workflow)
+        except RunFailed as exc:
+            log.info("run %s (%s): failed: %s: %s", row.id, row.workflow, exc.error_type,
+                     exc.error_message)
+        except RunCancelled:
+            log.info("run %s (%s): cancelled", row.id, row.workflow)
         except BaseException:
             # E.g. the store went away mid-run: the lease lapses and another worker (or
             # this one) resumes the run from its last recorded step.
@@ -248,9 +258,13 @@ class Worker:
         for run_id, claim in left.items():
             # Steps still running past the timeout: hand the run back now. Their results,
             # if they ever come, are fenced out; the step runs again elsewhere.
+            queue = claim.row.queue or DEFAULT_QUEUE
             try:
-                store = self.store
-                store.release_run(run_id, claim.token, claim.row.queue or DEFAULT_QUEUE)
+                if self.store.release_run(run_id, claim.token, queue):
+                    self._handed_back += 1
+                    log.info("run %s (%s): handed back to queue %s (shutdown timeout; its "
+                             "running step will run again)", run_id, claim.row.workflow,
+                             queue)
             except FlowledgerError as exc:
                 log.warning("run %s could not be released (%s): its lease will expire",
                             run_id, exc)
@@ -260,7 +274,20 @@ class Worker:
             self.store.remove_worker(self.id)
         if self._owns_ledger and not left:
             self.ledger.close()
-        log.info("worker %s stopped (%d runs handed back)", self.id, len(left))
+        log.info("worker %s stopped (%d run%s handed back)", self.id, self._handed_back,
+                 "" if self._handed_back == 1 else "s")
+
+
+def _log_claim(claim: Claim) -> None:
+    row = claim.row
+    if claim.fresh:
+        how = "claimed"
+    elif claim.taken_over:
+        how = (f"taken over after its worker was lost (recovery {row.recovery_attempts}), "
+               f"resuming at position {row.resumed_from_position}")
+    else:
+        how = f"claimed, resuming at position {row.resumed_from_position}"
+    log.info("run %s (%s): %s", row.id, row.workflow, how)
 
 
 def _pid(identity: str) -> int:

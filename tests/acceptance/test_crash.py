@@ -69,6 +69,15 @@ def test_sigkill_mid_run_then_resume_from_another_process(db_url: str, tmp_path:
         assert all(s.status is fl.StepStatus.COMPLETED for s in run.steps)
         assert run.steps[kill_at - 1].attempts == 2
         assert run.counts.completed == 20
+        # The attempt the kill interrupted stays on record, marked as such.
+        first, second = run.steps[kill_at - 1].attempt_history
+        assert (first.number, first.outcome, first.interrupted) == (
+            1, fl.AttemptOutcome.INTERRUPTED, True)
+        assert first.started_at is not None and first.completed_at is None
+        assert first.error is not None and "stopped" in first.error.message
+        assert (second.number, second.outcome, second.interrupted) == (
+            2, fl.AttemptOutcome.COMPLETED, False)
+        assert all(len(s.attempt_history) == 1 for s in run.steps if s.position != kill_at)
 
 
 def test_retry_after_a_crash_continues_the_durable_attempt_count(db_url: str,
@@ -78,14 +87,23 @@ def test_retry_after_a_crash_continues_the_durable_attempt_count(db_url: str,
     with fl.Ledger(db_url) as ledger:
         step = ledger.get(run_id).steps[0]
         assert (step.status, step.attempts) == (fl.StepStatus.RUNNING, 3)
-        assert step.error is not None and "attempt 2 failed" in step.error.message
+        failed = step.attempt_history[:2]
+        assert [a.outcome for a in step.attempt_history] == ["failed", "failed", "running"]
+        assert [a.error.message for a in failed if a.error] == ["attempt 1 failed",
+                                                                 "attempt 2 failed"]
+        assert all(a.retry_at is not None and "ConnectionError" in a.error.traceback
+                   for a in failed if a.error)
 
     code, lines, err = run_to_end("resume", db_url, run_id, log=log)
     assert code == 0, err
     assert _result(lines) == 4  # attempt 4, not a fresh attempt 1
     assert log.read_text().splitlines() == ["attempt 1", "attempt 2", "attempt 3", "attempt 4"]
     with fl.Ledger(db_url) as ledger:
-        assert ledger.get(run_id).steps[0].attempts == 4
+        step = ledger.get(run_id).steps[0]
+        assert step.attempts == 4
+        assert [(a.number, a.outcome) for a in step.attempt_history] == [
+            (1, "failed"), (2, "failed"), (3, "interrupted"), (4, "completed")]
+        assert step.attempt_history[2].interrupted
 
 
 def test_cancel_from_a_second_process_stops_before_the_next_step(db_url: str,

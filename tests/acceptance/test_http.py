@@ -105,6 +105,14 @@ def test_the_full_flow_over_http(db_url: str, tmp_path: Path) -> None:
         done = api.get(f"/runs/{failing}").json()
         assert done["output"] == [7, "checked"]
         assert [s["attempts"] for s in done["steps"]] == [1, 2]
+        step = api.get(f"/runs/{failing}/steps/2").json()
+        assert [(a["number"], a["outcome"]) for a in step["attempt_history"]] == [
+            (1, "failed"), (2, "completed")]
+        assert step["attempt_history"][0]["error"]["type"].endswith("Error")
+        assert done["steps"][1]["attempt_history"] == step["attempt_history"]
+        assert [json.loads(e["data"])["error"]["type"] for e in first
+                if e["event"] == "step.failed"] == [
+            step["attempt_history"][0]["error"]["type"]]
         again = api.post(f"/runs/{failing}/resume")
         assert again.status_code == 200 and again.json()["changed"] is False
 
@@ -200,6 +208,10 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
             (api.post("/workflows/report/runs", json={"inputs": []}), 422, "inputs"),
             (api.post("/workflows/report/runs", json={"inputs": {"m": 1}}), 422, "'n'"),
             (api.post("/workflows/report/runs", json={"priority": "high"}), 422, "priority"),
+            (api.post("/workflows/report/runs", json={"inputs": {"n": "three"}}), 422,
+             "input n does not fit its annotation int"),
+            (api.post("/workflows/report/runs", json={"inputs": {"n": 1, "api_key": [1]}}),
+             422, "api_key"),
             (api.post("/workflows/nope/runs", json={}), 404, "nope"),
             (api.get("/runs", params={"cursor": "AAAA"}), 422, "cursor"),
             (api.get("/runs", params={"limit": 0}), 422, "limit"),
@@ -217,6 +229,14 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
         bad_cursor = api.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": "v9.x"})
         assert bad_cursor.status_code == 422
         assert "event id" in bad_cursor.json()["message"]
+        # a fork with inputs of the wrong type is refused before anything is recorded
+        wrong = api.post(f"/runs/{run_id}/fork", json={"from_position": 1,
+                                                      "inputs": {"n": {"not": "int"}}})
+        assert wrong.status_code == 422 and "input n" in wrong.json()["message"], wrong.text
+        assert [r["id"] for r in api.get("/runs").json()["runs"]] == [run_id]
+        # inputs from JSON are converted to the annotated types ("4" -> 4)
+        converted = _start(api, "report", inputs={"n": "4"})
+        assert api.get(f"/runs/{converted}").json()["inputs"]["n"] == 4
 
 
 def test_an_event_stream_resumes_on_another_server_without_loss_or_repeats(

@@ -188,6 +188,10 @@ def test_sigterm_finishes_the_step_and_hands_the_run_back(db_url: str, tmp_path:
         gate.touch()
         code, err = first.stop(signal_first=False)
         assert code == 0, err
+        # one log line per run: claimed, then handed back; the summary counts it
+        assert f"run {handle.id} (gated): claimed" in err, err
+        assert f"run {handle.id} (gated): handed back to queue default" in err, err
+        assert "stopped (1 run handed back)" in err, err
         run = handle.get()
         assert run.status is fl.RunStatus.PENDING  # handed back, not failed
         assert [(s.position, s.status.value) for s in run.steps] == [(1, "completed"),
@@ -195,7 +199,47 @@ def test_sigterm_finishes_the_step_and_hands_the_run_back(db_url: str, tmp_path:
         assert run.steps[1].output == "first"
         assert run.recovery_attempts == 0
         assert ledger.workers() == []
-        with workers(db_url, 1, side_log=log):
+        with workers(db_url, 1, side_log=log) as (second,):
             assert handle.result(timeout=60) == [1, "first", 4]
+            # the lineage says where the second worker took it up
+            run = handle.get()
+            assert (run.resumed_from_position, run.recovery_attempts) == (3, 0)
+            assert run.resumed_at is not None
+            resumed = [e for e in ledger.events(handle.id).events if e.type == "run.resumed"]
+            assert [e.position for e in resumed] == [3]
+        assert f"run {handle.id} (gated): claimed, resuming at position 3" in second.output()
+        assert f"run {handle.id} (gated): completed" in second.output()
     begun = Counter((e[1], e[2]) for e in side_log(log) if e[0] == "B")
     assert begun == {(handle.id, 1): 1, (handle.id, 2): 1, (handle.id, 3): 1}
+
+
+def test_a_killed_worker_shows_as_lost_and_its_run_records_the_takeover(
+        db_url: str, tmp_path: Path) -> None:
+    gate, log = tmp_path / "gate", tmp_path / "side.log"
+    with fl.Ledger(db_url) as ledger:
+        first = WorkerProcess(db_url, "--lease", "1s", side_log=log, name="first")
+        handle = ledger.submit(app.gated, str(gate))
+        wait_until(lambda: ("B", handle.id, 2) in {e[:3] for e in side_log(log)},
+                   what="the run to reach its gate")
+        first.kill()
+        # its process is gone (this host): lost at once, not "running" for a minute
+        assert ledger.workers() == []
+        lost = ledger.workers(include_lost=True)
+        assert [(w.pid, w.state, w.alive) for w in lost] == [(first.pid, "lost", False)]
+        shown = subprocess.run([sys.executable, "-m", "flowledger", "--db", db_url, "workers",
+                                "--all"], capture_output=True, text=True, cwd=ROOT, check=True)
+        assert "lost" in shown.stdout and str(first.pid) in shown.stdout
+        wait_until(lambda: handle.get().stalled is not None, what="the lease to expire")
+        assert "lease expired" in (handle.get().stalled or "")
+        gate.touch()
+        with workers(db_url, 1, side_log=log) as (second,):
+            assert handle.result(timeout=60) == [1, "w0", 4]
+        run = handle.get()
+        assert (run.resumed_from_position, run.recovery_attempts) == (2, 1)
+        assert run.stalled is None
+        resumed = [e for e in ledger.events(handle.id).events if e.type == "run.resumed"]
+        assert [e.position for e in resumed] == [2]
+        interrupted = run.steps[1].attempt_history[0]
+        assert interrupted.interrupted and run.steps[1].attempt_history[1].outcome == "completed"
+        assert (f"run {handle.id} (gated): taken over after its worker was lost (recovery 1), "
+                "resuming at position 2") in second.output()

@@ -298,3 +298,26 @@ def test_db_check_on_a_missing_file_creates_nothing(tmp_path: Path,
     assert main(["--db", f"sqlite:///{target}", "db", "check"]) == 1
     assert "revision none" in capsys.readouterr().out
     assert not target.exists() and not target.parent.exists()
+
+
+def test_inspect_and_stats_show_every_attempt_and_its_traceback(cli: CLI) -> None:
+    cli_flows.attempts["wobbly"] = 0
+    result = cli("run", "tests.helpers.cli_flows:wobbly_flow")
+    assert result.code == 0, result.err
+    run_id = result.err.split("run ", 1)[1].split()[0]
+    shown = cli("inspect", run_id[:13])
+    assert shown.code == 0, shown.err
+    text = shown.out
+    attempts = text[text.index("attempts\n"):]
+    rows = [[cell.strip() for cell in line.split("│")] for line in attempts.splitlines()
+            if line.strip().startswith("1 ")]
+    assert [(row[2], row[3]) for row in rows] == [  # attempt, outcome
+        ("1", "failed"), ("2", "failed"), ("3", "completed")]
+    assert "ConnectionError: wobble number 1" in text and "wobble number 2" in text
+    assert "traceback of attempt 1.1" in text and "traceback of attempt 1.2" in text
+    assert 'raise ConnectionError(f"wobble number' in text
+    stats = cli("stats", "--workflow", "cli_wobbly", "--json").json()
+    assert [(s["attempts"], s["failed_attempts"], s["retry_rate"]) for s in stats["steps"]] \
+        == [(3, 2, 1.0)]
+    table = cli("stats", "--workflow", "cli_wobbly").out
+    assert "failed attempts" in table and "100.0%" in table

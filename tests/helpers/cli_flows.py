@@ -48,3 +48,16 @@ def odd() -> dict[str, float]:
 @fl.workflow(name="cli_odd_numbers")
 def odd_numbers() -> dict[str, float]:
     return odd()
+
+
+@fl.step(retries=2, backoff=0.001)
+def wobbly() -> str:
+    attempts["wobbly"] = attempts.get("wobbly", 0) + 1
+    if attempts["wobbly"] < 3:
+        raise ConnectionError(f"wobble number {attempts['wobbly']}")
+    return "steady"
+
+
+@fl.workflow(name="cli_wobbly")
+def wobbly_flow() -> str:
+    return wobbly()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,11 +21,20 @@ class WorkerProcess:
                  name: str = "") -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT), FLOWLEDGER_WORKER_NAME=name,
                    FLOWLEDGER_SIDE_LOG=str(side_log or ""))
+        # A file, not a pipe: workers log a line per run, and a pipe nobody reads until
+        # the end would fill up and block them.
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowledger", "--db", db_url, "worker",
              "--app", "tests.helpers.worker_app", *options],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         self.pid = self.proc.pid
+
+    def output(self) -> str:
+        """What the worker wrote to stderr so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -38,11 +48,11 @@ class WorkerProcess:
         if signal_first and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
+            self.proc.wait()
+        return self.proc.returncode, self.output()
 
 
 @contextmanager
@@ -69,7 +79,7 @@ def wait_registered(db_url: str, started: list[WorkerProcess]) -> None:
         for worker in started:
             if worker.proc.poll() is not None:
                 raise AssertionError(f"worker exited {worker.proc.returncode} while starting: "
-                                     f"{worker.proc.communicate()[1]}")
+                                     f"{worker.output()}")
         return pids <= {info.pid for info in ledger.workers()}
 
     with fl.Ledger(db_url) as ledger:

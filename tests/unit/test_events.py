@@ -9,16 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import flowledger as fl
 from flowledger.errors import InvalidCursor
 from flowledger.events import derive_events
+from flowledger.store import AttemptRow
 from flowledger.store.progress import RunProgress, StepProgress
 
 RUN_ID = uuid.UUID(int=7)
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> list[RunProgress]:
-    """Snapshots of one run as its steps (some in parallel, some retried) progress."""
+def histories(draw: st.DrawFn) -> tuple[list[RunProgress], set[tuple[str, int, int]]]:
+    """Snapshots of one run as its steps (some in parallel, some retried) progress, and
+    the step transitions that happened."""
     count = draw(st.integers(1, 5))
     plans = {position: ["failed"] * draw(st.integers(0, 2)) + ["completed"]
              for position in range(1, count + 1)}
@@ -31,6 +34,8 @@ def histories(draw: st.DrawFn) -> list[RunProgress]:
         _, attempt, outcome = pending[position].pop(0)
         order += [(position, attempt, outcome, False), (position, attempt, outcome, True)]
     state: dict[int, StepProgress] = {}
+    tried: dict[tuple[int, int], AttemptRow] = {}
+    happened: set[tuple[str, int, int]] = set()
     clock = 100
     snapshots = [RunProgress(RUN_ID, "running", clock, None, None, None, ())]
     for position, attempt, outcome, done in order:
@@ -38,24 +43,39 @@ def histories(draw: st.DrawFn) -> list[RunProgress]:
         if not done:
             state[position] = StepProgress(position, f"s{position}", "running", attempt, clock,
                                            None, None)
-        else:
+            happened.add(("step.started", position, attempt))
+        elif outcome == "completed":
             begun = state[position].started_at
-            # a failed attempt that will be retried reads failed, or running again
-            status = outcome if outcome == "completed" else draw(
-                st.sampled_from(["failed", "running"]))
-            state[position] = StepProgress(position, f"s{position}", status, attempt, begun,
-                                           clock, None)
+            state[position] = StepProgress(position, f"s{position}", "completed", attempt,
+                                           begun, clock, None)
+            happened.add(("step.completed", position, attempt))
+        else:
+            # a failed attempt is retried in process (the step stays running), or fails
+            # the step, which a resume then runs again
+            begun = state[position].started_at
+            retried = draw(st.booleans())
+            tried[(position, attempt)] = AttemptRow(RUN_ID, position, attempt, "failed",
+                                                    begun, clock, '{"type": "E"}',
+                                                    clock + 1 if retried else None)
+            if not retried:
+                state[position] = StepProgress(position, f"s{position}", "failed", attempt,
+                                               begun, clock, None, '{"type": "E"}')
+            happened.add(("step.retrying" if retried else "step.failed", position, attempt))
         snapshots.append(RunProgress(RUN_ID, "running", 100, None, None, None,
-                                     tuple(state[p] for p in sorted(state))))
+                                     tuple(state[p] for p in sorted(state)),
+                                     tuple(tried[k] for k in sorted(tried))))
+    final = snapshots[-1]
     snapshots.append(RunProgress(RUN_ID, "completed", 100, clock + 1, None, None,
-                                 snapshots[-1].steps))
-    return snapshots
+                                 final.steps, final.attempts))
+    return snapshots, happened
 
 
 @settings(max_examples=300, deadline=None)
-@given(history=histories(), data=st.data())
+@given(case=histories(), data=st.data())
 def test_reading_on_from_any_received_id_delivers_each_transition_once(
-        history: list[RunProgress], data: st.DataObject) -> None:
+        case: tuple[list[RunProgress], set[tuple[str, int, int]]],
+        data: st.DataObject) -> None:
+    history, happened = case
     received: list[tuple[str, int | None, int | None]] = []
     last_id: str | None = None
     for snapshot in history:
@@ -73,15 +93,30 @@ def test_reading_on_from_any_received_id_delivers_each_transition_once(
         if batch.finished:
             break
     assert len(received) == len(set(received)), received
-    final = history[-1]
-    for step in final.steps:
-        assert ("step.completed", step.position, step.attempts) in received
-        assert ("step.started", step.position, step.attempts) in received
+    assert {r for r in received if r[0].startswith("step.")} == happened
+    for position in {p for _, p, _ in happened}:  # each step's transitions in their order
+        mine = [(t, a or 0) for t, p, a in received if p == position]
+        assert [a for _, a in mine] == sorted(a for _, a in mine)
+        assert all(t == "step.started" for t, _ in mine[::2]), mine
     assert received[0] == ("run.started", None, None)
     assert received[-1] == ("run.completed", None, None)
     assert [r for r in received if r[0].startswith("run.")] == [received[0], received[-1]]
-    fresh = derive_events(final, None)
-    assert fresh.finished and derive_events(final, fresh.cursor).events == ()
+    fresh = derive_events(history[-1], None)
+    assert fresh.finished and derive_events(history[-1], fresh.cursor).events == ()
+    assert {(e.type, e.position, e.attempt) for e in fresh.events
+            if e.type.startswith("step.")} == happened
+
+
+def test_a_retried_attempt_is_told_with_its_error() -> None:
+    running = StepProgress(1, "a", "running", 1, 10, None, None)
+    failed = AttemptRow(RUN_ID, 1, 1, "failed", 10, 11,
+                        '{"type": "x.Boom", "message": "no luck", "traceback": "..."}', 12)
+    batch = derive_events(RunProgress(RUN_ID, "running", 5, None, None, None, (running,),
+                                      (failed,)), None)
+    retrying = batch.events[-1]
+    assert (retrying.type, retrying.position, retrying.attempt) == ("step.retrying", 1, 1)
+    assert retrying.error == fl.ErrorInfo("x.Boom", "no luck", "...")
+    assert retrying.to_dict()["error"] == {"type": "x.Boom", "message": "no luck"}
 
 
 def test_a_resumed_run_reports_the_resume_and_the_rerun_step() -> None:

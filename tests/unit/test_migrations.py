@@ -58,6 +58,10 @@ def test_upgrade_from_the_first_revision_keeps_data(backend: str, tmp_path: Path
                 " failed_steps, skipped_steps, recovery_attempts) VALUES (:id, 'old', '1',"
                 " 'm:f', 'default', 'completed', 'json', '{}', '42', 1, 0, 0, 0, 0, 0)"),
                 {"id": run_id.hex if backend == "sqlite" else run_id})
+            conn.execute(text(
+                "INSERT INTO flowledger_steps (run_id, position, name, status, attempts,"
+                " output, started_at, completed_at) VALUES (:id, 1, 'old_step', 'completed',"
+                " 3, '42', 10, 20)"), {"id": run_id.hex if backend == "sqlite" else run_id})
         store.close()
         with fl.Ledger(url) as ledger:  # opening upgrades to head
             assert ledger.store.schema_revision() == (head_revision(), head_revision())
@@ -65,6 +69,9 @@ def test_upgrade_from_the_first_revision_keeps_data(backend: str, tmp_path: Path
             assert (run.workflow, run.output) == ("old", 42)
             assert run.usage is not None and run.context == {}  # the new tables answer
             assert ledger.artifacts(run.id).list() == []
+            # Attempts before the last one were not kept then: they say so.
+            assert [(a.number, a.outcome) for a in run.steps[0].attempt_history] == [
+                (1, "unrecorded"), (2, "unrecorded"), (3, "completed")]
     finally:
         if name:
             drop_pg_database(name)

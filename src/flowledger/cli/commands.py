@@ -12,10 +12,8 @@ import typer
 from rich.live import Live
 
 from ..errors import RunCancelled, RunFailed
-from ..executor import resolve
 from ..ledger import RunHandle
 from ..models import Run, RunStatus
-from ..serialization import coerce_inputs
 from ..workflow import WorkflowDef, load_entrypoint
 from . import command, render
 from .state import State, parse_inputs, parse_when
@@ -37,11 +35,11 @@ def state_of(ctx: typer.Context) -> State:
 
 def load_target(target: str, inputs: list[str] | None,
                 input_json: str | None) -> tuple[WorkflowDef, dict[str, Any]]:
-    """The workflow named on the command line, and its inputs checked against it."""
+    """The workflow named on the command line, and its inputs (checked by the Ledger)."""
     if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
         sys.path.insert(0, os.getcwd())
     definition = load_entrypoint(target)
-    return definition, coerce_inputs(definition.fn, parse_inputs(inputs or [], input_json))
+    return definition, parse_inputs(inputs or [], input_json)
 
 
 def _finish(state: State, handle: RunHandle, as_json: bool) -> None:
@@ -116,6 +114,11 @@ def runs_command(
                           "next_cursor": page.next_cursor})
         return
     state.out.print(render.runs_table(page.runs))
+    stalled = [run for run in page.runs if run.stalled]
+    if stalled:
+        state.hint(f"{len(stalled)} run{'s' if len(stalled) > 1 else ''} marked running "
+                   f"{'have' if len(stalled) > 1 else 'has'} no live executor: "
+                   f"`flowledger inspect {stalled[0].id[:13]}` says why and what to do")
     if page.next_cursor:
         state.hint(f"more: --cursor {page.next_cursor}")
 
@@ -200,9 +203,6 @@ def fork_command(
     state = state_of(ctx)
     full = state.ledger.resolve_id(run_id)
     overrides = parse_inputs(inputs or [], input_json)
-    if overrides:
-        run = state.ledger.get(full, steps=False)
-        overrides = coerce_inputs(resolve(run.workflow, run.entrypoint).fn, overrides)
     handle = state.ledger.fork(full, from_step, inputs=overrides or None)
     state.hint(f"run {handle.id} (fork of {run_id} from position {from_step})")
     _finish(state, handle, as_json)

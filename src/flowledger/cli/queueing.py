@@ -110,7 +110,8 @@ def worker_command(
 def workers_command(
     ctx: typer.Context,
     show_all: Annotated[bool, typer.Option(
-        "--all", help="Also workers silent for over a minute (likely lost).")] = False,
+        "--all", help="Also lost workers: no heartbeat within their lease, or their "
+                      "process is gone.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """List live workers: id, host, pid, queues, runs held, last heartbeat."""
@@ -123,7 +124,7 @@ def workers_command(
                   "last heartbeat", "since", box=None)
     for w in found:
         table.add_row(w.id, w.host, str(w.pid), ", ".join(w.queues), str(w.runs_held),
-                      str(w.concurrency), w.state if w.alive else "lost",
+                      str(w.concurrency), w.state,
                       render.when(w.last_heartbeat), render.when(w.started_at))
     state.out.print(table)
     if not found:

@@ -13,12 +13,21 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..artifacts import ArtifactInfo
-from ..models import Run, RunStatus, Step, StepStatus, UsageGroup, UsageTotals
+from ..models import (
+    AttemptOutcome,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+    UsageGroup,
+    UsageTotals,
+)
 from ..reports import RunDiff, Stats
 
 STATUS_STYLE = {
     "pending": "yellow", "running": "cyan", "completed": "green", "failed": "bold red",
-    "cancelled": "magenta", "skipped": "dim",
+    "cancelled": "magenta", "skipped": "dim", "interrupted": "magenta",
+    "unrecorded": "dim",
 }
 TIMELINE_WIDTH = 40
 
@@ -66,7 +75,9 @@ def runs_table(runs: Sequence[Run]) -> Table:
                          overflow="fold" if column in ("workflow", "tags") else "ellipsis")
     for run in runs:
         table.add_row(short_id(run.id), f"{run.workflow} v{run.version}",
-                      status_text(run.status), when(run.created_at), duration(run.duration),
+                      status_text(run.status) + (Text(" (stalled)", style="yellow")
+                                                 if run.stalled else ""),
+                      when(run.created_at), duration(run.duration),
                       f"{run.counts.completed}/{run.counts.total}", run.owner,
                       ", ".join(run.tags))
     return table
@@ -78,7 +89,8 @@ def run_header(run: Run) -> Table:
     grid.add_column()
     grid.add_row("run", run.id)
     grid.add_row("workflow", f"{run.workflow} v{run.version}  [dim]{run.entrypoint}[/dim]")
-    grid.add_row("status", status_text(run.status))
+    grid.add_row("status", status_text(run.status) + (
+        Text(f"  (stalled: {run.stalled})", style="yellow") if run.stalled else ""))
     grid.add_row("owner", run.owner + (f"   tags: {', '.join(run.tags)}" if run.tags else ""))
     grid.add_row("times", f"created {when(run.created_at)}   started {when(run.started_at)}   "
                           f"completed {when(run.completed_at)}")
@@ -185,11 +197,47 @@ def _grow(tree: Tree, children: list[str], load: Callable[[str], Run], depth: in
             _grow(branch, grandchildren, load, depth - 1)
 
 
+def attempts_view(run: Run) -> RenderableType | None:
+    """Every attempt of the steps that did not succeed at once, then each distinct
+    traceback they raised (the same traceback is printed once)."""
+    steps = [s for s in run.steps
+             if len(s.attempt_history) > 1 or any(a.error and a.outcome != AttemptOutcome.SKIPPED
+                                                  for a in s.attempt_history)]
+    if not steps:
+        return None
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("pos", "step", "attempt", "outcome", "started", "duration", "error"):
+        table.add_column(column, justify="right" if column in ("pos", "attempt") else "left")
+    tracebacks: dict[str, list[str]] = {}
+    for step in steps:
+        for attempt in step.attempt_history:
+            error = ""
+            if attempt.error is not None and attempt.outcome != AttemptOutcome.SKIPPED:
+                error = f"{attempt.error.type.rsplit('.', 1)[-1]}: {attempt.error.message}"
+                if attempt.error.traceback:
+                    tracebacks.setdefault(attempt.error.traceback.rstrip(), []).append(
+                        f"{step.position}.{attempt.number}")
+            if attempt.retry_at is not None:
+                error += f" (retried at {when(attempt.retry_at)})"
+            table.add_row(str(step.position), step.name, str(attempt.number),
+                          status_text(attempt.outcome), when(attempt.started_at),
+                          duration(attempt.duration), Text(error, style="red"))
+    parts: list[RenderableType] = [Text("attempts", style="bold"), table]
+    for text, where in tracebacks.items():
+        label = ", ".join(where)
+        parts += [Text(), Text(f"traceback of attempt{'s' if len(where) > 1 else ''} {label} "
+                               "(position.attempt)", style="bold"), Text(text, style="red")]
+    return Group(*parts)
+
+
 def inspect_view(run: Run, load: Callable[[str], Run],
                  artifacts: Sequence[ArtifactInfo] = ()) -> RenderableType:
     parts: list[RenderableType] = [run_header(run), Text()]
     if run.steps:
         parts += [steps_table(run), Text(), Text("timeline", style="bold"), timeline(run)]
+    tried = attempts_view(run)
+    if tried is not None:
+        parts += [Text(), tried]
     tree = child_tree(run, load)
     if tree is not None:
         parts += [Text(), Text("child runs", style="bold"), tree]
@@ -267,10 +315,12 @@ def stats_view(stats: Stats) -> RenderableType:
                           str(w.cancelled), str(w.active), percent(w.success_rate),
                           duration(w.p50), duration(w.p95), tokens(w.tokens), cost(w.cost_usd))
     steps = Table(title="steps", show_edge=False, header_style="bold")
-    for column in ("workflow", "step", "count", "failed", "failure rate", "p50", "p95"):
+    for column in ("workflow", "step", "count", "failed", "failure rate", "attempts",
+                   "failed attempts", "retry rate", "p50", "p95"):
         steps.add_column(column)
     for s in stats.steps:
         steps.add_row(s.workflow, s.name, str(s.count), str(s.failed), percent(s.failure_rate),
+                      str(s.attempts), str(s.failed_attempts), percent(s.retry_rate),
                       duration(s.p50), duration(s.p95))
     return Group(workflows, Text(), steps)
 

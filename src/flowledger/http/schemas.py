@@ -102,6 +102,20 @@ class UsageOut(BaseModel):
     recorded_at: datetime | None
 
 
+class AttemptOut(BaseModel):
+    number: int
+    outcome: Literal["running", "completed", "failed", "skipped", "interrupted",
+                     "unrecorded"]
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: float | None = Field(description="Seconds.")
+    error: ErrorInfoOut | None
+    interrupted: bool = Field(description="The run ended, or its process died, while "
+                                          "this attempt ran.")
+    retry_at: datetime | None = Field(description="When the next attempt was due, if "
+                                                  "one followed this failure.")
+
+
 class StepOut(BaseModel):
     run_id: str
     position: int
@@ -116,6 +130,7 @@ class StepOut(BaseModel):
     duration: float | None = Field(description="Seconds.")
     child_run_id: str | None
     usage: list[UsageOut]
+    attempt_history: list[AttemptOut] = Field(description="Every attempt, oldest first.")
 
 
 class LineageOut(BaseModel):
@@ -147,6 +162,10 @@ class RunSummaryOut(BaseModel):
     priority: int
     scheduled_at: datetime | None
     idempotency_key: str | None
+    executor: str | None = Field(description="The process executing it: host:pid:start.")
+    lease_expires_at: datetime | None
+    stalled: str | None = Field(description="For a run marked running whose executor is "
+                                            "known to be gone: why, and what to do.")
     lineage: LineageOut
 
 
@@ -205,7 +224,11 @@ class StepStatsOut(BaseModel):
     failed: int
     p50: float | None
     p95: float | None
+    attempts: int
+    failed_attempts: int = Field(description="Attempts that raised, retried or not.")
+    retried: int = Field(description="Executions that needed more than one attempt.")
     failure_rate: float
+    retry_rate: float
 
 
 class StatsOut(BaseModel):
@@ -215,6 +238,11 @@ class StatsOut(BaseModel):
 
 class UsageGroupOut(UsageTotalsOut):
     key: str
+
+
+class EventErrorOut(BaseModel):
+    type: str
+    message: str
 
 
 class EventOut(BaseModel):
@@ -229,6 +257,8 @@ class EventOut(BaseModel):
     name: str | None
     attempt: int | None
     child_run_id: str | None
+    error: EventErrorOut | None = Field(
+        description="step.retrying and step.failed: what the attempt raised.")
 
 
 class Health(BaseModel):

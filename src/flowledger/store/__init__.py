@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
+from .base import ArtifactRow, AttemptRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .sql import SqlStore
 
-__all__ = ["ArtifactRow", "NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow",
+__all__ = ["ArtifactRow", "AttemptRow", "NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow",
            "UsageRow"]

@@ -60,6 +60,21 @@ class StepRow:
     started_at: int | None
     completed_at: int | None
     child_run_id: uuid.UUID | None
+    context: str | None = None  # JSON: name -> serialized value, what this step set
+
+
+@dataclass(slots=True)
+class AttemptRow:
+    """An attempt that did not end its step successfully (``flowledger_attempts``)."""
+
+    run_id: uuid.UUID
+    position: int
+    attempt: int
+    status: str  # failed | interrupted
+    started_at: int | None
+    completed_at: int | None
+    error: str | None
+    retry_at: int | None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select
 
+from . import history
+from .base import AttemptRow
 from .schema import runs, steps
 
 
@@ -21,6 +23,7 @@ class StepProgress:
     started_at: int | None
     completed_at: int | None
     child_run_id: uuid.UUID | None
+    error: str | None = None  # the latest attempt's, when the step failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,8 @@ class RunProgress:
     resumed_at: int | None
     resumed_from_position: int | None
     steps: tuple[StepProgress, ...]
+    # The attempts kept in the history (failed or interrupted ones), by position.
+    attempts: tuple[AttemptRow, ...] = ()
 
 
 _STEP_COLUMNS = [steps.c[name] for name in StepProgress.__slots__]
@@ -52,11 +57,15 @@ class ProgressStoreMixin:
             run = conn.execute(query).first()
             if run is None:
                 return None
-            found = conn.execute(select(*_STEP_COLUMNS).where(steps.c.run_id == run_id)
-                                 .order_by(steps.c.position)).all()
+            found = [StepProgress(*row) for row in conn.execute(
+                select(*_STEP_COLUMNS).where(steps.c.run_id == run_id)
+                .order_by(steps.c.position))]
+            tried: list[AttemptRow] = []
+            if any(step.attempts > 1 or step.status == "running" for step in found):
+                tried = history.attempts_of(conn, [run_id]).get(run_id, [])
         return RunProgress(run_id, run.status, run.started_at, run.completed_at,
-                           run.resumed_at, run.resumed_from_position,
-                           tuple(StepProgress(*row) for row in found))
+                           run.resumed_at, run.resumed_from_position, tuple(found),
+                           tuple(tried))
 
 
 __all__ = ["ProgressStoreMixin", "RunProgress", "StepProgress"]

@@ -24,13 +24,15 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
 )
 
+from . import history
 from .base import NewRun, RunRow
-from .schema import queues, runs, schedules, workers
+from .schema import queues, runs, schedules, steps, workers
 
 if TYPE_CHECKING:
     from .dialects import Backend
@@ -45,6 +47,7 @@ class Claim:
     row: RunRow
     token: str
     fresh: bool
+    taken_over: bool = False  # its previous worker was lost (the lease had expired)
 
 
 @dataclass(slots=True)
@@ -65,6 +68,7 @@ class WorkerRow:
     started_at: int
     heartbeat_at: int
     held: int = 0
+    lease_us: int | None = None
 
 
 @dataclass(slots=True)
@@ -149,7 +153,8 @@ class QueueStoreMixin:
                 select(queues).where(queues.c.name.in_(names)).with_for_update())}
             now = clock()  # read after the locks: claims never predate the slot they take
             result = ClaimResult([], [], None)
-            taken: dict[uuid.UUID, tuple[str, bool]] = {}  # run id: (token, fresh)
+            # run id: (token, fresh, taken over)
+            taken: dict[uuid.UUID, tuple[str, bool, bool]] = {}
             self._reclaim_expired(conn, names, worker, limit, lease_us, max_recoveries, now,
                                   new_token, result, taken)
             room = limit - len(taken)
@@ -170,7 +175,7 @@ class QueueStoreMixin:
     def _reclaim_expired(self, conn: Connection, names: list[str], worker: str, limit: int,
                          lease_us: int, max_recoveries: int, now: int,
                          new_token: Callable[[], str], result: ClaimResult,
-                         taken: dict[uuid.UUID, tuple[str, bool]]) -> None:
+                         taken: dict[uuid.UUID, tuple[str, bool, bool]]) -> None:
         expired = conn.execute(
             select(runs.c.id, runs.c.recovery_attempts)
             .where(runs.c.status == "running", runs.c.queue.in_(names),
@@ -185,14 +190,16 @@ class QueueStoreMixin:
             token = new_token()
             conn.execute(update(runs).where(runs.c.id == run_id).values(
                 lease_token=token, executor=worker, lease_expires_at=now + lease_us,
-                recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now))
-            taken[run_id] = (token, False)
+                recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
+                resumed_from_position=_RESUME_POSITION))
+            history.record_interrupted(conn, run_id, None)
+            taken[run_id] = (token, False, True)
 
     def _claim_pending(self, conn: Connection, names: list[str],
                        limits: Mapping[str, tuple[int | None, int | None]], worker: str,
                        room: int, lease_us: int, now: int, clock: Clock,
                        new_token: Callable[[], str],
-                       taken: dict[uuid.UUID, tuple[str, bool]]) -> None:
+                       taken: dict[uuid.UUID, tuple[str, bool, bool]]) -> None:
         limited = [name for name, (total, _) in limits.items() if total is not None]
         keyed = {name for name, (_, per_key) in limits.items() if per_key is not None}
         budget: dict[str, int] = {}
@@ -246,8 +253,11 @@ class QueueStoreMixin:
         conn.execute(_CLAIM_PENDING, [
             {"cid": c.id, "tok": tok, "worker": worker, "expires": now + lease_us,
              "now": now} for c, tok in zip(chosen, tokens, strict=True)])
+        for candidate in chosen:
+            if candidate.started_at is not None:  # handed back or requeued: it resumes
+                history.record_interrupted(conn, candidate.id, None)
         # A fork that never started still has the source's steps to replay.
-        taken.update((c.id, (tok, c.started_at is None and c.forked_from is None))
+        taken.update((c.id, (tok, c.started_at is None and c.forked_from is None, False))
                      for c, tok in zip(chosen, tokens, strict=True))
 
     # -- leases --------------------------------------------------------------------
@@ -317,7 +327,8 @@ class QueueStoreMixin:
         with self._read() as conn:
             found = [WorkerRow(id=r.id, host=r.host, pid=r.pid, queues=json.loads(r.queues),
                                concurrency=r.concurrency, state=r.state,
-                               started_at=r.started_at, heartbeat_at=r.heartbeat_at)
+                               started_at=r.started_at, heartbeat_at=r.heartbeat_at,
+                               lease_us=r.lease_us)
                      for r in conn.execute(select(workers).order_by(workers.c.started_at))]
             if found:
                 held: dict[str, int] = dict(conn.execute(
@@ -444,7 +455,7 @@ def _worker_values(worker: WorkerRow) -> dict[str, Any]:
     return {"id": worker.id, "host": worker.host, "pid": worker.pid,
             "queues": json.dumps(worker.queues), "concurrency": worker.concurrency,
             "state": worker.state, "started_at": worker.started_at,
-            "heartbeat_at": worker.heartbeat_at}
+            "heartbeat_at": worker.heartbeat_at, "lease_us": worker.lease_us}
 
 
 def _schedule_values(schedule: ScheduleRow) -> dict[str, Any]:
@@ -460,12 +471,28 @@ def _schedule_row(row: Any) -> ScheduleRow:
     return ScheduleRow(**values)
 
 
+def _resume_position() -> Any:
+    """The first position a resumed run executes rather than replays: its first step
+    not completed or skipped, else the one after its last step."""
+    # Literals, not parameters: the claim runs this as an executemany.
+    unfinished = select(func.min(steps.c.position)).where(
+        steps.c.run_id == runs.c.id, steps.c.status != literal_column("'completed'"),
+        steps.c.status != literal_column("'skipped'"))
+    after_last = select(func.coalesce(func.max(steps.c.position), 0) + 1).where(
+        steps.c.run_id == runs.c.id)
+    return func.coalesce(unfinished.scalar_subquery(), after_last.scalar_subquery())
+
+
+_RESUME_POSITION = _resume_position()
 _CLAIM_PENDING = (
     update(runs).where(runs.c.id == bindparam("cid"), runs.c.status == "pending")
     .values(status="running", lease_token=bindparam("tok"), executor=bindparam("worker"),
             lease_expires_at=bindparam("expires"),
             started_at=func.coalesce(runs.c.started_at, bindparam("now")),
-            resumed_at=case((runs.c.started_at.is_(None), None), else_=bindparam("now"))))
+            resumed_at=case((runs.c.started_at.is_(None), None), else_=bindparam("now")),
+            resumed_from_position=case((runs.c.started_at.is_(None),
+                                        runs.c.resumed_from_position),
+                                       else_=_RESUME_POSITION)))
 _RENEW = (update(runs).where(runs.c.id == bindparam("cid"),
                              runs.c.lease_token == bindparam("tok"))
           .values(lease_expires_at=bindparam("expires")))

@@ -108,6 +108,28 @@ steps = Table(
     Column("started_at", BigInteger, nullable=True),
     Column("completed_at", BigInteger, nullable=True),
     Column("child_run_id", Uuid(), nullable=True),
+    # The context values this step set (JSON object of name -> serialized value), written
+    # with its result: a fork rebuilds the context as it stood at the fork point from it.
+    Column("context", Text, nullable=True),
+    sqlite_with_rowid=False,
+)
+
+# Attempts of a step that did not end it successfully: failed (retried or final),
+# interrupted (the run ended, or its process died, while the attempt ran). The step row
+# itself describes its latest attempt, so the success path writes nothing here.
+attempts = Table(
+    "flowledger_attempts",
+    metadata,
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),  # failed | interrupted
+    Column("started_at", BigInteger, nullable=True),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    # When the next attempt was due (a retry after backoff); NULL when none followed.
+    Column("retry_at", BigInteger, nullable=True),
     sqlite_with_rowid=False,
 )
 
@@ -196,6 +218,8 @@ workers = Table(
     Column("state", String(16), nullable=False),  # running | stopping
     Column("started_at", BigInteger, nullable=False),
     Column("heartbeat_at", BigInteger, nullable=False),
+    # The lease it takes on runs: a heartbeat older than this means the worker is lost.
+    Column("lease_us", BigInteger, nullable=True),
 )
 
 schedules = Table(

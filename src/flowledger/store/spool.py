@@ -132,8 +132,11 @@ class SpoolingStore(SqlStore):
             return self.replay_begin_step(**args)
         if op == "finish_step":
             return super().finish_step(**args)
-        if op == "note_step_error":
-            super().note_step_error(**args)
+        if op == "record_retry":
+            super().record_retry(**args)  # False: recorded by an earlier, interrupted flush
+            return True
+        if op == "note_step_error":  # spooled by flowledger 0.1: the attempt had no time
+            super().record_retry(**args, now=None, retry_at=None)
             return True
         if op == "finish_run":
             super().finish_run(**args)
@@ -194,17 +197,18 @@ class SpoolingStore(SqlStore):
         return bool(self._spooled("finish_step", args, lambda: super(SpoolingStore, self)
                                 .finish_step(**args), True))
 
-    def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
-                        error_text: str) -> None:
+    def record_retry(self, run_id: uuid.UUID, token: str, position: int, error_text: str,
+                     now: int | None, retry_at: int | None) -> bool:
         args: dict[str, Any] = {"run_id": run_id, "token": token, "position": position,
-                "error_text": error_text}
-        self._spooled("note_step_error", args,
-                    lambda: super(SpoolingStore, self).note_step_error(**args), None)
+                                "error_text": error_text, "now": now, "retry_at": retry_at}
+        return bool(self._spooled("record_retry", args,
+                                  lambda: super(SpoolingStore, self).record_retry(**args), True))
 
     def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
-                   error_text: str | None, now: int) -> bool:
+                   error_text: str | None, now: int, *, interrupt_steps: bool = True) -> bool:
         args: dict[str, Any] = {"run_id": run_id, "token": token, "status": status,
-                "output_text": output_text, "error_text": error_text, "now": now}
+                "output_text": output_text, "error_text": error_text, "now": now,
+                "interrupt_steps": interrupt_steps}
         return bool(self._spooled("finish_run", args,
                                 lambda: super(SpoolingStore, self).finish_run(**args), True))
 

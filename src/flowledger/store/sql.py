@@ -27,13 +27,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from . import migrate
+from . import history, migrate
 from . import statements as st
-from .base import ArtifactRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
+from .base import ArtifactRow, AttemptRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .progress import ProgressStoreMixin
 from .queues import QueueStoreMixin
-from .schema import artifacts, context, run_tags, runs, steps, usage
+from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
 from .tokens import TokenStoreMixin
 from .translate import safe_url, store_error, translate_errors
 
@@ -72,7 +72,7 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
         uuid_type = self.backend.uuid_sql_type
         self._begin_sql = _compile(self.backend, st.BEGIN_STEP.format(uuid=uuid_type))
         self._finish_sql = _compile(self.backend, st.FINISH_STEP)
-        self._note_sql = _compile(self.backend, st.NOTE_STEP_ERROR)
+        self._attempt_sql = _compile(self.backend, st.RECORD_FAILED_ATTEMPT)
         self._artifact_sql = _compile(self.backend, st.SAVE_ARTIFACT.format(uuid=uuid_type))
         self._context_sql = _compile(self.backend, st.SET_CONTEXT.format(uuid=uuid_type))
         self._usage_sql = _compile(self.backend, st.RECORD_USAGE.format(
@@ -141,21 +141,8 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
         with self._write() as conn:
             self._insert_run(conn, run)
             if copy_steps_before is not None and run.forked_from is not None:
-                cols = [c.name for c in steps.columns if c.name != "run_id"]
-                source = select(
-                    bindparam("new_id", run.id, type_=steps.c.run_id.type),
-                    *[steps.c[name] for name in cols],
-                ).where(steps.c.run_id == run.forked_from,
-                        steps.c.position < copy_steps_before)
-                conn.execute(insert(steps).from_select(["run_id", *cols], source))
-                # Offloaded outputs of the copied steps stay readable in the fork.
-                art_cols = [name for name in _ARTIFACT_COLUMNS if name != "run_id"]
-                art_source = select(
-                    bindparam("fork_id", run.id, type_=artifacts.c.run_id.type),
-                    *[artifacts.c[name] for name in art_cols],
-                ).where(artifacts.c.run_id == run.forked_from, artifacts.c.position >= 1,
-                        artifacts.c.position < copy_steps_before)
-                conn.execute(insert(artifacts).from_select(["run_id", *art_cols], art_source))
+                history.copy_into_fork(conn, run.forked_from, run.id, copy_steps_before,
+                                       run.created_at)
             if run.queue is not None and run.status == "pending":
                 self.backend.notify(conn, run.queue)
 
@@ -182,17 +169,20 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
                   now: int) -> None:
         """Fail a run regardless of who holds it (steps left running are interrupted)."""
         params = {"rid": run_id, "now": now}
-        conn.execute(_INTERRUPT_STEPS, {**params, "why": _interrupted("failed")})
+        why = history.ended_run("failed")
+        history.record_interrupted(conn, run_id, now, why)
+        conn.execute(_INTERRUPT_STEPS, {**params, "why": why})
         conn.execute(_FINISH_RUN, {**params, "new_status": "failed", "new_output": None,
                                    "new_error": error_text})
 
     def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
-                   error_text: str | None, now: int) -> bool:
+                   error_text: str | None, now: int, *, interrupt_steps: bool = True) -> bool:
         """Final status, output, error and step totals in one transaction.
 
         Steps still marked running when a run fails or is cancelled are closed as failed
-        (interrupted). Returns False when the run was cancelled meanwhile (only totals
-        and interrupted steps are written) or is no longer held with ``token``.
+        (interrupted), unless ``interrupt_steps`` is False (the records are then left as
+        they are). Returns False when the run was cancelled meanwhile (only totals and
+        interrupted steps are written) or is no longer held with ``token``.
         """
         if status == "completed":  # the common case: one guarded statement, one commit
             hot = {"rid": self.backend.bind_id(run_id), "tok": token, "now": now,
@@ -206,8 +196,10 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
             current = conn.execute(_OWNED_STATUS, params).scalar_one_or_none()
             if current is None:
                 return False
-            if status != "completed":
-                conn.execute(_INTERRUPT_STEPS, {**params, "why": _interrupted(status)})
+            if status != "completed" and interrupt_steps:
+                why = history.ended_run(status)
+                history.record_interrupted(conn, run_id, now, why)
+                conn.execute(_INTERRUPT_STEPS, {**params, "why": why})
             final = bool(current == "running")
             if final:
                 conn.execute(_FINISH_RUN, {**params, "new_status": status,
@@ -256,6 +248,8 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
                         started_at=func.coalesce(runs.c.started_at, now),
                         completed_at=None, error=None, output=None)
             ).rowcount
+            if claimed:  # attempts left running by the previous execution ended with it
+                history.record_interrupted(conn, run_id, None)
             return bool(claimed)
 
     # -- steps (hot path) ----------------------------------------------------------
@@ -301,15 +295,21 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
                     output_text: str | None, error_text: str | None, now: int,
                     context: Mapping[str, str | None] | None = None) -> bool:
         """Record a step's result durably, with the context values it set, in one
-        transaction. False means another execution owns the run (nothing is written)."""
+        transaction. A failure is also kept in the attempt history. False means another
+        execution owns the run (nothing is written)."""
         bound = self.backend.bind_id(run_id)
         params = {"run_id": bound, "token": token, "position": position,
-                  "status": status, "output": output_text, "error": error_text, "now": now}
-        if not context:
+                  "status": status, "output": output_text, "error": error_text, "now": now,
+                  "context": json.dumps(dict(context)) if context else None}
+        if not context and status != "failed":  # the success path: one statement
             return self._hot(self.backend.durable, self._finish_sql, params) > 0
         statements = [(self._context_sql, {"run_id": bound, "token": token, "name": name,
                                            "value": value, "position": position, "now": now})
-                      for name, value in context.items()]
+                      for name, value in (context or {}).items()]
+        if status == "failed":
+            statements.append((self._attempt_sql, {
+                "run_id": bound, "token": token, "position": position, "now": now,
+                "error": error_text, "retry_at": None}))
         statements.append((self._finish_sql, params))
         try:
             return self.backend.durable_many(statements) > 0
@@ -402,12 +402,15 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
         params = self._usage_params(token, row)
         return self._hot(self.backend.durable, self._usage_once_sql, params) >= 0
 
-    def note_step_error(self, run_id: uuid.UUID, token: str, position: int,
-                        error_text: str) -> None:
-        """Record a failed attempt that will be retried (visible while the step runs)."""
+    def record_retry(self, run_id: uuid.UUID, token: str, position: int, error_text: str,
+                     now: int | None, retry_at: int | None) -> bool:
+        """Record a failed attempt that another attempt follows at ``retry_at``.
+
+        Committed like a begin marker (the next attempt's result makes it durable).
+        """
         params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
-                  "error": error_text}
-        self._hot(self.backend.marker, self._note_sql, params)
+                  "now": now, "error": error_text, "retry_at": retry_at}
+        return self._hot(self.backend.marker, self._attempt_sql, params) > 0
 
     def record_usage(self, token: str, row: UsageRow) -> bool:
         """Record one LLM call at once (tokens are spent even if the step fails later)."""
@@ -427,13 +430,17 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
         with self._read() as conn:
             return self._get_run(conn, run_id, owner)
 
-    def get_run_with_steps(self, run_id: uuid.UUID,
-                           owner: str | None) -> tuple[RunRow, list[StepRow]] | None:
+    def get_run_with_steps(
+        self, run_id: uuid.UUID, owner: str | None
+    ) -> tuple[RunRow, list[StepRow], list[AttemptRow]] | None:
+        """A run, its steps, and the attempts of them kept in the history."""
         with self._read() as conn:
             run = self._get_run(conn, run_id, owner)
             if run is None:
                 return None
-            return run, self._get_steps(conn, run_id)
+            found = self._get_steps(conn, run_id)
+            tried = history.attempts_of(conn, [run_id]) if _retried(found) else {}
+            return run, found, tried.get(run_id, [])
 
     def _get_run(self, conn: Connection, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
         query = select(runs).where(runs.c.id == run_id)
@@ -524,6 +531,11 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
                 found[row.run_id].append(StepRow(*row))
         return found
 
+    def attempts_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[AttemptRow]]:
+        """The attempt history rows of several runs (for exports and archives)."""
+        with self._read() as conn:
+            return history.attempts_of(conn, run_ids)
+
     def usage_of(self, run_ids: Sequence[uuid.UUID]) -> list[UsageRow]:
         """Every usage record of these runs, in recording order."""
         if not run_ids:
@@ -569,18 +581,27 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
         with self._read() as conn:
             return list(conn.execute(query.order_by(runs.c.id).limit(limit)).scalars())
 
-    def timing_rows(self, flt: RunFilter) -> tuple[list[Any], list[Any]]:
-        """For statistics: (workflow, status, started, completed) of the matching runs, and
-        (workflow, step name, status, started, completed) of their steps."""
+    def timing_rows(self, flt: RunFilter) -> tuple[list[Any], list[Any], list[Any]]:
+        """For statistics: (workflow, status, started, completed) of the matching runs,
+        (workflow, step name, status, started, completed, attempts) of their steps, and
+        (workflow, step name, failed attempts) from their attempt history."""
         run_query = self._filtered(
             select(runs.c.id, runs.c.workflow, runs.c.status, runs.c.started_at,
                    runs.c.completed_at), flt)
         matching = run_query.subquery()
         step_query = (select(matching.c.workflow, steps.c.name, steps.c.status,
-                             steps.c.started_at, steps.c.completed_at)
+                             steps.c.started_at, steps.c.completed_at, steps.c.attempts)
                       .join(matching, matching.c.id == steps.c.run_id))
+        failures = (select(matching.c.workflow, steps.c.name, func.count())
+                    .select_from(attempts)
+                    .join(steps, and_(steps.c.run_id == attempts.c.run_id,
+                                      steps.c.position == attempts.c.position))
+                    .join(matching, matching.c.id == attempts.c.run_id)
+                    .where(attempts.c.status == "failed")
+                    .group_by(matching.c.workflow, steps.c.name))
         with self._read() as conn:
-            return list(conn.execute(run_query)), list(conn.execute(step_query))
+            return (list(conn.execute(run_query)), list(conn.execute(step_query)),
+                    list(conn.execute(failures)))
 
     def load_records(self, run_rows: Sequence[dict[str, Any]],
                      step_rows: Sequence[dict[str, Any]]) -> None:
@@ -620,7 +641,7 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
             contents = {(r[0], r[1]) for r in conn.execute(
                 select(artifacts.c.owner, artifacts.c.digest)
                 .where(self._among(artifacts.c.run_id, ids)).distinct())}
-            for table in (artifacts, usage, context):
+            for table in (artifacts, usage, context, attempts):
                 conn.execute(delete(table).where(self._among(table.c.run_id, ids)))
             removed = conn.execute(
                 delete(steps).where(self._among(steps.c.run_id, ids))).rowcount
@@ -712,9 +733,10 @@ def vars_of(row: ArtifactRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in _ARTIFACT_COLUMNS}
 
 
-def _interrupted(status: str) -> str:
-    return json.dumps({"type": "flowledger.Interrupted", "traceback": "",
-                       "message": f"the run ended ({status}) while this step was running"})
+def _retried(found: Sequence[StepRow]) -> bool:
+    """Whether any step may have attempts in the history: retried, or running (a failed
+    attempt may be waiting for its retry)."""
+    return any(row.attempts > 1 or row.status == "running" for row in found)
 
 
 def _id_floor(micros: int) -> uuid.UUID:

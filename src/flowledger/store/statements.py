@@ -20,15 +20,37 @@ ON CONFLICT (run_id, position) DO UPDATE SET
 
 FINISH_STEP = """
 UPDATE flowledger_steps
-SET status = :status, output = :output, error = :error, completed_at = :now
+SET status = :status, output = :output, error = :error, completed_at = :now,
+    context = :context
 WHERE run_id = :run_id AND position = :position
   AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
 """
 
-NOTE_STEP_ERROR = """
-UPDATE flowledger_steps SET error = :error
+# A failed attempt, copied from the step row it is about to leave (its number and start
+# come from the row, so they are the durable ones). ``retry_at`` is set when another
+# attempt follows. Re-recording the same attempt (a replayed spool) changes nothing.
+RECORD_FAILED_ATTEMPT = """
+INSERT INTO flowledger_attempts
+    (run_id, position, attempt, status, started_at, completed_at, error, retry_at)
+SELECT run_id, position, attempts, 'failed', started_at, CAST(:now AS BIGINT), :error,
+       CAST(:retry_at AS BIGINT)
+FROM flowledger_steps
 WHERE run_id = :run_id AND position = :position
   AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
+ON CONFLICT (run_id, position, attempt) DO NOTHING
+"""
+
+# Attempts still marked running when a run is taken over (its process died or lost its
+# lease) or ends around them: they were interrupted. ``now`` is NULL when the moment the
+# attempt stopped is unknown (a crash).
+RECORD_INTERRUPTED_ATTEMPTS = """
+INSERT INTO flowledger_attempts
+    (run_id, position, attempt, status, started_at, completed_at, error, retry_at)
+SELECT run_id, position, attempts, 'interrupted', started_at, CAST(:now AS BIGINT), :why,
+       CAST(NULL AS BIGINT)
+FROM flowledger_steps
+WHERE run_id = :rid AND status = 'running'
+ON CONFLICT (run_id, position, attempt) DO NOTHING
 """
 
 
