@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -222,7 +223,7 @@ def typed(count: int, names: list[str], *extra: int, **options: float) -> int:
     ((1, ["a"]), {"weight": "heavy"}, "input options['weight'] does not fit"),
 ])
 def test_inputs_of_the_wrong_type_are_refused_before_anything_is_recorded(
-        ledger: fl.Ledger, args: tuple[object, ...], kwargs: dict[str, object],
+        ledger: fl.Ledger, args: tuple[Any, ...], kwargs: dict[str, Any],
         problem: str) -> None:
     for start in (ledger.run, ledger.start, ledger.submit):
         with pytest.raises(fl.ConfigurationError, match=problem.replace("[", r"\[")):
