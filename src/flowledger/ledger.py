@@ -254,7 +254,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
 
     # -- starting runs -------------------------------------------------------------
     def start(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
-              tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+              tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
               inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunHandle:
         """Record a new run (committed before any step runs) and execute it on a thread.
 
@@ -267,7 +267,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         return self._launch(execution, call_args, call_kwargs)
 
     def run(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
-            tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+            tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
             inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """Start a run and wait for its output, executing it in this thread.
 
@@ -283,7 +283,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             return self._wait_for_output(execution.run_id_text, None)
 
     async def run_async(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
-                        tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+                        tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
                         inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """Like ``run``, for callers already inside an event loop."""
         execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
@@ -296,7 +296,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             return await asyncio.to_thread(self._wait_for_output, execution.run_id_text, None)
 
     def _create(self, workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
-                owner: str | None, tags: Iterable[str], deadline: float | timedelta | None,
+                owner: str | None, tags: Iterable[str] | None, deadline: float | timedelta | None,
                 inputs: Mapping[str, Any] | None) -> tuple[Execution, list[Any], dict[str, Any]]:
         definition = definition_of(workflow)
         values, inputs_text = prepare_inputs(self._runtime, definition, args,
@@ -513,9 +513,13 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             return self.store.flush_spool()
         return 0
 
-def _clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
+def _clean_tags(tags: Iterable[str] | None) -> tuple[str, ...]:
+    if tags is None:
+        return ()
     if isinstance(tags, str):
         tags = [tags]
+    if not isinstance(tags, Iterable):
+        raise ConfigurationError(f"tags must be strings, not {tags!r}")
     cleaned = tuple(sorted({str(tag).strip() for tag in tags}))
     for tag in cleaned:
         if not tag or len(tag) > 200:

@@ -190,15 +190,23 @@ class LedgerQueries:
         flt = self._filter(status, workflow, owner, tag, since, until, None)
         yield from iter_runs(self.store, flt, self._full_runs)
 
-    def purge(self, older_than: timedelta, *, status: str | Iterable[str] | None = None,
-              archive: str | None = None, dry_run: bool = False,
+    def purge(self, older_than: timedelta | float, *,
+              status: str | Iterable[str] | None = None, archive: str | None = None,
+              dry_run: bool = False,
               progress: Callable[[int], None] | None = None) -> PurgeReport:
-        """Delete finished runs created more than ``older_than`` ago, with their steps.
+        """Delete finished runs created more than ``older_than`` (a timedelta, or
+        seconds) ago, with their steps and their child runs.
 
-        ``status`` narrows to some final states; ``archive`` first writes every purged
-        run with its steps to a ``.jsonl.gz`` file. Runs still pending or running are
-        never purged. Example: ``ledger.purge(timedelta(days=90), archive="old.jsonl.gz")``
+        ``status`` narrows to some final states of the top run; ``archive`` first writes
+        every purged run with its steps to a ``.jsonl.gz`` file. Runs still pending or
+        running are never purged, nor are the trees they belong to.
+        Example: ``ledger.purge(timedelta(days=90), archive="old.jsonl.gz")``
         """
+        if isinstance(older_than, int | float) and not isinstance(older_than, bool):
+            older_than = timedelta(seconds=older_than)
+        if not isinstance(older_than, timedelta):
+            raise ConfigurationError(f"older_than must be a timedelta or a number of "
+                                     f"seconds, not {older_than!r}")
         if older_than.total_seconds() < 0:
             raise ConfigurationError("older_than must not be negative")
         statuses = _statuses(status) or list(FINISHED)

@@ -123,7 +123,7 @@ class LedgerQueueing:
                queue: str = DEFAULT_QUEUE, priority: int = 0,
                idempotency_key: str | None = None, delay: float | timedelta | None = None,
                concurrency_key: str | None = None, owner: str | None = None,
-               tags: Iterable[str] = (), deadline: float | timedelta | None = None,
+               tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
                inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunHandle:
         """Queue a run for a worker; it stays ``pending`` until one claims it.
 

@@ -6,8 +6,9 @@ import contextlib
 import gzip
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +37,59 @@ def iter_runs(store: SqlStore, flt: RunFilter, to_runs: ToRuns,
 
 @dataclass(frozen=True)
 class PurgeReport:
-    """What ``Ledger.purge`` removed (or, with ``dry_run``, would remove)."""
+    """What ``Ledger.purge`` removed (or, with ``dry_run``, would remove).
+
+    ``runs`` counts every run removed, child runs included; ``kept`` counts the run
+    trees that matched but were left because a run in them is still pending or running.
+    """
 
     runs: int
     steps: int
     archive: str | None
     dry_run: bool
+    kept: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "steps": self.steps, "archive": self.archive,
-                "dry_run": self.dry_run}
+                "dry_run": self.dry_run, "kept": self.kept}
+
+
+def _trees(store: SqlStore, roots: list[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
+    """The ids of the whole trees under ``roots`` (each root first, then its descendants),
+    leaving out trees with a run still pending or running; and how many were left out."""
+    family = store.family_of(roots)
+    parent_of = {run_id: parent for run_id, parent, _ in family}
+    top = set(roots)
+
+    def root_of(run_id: uuid.UUID) -> uuid.UUID:
+        while run_id not in top:
+            run_id = parent_of[run_id]
+        return run_id
+
+    members: dict[uuid.UUID, list[uuid.UUID]] = {root: [root] for root in roots}
+    active: set[uuid.UUID] = set()
+    for run_id, _, status in family:
+        root = root_of(run_id)
+        members[root].append(run_id)
+        if status not in FINISHED:
+            active.add(root)
+    chosen = [run_id for root in roots if root not in active for run_id in members[root]]
+    return chosen, len(active)
 
 
 def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | None,
           dry_run: bool, blobs: ArtifactStore | None = None, batch: int = PURGE_BATCH,
           progress: Callable[[int], None] | None = None) -> PurgeReport:
-    """Delete matching runs in bounded batches, archiving each batch first when asked.
+    """Delete the run trees whose top run matches, in bounded batches, archiving each
+    batch first when asked.
 
-    A batch is written and flushed to the archive before it is deleted, so an
-    interruption never deletes a run the archive lacks.
+    A run is purged with all its child runs (a child never outlives its parent's
+    record); a tree in which any run is still pending or running is kept whole. A batch
+    is written and flushed to the archive before it is deleted, so an interruption
+    never deletes a run the archive lacks.
     """
-    runs_seen = steps_seen = 0
+    runs_seen = steps_seen = kept = 0
+    roots_only = replace(flt, roots=True)
     with contextlib.ExitStack() as stack:
         sink = None
         if archive and not dry_run:
@@ -65,18 +98,18 @@ def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | No
             # already holds purged runs (gone from the database) is never overwritten.
             sink = stack.enter_context(gzip.open(archive, "at", encoding="utf-8"))
         before = None
-        while ids := store.list_run_ids(flt, batch, before):
+        while roots := store.list_run_ids(roots_only, batch, before):
+            before = roots[-1]
+            ids, left = _trees(store, roots)
+            kept += left
             if dry_run:
                 steps_seen += sum(len(s) for s in store.steps_of(ids).values())
-                before = ids[-1]
-            else:
+            elif ids:
                 if sink is not None:
-                    rows = store.list_runs(flt, batch, before)  # the same batch, in full
-                    for run in to_runs(rows):
+                    for run in to_runs(store.runs_by_ids(ids)):
                         sink.write(json.dumps(run.to_dict()) + "\n")
                     sink.flush()
                     os.fsync(sink.fileno())
-                    ids = [row.id for row in rows]
                 removed, contents = store.delete_runs(ids)
                 steps_seen += removed
                 if blobs is not None:  # content no run references any more goes too
@@ -85,7 +118,7 @@ def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | No
             runs_seen += len(ids)
             if progress is not None:
                 progress(len(ids))
-    return PurgeReport(runs_seen, steps_seen, None if dry_run else archive, dry_run)
+    return PurgeReport(runs_seen, steps_seen, None if dry_run else archive, dry_run, kept)
 
 
 def read_archive(path: str) -> Iterator[dict[str, Any]]:

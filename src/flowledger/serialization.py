@@ -254,10 +254,11 @@ def coerce_inputs(fn: Callable[..., Any], values: Mapping[str, Any], *,
             errors = exc.errors()
             where = "".join(f"[{part!r}]" for part in errors[0]["loc"][1:]) if errors else ""
             reason = errors[0]["msg"] if errors else "invalid"
-            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:79] + "…"
+            bad = repr(errors[0]["input"] if errors else value)
+            shown = bad if len(bad) <= 80 else bad[:79] + "…"
             raise ConfigurationError(
-                f"input {name}{where} does not fit its annotation "
-                f"{getattr(hint, '__name__', hint)}: {reason} (got {shown})") from None
+                f"input {name}{where}={shown} does not fit its annotation "
+                f"{getattr(hint, '__name__', hint)}: {reason}") from None
         if convert:
             checked[name] = valid
     return checked

@@ -209,7 +209,7 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
             (api.post("/workflows/report/runs", json={"inputs": {"m": 1}}), 422, "'n'"),
             (api.post("/workflows/report/runs", json={"priority": "high"}), 422, "priority"),
             (api.post("/workflows/report/runs", json={"inputs": {"n": "three"}}), 422,
-             "input n does not fit its annotation int"),
+             "input n='three' does not fit its annotation int"),
             (api.post("/workflows/report/runs", json={"inputs": {"n": 1, "api_key": [1]}}),
              422, "api_key"),
             (api.post("/workflows/nope/runs", json={}), 404, "nope"),

@@ -160,7 +160,7 @@ def test_purge_with_archive_gives_back_every_run_and_step(cli: CLI, tmp_path: Pa
     before = {r["id"]: r for r in map(json.loads, cli("export").out.splitlines())}
 
     dry = cli("purge", "--older-than", "0s", "--status", "completed", "--dry-run", "--json")
-    assert dry.json() == {"runs": 3, "steps": 6, "archive": None, "dry_run": True}
+    assert dry.json() == {"runs": 3, "steps": 6, "archive": None, "dry_run": True, "kept": 0}
     assert len(cli("runs", "--json").json()["runs"]) == 4
 
     archive = tmp_path / "old" / "archive.jsonl.gz"

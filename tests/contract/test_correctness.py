@@ -94,10 +94,14 @@ def test_a_non_determinism_error_changes_no_recorded_step(ledger: fl.Ledger,
         return first_step() + other_step()
 
     changed.__qualname__ = "nondeterministic"
+    original = nondeterministic.__wrapped__  # type: ignore[attr-defined]
     monkeypatch.setitem(globals(), "nondeterministic",
                         fl.workflow(name="cor_nondeterministic")(changed))
-    with pytest.raises(fl.RunFailed) as info:
-        ledger.resume(source.id).result(timeout=30)
+    try:
+        with pytest.raises(fl.RunFailed) as info:
+            ledger.resume(source.id).result(timeout=30)
+    finally:
+        fl.workflow(name="cor_nondeterministic")(original)  # the registry, as it was
     assert isinstance(info.value.__cause__, fl.NonDeterminismError)
     run = ledger.get(source.id)
     assert run.status is fl.RunStatus.FAILED
@@ -217,10 +221,10 @@ def typed(count: int, names: list[str], *extra: int, **options: float) -> int:
 
 
 @pytest.mark.parametrize(("args", "kwargs", "problem"), [
-    (("three", ["a"]), {}, "input count does not fit its annotation int"),
-    ((1, ["a", 2]), {}, "input names[1] does not fit"),
-    ((1, ["a"], "x"), {}, "input extra[0] does not fit"),
-    ((1, ["a"]), {"weight": "heavy"}, "input options['weight'] does not fit"),
+    (("three", ["a"]), {}, "input count='three' does not fit its annotation int"),
+    ((1, ["a", 2]), {}, "input names[1]=2 does not fit"),
+    ((1, ["a"], "x"), {}, "input extra[0]='x' does not fit"),
+    ((1, ["a"]), {"weight": "heavy"}, "input options['weight']='heavy' does not fit"),
 ])
 def test_inputs_of_the_wrong_type_are_refused_before_anything_is_recorded(
         ledger: fl.Ledger, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -250,3 +254,12 @@ def test_a_run_whose_process_died_says_so_and_what_to_do(ledger: fl.Ledger) -> N
         assert f"flowledger resume {done.id}" in run.stalled
     assert ledger.resume(done.id).result(timeout=30) == 3
     assert ledger.get(done.id).stalled is None
+
+
+def test_loose_option_values_get_clear_answers(ledger: fl.Ledger) -> None:
+    assert ledger.run(nondeterministic, tags=None) == 3  # None means no tags
+    assert ledger.purge(0).runs == 1  # seconds, like every other duration option
+    with pytest.raises(fl.ConfigurationError, match="older_than must be a timedelta"):
+        ledger.purge("90d")  # type: ignore[arg-type]
+    with pytest.raises(fl.ConfigurationError, match="tags must be strings"):
+        ledger.run(nondeterministic, tags=5)  # type: ignore[arg-type]

@@ -141,8 +141,12 @@ def purge_command(
         state.print_json(report.to_dict())
         return
     verb = "would purge" if dry_run else "purged"
-    state.out.print(f"{verb} {report.runs} runs and {report.steps} steps"
+    state.out.print(f"{verb} {render.plural(report.runs, 'run')} and "
+                    f"{render.plural(report.steps, 'step')} (child runs go with their parent)"
                     + (f"; archived to {report.archive}" if report.archive else ""))
+    if report.kept:
+        state.hint(f"kept {render.plural(report.kept, 'run tree')} with a run still pending or "
+                   "running")
 
 
 db_app = typer.Typer(help="Schema migrations, for operators.", no_args_is_help=True)

@@ -32,6 +32,11 @@ STATUS_STYLE = {
 TIMELINE_WIDTH = 40
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 call``, ``2 calls``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def status_text(status: RunStatus | StepStatus | str | None) -> Text:
     value = getattr(status, "value", status) or "—"
     return Text(str(value), style=STATUS_STYLE.get(str(value), ""))

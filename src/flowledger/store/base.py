@@ -140,3 +140,5 @@ class RunFilter:
     since: int | None = None
     until: int | None = None
     parent_id: uuid.UUID | None = None
+    # Only runs at the top of a tree: no parent, or a parent no longer recorded.
+    roots: bool = False

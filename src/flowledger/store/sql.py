@@ -17,9 +17,11 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal_column,
+    or_,
     select,
     text,
     update,
@@ -483,6 +485,10 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
             conds.append(runs.c.workflow == flt.workflow)
         if flt.parent_id is not None:
             conds.append(runs.c.parent_id == flt.parent_id)
+        if flt.roots:
+            parent = runs.alias("parent")
+            conds.append(or_(runs.c.parent_id.is_(None), ~exists(
+                select(parent.c.id).where(parent.c.id == runs.c.parent_id))))
         # Ids are UUIDv7: a time window is also an id range, which the primary key serves.
         if flt.since is not None:
             conds += [runs.c.id >= _id_floor(flt.since - 60_000_000),
@@ -518,6 +524,32 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
             query = query.where(runs.c.id < before_id)
         with self._read() as conn:
             return list(conn.execute(query.order_by(runs.c.id.desc()).limit(limit)).scalars())
+
+    def runs_by_ids(self, run_ids: Sequence[uuid.UUID]) -> list[RunRow]:
+        """These runs (with tags), in the order given; unknown ids are left out."""
+        if not run_ids:
+            return []
+        with self._read() as conn:
+            rows = {row.id: row for row in conn.execute(
+                select(runs).where(self._among(runs.c.id, list(run_ids))))}
+            tags: dict[uuid.UUID, list[str]] = {}
+            for run_id, tag in conn.execute(
+                    select(run_tags.c.run_id, run_tags.c.tag)
+                    .where(self._among(run_tags.c.run_id, list(rows))).order_by(run_tags.c.tag)):
+                tags.setdefault(run_id, []).append(tag)
+        return [_run_row(rows[i], tuple(tags.get(i, ()))) for i in run_ids if i in rows]
+
+    def family_of(self, run_ids: Sequence[uuid.UUID]
+                  ) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+        """Every descendant of these runs (children, theirs, ...): (id, parent, status)."""
+        if not run_ids:
+            return []
+        columns = (runs.c.id, runs.c.parent_id, runs.c.status)
+        tree = select(*columns).where(self._among(runs.c.parent_id, list(run_ids))).cte(
+            "family", recursive=True)
+        tree = tree.union_all(select(*columns).where(runs.c.parent_id == tree.c.id))
+        with self._read() as conn:
+            return [(row[0], row[1], row[2]) for row in conn.execute(select(tree))]
 
     def steps_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[StepRow]]:
         """The steps of several runs in one query (for exports and archives)."""
