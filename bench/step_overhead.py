@@ -89,25 +89,28 @@ def main() -> None:
     rows.append(("plain function calls (baseline)",
                  measure(lambda: plain(n), n, repeat), "-"))
     with tempfile.TemporaryDirectory() as tmp:
-        for durability, pragma in (("full", "FULL"), ("normal", "NORMAL")):
+        for durability, pragma in (("strict", "FULL"), ("full", "FULL"),
+                                   ("normal", "NORMAL")):
             with fl.Ledger(f"sqlite:///{tmp}/{durability}.db",
                            durability=durability) as ledger:  # type: ignore[arg-type]
                 ledger.run(many_steps, 10)  # warm up
                 per_step = measure(lambda lg=ledger: lg.run(many_steps, n), n, repeat)  # type: ignore[misc]
             raw = raw_sqlite_commit(Path(tmp) / f"raw-{durability}.db", pragma)
-            rows.append((f"flowledger SQLite synchronous={pragma}", per_step,
-                         f"{raw:.0f} µs"))
+            rows.append((f"flowledger SQLite durability={durability}", per_step,
+                         f"{raw:.0f} µs ({pragma})"))
 
     database = f"flowledger_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.postgres, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
     url = args.postgres.rsplit("/", 1)[0] + "/" + database
     try:
-        with fl.Ledger(url) as ledger:
-            ledger.run(many_steps, 10)
-            per_step = measure(lambda: ledger.run(many_steps, n), n, repeat)
         raw = raw_pg_commit(url)
-        rows.append(("flowledger PostgreSQL synchronous_commit=on", per_step, f"{raw:.0f} µs"))
+        for durability in ("strict", "full"):
+            with fl.Ledger(url, durability=durability) as ledger:  # type: ignore[arg-type]
+                ledger.run(many_steps, 10)
+                per_step = measure(lambda lg=ledger: lg.run(many_steps, n), n, repeat)  # type: ignore[misc]
+            rows.append((f"flowledger PostgreSQL durability={durability}", per_step,
+                         f"{raw:.0f} µs (synchronous_commit=on)"))
     finally:
         with psycopg.connect(args.postgres, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

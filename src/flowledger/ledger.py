@@ -185,7 +185,10 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
     ``FLOWLEDGER_DATABASE_URL`` environment variable is used, else an embedded SQLite file
     under ``./.flowledger/``. Migrations are applied on open. A Ledger opened with
-    ``owner=`` sees and creates only that owner's runs.
+    ``owner=`` sees and creates only that owner's runs. ``durability`` (else the
+    ``FLOWLEDGER_DURABILITY`` environment variable, else ``"full"``) is ``"strict"``,
+    ``"full"`` or ``"normal"``: what survives a database crash or power loss (see
+    docs/storage.md).
 
     Example::
 
@@ -195,7 +198,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
     """
 
     def __init__(self, url: str | None = None, *, owner: str | None = None,
-                 durability: Durability = "full", serializer: Serializer | None = None,
+                 durability: Durability | None = None, serializer: Serializer | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, artifacts: str | None = None,
                  offload_bytes: int = DEFAULT_OFFLOAD,
                  persistence: Literal["required", "best_effort"] = "required",
@@ -208,6 +211,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
                                      f"not {persistence!r}")
         self.owner = owner
         self.persistence = persistence
+        durability = durability or os.environ.get(  # type: ignore[assignment]
+            "FLOWLEDGER_DURABILITY") or "full"
         self.store: SqlStore = (
             SpoolingStore(self.url, durability=durability,
                           spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"))

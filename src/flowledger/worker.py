@@ -27,6 +27,7 @@ from .errors import (
     LeaseLost,
     RunCancelled,
     RunFailed,
+    StoreUnavailable,
     WorkerStopping,
     WorkflowVersionMismatch,
 )
@@ -223,10 +224,31 @@ class Worker:
                      exc.error_message)
         except RunCancelled:
             log.info("run %s (%s): cancelled", row.id, row.workflow)
+        except StoreUnavailable as exc:
+            log.warning("run %s (%s): stopped: %s", row.id, row.workflow, exc)
+            self._hand_back_when_reachable(claim)
         except BaseException:
-            # E.g. the store went away mid-run: the lease lapses and another worker (or
-            # this one) resumes the run from its last recorded step.
+            # A bug, not an outage: the lease lapses and another worker (or this one)
+            # resumes the run from its last recorded step.
             log.exception("run %s stopped unexpectedly on worker %s", row.id, self.id)
+
+    def _hand_back_when_reachable(self, claim: Claim) -> None:
+        """The store went away under a run: give it back to its queue as soon as the
+        store answers again (any worker resumes it at once), instead of leaving it to
+        wait out its lease. Past the lease there is nothing left to give back."""
+        row, queue = claim.row, claim.row.queue or DEFAULT_QUEUE
+        give_up = ids.now_us() + self.lease_us
+        delay = 0.05
+        while ids.now_us() < give_up:
+            try:
+                if self.store.release_run(row.id, claim.token, queue):
+                    log.info("run %s (%s): handed back to queue %s (the store was "
+                             "unreachable)", row.id, row.workflow, queue)
+                return  # released, or no longer ours (taken over meanwhile)
+            except StoreUnavailable:
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 1.0)
 
     def _heartbeat_loop(self) -> None:
         while not self._stopping.wait(self.heartbeat_s):

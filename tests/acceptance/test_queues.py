@@ -11,9 +11,12 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 import flowledger as fl
 from tests.helpers import worker_app as app
 from tests.helpers.procs import ROOT
+from tests.helpers.proxy import OutageProxy
 from tests.helpers.workers import WorkerProcess, wait_until, workers
 
 
@@ -243,3 +246,36 @@ def test_a_killed_worker_shows_as_lost_and_its_run_records_the_takeover(
         assert interrupted.interrupted and run.steps[1].attempt_history[1].outcome == "completed"
         assert (f"run {handle.id} (gated): taken over after its worker was lost (recovery 1), "
                 "resuming at position 2") in second.output()
+
+
+def test_a_worker_that_loses_the_database_hands_its_run_back_once_it_returns(
+        pg_database: str, tmp_path: Path) -> None:
+    """The run does not wait out its lease (60 s here): as soon as the connection is
+    back, the worker gives the run back to its queue and it resumes at once."""
+    gate, log = tmp_path / "gate", tmp_path / "side.log"
+    target = make_url(pg_database)
+    proxy = OutageProxy(target.host or "127.0.0.1", target.port or 5432)
+    through = target.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with fl.Ledger(pg_database) as ledger:
+            worker = WorkerProcess(through, "--lease", "60s", side_log=log, name="w")
+            handle = ledger.submit(app.gated, str(gate))
+            wait_until(lambda: ("B", handle.id, 2) in {e[:3] for e in side_log(log)},
+                       what="the run to reach its gate")
+            proxy.cut()
+            gate.touch()  # the step ends while the database is unreachable
+            wait_until(lambda: f"run {handle.id} (gated): stopped:" in worker.output(),
+                       what="the worker to notice the outage")
+            proxy.restore()
+            wait_until(lambda: handle.status() is fl.RunStatus.COMPLETED, timeout=40,
+                       what="the run to complete well within its 60 s lease")
+            run = handle.get()
+            assert run.output == [1, "w", 4] and run.recovery_attempts == 0
+            assert run.resumed_from_position == 2
+            assert f"run {handle.id} (gated): handed back to queue default (the store was " \
+                   "unreachable)" in worker.output()
+            assert run.steps[1].attempt_history[0].interrupted  # its result never landed
+            code, err = worker.stop()
+            assert code == 0, err
+    finally:
+        proxy.close()

@@ -133,3 +133,34 @@ def test_sqlite_path_below_a_file_is_a_configuration_error(tmp_path: object) -> 
     blocker.write_text("x")
     with pytest.raises(fl.ConfigurationError, match="cannot create the folder"):
         fl.Ledger(f"sqlite:///{blocker}/sub/ledger.db")
+
+
+@pytest.mark.parametrize(("durability", "sqlite", "postgresql"), [
+    ("strict", ("FULL", "FULL"), ("on", "on")),
+    ("full", ("NORMAL", "FULL"), ("off", "on")),
+    ("normal", ("NORMAL", "NORMAL"), ("off", "off")),
+])
+def test_durability_sets_how_begin_markers_and_results_wait_for_the_disk(
+        db_url: str, durability: str, sqlite: tuple[str, str],
+        postgresql: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """strict: attempt counts survive a database crash too (begin markers are flushed)."""
+    monkeypatch.setenv("FLOWLEDGER_DURABILITY", durability)  # as workers and the CLI get it
+    with fl.Ledger(db_url) as ledger:
+        ledger.run(durable_flow, 2)
+        modes = ledger.store.backend.commit_modes()
+        expected = sqlite if ledger.store.dialect == "sqlite" else postgresql
+        assert (modes["begin"], modes["result"]) == expected
+        run = ledger.get(ledger.runs().runs[0].id)
+        assert run.status is fl.RunStatus.COMPLETED and run.output == 3
+    with pytest.raises(fl.ConfigurationError, match="'strict', 'full' or 'normal'"):
+        fl.Ledger(db_url, durability="sometimes")  # type: ignore[arg-type]
+
+
+@fl.step()
+def durable_step(x: int) -> int:
+    return x + 1
+
+
+@fl.workflow(name="rob_durable")
+def durable_flow(x: int) -> int:
+    return durable_step(x)

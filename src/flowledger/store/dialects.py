@@ -4,12 +4,19 @@ The hot path is the pair of statements every step executes (begin and finish). T
 run on raw DB-API connections with SQL compiled once by SQLAlchemy, because the
 Core execution layer costs more per statement than a SQLite WAL commit does.
 
-Durability: a step's *result* is committed durably (SQLite ``synchronous=FULL``,
-PostgreSQL ``synchronous_commit=on``). The *begin* marker that counts an attempt is
-committed without waiting for the disk; it survives a killed process at once and is
-made durable by the very next durable commit, since both logs are sequential. Only a
-power loss in that window can forget that an attempt had started, and that attempt
-then simply runs again (steps are at-least-once by contract).
+Durability (``durability=``):
+
+- ``full`` (default): a step's *result* is committed durably (SQLite ``synchronous=FULL``,
+  PostgreSQL ``synchronous_commit=on``). The *begin* marker that counts an attempt is
+  committed without waiting for the disk: it survives a killed process at once and is
+  made durable by the very next durable commit, since both logs are sequential. A
+  database crash or power loss in that window can forget that an attempt had started
+  (its attempt count is one short; the attempt simply runs again, as steps are
+  at-least-once by contract).
+- ``strict``: begin markers wait for the disk too (one more flush per step), so attempt
+  counts survive database crashes and power loss as well.
+- ``normal``: nothing waits for the disk; a database crash or power loss may lose the
+  last moments of records (a killed *process* loses nothing at any level).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-Durability = Literal["full", "normal"]
+Durability = Literal["strict", "full", "normal"]
 BUSY_TIMEOUT_S = 30.0
 WRITE_OPTION = "flowledger_write"
 QUEUE_CHANNEL = "flowledger_queue"
@@ -90,6 +97,12 @@ class Backend:
 
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+    def commit_modes(self) -> dict[str, str]:
+        """How the two hot-path commits wait for the disk, as the database reports it:
+        ``{"begin": ..., "result": ...}`` (SQLite ``synchronous``, PostgreSQL
+        ``synchronous_commit``)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self.engine.dispose()
@@ -166,7 +179,9 @@ class SqliteBackend(Backend):
         self._hot = self._connect_raw()
         self._hot_cursor = self._hot.cursor()
         self._hot_lock = threading.Lock()
-        self._hot_is_full = self.durability == "full"
+        self._hot_is_full = self.durability != "normal"
+        # Markers skip the disk wait unless every commit must wait (strict).
+        self._marker_waits = self.durability == "strict"
 
     def _pragmas(self, conn: Any, synchronous: str) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -175,7 +190,7 @@ class SqliteBackend(Backend):
         conn.execute("PRAGMA foreign_keys = ON")
 
     def _full_or_normal(self) -> str:
-        return "FULL" if self.durability == "full" else "NORMAL"
+        return "NORMAL" if self.durability == "normal" else "FULL"
 
     def _create_engine(self) -> Engine:
         engine = create_engine(
@@ -212,25 +227,38 @@ class SqliteBackend(Backend):
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(unique),
                                                           index_where=where)
 
+    def _sync(self, full: bool) -> None:
+        """Switch the hot connection's synchronous mode (a cheap pragma, no I/O)."""
+        if full != self._hot_is_full:
+            self._hot.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
+            self._hot_is_full = full
+
     def marker(self, sql: str, params: dict[str, Any]) -> int:
         with self._hot_lock:
-            if self._hot_is_full:
-                self._hot.execute("PRAGMA synchronous = NORMAL")
-                self._hot_is_full = False
+            self._sync(self._marker_waits)
             return self._hot_cursor.execute(sql, params).rowcount
 
     def durable(self, sql: str, params: dict[str, Any]) -> int:
         with self._hot_lock:
-            if not self._hot_is_full and self.durability == "full":
-                self._hot.execute("PRAGMA synchronous = FULL")
-                self._hot_is_full = True
+            self._sync(self.durability != "normal")
             return self._hot_cursor.execute(sql, params).rowcount
+
+    def commit_modes(self) -> dict[str, str]:
+        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+        found = {}
+        with self._hot_lock:
+            before = self._hot_is_full
+            for kind, full in (("begin", self._marker_waits),
+                               ("result", self.durability != "normal")):
+                self._sync(full)
+                level = self._hot.execute("PRAGMA synchronous").fetchone()[0]
+                found[kind] = names.get(level, str(level))
+            self._sync(before)
+        return found
 
     def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
         with self._hot_lock:
-            if not self._hot_is_full and self.durability == "full":
-                self._hot.execute("PRAGMA synchronous = FULL")
-                self._hot_is_full = True
+            self._sync(self.durability != "normal")
             self._hot_cursor.execute("BEGIN IMMEDIATE")
             try:
                 count = 0
@@ -280,9 +308,10 @@ class PostgresBackend(Backend):
 
     def _open_hot_engines(self) -> None:
         fast = {"options": "-c synchronous_commit=off"}
-        self._marker_engine = self._autocommit_engine(fast)
+        self._marker_engine = self._autocommit_engine(
+            {} if self.durability == "strict" else fast)
         self._durable_engine = self._autocommit_engine(
-            {} if self.durability == "full" else fast)
+            fast if self.durability == "normal" else {})
 
     def reserve_connections(self, threads: int) -> None:
         # Connections beyond the pool size are closed on return and reopened on the next
@@ -306,7 +335,8 @@ class PostgresBackend(Backend):
         old.dispose()
 
     def _create_engine(self) -> Engine:
-        args = {} if self.durability == "full" else {"options": "-c synchronous_commit=off"}
+        args = ({"options": "-c synchronous_commit=off"} if self.durability == "normal"
+                else {})
         # Pre-ping costs a round trip per checkout, affordable off the step hot path, and
         # lets run creation and queries survive a server restart between two calls.
         return create_engine(self.url, connect_args=args, pool_size=self._main_pool_size,
@@ -360,6 +390,19 @@ class PostgresBackend(Backend):
     def marker(self, sql: str, params: dict[str, Any]) -> int:
         return self._run(self._marker_engine, sql, params)
 
+    def commit_modes(self) -> dict[str, str]:
+        found = {}
+        for kind, engine in (("begin", self._marker_engine), ("result", self._durable_engine)):
+            raw = engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute("SHOW synchronous_commit")
+                row = cur.fetchone()
+                found[kind] = str(row[0]) if row else "?"
+            finally:
+                raw.close()
+        return found
+
     def durable(self, sql: str, params: dict[str, Any]) -> int:
         return self._run(self._durable_engine, sql, params)
 
@@ -405,8 +448,9 @@ def open_backend(url: str, durability: Durability) -> Backend:
         parsed = make_url(url)
     except Exception as exc:
         raise ConfigurationError(f"not a database URL: {url!r} ({exc})") from None
-    if durability not in ("full", "normal"):
-        raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
+    if durability not in ("strict", "full", "normal"):
+        raise ConfigurationError(f"durability must be 'strict', 'full' or 'normal', "
+                                 f"not {durability!r}")
     family = parsed.get_backend_name()
     if family == "sqlite":
         return SqliteBackend(parsed, durability)
