@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from . import ids
 from .artifacts import ArtifactStore
@@ -211,12 +211,12 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
                                      f"not {persistence!r}")
         self.owner = owner
         self.persistence = persistence
-        durability = durability or os.environ.get(  # type: ignore[assignment]
-            "FLOWLEDGER_DURABILITY") or "full"
+        chosen = cast(Durability, durability or os.environ.get("FLOWLEDGER_DURABILITY")
+                      or "full")
         self.store: SqlStore = (
-            SpoolingStore(self.url, durability=durability,
+            SpoolingStore(self.url, durability=chosen,
                           spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"))
-            if persistence == "best_effort" else SqlStore(self.url, durability=durability))
+            if persistence == "best_effort" else SqlStore(self.url, durability=chosen))
         self.artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
                               or default_artifacts_url(self.store))
         self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,

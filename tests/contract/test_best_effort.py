@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,8 @@ def _orphaned_spool(pg_database: str, proxy: OutageProxy, tmp_path: Path) -> str
 
 
 def test_replaying_a_spool_twice_writes_nothing_twice(pg_database: str, proxy: OutageProxy,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     spool = tmp_path / "spool"
     with fl.Ledger(_through(pg_database, proxy), persistence="best_effort",
                    spool_dir=str(spool), artifacts=str(tmp_path / "a")) as ledger:
@@ -123,7 +125,14 @@ def test_replaying_a_spool_twice_writes_nothing_twice(pg_database: str, proxy: O
         ledger.flush_spool()
         first = snapshot(ledger, handle.id)
         path.write_text(saved)  # as if the first flush had died before truncating
-        ledger.flush_spool()
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="flowledger"):
+            ledger.flush_spool()
+        # nothing was lost, so nothing is reported as lost
+        assert not [r for r in caplog.records if "rejected" in r.getMessage()]
+        assert [r.levelno for r in caplog.records if "already applied" in r.getMessage()]
+        assert all(r.levelno == logging.DEBUG for r in caplog.records
+                   if "already applied" in r.getMessage())
         assert snapshot(ledger, handle.id) == first
         assert len(ledger.get(handle.id).steps[0].usage) == 1
 

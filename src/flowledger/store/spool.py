@@ -115,12 +115,23 @@ class SpoolingStore(SqlStore):
             entries = [json.loads(line, object_hook=_decode) for line in spool if line.strip()]
             for entry in entries:
                 if not self._replay(entry["op"], entry["args"]):
-                    log.warning("flowledger: spooled %s for run %s was rejected (the run is "
-                                "no longer held by that execution); dropped", entry["op"],
-                                entry["args"].get("run_id"))
+                    self._report_rejected(entry["op"], entry["args"])
             spool.truncate(0)
         path.unlink(missing_ok=True)
         return len(entries)
+
+    def _report_rejected(self, op: str, args: dict[str, Any]) -> None:
+        """A replayed write the store refused: harmless when the same execution's later
+        records are already there (a flush interrupted half-way, run again), a real loss
+        when another execution holds the run now."""
+        run_id = args.get("run_id") or (args.get("row") or {}).get("run_id")
+        state = self.get_status(run_id) if isinstance(run_id, uuid.UUID) else None
+        if state is not None and state[1] == args.get("token"):
+            log.debug("flowledger: spooled %s for run %s was already applied", op, run_id)
+            return
+        log.warning("flowledger: spooled %s for run %s was rejected: %s; dropped", op, run_id,
+                    "the run is gone" if state is None
+                    else "another execution holds the run now")
 
     def _replay(self, op: str, args: dict[str, Any]) -> bool:
         if op == "create_run":
