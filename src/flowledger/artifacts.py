@@ -20,8 +20,11 @@ Example::
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ BINARY = "application/octet-stream"
 OUTPUT_PREFIX = "_outputs/"
 OUTPUT_MARKER = "@artifact:"
 OUTPUT_MEDIA = "application/vnd.flowledger.payload"
+TEMPORARY = ".tmp"  # content being written (local stores), renamed into place when whole
 
 
 @dataclass(frozen=True)
@@ -129,12 +133,33 @@ class ArtifactStore:
             return digest
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if self.local:  # atomic: readers never see a partly written file
-            temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-            self.fs.pipe_file(temporary, content)
-            self.fs.mv(temporary, path)
+            temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY}"
+            try:
+                self.fs.pipe_file(temporary, content)
+                self.fs.mv(temporary, path)
+            except BaseException:
+                # A write that failed (a full disk) leaves nothing behind.
+                with contextlib.suppress(OSError):
+                    self.fs.rm_file(temporary)
+                raise
         else:
             self.fs.pipe_file(path, content)
         return digest
+
+    def sweep_temporaries(self, older_than: float = 3600.0) -> int:
+        """Remove partial writes a killed process left (``*.tmp`` files older than
+        ``older_than`` seconds: younger ones may still be being written). Returns how
+        many were removed. Local stores only; others write objects atomically."""
+        if not self.local or not self.fs.exists(self.root):
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.fs.glob(f"{self.root.rstrip('/')}/*/*/*{TEMPORARY}"):
+            with contextlib.suppress(OSError):
+                if os.path.getmtime(path) < cutoff:
+                    self.fs.rm_file(path)
+                    removed += 1
+        return removed
 
     def read(self, owner: str, digest: str) -> bytes:
         content: bytes = self.fs.cat_file(self.path(owner, digest))

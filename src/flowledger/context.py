@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ids
-from .errors import ConfigurationError, LeaseLost, NotInRun
+from . import ids, validation
+from .errors import LeaseLost, NotInRun
 from .executor import Execution, _execution, _step
 from .serialization import check_size
 
@@ -35,8 +35,7 @@ def _current() -> Execution:
 
 def set(name: str, value: Any) -> None:
     """Set a context variable of the current run (any serializable value)."""
-    if not isinstance(name, str) or not name or len(name) > 200 or not name.isprintable():
-        raise ConfigurationError(f"context names are 1-200 printable characters, not {name!r}")
+    validation.name(name, "a context name")
     execution = _current()
     runtime = execution.runtime
     what = f"context value {name!r}"

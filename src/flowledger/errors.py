@@ -16,11 +16,24 @@ class ConfigurationError(FlowledgerError):
 
 
 class StoreError(FlowledgerError):
-    """The database refused an operation (the message carries the database's reason)."""
+    """The database refused an operation (the message carries the database's reason).
+
+    ``database`` is the store's URL (password hidden), kept out of the message so the
+    message can be shown to API clients.
+    """
+
+    def __init__(self, message: str, database: str | None = None) -> None:
+        super().__init__(message)
+        self.database = database
 
 
 class StoreUnavailable(StoreError):
     """The database could not be reached, or the connection to it was lost."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the database is full: nothing more can be recorded until space
+    is freed (purge old runs, or grow the disk). What was committed is intact."""
 
 
 class RunNotFound(FlowledgerError, LookupError):

@@ -30,6 +30,7 @@ from .errors import (
     RunFailed,
     SerializationError,
     SkipStep,
+    StoreFull,
     StoreUnavailable,
     WorkerStopping,
     WorkflowNotFound,
@@ -226,9 +227,9 @@ class Execution:
 
     def _finish_error(self, exc: BaseException) -> None:
         store = self.runtime.store
-        if isinstance(exc, LeaseLost | WorkerStopping | StoreUnavailable):
-            # Not the workflow's failure: the run stays as recorded, to be resumed (a
-            # worker hands it back as soon as the store answers again).
+        if isinstance(exc, LeaseLost | WorkerStopping | StoreUnavailable | StoreFull):
+            # Not the workflow's failure but the store's: the run stays as recorded, to
+            # be resumed (a worker hands it back as soon as the store answers again).
             raise exc
         if isinstance(exc, CancelledSignal):
             store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())

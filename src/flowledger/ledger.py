@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from . import ids
+from . import ids, validation
 from .artifacts import ArtifactStore
 from .errors import (
     ConfigurationError,
@@ -234,8 +234,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         """
         if self.owner is not None and owner != self.owner:
             raise ConfigurationError(f"this Ledger acts for owner {self.owner!r} only")
-        if owner is not None and (len(owner) > 200 or not owner.strip()):
-            raise ConfigurationError("owner must be 1-200 characters")
+        validation.optional_name(owner, "owner")
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
         view.owner = owner
@@ -315,7 +314,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
             executor=self._runtime.identity, lease_token=ids.new_token(),
             deadline_at=None if seconds is None else now + int(seconds * 1_000_000),
-            tags=_clean_tags(tags),
+            tags=validation.tags(tags),
         )
         self.store.create_run(run)
         call_args, call_kwargs = call_arguments(definition.signature, values)
@@ -325,10 +324,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
     def _owner_for(self, owner: str | None) -> str:
         if self.owner is not None and owner not in (None, self.owner):
             raise ConfigurationError(f"this Ledger acts for owner {self.owner!r} only")
-        chosen = owner or self.owner or DEFAULT_OWNER
-        if len(chosen) > 200 or not chosen.strip():
-            raise ConfigurationError("owner must be 1-200 characters")
-        return chosen
+        return validation.name(owner or self.owner or DEFAULT_OWNER, "owner")
 
     def _execution(self, run_id: uuid.UUID, token: str, definition: WorkflowDef,
                    recorded: Sequence[StepRow], deadline_at: int | None,
@@ -517,20 +513,6 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         if isinstance(self.store, SpoolingStore):
             return self.store.flush_spool()
         return 0
-
-def _clean_tags(tags: Iterable[str] | None) -> tuple[str, ...]:
-    if tags is None:
-        return ()
-    if isinstance(tags, str):
-        tags = [tags]
-    if not isinstance(tags, Iterable):
-        raise ConfigurationError(f"tags must be strings, not {tags!r}")
-    cleaned = tuple(sorted({str(tag).strip() for tag in tags}))
-    for tag in cleaned:
-        if not tag or len(tag) > 200:
-            raise ConfigurationError(f"tags must be 1-200 characters, got {tag!r}")
-    return cleaned
-
 
 def _refuse_inside_event_loop() -> None:
     try:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import ids
+from . import ids, validation
 from .artifacts import RunArtifacts
 from .errors import (
     AmbiguousRunId,
@@ -150,7 +150,9 @@ class LedgerQueries:
         """Per workflow: runs, success rate, p50/p95 duration, LLM tokens and cost; per
         step name: count, failure rate, p50/p95. Example:
         ``ledger.stats(since=timedelta(days=1))``."""
-        flt = RunFilter(owner=self.owner, workflow=workflow, since=_micros(since, "since"),
+        flt = RunFilter(owner=self.owner,
+                        workflow=validation.optional_name(workflow, "the workflow filter"),
+                        since=_micros(since, "since"),
                         until=_micros(until, "until"))
         usage = {str(row[0]): (int((row[2] or 0) + (row[3] or 0)),
                                None if row[6] is None else float(row[6]))
@@ -234,6 +236,9 @@ class LedgerQueries:
                 owner: str | None, tag: str | None, since: datetime | timedelta | None,
                 until: datetime | timedelta | None, parent: str | None) -> RunFilter:
         statuses = _statuses(status)
+        workflow = validation.optional_name(workflow, "the workflow filter")
+        owner = validation.optional_name(owner, "the owner filter")
+        tag = validation.optional_name(tag, "the tag filter")
         parent_id = None
         if parent is not None:
             parent_id = ids.parse_run_id(parent)

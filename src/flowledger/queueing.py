@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import ids
+from . import ids, validation
 from .errors import ConfigurationError, RunAlreadyRunning
 from .executor import Runtime, prepare_inputs, resume_position
 from .models import RunStatus, from_micros
@@ -72,12 +72,7 @@ class QueueInfo:
 
 
 def _name(value: str | None, what: str) -> str | None:
-    if value is None:
-        return None
-    text = str(value)
-    if not text.strip() or len(text) > 200:
-        raise ConfigurationError(f"{what} must be 1-200 characters, got {value!r}")
-    return text
+    return validation.optional_name(value, what)
 
 
 def queue_name(value: str) -> str:
@@ -138,7 +133,7 @@ class LedgerQueueing:
             handle = ledger.submit(triage, 42, queue="triage", priority=5,
                                    idempotency_key="issue-42", delay=timedelta(minutes=5))
         """
-        from .ledger import _clean_tags, _deadline_seconds, _either
+        from .ledger import _deadline_seconds, _either
 
         definition = definition_of(workflow)
         _, inputs_text = prepare_inputs(self._runtime, definition, args,
@@ -153,7 +148,7 @@ class LedgerQueueing:
             serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
             executor=None, lease_token=None,
             deadline_at=None if seconds is None else due + int(seconds * 1_000_000),
-            tags=_clean_tags(tags), queue=_name(queue, "queue"), priority=_priority(priority),
+            tags=validation.tags(tags), queue=_name(queue, "queue"), priority=_priority(priority),
             scheduled_at=due if due > now else None,
             idempotency_key=_name(idempotency_key, "idempotency_key"),
             concurrency_key=_name(concurrency_key, "concurrency_key"),

@@ -118,6 +118,8 @@ def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | No
             runs_seen += len(ids)
             if progress is not None:
                 progress(len(ids))
+    if blobs is not None and not dry_run:
+        blobs.sweep_temporaries()
     return PurgeReport(runs_seen, steps_seen, None if dry_run else archive, dry_run, kept)
 
 

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import ids
+from . import ids, validation
 from .errors import ConfigurationError
 from .models import from_micros
 from .store import SqlStore
@@ -76,10 +76,9 @@ class LedgerTokens:
             print(token.secret)  # give it to the client now: it cannot be shown again
         """
         self._manage_tokens()
-        if not isinstance(owner, str) or not owner.strip() or len(owner) > 200:
-            raise ConfigurationError("owner must be 1-200 characters")
-        if note is not None and len(note) > 200:
-            raise ConfigurationError("note must be at most 200 characters")
+        validation.name(owner, "owner")
+        if note is not None:
+            validation.text(note, "a token note")
         token_id = secrets.token_hex(6)
         secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         row = TokenRow(token_id, owner, bool(admin), note, ids.now_us(), None, None)

@@ -16,7 +16,7 @@ from typing import Any
 
 import genai_prices
 
-from . import ids
+from . import ids, validation
 from .errors import ConfigurationError, LeaseLost, NotInRun
 from .executor import _execution, _step
 from .models import Usage
@@ -78,8 +78,7 @@ def record_usage(model: str, *, input_tokens: int = 0, output_tokens: int = 0,
     execution, step = _execution.get(), _step.get()
     if execution is None or step is None:
         raise NotInRun("record_usage() is only available inside a step of a running workflow")
-    if not isinstance(model, str) or not model.strip() or len(model) > 200:
-        raise ConfigurationError(f"model must be a name of 1-200 characters, not {model!r}")
+    validation.name(model, "model")
     counts = {name: _count(name, value) for name, value in (
         ("input_tokens", input_tokens), ("output_tokens", output_tokens),
         ("cached_input_tokens", cached_input_tokens), ("reasoning_tokens", reasoning_tokens))}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from types import FrameType
 
-from . import ids
+from . import ids, validation
 from .errors import (
     ConfigurationError,
     FlowledgerError,
@@ -68,8 +68,10 @@ class Worker:
                  max_recoveries: int = 5, poll_interval: float | timedelta | None = None,
                  shutdown_timeout: float | timedelta = 30.0,
                  ledger: Ledger | None = None) -> None:
-        if not queues or any(not str(q).strip() or len(str(q)) > 200 for q in queues):
-            raise ConfigurationError("queues must be 1-200 character names (at least one)")
+        if not queues or isinstance(queues, str):
+            raise ConfigurationError("queues must be a list of queue names (at least one)")
+        for name in queues:
+            validation.name(name, "a queue")
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be a positive integer, "
                                      f"not {concurrency!r}")

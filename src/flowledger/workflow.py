@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from . import validation
 from .errors import ConfigurationError, NonRetryable, WorkflowNotFound
 from .serialization import NO_HINT, bind_arguments, return_hint
 
@@ -106,9 +107,7 @@ MAX_VERSION = 100
 
 
 def _check_name(kind: str, name: str, limit: int = MAX_NAME) -> str:
-    if not name or len(name) > limit or not name.isprintable():
-        raise ConfigurationError(f"{kind} must be 1-{limit} printable characters, got {name!r}")
-    return name
+    return validation.name(name, kind, limit)
 
 
 def registered(name: str) -> WorkflowDef | None:

@@ -111,9 +111,12 @@ def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise typer.Exit(0) from None
             except (FlowledgerError, OSError) as exc:
-                if "--debug" in sys.argv or _debugging(args, kwargs):
+                debugging = "--debug" in sys.argv or _debugging(args, kwargs)
+                if debugging:
                     traceback.print_exc()
-                print(f"error: {one_line(exc)}", file=sys.stderr)
+                database = getattr(exc, "database", None) if debugging else None
+                print(f"error: {one_line(exc)}"
+                      + (f" (database {database})" if database else ""), file=sys.stderr)
                 raise typer.Exit(_exit_code(exc)) from None
             except Exception as exc:  # a bug or an unforeseen input: still one line
                 if "--debug" in sys.argv or _debugging(args, kwargs):

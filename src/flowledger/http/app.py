@@ -30,6 +30,8 @@ from ..errors import (
     RunNotFound,
     SerializationError,
     StoreError,
+    StoreFull,
+    StoreUnavailable,
     WorkflowNotFound,
     WorkflowVersionMismatch,
 )
@@ -53,8 +55,18 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
     (ConfigurationError, 422, "invalid_input"),
     (RunAlreadyRunning, 409, "conflict"),
     (WorkflowVersionMismatch, 409, "conflict"),
-    (StoreError, 503, "store_unavailable"),
+    (StoreFull, 503, "store_full"),
+    (StoreUnavailable, 503, "store_unavailable"),
+    (StoreError, 503, "store_error"),
 ]
+# What a client is told of store errors: the details (driver messages name hosts and
+# ports, the database URL) go to the server log only.
+_STORE_MESSAGES = {
+    "store_full": "the database is out of disk space; nothing can be recorded until "
+                  "space is freed",
+    "store_unavailable": "the database is unavailable; try again shortly",
+    "store_error": "the database refused the operation; the server log has the details",
+}
 _CODES = {401: "unauthorized", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
           422: "invalid_input", 503: "unavailable"}
@@ -145,8 +157,9 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None) -> FastAP
     async def flowledger_error(_request: Request, exc: FlowledgerError) -> JSONResponse:
         for kind, status, code in _ERRORS:
             if isinstance(exc, kind):
-                if status == 503:
-                    log.warning("store error: %s", exc)
+                if code in _STORE_MESSAGES:
+                    log.warning("%s (database %s)", exc, getattr(exc, "database", None))
+                    return problem(status, code, _STORE_MESSAGES[code])
                 return problem(status, code, str(exc) or kind.__name__)
         log.exception("unexpected flowledger error", exc_info=exc)
         return problem(500, "internal", "internal error")

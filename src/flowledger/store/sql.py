@@ -37,7 +37,7 @@ from .progress import ProgressStoreMixin
 from .queues import QueueStoreMixin
 from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
 from .tokens import TokenStoreMixin
-from .translate import safe_url, store_error, translate_errors
+from .translate import Where, safe_url, store_error, translate_errors
 
 _ARTIFACT_COLUMNS = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
                      "created_at")
@@ -65,9 +65,9 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
 
     def __init__(self, url: str, *, durability: Durability = "full",
                  migrate_schema: bool = True) -> None:
-        with translate_errors(f"store at {safe_url(url)}"):
+        with translate_errors(Where("the store", safe_url(url))):
             self.backend = open_backend(url, durability)
-        self._where = f"{self.backend.name} store at {self.backend.describe()}"
+        self._where = Where(f"{self.backend.name} store", self.backend.describe())
         if migrate_schema:
             with translate_errors(self._where):
                 migrate.upgrade(self.backend)

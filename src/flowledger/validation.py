@@ -1,0 +1,54 @@
+"""One home for the rules every name follows: owners, queues, tags, keys, filters.
+
+A name is 1-200 printable characters (no control characters: a NUL byte cannot even be
+stored by PostgreSQL). Filters follow the same rule: a filter no name can match is a
+mistake worth saying, not an empty page.
+
+Example::
+
+    queue = validation.name(value, "queue")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import ConfigurationError
+
+MAX_NAME = 200
+
+
+def name(value: Any, what: str, limit: int = MAX_NAME) -> str:
+    """``value`` if it is a valid name, else a ConfigurationError naming ``what``."""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit \
+            or not value.isprintable():
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:79] + "…"
+        raise ConfigurationError(f"{what} must be 1-{limit} printable characters, "
+                                 f"got {shown}")
+    return value
+
+
+def optional_name(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
+    """Like ``name``, with None allowed (an option left out)."""
+    return None if value is None else name(value, what, limit)
+
+
+def text(value: Any, what: str, limit: int = MAX_NAME) -> str:
+    """Free text (a note): up to ``limit`` characters, no NUL or other control character
+    but newlines and tabs."""
+    if not isinstance(value, str) or len(value) > limit or any(
+            not c.isprintable() and c not in "\n\t" for c in value):
+        raise ConfigurationError(f"{what} must be up to {limit} characters of text")
+    return value
+
+
+def tags(values: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Tags, sorted and without repeats (None or a single string are accepted)."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, Iterable):
+        raise ConfigurationError(f"tags must be strings, not {values!r}")
+    return tuple(sorted({name(str(tag).strip(), "a tag") for tag in values}))
