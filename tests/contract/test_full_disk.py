@@ -45,7 +45,7 @@ def test_a_full_sqlite_disk_is_store_full_and_loses_nothing(
     real_connect = sqlite3.connect
 
     def capped(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = real_connect(*args, **kwargs)
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages + 8}")
         return conn
