@@ -44,6 +44,15 @@ class RunNotFound(FlowledgerError, LookupError):
         self.run_id = run_id
 
 
+class StepNotFound(FlowledgerError, LookupError):
+    """The run has no step at that position."""
+
+    def __init__(self, run_id: str, position: int) -> None:
+        super().__init__(f"run {run_id} has no step at position {position}")
+        self.run_id = run_id
+        self.position = position
+
+
 class AmbiguousRunId(FlowledgerError, LookupError):
     """A run id prefix matches more than one run."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -22,9 +24,10 @@ from .errors import (
     RunCancelled,
     RunFailed,
     RunNotFound,
+    StepNotFound,
 )
 from .executor import Runtime
-from .models import ErrorInfo, Run, RunPage, RunStatus, UsageGroup, UsageTotals
+from .models import ErrorInfo, Run, RunPage, RunStatus, Step, UsageGroup, UsageTotals
 from .records import Records
 from .reports import RunDiff, Stats, compute_stats, diff_runs
 from .retention import FINISHED, PurgeReport, iter_runs, purge
@@ -44,17 +47,31 @@ def _micros(value: datetime | timedelta | None, name: str) -> int | None:
     raise ConfigurationError(f"{name} must be a datetime or a timedelta, not {value!r}")
 
 
-def encode_cursor(run_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(run_id.bytes).decode().rstrip("=")
+def _seal(run_id: uuid.UUID, flt: RunFilter) -> bytes:
+    """A check over the page boundary and the listing's filters: a cursor that was made
+    up, mangled, or taken from another listing is refused rather than misread. (The
+    time window is left out: "2h ago" moves between pages.)"""
+    listing = json.dumps([sorted(flt.status), flt.workflow, flt.owner, flt.tag,
+                          str(flt.parent_id) if flt.parent_id else None])
+    return hashlib.blake2b(run_id.bytes + listing.encode(), digest_size=4,
+                           person=b"flowledger-page").digest()
 
 
-def decode_cursor(cursor: str) -> uuid.UUID:
+def encode_cursor(run_id: uuid.UUID, flt: RunFilter) -> str:
+    return base64.urlsafe_b64encode(run_id.bytes + _seal(run_id, flt)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, flt: RunFilter) -> uuid.UUID:
+    refusal = (f"invalid cursor {cursor[:40]!r}: pass next_cursor from a previous page of "
+               "the same listing (same filters) unchanged")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
+        run_id = uuid.UUID(bytes=raw[:16])
     except (ValueError, binascii.Error, TypeError):
-        raise InvalidCursor(f"invalid cursor {cursor!r}: pass next_cursor from a previous "
-                            "page unchanged") from None
+        raise InvalidCursor(refusal) from None
+    if len(raw) != 20 or not hmac.compare_digest(raw[16:], _seal(run_id, flt)):
+        raise InvalidCursor(refusal)
+    return run_id
 
 
 def _statuses(status: str | Iterable[str] | None) -> list[str]:
@@ -98,6 +115,18 @@ class LedgerQueries:
                                 attempts=attempts)
         return replace(run, context=self._context(parsed))
 
+    def step(self, run_id: str | uuid.UUID, position: int) -> Step:
+        """One step of a run (1-based position) with its attempts and usage, read
+        without the rest of the run. Raises RunNotFound, StepNotFound.
+
+        Example: ``ledger.step(run_id, 3).attempt_history``
+        """
+        row = self._visible(run_id)
+        found = self.store.get_step(row.id, position)
+        if found is None:
+            raise StepNotFound(str(row.id), position)
+        return self._records.step_of(row, *found)
+
     def runs(self, *, status: str | Iterable[str] | None = None, workflow: str | None = None,
              owner: str | None = None, tag: str | None = None,
              since: datetime | timedelta | None = None,
@@ -114,13 +143,13 @@ class LedgerQueries:
             raise ConfigurationError("limit must be between 1 and 1000")
         flt = self._filter(status, workflow, owner, tag, since, until, parent)
         rows = self.store.list_runs(flt, limit + 1,
-                                    decode_cursor(cursor) if cursor else None)
+                                    decode_cursor(cursor, flt) if cursor else None)
         more = len(rows) > limit
         rows = rows[:limit]
         live = self.store.live_step_counts([r.id for r in rows
                                             if not RunStatus(r.status).finished])
         runs = tuple(self._to_run(r, None, live.get(r.id)) for r in rows)
-        return RunPage(runs, encode_cursor(rows[-1].id) if more and rows else None)
+        return RunPage(runs, encode_cursor(rows[-1].id, flt) if more and rows else None)
 
     def resolve_id(self, prefix: str) -> str:
         """The full id of the one run whose id starts with ``prefix`` (like git).

@@ -102,6 +102,13 @@ class Records:
             key = (text or "").partition(":")[2]
             return json.dumps({"$artifact": key, "unavailable": f"{type(exc).__name__}: {exc}"})
 
+    def step_of(self, run: RunRow, row: StepRow, attempts: Sequence[AttemptRow],
+                usage: Sequence[UsageRow]) -> Step:
+        """One step read on its own (``Ledger.step``)."""
+        return self.step(str(run.id), run.serializer, row,
+                         [usage_record(u) for u in usage],
+                         lambda text: self._payload(run, text), attempts)
+
     def step(self, run_id: str, serializer: str, row: StepRow, usage: Sequence[Usage],
              payload: Callable[[str | None], str | None],
              attempts: Sequence[AttemptRow] = ()) -> Step:

@@ -11,12 +11,17 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import ConfigurationError
 
 MAX_NAME = 200
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=36525)
 
 
 def name(value: Any, what: str, limit: int = MAX_NAME) -> str:
@@ -52,3 +57,27 @@ def tags(values: Iterable[str] | str | None) -> tuple[str, ...]:
     if not isinstance(values, Iterable):
         raise ConfigurationError(f"tags must be strings, not {values!r}")
     return tuple(sorted({name(str(tag).strip(), "a tag") for tag in values}))
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``90d``, ``1w``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigurationError(f"not a duration: {text!r} (use e.g. 30m, 2h, 90d, 1w)")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigurationError(f"duration {text!r} is longer than 100 years")
+    return timedelta(seconds=seconds)
+
+
+def when(text: str | None) -> datetime | timedelta | None:
+    """A duration ago (``2h``) or an ISO date/time (``2026-11-01``, UTC unless given)."""
+    if text is None:
+        return None
+    if _DURATION.match(text):
+        return duration(text)
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigurationError(f"not a time: {text!r} (use e.g. 2h or 2026-11-01)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

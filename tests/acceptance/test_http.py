@@ -3,7 +3,9 @@ on SQLite and PostgreSQL: the full flow, owner isolation, bad input, event strea
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,17 @@ def test_the_full_flow_over_http(db_url: str, tmp_path: Path) -> None:
         assert anonymous.get("/healthz").json() == {"status": "ok"}
         assert anonymous.get("/readyz").json()["status"] == "ready"
         assert anonymous.get("/runs").status_code == 401
+        # the reference page is whole on its own: nothing to load from elsewhere
+        page = anonymous.get("/docs")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "/api/v1/runs/{run_id}/steps/{position}" in page.text
+        assert "<script" not in page.text and "https://" not in page.text
+        # workflows list their parameters with types and defaults
+        report = next(w for w in api.get("/workflows").json() if w["name"] == "report")
+        assert report["parameters"] == [
+            {"name": "n", "type": "int", "required": True, "default": None, "variadic": None},
+            {"name": "api_key", "type": "str", "required": False, "default": "k-123",
+             "variadic": None}]
 
 
 def _every_run_endpoint(api: httpx.Client, run_id: str) -> list[httpx.Response]:
@@ -202,9 +215,27 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
                                                                    b'{"n": 1}}']),
                            headers={"content-type": "application/json"})
         assert chunked.status_code == 413
+        forged = base64.urlsafe_b64encode(uuid.uuid4().bytes + b"1234").decode().rstrip("=")
         cases: list[tuple[httpx.Response, int, str]] = [
-            (api.post("/workflows/report/runs", content=b"{not json",
-                      headers={"content-type": "application/json"}), 422, "json"),
+            (api.post("/workflows/report/runs", content=b'{"inputs": {"n": 1},,}',
+                      headers={"content-type": "application/json"}), 422,
+             "the request body is not valid JSON: Expecting property name enclosed in double "
+             "quotes at character 20"),
+            (api.get("/runs", params={"cursor": forged}), 422, "invalid cursor"),
+            (api.get("/runs", params={"statuss": "failed"}), 422,
+             "unknown query parameter 'statuss'; this route takes cursor, limit, owner, since,"
+             " status, tag, until, workflow"),
+            (api.get("/stats", params={"since": "2h", "x": "1"}), 422, "'x'"),
+            (api.get("/runs", params={"tag": "a\x00b"}), 422,
+             "the tag filter must be 1-200 printable characters"),
+            (api.get("/runs", params={"workflow": "\x00"}), 422, "workflow filter"),
+            (api.post("/workflows/report/runs", json={"inputs": {"n": 1}, "tags": ["a\x00"]}),
+             422, "a tag must be"),
+            (api.post("/workflows/report/runs", json={"inputs": {"n": 1}, "queue": "q\x00"}),
+             422, "queue must be"),
+            (api.post("/workflows/report/runs", json={"inputs": {"n": 1},
+                                                     "idempotency_key": "\x00"}), 422,
+             "idempotency_key must be"),
             (api.post("/workflows/report/runs", json={"inputs": []}), 422, "inputs"),
             (api.post("/workflows/report/runs", json={"inputs": {"m": 1}}), 422, "'n'"),
             (api.post("/workflows/report/runs", json={"priority": "high"}), 422, "priority"),
@@ -223,17 +254,33 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
         for answer, status, mentioned in cases:
             assert answer.status_code == status, (answer.request.url, answer.text)
             assert mentioned.lower() in answer.json()["message"].lower(), answer.text
+            assert "postgres" not in answer.text and "sqlite" not in answer.text
         # nothing was recorded by the refused starts
         assert api.get("/runs").json()["runs"] == []
         run_id = _start(api, "report", inputs={"n": 3})
         bad_cursor = api.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": "v9.x"})
         assert bad_cursor.status_code == 422
         assert "event id" in bad_cursor.json()["message"]
+        missing_step = api.get(f"/runs/{run_id}/steps/999")
+        assert missing_step.status_code == 404
+        assert missing_step.json()["message"] == f"run {run_id} has no step at position 999"
+        # durations are read as the command line reads them
+        assert [r["id"] for r in api.get("/runs", params={"since": "2h"}).json()["runs"]] \
+            == [run_id]
+        assert api.get("/runs", params={"until": "2h"}).json()["runs"] == []
+        # a cursor works only with the listing it came from
+        more = api.get("/runs", params={"limit": 1, "status": "pending"}).json()
+        _start(api, "report", inputs={"n": 5})
+        page = api.get("/runs", params={"limit": 1}).json()
+        assert page["next_cursor"] is not None and more["next_cursor"] is None
+        other = api.get("/runs", params={"cursor": page["next_cursor"], "tag": "x"})
+        assert other.status_code == 422 and "same filters" in other.json()["message"]
+        assert api.get("/runs", params={"cursor": page["next_cursor"]}).status_code == 200
         # a fork with inputs of the wrong type is refused before anything is recorded
         wrong = api.post(f"/runs/{run_id}/fork", json={"from_position": 1,
                                                       "inputs": {"n": {"not": "int"}}})
         assert wrong.status_code == 422 and "input n" in wrong.json()["message"], wrong.text
-        assert [r["id"] for r in api.get("/runs").json()["runs"]] == [run_id]
+        assert len(api.get("/runs").json()["runs"]) == 2
         # inputs from JSON are converted to the annotated types ("4" -> 4)
         converted = _start(api, "report", inputs={"n": "4"})
         assert api.get(f"/runs/{converted}").json()["inputs"]["n"] == 4

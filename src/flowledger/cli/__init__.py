@@ -18,17 +18,11 @@ import typer
 
 from .. import __version__
 from ..errors import (
-    AmbiguousRunId,
-    ArtifactNotFound,
     ConfigurationError,
     FlowledgerError,
     InvalidCursor,
     RunCancelled,
     RunFailed,
-    RunNotFound,
-    ScheduleNotFound,
-    TokenNotFound,
-    WorkflowNotFound,
 )
 from .state import State
 
@@ -70,8 +64,7 @@ def configure(
 
 
 def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, RunNotFound | AmbiguousRunId | WorkflowNotFound | ArtifactNotFound
-                  | ScheduleNotFound | TokenNotFound):
+    if isinstance(exc, LookupError):  # every "no such ..." error is a LookupError
         return EXIT_NOT_FOUND
     if isinstance(exc, ConfigurationError | InvalidCursor):
         return EXIT_USAGE

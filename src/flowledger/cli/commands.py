@@ -14,9 +14,10 @@ from rich.live import Live
 from ..errors import RunCancelled, RunFailed
 from ..ledger import RunHandle
 from ..models import Run, RunStatus
+from ..validation import when as parse_when
 from ..workflow import WorkflowDef, load_entrypoint
 from . import command, render
-from .state import State, parse_inputs, parse_when
+from .state import State, parse_inputs
 
 RunId = Annotated[str, typer.Argument(help="Run id, or an unambiguous prefix of it.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]

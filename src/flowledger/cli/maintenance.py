@@ -16,9 +16,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import admin
 from ..models import Run
+from ..validation import duration as parse_duration
+from ..validation import when as parse_when
 from . import app, command, render
 from .commands import AsJson, state_of
-from .state import State, parse_duration, parse_when
+from .state import State
 
 CSV_COLUMNS = ["run_id", "workflow", "version", "owner", "run_status", "created_at",
                "run_duration", "position", "step", "step_status", "attempts", "step_duration",

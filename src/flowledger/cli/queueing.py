@@ -13,9 +13,9 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigurationError, ScheduleNotFound
+from ..validation import duration as parse_duration
 from . import app, command, render
 from .commands import AsJson, InputJson, Inputs, load_target, state_of
-from .state import parse_duration
 
 Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]
 

@@ -12,10 +12,10 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigurationError, TokenNotFound
+from ..validation import duration as parse_duration
 from . import app, command, render
 from .commands import AsJson, state_of
 from .queueing import import_apps
-from .state import parse_duration
 
 REQUEST_THREADS = 40  # anyio's default limit for sync routes
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)

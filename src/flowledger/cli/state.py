@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +13,6 @@ from rich.console import Console
 from ..errors import ConfigurationError
 from ..ledger import Ledger
 from ..models import to_jsonable
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_DURATION = timedelta(days=36525)
 
 
 class State:
@@ -53,30 +47,6 @@ class State:
         text = json.dumps(to_jsonable(value), default=str, ensure_ascii=False, indent=2,
                           allow_nan=False)
         sys.stdout.write(text + "\n")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``15m``, ``2h``, ``90d``, ``1w``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigurationError(f"not a duration: {text!r} (use e.g. 30m, 2h, 90d, 1w)")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds > MAX_DURATION.total_seconds():
-        raise ConfigurationError(f"duration {text!r} is longer than 100 years")
-    return timedelta(seconds=seconds)
-
-
-def parse_when(text: str | None) -> datetime | timedelta | None:
-    """A duration ago (``2h``) or an ISO date/time (``2026-11-01``, UTC unless given)."""
-    if text is None:
-        return None
-    if _DURATION.match(text):
-        return parse_duration(text)
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigurationError(f"not a time: {text!r} (use e.g. 2h or 2026-11-01)") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:

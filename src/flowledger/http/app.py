@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +29,7 @@ from ..errors import (
     RunAlreadyRunning,
     RunNotFound,
     SerializationError,
+    StepNotFound,
     StoreError,
     StoreFull,
     StoreUnavailable,
@@ -37,6 +38,7 @@ from ..errors import (
 )
 from ..ledger import Ledger
 from .present import Redactor
+from .reference import reference_page
 from .routes_runs import router as runs_router
 from .routes_service import router as service_router
 from .settings import ServerSettings
@@ -47,6 +49,7 @@ PREFIX = "/api/v1"
 # (status, code) per error class, most specific first.
 _ERRORS: list[tuple[type[Exception], int, str]] = [
     (RunNotFound, 404, "not_found"),
+    (StepNotFound, 404, "not_found"),
     (ArtifactNotFound, 404, "not_found"),
     (WorkflowNotFound, 404, "not_found"),
     (InvalidCursor, 422, "invalid_cursor"),
@@ -80,9 +83,35 @@ def problem(status: int, code: str, message: str,
 def _readable(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:10]:
+        if error.get("type") == "json_invalid":
+            place = error.get("loc", ("body", "?"))[-1]
+            reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+            return f"the request body is not valid JSON: {reason} at character {place}"
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is a mistake (a typo of a filter would
+    otherwise list everything): 422 naming it."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(u[:40]) for u in unknown[:5])}; this route takes "
+            f"{', '.join(sorted(_query_names(dependant))) or 'none'}")
 
 
 class BodyLimit:
@@ -145,13 +174,18 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None) -> FastAP
     settings = settings or ServerSettings()
     app = FastAPI(
         title="flowledger", version=__version__, openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs", redoc_url=None,
+        docs_url=None, redoc_url=None,
+        dependencies=[Depends(refuse_unknown_query)],
         description="Durable workflow runs: start, inspect, stream, resume, cancel, fork.")
     app.state.ledger = ledger
     app.state.settings = settings
     app.state.redact = Redactor(settings.redact)
     app.include_router(service_router, prefix=PREFIX)
     app.include_router(runs_router, prefix=PREFIX)
+
+    @app.get(f"{PREFIX}/docs", include_in_schema=False, response_class=HTMLResponse)
+    def reference() -> HTMLResponse:
+        return HTMLResponse(reference_page(app.openapi(), f"{PREFIX}/openapi.json"))
 
     @app.exception_handler(FlowledgerError)
     async def flowledger_error(_request: Request, exc: FlowledgerError) -> JSONResponse:

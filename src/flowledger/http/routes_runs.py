@@ -12,7 +12,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 
-from ..errors import RunNotFound
 from ..models import RunStatus
 from ..queueing import DEFAULT_QUEUE
 from .auth import CallerDep
@@ -50,7 +49,7 @@ def list_runs(caller: CallerDep,
                                               "tokens see only their own).")] = None,
               since: IsoTime = None, until: IsoTime = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-              cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$")] = None
+              cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{27}$")] = None
               ) -> JSONResponse:
     """``since`` is inclusive, ``until`` exclusive; pass ``next_cursor`` back as ``cursor``."""
     page = caller.ledger.runs(status=status, workflow=workflow, tag=tag,
@@ -73,11 +72,8 @@ def get_run(run_id: RunId, request: Request, caller: CallerDep) -> JSONResponse:
             summary="One step in full: input, output, error, usage")
 def get_step(run_id: RunId, position: Annotated[int, Path(ge=1, le=10_000_000)],
              request: Request, caller: CallerDep) -> JSONResponse:
-    run = caller.ledger.get(run_id)
-    for step in run.steps:
-        if step.position == position:
-            return JSONResponse(step_full(step, _redactor(request)))
-    raise RunNotFound(f"{run_id} step {position}")
+    step = caller.ledger.step(run_id, position)
+    return JSONResponse(step_full(step, _redactor(request)))
 
 
 # Each server-sent event as OpenAPI 3.2 describes one: its id, its type as the SSE event

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import inspect
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from .. import validation
 from ..errors import ConfigurationError, WorkflowNotFound
-from ..workflow import registered
+from ..models import to_jsonable
+from ..serialization import parameter_hints
+from ..workflow import WorkflowDef, registered
 from .auth import CallerDep
 from .schemas import (
     Health,
@@ -41,8 +45,33 @@ def list_workflows(request: Request, _caller: CallerDep) -> list[dict[str, Any]]
         definition = registered(name)
         if definition is not None:
             found.append({"name": name, "version": definition.version,
-                          "parameters": list(definition.signature.parameters)})
+                          "parameters": parameters(definition)})
     return found
+
+
+def parameters(definition: WorkflowDef) -> list[dict[str, Any]]:
+    """A workflow's parameters as a client needs them: name, type, required, default."""
+    hints = parameter_hints(definition.fn)
+    found = []
+    for name, param in definition.signature.parameters.items():
+        hint = hints.get(name, param.annotation)
+        kind = "any" if hint is inspect.Parameter.empty else (
+            getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint))
+        entry: dict[str, Any] = {"name": name, "type": kind or str(hint),
+                                 "required": param.default is inspect.Parameter.empty
+                                 and param.kind not in (param.VAR_POSITIONAL,
+                                                        param.VAR_KEYWORD)}
+        if param.default is not inspect.Parameter.empty:
+            entry["default"] = to_jsonable(param.default) if _plain(param.default) \
+                else repr(param.default)
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            entry["variadic"] = "list" if param.kind is param.VAR_POSITIONAL else "mapping"
+        found.append(entry)
+    return found
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)
 
 
 @router.post("/workflows/{name}/runs", status_code=202, response_model=RunAccepted,
@@ -102,19 +131,15 @@ def readyz(request: Request) -> dict[str, Any]:
     return {"status": "ready", "database": ledger.store.dialect, "schema_revision": revision}
 
 
-_ISO = (r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
-        r"(Z|z|[+-]\d{2}:?\d{2})?)?$")
+_ISO = (r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+        r"(Z|z|[+-]\d{2}:?\d{2})?)?|\d{1,12}(\.\d{1,6})?(s|m|h|d|w))$")
 IsoTime = Annotated[str | None, Query(
     pattern=_ISO, max_length=40,
-    description="ISO 8601 date or time, e.g. 2026-11-21T10:00:00Z (UTC when no offset).")]
+    description="An ISO 8601 date or time, e.g. 2026-11-21T10:00:00Z (UTC when no "
+                "offset), or a duration ago: 90s, 15m, 2h, 7d, 1w.")]
 
 
-def _aware(value: str | None) -> datetime | None:
-    """An ISO 8601 query value as an aware datetime (UTC unless it says otherwise)."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise ConfigurationError(f"not a date or time: {value!r}") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+def _aware(value: str | None) -> datetime | timedelta | None:
+    """A query value as an aware datetime (UTC unless it says otherwise), or a duration
+    ago, read as the command line reads it."""
+    return validation.when(value.replace("z", "Z")) if value is not None else None

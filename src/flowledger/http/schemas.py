@@ -197,10 +197,20 @@ class RunPageOut(BaseModel):
                                                 "on the last page.")
 
 
+class ParameterOut(BaseModel):
+    name: str
+    type: str = Field(description="The annotation, e.g. int, list[str], Issue; any when "
+                                  "none.")
+    required: bool
+    default: Any = Field(None, description="Present when the parameter has a default.")
+    variadic: Literal["list", "mapping"] | None = Field(
+        None, description="*args (a list) or **kwargs (a mapping).")
+
+
 class WorkflowOut(BaseModel):
     name: str
     version: str
-    parameters: list[str]
+    parameters: list[ParameterOut]
 
 
 class WorkflowStatsOut(BaseModel):

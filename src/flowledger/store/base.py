@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -45,6 +46,12 @@ class RunRow:
     idempotency_key: str | None = None
     concurrency_key: str | None = None
     lease_expires_at: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, tags: tuple[str, ...]) -> RunRow:
+        """A ``flowledger_runs`` row (all its columns) and the run's tags."""
+        m = row._mapping
+        return cls(**{name: m[name] for name in _RUN_COLUMNS}, tags=tags)
 
 
 @dataclass(slots=True)
@@ -142,3 +149,6 @@ class RunFilter:
     parent_id: uuid.UUID | None = None
     # Only runs at the top of a tree: no parent, or a parent no longer recorded.
     roots: bool = False
+
+
+_RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")

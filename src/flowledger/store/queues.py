@@ -166,10 +166,8 @@ class QueueStoreMixin:
                     runs.c.status == "pending", runs.c.queue.in_(names),
                     runs.c.scheduled_at > now)).scalar()
             if taken:
-                from .sql import _run_row
-
                 rows = conn.execute(select(runs).where(runs.c.id.in_(list(taken)))).all()
-                result.claimed = [Claim(_run_row(row, ()), *taken[row.id]) for row in rows]
+                result.claimed = [Claim(RunRow.from_row(row, ()), *taken[row.id]) for row in rows]
             return result
 
     def _reclaim_expired(self, conn: Connection, names: list[str], worker: str, limit: int,

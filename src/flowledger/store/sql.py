@@ -10,39 +10,32 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Row,
-    Uuid,
-    and_,
-    any_,
     bindparam,
-    case,
     delete,
-    exists,
     func,
     insert,
     literal_column,
-    or_,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from . import history, migrate
 from . import statements as st
-from .base import ArtifactRow, AttemptRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
+from .base import ArtifactRow, NewRun, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .progress import ProgressStoreMixin
 from .queues import QueueStoreMixin
+from .reads import ReadStoreMixin
 from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
 from .tokens import TokenStoreMixin
 from .translate import Where, safe_url, store_error, translate_errors
 
-_ARTIFACT_COLUMNS = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
+ArtifactRow.__slots__ = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
                      "created_at")
 
-_USAGE_COLUMNS = ("run_id", "position", "model", "provider", "input_tokens",
+UsageRow.__slots__ = ("run_id", "position", "model", "provider", "input_tokens",
                   "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd",
                   "prices_version", "recorded_at")
 
@@ -55,7 +48,7 @@ def _compile(backend: Backend, sql: str) -> str:
     return str(text(sql).compile(backend.engine)).strip()
 
 
-class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
+class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -345,7 +338,7 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
         return True
 
     def artifacts_of(self, run_id: uuid.UUID, prefix: str = "") -> list[ArtifactRow]:
-        query = select(*[artifacts.c[name] for name in _ARTIFACT_COLUMNS]).where(
+        query = select(*[artifacts.c[name] for name in ArtifactRow.__slots__]).where(
             artifacts.c.run_id == run_id)
         if prefix:
             query = query.where(artifacts.c.key.startswith(prefix, autoescape=True))
@@ -354,7 +347,7 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
 
     def delete_artifact(self, run_id: uuid.UUID, key: str) -> ArtifactRow | None:
         with self._write() as conn:
-            row = conn.execute(select(*[artifacts.c[n] for n in _ARTIFACT_COLUMNS]).where(
+            row = conn.execute(select(*[artifacts.c[n] for n in ArtifactRow.__slots__]).where(
                 artifacts.c.run_id == run_id, artifacts.c.key == key)).first()
             if row is None:
                 return None
@@ -427,214 +420,6 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
                 "reasoning_tokens": row.reasoning_tokens, "cost_usd": row.cost_usd,
                 "prices_version": row.prices_version, "recorded_at": row.recorded_at}
 
-    # -- reads ---------------------------------------------------------------------
-    def get_run(self, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
-        with self._read() as conn:
-            return self._get_run(conn, run_id, owner)
-
-    def get_run_with_steps(
-        self, run_id: uuid.UUID, owner: str | None
-    ) -> tuple[RunRow, list[StepRow], list[AttemptRow]] | None:
-        """A run, its steps, and the attempts of them kept in the history."""
-        with self._read() as conn:
-            run = self._get_run(conn, run_id, owner)
-            if run is None:
-                return None
-            found = self._get_steps(conn, run_id)
-            tried = history.attempts_of(conn, [run_id]) if _retried(found) else {}
-            return run, found, tried.get(run_id, [])
-
-    def _get_run(self, conn: Connection, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
-        query = select(runs).where(runs.c.id == run_id)
-        if owner is not None:
-            query = query.where(runs.c.owner == owner)
-        row = conn.execute(query).first()
-        if row is None:
-            return None
-        tags = tuple(conn.execute(select(run_tags.c.tag).where(run_tags.c.run_id == run_id)
-                                  .order_by(run_tags.c.tag)).scalars())
-        return _run_row(row, tags)
-
-    def get_steps(self, run_id: uuid.UUID) -> list[StepRow]:
-        with self._read() as conn:
-            return self._get_steps(conn, run_id)
-
-    @staticmethod
-    def _get_steps(conn: Connection, run_id: uuid.UUID) -> list[StepRow]:
-        rows = conn.execute(select(steps).where(steps.c.run_id == run_id)
-                            .order_by(steps.c.position))
-        return [StepRow(*row) for row in rows]
-
-    def get_status(self, run_id: uuid.UUID) -> tuple[str, str | None] | None:
-        with self._read() as conn:
-            row = conn.execute(select(runs.c.status, runs.c.lease_token)
-                               .where(runs.c.id == run_id)).first()
-            return None if row is None else (row[0], row[1])
-
-    @staticmethod
-    def _filtered(query: Any, flt: RunFilter) -> Any:
-        conds = []
-        if flt.tag is not None:
-            query = query.join(run_tags, and_(run_tags.c.run_id == runs.c.id,
-                                              run_tags.c.tag == flt.tag))
-        if flt.owner is not None:
-            conds.append(runs.c.owner == flt.owner)
-        if flt.status:
-            conds.append(runs.c.status.in_(list(flt.status)))
-        if flt.workflow is not None:
-            conds.append(runs.c.workflow == flt.workflow)
-        if flt.parent_id is not None:
-            conds.append(runs.c.parent_id == flt.parent_id)
-        if flt.roots:
-            parent = runs.alias("parent")
-            conds.append(or_(runs.c.parent_id.is_(None), ~exists(
-                select(parent.c.id).where(parent.c.id == runs.c.parent_id))))
-        # Ids are UUIDv7: a time window is also an id range, which the primary key serves.
-        if flt.since is not None:
-            conds += [runs.c.id >= _id_floor(flt.since - 60_000_000),
-                      runs.c.created_at >= flt.since]
-        if flt.until is not None:
-            conds += [runs.c.id < _id_floor(flt.until + 60_000_000),
-                      runs.c.created_at < flt.until]
-        return query.where(*conds)
-
-    def list_runs(self, flt: RunFilter, limit: int,
-                  before_id: uuid.UUID | None) -> list[RunRow]:
-        """Newest first (ids are time-ordered UUIDv7), keyset-paginated by id."""
-        query = self._filtered(select(runs), flt)
-        if before_id is not None:
-            query = query.where(runs.c.id < before_id)
-        query = query.order_by(runs.c.id.desc()).limit(limit)
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-            tags: dict[uuid.UUID, list[str]] = {}
-            if rows:
-                ids = [r.id for r in rows]
-                for run_id, tag in conn.execute(
-                        select(run_tags.c.run_id, run_tags.c.tag)
-                        .where(run_tags.c.run_id.in_(ids)).order_by(run_tags.c.tag)):
-                    tags.setdefault(run_id, []).append(tag)
-            return [_run_row(r, tuple(tags.get(r.id, ()))) for r in rows]
-
-    def list_run_ids(self, flt: RunFilter, limit: int,
-                     before_id: uuid.UUID | None) -> list[uuid.UUID]:
-        """Like ``list_runs``, ids only (what a purge needs to delete)."""
-        query = self._filtered(select(runs.c.id), flt)
-        if before_id is not None:
-            query = query.where(runs.c.id < before_id)
-        with self._read() as conn:
-            return list(conn.execute(query.order_by(runs.c.id.desc()).limit(limit)).scalars())
-
-    def runs_by_ids(self, run_ids: Sequence[uuid.UUID]) -> list[RunRow]:
-        """These runs (with tags), in the order given; unknown ids are left out."""
-        if not run_ids:
-            return []
-        with self._read() as conn:
-            rows = {row.id: row for row in conn.execute(
-                select(runs).where(self._among(runs.c.id, list(run_ids))))}
-            tags: dict[uuid.UUID, list[str]] = {}
-            for run_id, tag in conn.execute(
-                    select(run_tags.c.run_id, run_tags.c.tag)
-                    .where(self._among(run_tags.c.run_id, list(rows))).order_by(run_tags.c.tag)):
-                tags.setdefault(run_id, []).append(tag)
-        return [_run_row(rows[i], tuple(tags.get(i, ()))) for i in run_ids if i in rows]
-
-    def family_of(self, run_ids: Sequence[uuid.UUID]
-                  ) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
-        """Every descendant of these runs (children, theirs, ...): (id, parent, status)."""
-        if not run_ids:
-            return []
-        columns = (runs.c.id, runs.c.parent_id, runs.c.status)
-        tree = select(*columns).where(self._among(runs.c.parent_id, list(run_ids))).cte(
-            "family", recursive=True)
-        tree = tree.union_all(select(*columns).where(runs.c.parent_id == tree.c.id))
-        with self._read() as conn:
-            return [(row[0], row[1], row[2]) for row in conn.execute(select(tree))]
-
-    def steps_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[StepRow]]:
-        """The steps of several runs in one query (for exports and archives)."""
-        found: dict[uuid.UUID, list[StepRow]] = {run_id: [] for run_id in run_ids}
-        if not run_ids:
-            return found
-        query = (select(steps).where(steps.c.run_id.in_(list(run_ids)))
-                 .order_by(steps.c.run_id, steps.c.position))
-        with self._read() as conn:
-            for row in conn.execute(query):
-                found[row.run_id].append(StepRow(*row))
-        return found
-
-    def attempts_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[AttemptRow]]:
-        """The attempt history rows of several runs (for exports and archives)."""
-        with self._read() as conn:
-            return history.attempts_of(conn, run_ids)
-
-    def usage_of(self, run_ids: Sequence[uuid.UUID]) -> list[UsageRow]:
-        """Every usage record of these runs, in recording order."""
-        if not run_ids:
-            return []
-        query = (select(*[usage.c[name] for name in _USAGE_COLUMNS])
-                 .where(usage.c.run_id.in_(list(run_ids))).order_by(usage.c.id))
-        with self._read() as conn:
-            return [UsageRow(*row) for row in conn.execute(query)]
-
-    def descendants(self, run_id: uuid.UUID) -> list[uuid.UUID]:
-        """Child runs, their children, and so on (a recursive query)."""
-        tree = select(runs.c.id).where(runs.c.parent_id == run_id).cte(recursive=True)
-        tree = tree.union_all(select(runs.c.id).where(runs.c.parent_id == tree.c.id))
-        with self._read() as conn:
-            return list(conn.execute(select(tree.c.id)).scalars())
-
-    def usage_groups(self, flt: RunFilter, since: int | None, until: int | None,
-                     group_by: str) -> list[Any]:
-        """(key, calls, input, output, cached, reasoning, cost, unpriced) per group."""
-        key = {"workflow": runs.c.workflow, "owner": runs.c.owner,
-               "model": usage.c.model}[group_by]
-        unpriced = func.sum(case((usage.c.cost_usd.is_(None), 1), else_=0))
-        query = select(key, func.count(), func.sum(usage.c.input_tokens),
-                       func.sum(usage.c.output_tokens), func.sum(usage.c.cached_input_tokens),
-                       func.sum(usage.c.reasoning_tokens), func.sum(usage.c.cost_usd),
-                       unpriced).select_from(usage.join(runs, runs.c.id == usage.c.run_id))
-        query = self._filtered(query, flt)
-        if since is not None:
-            query = query.where(usage.c.recorded_at >= since)
-        if until is not None:
-            query = query.where(usage.c.recorded_at < until)
-        with self._read() as conn:
-            return list(conn.execute(query.group_by(key).order_by(key)))
-
-    def ids_with_prefix(self, hex_prefix: str, owner: str | None,
-                        limit: int = 2) -> list[uuid.UUID]:
-        """Run ids starting with ``hex_prefix`` (lower-case hex, no dashes): an id range."""
-        low = uuid.UUID(hex_prefix.ljust(32, "0"))
-        high = uuid.UUID(hex_prefix.ljust(32, "f"))
-        query = select(runs.c.id).where(runs.c.id >= low, runs.c.id <= high)
-        if owner is not None:
-            query = query.where(runs.c.owner == owner)
-        with self._read() as conn:
-            return list(conn.execute(query.order_by(runs.c.id).limit(limit)).scalars())
-
-    def timing_rows(self, flt: RunFilter) -> tuple[list[Any], list[Any], list[Any]]:
-        """For statistics: (workflow, status, started, completed) of the matching runs,
-        (workflow, step name, status, started, completed, attempts) of their steps, and
-        (workflow, step name, failed attempts) from their attempt history."""
-        run_query = self._filtered(
-            select(runs.c.id, runs.c.workflow, runs.c.status, runs.c.started_at,
-                   runs.c.completed_at), flt)
-        matching = run_query.subquery()
-        step_query = (select(matching.c.workflow, steps.c.name, steps.c.status,
-                             steps.c.started_at, steps.c.completed_at, steps.c.attempts)
-                      .join(matching, matching.c.id == steps.c.run_id))
-        failures = (select(matching.c.workflow, steps.c.name, func.count())
-                    .select_from(attempts)
-                    .join(steps, and_(steps.c.run_id == attempts.c.run_id,
-                                      steps.c.position == attempts.c.position))
-                    .join(matching, matching.c.id == attempts.c.run_id)
-                    .where(attempts.c.status == "failed")
-                    .group_by(matching.c.workflow, steps.c.name))
-        with self._read() as conn:
-            return (list(conn.execute(run_query)), list(conn.execute(step_query)),
-                    list(conn.execute(failures)))
-
     def load_records(self, run_rows: Sequence[dict[str, Any]],
                      step_rows: Sequence[dict[str, Any]]) -> None:
         """Bulk-insert ready-made rows (column name → value) in one transaction.
@@ -680,39 +465,6 @@ class SqlStore(QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
             conn.execute(delete(run_tags).where(self._among(run_tags.c.run_id, ids)))
             conn.execute(delete(runs).where(self._among(runs.c.id, ids)))
             return int(removed), contents
-
-    def _among(self, column: Any, ids: list[uuid.UUID]) -> Any:
-        """``column IN ids``; on PostgreSQL as ``= ANY(array)``, one parameter instead of
-        thousands, which keeps batch deletes cheap to parse and plan."""
-        if self.backend.name == "postgresql":
-            return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Uuid())))
-        return column.in_(ids)
-
-    def live_step_counts(
-        self, run_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[int, int, int, int]]:
-        """(total, completed, failed, skipped) for runs whose totals are not final yet."""
-        if not run_ids:
-            return {}
-        query = (select(steps.c.run_id, steps.c.status, func.count())
-                 .where(steps.c.run_id.in_(list(run_ids)))
-                 .group_by(steps.c.run_id, steps.c.status))
-        counts: dict[uuid.UUID, list[int]] = {}
-        with self._read() as conn:
-            for run_id, status, n in conn.execute(query):
-                entry = counts.setdefault(run_id, [0, 0, 0, 0])
-                entry[0] += n
-                index = {"completed": 1, "failed": 2, "skipped": 3}.get(status)
-                if index:
-                    entry[index] += n
-        return {k: (v[0], v[1], v[2], v[3]) for k, v in counts.items()}
-
-    def running_runs(self, host_prefix: str) -> list[RunRow]:
-        """Runs marked running whose executor was a process on this host."""
-        query = select(runs).where(runs.c.status == "running",
-                                   runs.c.executor.startswith(host_prefix, autoescape=True))
-        with self._read() as conn:
-            return [_run_row(r, ()) for r in conn.execute(query)]
 
     def close(self) -> None:
         self.backend.close()
@@ -762,35 +514,4 @@ def _queue_params(run: NewRun) -> dict[str, Any]:
 
 
 def vars_of(row: ArtifactRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in _ARTIFACT_COLUMNS}
-
-
-def _retried(found: Sequence[StepRow]) -> bool:
-    """Whether any step may have attempts in the history: retried, or running (a failed
-    attempt may be waiting for its retry)."""
-    return any(row.attempts > 1 or row.status == "running" for row in found)
-
-
-def _id_floor(micros: int) -> uuid.UUID:
-    """The smallest UUIDv7 whose timestamp is at or after ``micros`` (for id range scans)."""
-    millis = max(micros // 1000, 0)
-    return uuid.UUID(int=millis << 80)
-
-
-def _run_row(row: Row[Any], tags: tuple[str, ...]) -> RunRow:
-    m = row._mapping
-    return RunRow(
-        id=m["id"], workflow=m["workflow"], version=m["version"], entrypoint=m["entrypoint"],
-        owner=m["owner"], status=m["status"], serializer=m["serializer"], inputs=m["inputs"],
-        output=m["output"], error=m["error"], created_at=m["created_at"],
-        started_at=m["started_at"], completed_at=m["completed_at"],
-        deadline_at=m["deadline_at"], total_steps=m["total_steps"],
-        completed_steps=m["completed_steps"], failed_steps=m["failed_steps"],
-        skipped_steps=m["skipped_steps"], recovery_attempts=m["recovery_attempts"],
-        parent_id=m["parent_id"], forked_from=m["forked_from"],
-        forked_from_position=m["forked_from_position"], resumed_at=m["resumed_at"],
-        resumed_from_position=m["resumed_from_position"], executor=m["executor"],
-        lease_token=m["lease_token"], tags=tags, queue=m["queue"], priority=m["priority"],
-        scheduled_at=m["scheduled_at"], idempotency_key=m["idempotency_key"],
-        concurrency_key=m["concurrency_key"], lease_expires_at=m["lease_expires_at"],
-    )
+    return {name: getattr(row, name) for name in ArtifactRow.__slots__}
