@@ -112,37 +112,48 @@ class Records:
     def step(self, run_id: str, serializer: str, row: StepRow, usage: Sequence[Usage],
              payload: Callable[[str | None], str | None],
              attempts: Sequence[AttemptRow] = ()) -> Step:
+        status = StepStatus(row.status)
+        error = ErrorInfo.from_dict(json.loads(row.error)) if row.error else None
+        started, completed = from_micros(row.started_at), from_micros(row.completed_at)
+        duration = _duration(row.started_at, row.completed_at)
+        # The step row is its latest attempt: that record is built from the values above.
+        interrupted = error is not None and error.type == INTERRUPTED_TYPE
+        latest = Attempt(row.attempts, AttemptOutcome.INTERRUPTED if interrupted
+                         else _OUTCOME[status], started, completed, duration, error,
+                         interrupted)
         return Step(
             run_id=run_id, position=row.position, name=row.name,
-            status=StepStatus(row.status), attempts=row.attempts,
+            status=status, attempts=row.attempts,
             input=self.load(serializer, row.input),
             output=self.load(serializer, payload(row.output)),
-            error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
-            started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
-            duration=_duration(row.started_at, row.completed_at),
+            error=error, started_at=started, completed_at=completed, duration=duration,
             child_run_id=str(row.child_run_id) if row.child_run_id else None,
             usage=tuple(usage),
-            attempt_history=attempt_history(row, attempts),
+            attempt_history=(latest,) if row.attempts == 1 and not attempts
+            else attempt_history(row.attempts, latest, attempts),
         )
 
 
-def attempt_history(row: StepRow, recorded: Sequence[AttemptRow]) -> tuple[Attempt, ...]:
-    """One record per attempt: the history's rows, the step row for its latest attempt
-    (when the history has none for it), and ``unrecorded`` for gaps in old data."""
+def attempt_history(count: int, latest: Attempt,
+                    recorded: Sequence[AttemptRow]) -> tuple[Attempt, ...]:
+    """One record per attempt: the history's rows, the step row (``latest``) for its
+    latest attempt when the history has none for it, ``unrecorded`` for gaps in old data."""
     by_number = {attempt.attempt: attempt for attempt in recorded}
     history = []
-    for number in range(1, row.attempts + 1):
+    for number in range(1, count + 1):
         found = by_number.get(number)
         if found is not None:
             history.append(_attempt(number, found.status, found.started_at,
                                     found.completed_at, found.error, found.retry_at))
-        elif number == row.attempts:
-            history.append(_attempt(number, row.status, row.started_at, row.completed_at,
-                                    row.error, None))
+        elif number == count:
+            history.append(latest)
         else:
             history.append(Attempt(number, AttemptOutcome.UNRECORDED, None, None, None, None,
                                    False))
     return tuple(history)
+
+
+_OUTCOME = {StepStatus(s.value): AttemptOutcome(s.value) for s in StepStatus}
 
 
 def _attempt(number: int, status: str, started: int | None, completed: int | None,
