@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
@@ -15,12 +16,21 @@ from .workflow import StepDef
 T = TypeVar("T")
 
 
-def _step_definition(fn: Callable[..., Any]) -> StepDef:
+def _step_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+               ) -> tuple[StepDef, tuple[Any, ...], dict[str, Any]]:
+    """The step behind ``fn`` and the full arguments: ``functools.partial`` of a step
+    is unwrapped, its bound arguments first."""
+    while isinstance(fn, functools.partial):
+        args, kwargs = (*fn.args, *args), {**fn.keywords, **kwargs}
+        fn = fn.func
     definition = getattr(fn, "__flowledger_step__", None)
-    if not isinstance(definition, StepDef) or definition.is_async:
-        raise ConfigurationError(f"{fn!r} is not a synchronous @step; await async steps "
-                                 "with asyncio.gather instead")
-    return definition
+    if not isinstance(definition, StepDef):
+        raise ConfigurationError(f"{fn!r} is not a @step: StepPool and map_steps run "
+                                 "steps (decorate the function with @fl.step)")
+    if definition.is_async:
+        raise ConfigurationError(f"step {definition.name!r} is async: await async steps "
+                                 "with asyncio.gather instead of a thread pool")
+    return definition, args, kwargs
 
 
 class StepPool:
@@ -38,10 +48,10 @@ class StepPool:
                                         thread_name_prefix="flowledger-step")
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        definition = _step_definition(fn)
+        definition, args, kwargs = _step_call(fn, args, kwargs)
         execution = _executor._execution.get()
         if execution is None or _executor._step.get() is not None:
-            return self._pool.submit(fn, *args, **kwargs)
+            return self._pool.submit(definition.fn, *args, **kwargs)
         position = execution.allocate()
         context = contextvars.copy_context()
         return self._pool.submit(context.run, execution.call, definition, position,

@@ -36,6 +36,11 @@ class StoreFull(StoreError):
     is freed (purge old runs, or grow the disk). What was committed is intact."""
 
 
+class DatabaseNotFound(FlowledgerError, LookupError):
+    """There is no flowledger database at that location (nothing was recorded there), and
+    the operation only reads: it does not create one."""
+
+
 class RunNotFound(FlowledgerError, LookupError):
     """No run with this id exists (or it belongs to another owner)."""
 

@@ -19,9 +19,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import ids
 from .errors import InvalidCursor, RunNotFound
 from .models import ErrorInfo, from_micros
 from .store import AttemptRow, SqlStore
@@ -221,6 +220,9 @@ class LedgerEvents:
     store: SqlStore
     owner: str | None
 
+    if TYPE_CHECKING:
+        def run_uuid(self, run_id: str | uuid.UUID) -> uuid.UUID: ...
+
     def events(self, run_id: str | uuid.UUID, *, after: str | None = None) -> EventBatch:
         """The run's transitions since the event id ``after`` (from the start if None),
         read once. Raises RunNotFound, InvalidCursor.
@@ -232,8 +234,7 @@ class LedgerEvents:
                 print(event.type, event.position, event.name)
             later = ledger.events(run_id, after=batch.cursor)  # only what happened since
         """
-        parsed = ids.parse_run_id(run_id)
-        progress = None if parsed is None else self.store.run_progress(parsed, self.owner)
+        progress = self.store.run_progress(self.run_uuid(run_id), self.owner)
         if progress is None:
             raise RunNotFound(str(run_id))
         return derive_events(progress, after)

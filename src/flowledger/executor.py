@@ -589,6 +589,11 @@ def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
     parent = _execution.get()
     if parent is None or _step.get() is not None:
         return definition.fn(*args, **kwargs)  # type: ignore[no-any-return]
+    if not parent.definition.is_async:  # it would get a coroutine nobody awaits
+        raise ConfigurationError(
+            f"workflow {parent.definition.name!r} is synchronous but calls the async "
+            f"workflow {definition.name!r}: make it `async def` and `await` the child "
+            "(or make the child synchronous)")
     attempt, build, call_args, call_kwargs = parent.child(definition, args, kwargs)
 
     async def run() -> Any:

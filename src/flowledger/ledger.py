@@ -188,7 +188,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
     ``owner=`` sees and creates only that owner's runs. ``durability`` (else the
     ``FLOWLEDGER_DURABILITY`` environment variable, else ``"full"``) is ``"strict"``,
     ``"full"`` or ``"normal"``: what survives a database crash or power loss (see
-    docs/storage.md).
+    docs/storage.md). ``create=False`` refuses to create a missing SQLite file
+    (``DatabaseNotFound``): for tools that only read.
 
     Example::
 
@@ -202,7 +203,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, artifacts: str | None = None,
                  offload_bytes: int = DEFAULT_OFFLOAD,
                  persistence: Literal["required", "best_effort"] = "required",
-                 spool_dir: str | None = None) -> None:
+                 spool_dir: str | None = None, create: bool = True) -> None:
         self.url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
             raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
@@ -216,7 +217,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         self.store: SqlStore = (
             SpoolingStore(self.url, durability=chosen,
                           spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"))
-            if persistence == "best_effort" else SqlStore(self.url, durability=chosen))
+            if persistence == "best_effort"
+            else SqlStore(self.url, durability=chosen, create=create))
         self.artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
                               or default_artifacts_url(self.store))
         self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,
@@ -463,9 +465,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         The run is marked cancelled at once; its workflow stops before its next step.
         Returns False if the run had already finished.
         """
-        parsed = ids.parse_run_id(run_id)
-        result = None if parsed is None else self.store.cancel_run(parsed, self.owner,
-                                                                    ids.now_us())
+        result = self.store.cancel_run(self.run_uuid(run_id), self.owner, ids.now_us())
         if result is None:
             raise RunNotFound(str(run_id))
         return result

@@ -96,11 +96,19 @@ class LedgerQueries:
         return {name: None if value is None else serializer.loads(value)
                 for name, value, _, _ in self.store.context_of(run_id)}
 
-    def get(self, run_id: str | uuid.UUID, *, steps: bool = True) -> Run:
-        """The run with its steps in position order. Raises RunNotFound."""
+    def run_uuid(self, run_id: str | uuid.UUID) -> uuid.UUID:
+        """A run id as a UUID: a full id as it is, an unambiguous prefix (as ``flowledger
+        runs`` prints them) resolved. Raises RunNotFound, AmbiguousRunId.
+
+        Example: ``ledger.run_uuid("01a2350b-24e1")``
+        """
         parsed = ids.parse_run_id(run_id)
-        if parsed is None:
-            raise RunNotFound(str(run_id))
+        return parsed if parsed is not None else uuid.UUID(self.resolve_id(str(run_id)))
+
+    def get(self, run_id: str | uuid.UUID, *, steps: bool = True) -> Run:
+        """The run with its steps in position order. ``run_id`` may be an unambiguous
+        prefix. Raises RunNotFound."""
+        parsed = self.run_uuid(run_id)
         if not steps:
             row = self.store.get_run(parsed, self.owner)
             if row is None:
@@ -281,8 +289,7 @@ class LedgerQueries:
                          parent_id=parent_id)
 
     def _visible(self, run_id: str | uuid.UUID) -> RunRow:
-        parsed = ids.parse_run_id(run_id)
-        row = None if parsed is None else self.store.get_run(parsed, self.owner)
+        row = self.store.get_run(self.run_uuid(run_id), self.owner)
         if row is None:
             raise RunNotFound(str(run_id))
         return row

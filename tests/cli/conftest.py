@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import flowledger as fl
 from flowledger.cli import main
 
 
@@ -25,7 +26,9 @@ CLI = Callable[..., Result]
 
 @pytest.fixture
 def cli(db_url: str, capsys: pytest.CaptureFixture[str]) -> CLI:
-    """Invoke the flowledger command in-process against the test database."""
+    """Invoke the flowledger command in-process against the test database (created
+    empty first: read-only commands do not create a missing one)."""
+    fl.Ledger(db_url).close()
 
     def invoke(*args: str) -> Result:
         capsys.readouterr()

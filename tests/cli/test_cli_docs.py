@@ -55,3 +55,13 @@ def test_global_options_are_documented() -> None:
     for param in ROOT.params:
         assert (getattr(param, "help", None) or "").strip(), param.opts
         assert any(opt in DOC for opt in param.opts), param.opts
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_help_names_what_a_repeatable_option_takes(path: str, command: Any) -> None:
+    """A repeatable option takes one value at a time: its help says which, not <list[str]>."""
+    import click
+
+    with click.Context(command, info_name=f"flowledger {path}") as ctx:
+        text = command.get_help(ctx)
+    assert "list[" not in text, text

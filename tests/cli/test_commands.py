@@ -177,11 +177,18 @@ def test_purge_with_archive_gives_back_every_run_and_step(cli: CLI, tmp_path: Pa
     assert cli("purge", "--older-than", "1d", "--status", "running").code == 2
 
 
-def test_db_commands(cli: CLI, db_url: str) -> None:
+def test_db_commands(cli: CLI, db_url: str, tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    from flowledger.cli import main
+
     head = head_revision()
     if db_url.startswith("sqlite"):  # a new file: nothing has migrated it yet
-        assert f"revision none (head {head}) — needs upgrade" in cli("db", "current").out
-        assert cli("db", "check").code == 1
+        fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+        assert main(["--db", fresh, "db", "current"]) == 0
+        assert f"revision none (head {head}) — needs upgrade" in capsys.readouterr().out
+        assert main(["--db", fresh, "db", "check"]) == 1
+        assert main(["--db", fresh, "db", "upgrade"]) == 0
+        assert f"revision {head} (head {head}) — up to date" in capsys.readouterr().out
     upgraded = cli("db", "upgrade")
     assert upgraded.code == 0 and f"revision {head} (head {head}) — up to date" in upgraded.out
     assert "up to date" in cli("db", "current").out
@@ -321,3 +328,24 @@ def test_inspect_and_stats_show_every_attempt_and_its_traceback(cli: CLI) -> Non
         == [(3, 2, 1.0)]
     table = cli("stats", "--workflow", "cli_wobbly").out
     assert "failed attempts" in table and "100.0%" in table
+
+
+def test_read_only_commands_do_not_create_a_missing_database(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flowledger.cli import main
+
+    target = tmp_path / "nowhere" / "ledger.db"
+    url = f"sqlite:///{target}"
+    for command in (["runs"], ["inspect", "0190"], ["stats"], ["usage"], ["export"],
+                    ["workers"], ["queues"], ["tokens", "ls"], ["schedule", "ls"],
+                    ["purge", "--older-than", "1d"], ["cancel", "0190"]):
+        assert main(["--db", url, *command]) == 3, command
+        err = capsys.readouterr().err
+        assert f"error: no flowledger database at {target}" in err, (command, err)
+        assert not target.exists() and not target.parent.exists(), command
+    # --debug names the database a command used
+    assert main(["--db", url, "--debug", "run", "tests.helpers.cli_flows:greet", "-i",
+                 "name=x"]) == 0
+    assert f"database: sqlite:///{target}" in capsys.readouterr().err
+    assert target.exists()  # run records, so it creates the database
+    assert main(["--db", url, "runs"]) == 0

@@ -4,6 +4,7 @@ non-determinism, replayable values, timeouts, stale handles, inputs."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -263,3 +264,58 @@ def test_loose_option_values_get_clear_answers(ledger: fl.Ledger) -> None:
         ledger.purge("90d")  # type: ignore[arg-type]
     with pytest.raises(fl.ConfigurationError, match="tags must be strings"):
         ledger.run(nondeterministic, tags=5)  # type: ignore[arg-type]
+
+
+def test_the_python_api_takes_the_short_ids_the_cli_prints(ledger: fl.Ledger) -> None:
+    with pytest.raises(fl.RunFailed) as info:
+        ledger.run(generator_flow, False)
+    short = info.value.run_id[:13]  # what `flowledger runs` shows
+    assert ledger.get(short).id == info.value.run_id
+    assert ledger.run_uuid(short) == uuid.UUID(info.value.run_id)
+    assert [e.type for e in ledger.events(short).events][-1] == "run.failed"
+    assert ledger.step(short, 1).status is fl.StepStatus.FAILED
+    with pytest.raises(fl.RunFailed):  # resumes (and fails the same way), no lookup error
+        ledger.resume(short).result(timeout=30)
+    assert ledger.cancel(short) is False
+    with pytest.raises(fl.RunNotFound):
+        ledger.get("not-hex")
+
+
+@fl.workflow(name="cor_async_child")
+async def async_child(x: int) -> int:
+    return x
+
+
+def test_a_sync_workflow_calling_an_async_child_is_told_at_the_call(ledger: fl.Ledger) -> None:
+    @fl.workflow(name="cor_sync_parent")
+    def sync_parent() -> object:
+        return async_child(1)  # a coroutine nobody would ever await
+
+    with pytest.raises(fl.RunFailed) as info:
+        ledger.run(sync_parent)
+    cause = info.value.__cause__
+    assert isinstance(cause, fl.ConfigurationError)
+    assert "'cor_sync_parent' is synchronous but calls the async workflow " \
+           "'cor_async_child'" in str(cause)
+    assert ledger.get(info.value.run_id).steps == ()  # nothing recorded for the call
+    assert ledger.runs(workflow="cor_async_child").runs == ()
+
+
+@fl.step()
+def scaled(x: int, factor: int) -> int:
+    return x * factor
+
+
+def test_map_steps_takes_a_partial_of_a_step(ledger: fl.Ledger) -> None:
+    @fl.workflow(name="cor_partial")
+    def wf() -> list[int]:
+        return fl.map_steps(functools.partial(scaled, factor=10), [1, 2, 3])
+
+    assert ledger.run(wf) == [10, 20, 30]
+    run = ledger.get(ledger.runs(workflow="cor_partial").runs[0].id)
+    assert [(s.name, s.input) for s in run.steps] == [
+        ("scaled", {"x": 1, "factor": 10}), ("scaled", {"x": 2, "factor": 10}),
+        ("scaled", {"x": 3, "factor": 10})]
+    assert fl.map_steps(functools.partial(scaled, factor=2), [4]) == [8]  # outside a run
+    with pytest.raises(fl.ConfigurationError, match="is not a @step"):
+        fl.map_steps(functools.partial(print, end=""), [1])

@@ -22,14 +22,17 @@ from .state import State, parse_inputs
 RunId = Annotated[str, typer.Argument(help="Run id, or an unambiguous prefix of it.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Inputs = Annotated[list[str] | None, typer.Option(
-    "--input", "-i", help="A workflow input as key=value (value parsed as JSON if it can be); "
-                          "repeatable.")]
+    "--input", "-i", metavar="KEY=VALUE",
+    help="A workflow input as key=value (value parsed as JSON if it can be); repeatable.")]
 InputJson = Annotated[str | None, typer.Option(
     "--input-json", help="A JSON object of inputs from FILE, or - for standard input.")]
 
 
-def state_of(ctx: typer.Context) -> State:
+def state_of(ctx: typer.Context, *, creates: bool = False) -> State:
+    """The invocation's state. Only commands that record something (``creates``) may
+    create a missing SQLite database; the others say it is missing."""
     state: State = ctx.obj
+    state.creates = creates
     ctx.call_on_close(state.close)
     return state
 
@@ -76,11 +79,11 @@ def run_command(
     input_json: InputJson = None,
     owner: Annotated[str | None, typer.Option(help="Owner of the new run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(
-        "--tag", "-t", help="A tag for the new run; repeatable.")] = None,
+        "--tag", "-t", metavar="TAG", help="A tag for the new run; repeatable.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Start a run of a workflow, show its steps as they run, print its output."""
-    state = state_of(ctx)
+    state = state_of(ctx, creates=True)
     definition, values = load_target(target, inputs, input_json)
     handle = state.ledger.start(definition, owner=owner, tags=tag or (), inputs=values)
     state.hint(f"run {handle.id}")
@@ -91,8 +94,8 @@ def run_command(
 def runs_command(
     ctx: typer.Context,
     status: Annotated[list[str] | None, typer.Option(
-        help="Only runs in this status (pending, running, completed, failed, cancelled); "
-             "repeatable.")] = None,
+        metavar="STATUS", help="Only runs in this status (pending, running, completed, "
+                               "failed, cancelled); repeatable.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,

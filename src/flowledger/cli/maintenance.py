@@ -94,7 +94,7 @@ def export_command(
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Write to this file instead of standard output.")] = None,
     status: Annotated[list[str] | None, typer.Option(
-        help="Only runs in this status; repeatable.")] = None,
+        metavar="STATUS", help="Only runs in this status; repeatable.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,
@@ -126,7 +126,7 @@ def purge_command(
     older_than: Annotated[str, typer.Option(
         "--older-than", help="Purge finished runs created longer ago than this (e.g. 90d).")],
     status: Annotated[list[str] | None, typer.Option(
-        help="Only finished runs in this status (completed, failed, cancelled); "
+        metavar="STATUS", help="Only finished runs in this status (completed, failed, cancelled); "
              "repeatable.")] = None,
     archive: Annotated[str | None, typer.Option(
         help="First write every purged run with its steps to this .jsonl.gz file.")] = None,

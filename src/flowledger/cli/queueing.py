@@ -48,11 +48,11 @@ def submit_command(
         help="Runs sharing this key obey the queue's per-key limit.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner of the new run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(
-        "--tag", "-t", help="A tag for the new run; repeatable.")] = None,
+        "--tag", "-t", metavar="TAG", help="A tag for the new run; repeatable.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Queue a run for a worker and print its id (it stays pending until claimed)."""
-    state = state_of(ctx)
+    state = state_of(ctx, creates=True)
     definition, values = load_target(target, inputs, input_json)
     handle = state.ledger.submit(
         definition, inputs=values, queue=queue, priority=priority,
@@ -68,11 +68,12 @@ def submit_command(
 def worker_command(
     ctx: typer.Context,
     queue: Annotated[list[str] | None, typer.Option(
-        "--queue", help="A queue to take runs from; repeatable (default: default).")] = None,
+        "--queue", metavar="QUEUE",
+        help="A queue to take runs from; repeatable (default: default).")] = None,
     concurrency: Annotated[int, typer.Option(
         help="Runs executed at once by this worker.")] = 4,
     app_module: Annotated[list[str] | None, typer.Option(
-        "--app", help="A module to import first (its workflows and fl.schedule "
+        "--app", metavar="MODULE", help="A module to import first (its workflows and fl.schedule "
                       "declarations); repeatable.")] = None,
     lease: Annotated[str, typer.Option(
         help="Lease on each run: another worker takes over a run this long after this "
@@ -91,7 +92,7 @@ def worker_command(
     gracefully: running steps finish, unfinished runs go back to their queue)."""
     from ..worker import Worker
 
-    state = state_of(ctx)
+    state = state_of(ctx, creates=True)
     import_apps(app_module or [])
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -164,7 +165,7 @@ def queue_limits_command(
         help="At most this many running runs per concurrency key.")] = None,
 ) -> None:
     """Set (or, with neither option, remove) a queue's concurrency limits."""
-    state = state_of(ctx)
+    state = state_of(ctx, creates=True)
     state.ledger.set_queue_limits(queue, concurrency=concurrency,
                                   key_concurrency=key_concurrency)
     state.out.print(f"{queue}: concurrency {concurrency or 'unlimited'}, per key "
@@ -195,7 +196,7 @@ def schedule_add_command(
     as_json: AsJson = False,
 ) -> None:
     """Submit a workflow on every tick of a cron expression (workers fire the ticks)."""
-    state = state_of(ctx)
+    state = state_of(ctx, creates=True)
     definition, values = load_target(target, inputs, input_json)
     saved = state.ledger.add_schedule(definition, cron=cron, name=name, inputs=values,
                                       queue=queue, priority=priority, catch_up=catch_up)

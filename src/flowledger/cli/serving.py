@@ -35,18 +35,21 @@ def _size(text: str) -> int:
 def serve_command(
     ctx: typer.Context,
     app_module: Annotated[list[str] | None, typer.Option(
-        "--app", help="A module whose workflows clients may start; repeatable.")] = None,
+        "--app", metavar="MODULE",
+        help="A module whose workflows clients may start; repeatable.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(
         "--workers", help="Also execute queued runs here, this many at once (0: leave "
                           "them to `flowledger worker` processes).")] = 0,
     queue: Annotated[list[str] | None, typer.Option(
-        "--queue", help="Queue the in-process workers take runs from; repeatable.")] = None,
+        "--queue", metavar="QUEUE",
+        help="Queue the in-process workers take runs from; repeatable.")] = None,
     max_body: Annotated[str, typer.Option(
         help="Largest request body accepted (larger: 413).")] = "1mb",
     redact: Annotated[list[str] | None, typer.Option(
-        "--redact", help="A payload field whose values answers hide; repeatable (replaces "
+        "--redact", metavar="FIELD",
+        help="A payload field whose values answers hide; repeatable (replaces "
                          "the default: password, secret, api_key, token, …).")] = None,
     no_redact: Annotated[bool, typer.Option(
         "--no-redact", help="Show every payload field as recorded.")] = False,
@@ -62,7 +65,7 @@ def serve_command(
     from ..worker import Worker
     from ..workflow import registered_names
 
-    state = state_of(ctx)
+    state = state_of(ctx, creates=True)
     import_apps(app_module or [])
     if not 0 <= workers <= 256:
         raise ConfigurationError("--workers must be between 0 and 256")
@@ -118,7 +121,7 @@ def tokens_create_command(
     as_json: AsJson = False,
 ) -> None:
     """Create a token and print it once (only its hash is stored)."""
-    state = state_of(ctx)
+    state = state_of(ctx, creates=True)
     created = state.ledger.create_token(owner, admin=admin, note=note)
     if as_json:
         state.print_json({"id": created.info.id, "owner": owner, "admin": admin,

@@ -28,11 +28,15 @@ class State:
         self.out = Console(highlight=False, soft_wrap=False, width=wide)
         self.err = Console(stderr=True, highlight=False, width=wide)
         self._ledger: Ledger | None = None
+        self.creates = False  # set by commands that record something
 
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            self._ledger = Ledger(self.db)
+            self._ledger = Ledger(self.db, create=self.creates)
+            if self.debug:
+                self.err.print(f"database: {self._ledger.store.backend.describe()}",
+                               style="dim")
         return self._ledger
 
     def close(self) -> None:

@@ -158,7 +158,7 @@ class SqliteBackend(Backend):
     uuid_sql_type = "CHAR(32)"
     float_sql_type = "REAL"
 
-    def __init__(self, url: URL, durability: Durability) -> None:
+    def __init__(self, url: URL, durability: Durability, create: bool = True) -> None:
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             from ..errors import ConfigurationError
@@ -168,6 +168,13 @@ class SqliteBackend(Backend):
                 "use sqlite:///path/to/file.db"
             )
         self.path = Path(database).expanduser().absolute()
+        if not create and not self.path.exists():
+            from ..errors import DatabaseNotFound
+
+            raise DatabaseNotFound(
+                f"no flowledger database at {self.path}: nothing has been recorded there "
+                "yet (`flowledger run` creates it; --db or FLOWLEDGER_DATABASE_URL chooses "
+                "another)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -440,8 +447,9 @@ def _is_broken(raw: Any) -> bool:
     return bool(getattr(conn, "closed", False) or getattr(conn, "broken", False))
 
 
-def open_backend(url: str, durability: Durability) -> Backend:
-    """Pick the backend for a URL; ``postgresql://`` uses psycopg 3."""
+def open_backend(url: str, durability: Durability, create: bool = True) -> Backend:
+    """Pick the backend for a URL; ``postgresql://`` uses psycopg 3. Without ``create``
+    a missing SQLite file is DatabaseNotFound rather than a new, empty database."""
     from ..errors import ConfigurationError
 
     try:
@@ -453,7 +461,7 @@ def open_backend(url: str, durability: Durability) -> Backend:
                                  f"not {durability!r}")
     family = parsed.get_backend_name()
     if family == "sqlite":
-        return SqliteBackend(parsed, durability)
+        return SqliteBackend(parsed, durability, create)
     if family in ("postgresql", "postgres"):
         driver = parsed.drivername.partition("+")[2]
         if driver not in ("psycopg", ""):

@@ -57,9 +57,9 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
     """
 
     def __init__(self, url: str, *, durability: Durability = "full",
-                 migrate_schema: bool = True) -> None:
+                 migrate_schema: bool = True, create: bool = True) -> None:
         with translate_errors(Where("the store", safe_url(url))):
-            self.backend = open_backend(url, durability)
+            self.backend = open_backend(url, durability, create)
         self._where = Where(f"{self.backend.name} store", self.backend.describe())
         if migrate_schema:
             with translate_errors(self._where):
