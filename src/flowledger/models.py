@@ -50,6 +50,12 @@ class AttemptOutcome(enum.StrEnum):
     UNRECORDED = "unrecorded"
 
 
+def usd(value: float | None) -> float | None:
+    """A sum of costs without float noise (0.41249999999999976 → 0.4125): prices have at
+    most a handful of decimals, sums of them no more than ten."""
+    return None if value is None else round(value, 10)
+
+
 def from_micros(value: int | None) -> datetime | None:
     """Store timestamps are integer microseconds since the epoch (UTC)."""
     if value is None:
@@ -158,7 +164,7 @@ class UsageTotals:
                    sum(u.output_tokens for u in records),
                    sum(u.cached_input_tokens for u in records),
                    sum(u.reasoning_tokens for u in records),
-                   sum(priced) if priced else None, len(records) - len(priced),
+                   usd(sum(priced)) if priced else None, len(records) - len(priced),
                    tuple(sorted({u.model for u in records})))
 
 

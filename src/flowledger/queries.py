@@ -27,7 +27,7 @@ from .errors import (
     StepNotFound,
 )
 from .executor import Runtime
-from .models import ErrorInfo, Run, RunPage, RunStatus, Step, UsageGroup, UsageTotals
+from .models import ErrorInfo, Run, RunPage, RunStatus, Step, UsageGroup, UsageTotals, usd
 from .records import Records
 from .reports import RunDiff, Stats, compute_stats, diff_runs
 from .retention import FINISHED, PurgeReport, iter_runs, purge
@@ -192,7 +192,7 @@ class LedgerQueries:
                         since=_micros(since, "since"),
                         until=_micros(until, "until"))
         usage = {str(row[0]): (int((row[2] or 0) + (row[3] or 0)),
-                               None if row[6] is None else float(row[6]))
+                               None if row[6] is None else usd(float(row[6])))
                  for row in self.store.usage_groups(flt, None, None, "workflow")}
         return compute_stats(*self.store.timing_rows(flt), usage_by_workflow=usage)
 
@@ -210,7 +210,7 @@ class LedgerQueries:
                 flt, _micros(since, "since"), _micros(until, "until"), group_by):
             groups.append(UsageGroup(str(key), UsageTotals(
                 int(calls), int(inp or 0), int(out or 0), int(cached or 0), int(reasoning or 0),
-                None if cost is None else float(cost), int(unpriced or 0),
+                None if cost is None else usd(float(cost)), int(unpriced or 0),
                 (str(key),) if group_by == "model" else ())))
         return groups
 

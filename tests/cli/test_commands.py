@@ -349,3 +349,33 @@ def test_read_only_commands_do_not_create_a_missing_database(
     assert f"database: sqlite:///{target}" in capsys.readouterr().err
     assert target.exists()  # run records, so it creates the database
     assert main(["--db", url, "runs"]) == 0
+
+
+def test_output_reads_well_when_piped(cli: CLI) -> None:
+    empty = cli("runs")
+    assert empty.code == 0 and empty.out == "" and "no runs yet" in empty.err
+    assert "no runs in that window" in cli("stats").err
+    assert "no LLM calls recorded" in cli("usage").err
+    assert "no queues yet" in cli("queues").err
+    assert "no schedules" in cli("schedule", "ls").err
+    assert cli("runs", "--status", "failed").err.strip() == "no runs match"
+    result = cli("run", "tests.helpers.cli_flows:greet", "-i", "name=ada")
+    run_id = result.err.split("run ", 1)[1].split()[0]
+    for output in (cli("inspect", run_id).out, cli("runs").out, cli("stats").out):
+        assert output.strip() and all(line == line.rstrip() for line in output.splitlines())
+    again = cli("resume", run_id[:13])
+    assert again.code == 0 and "resuming" not in again.err
+    assert f"run {run_id} had already completed; its recorded output:" in again.err
+    assert json.loads(again.out) == {"greeting": "ADA!"}
+    assert cli("export", "-f", "xml").err.strip() == \
+        "error: --format must be one of json, jsonl, csv, not 'xml'"
+    assert cli("usage", "--by", "colour").code == 2
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    from flowledger.cli import render
+
+    one = render.usage_line(fl.UsageTotals(calls=1, input_tokens=5, models=("m",)))
+    assert one.startswith("1 call, 5 in") and "1 calls" not in one
+    assert render.usage_line(fl.UsageTotals(calls=2)).startswith("2 calls,")
+    assert render.plural(1_000, "run") == "1,000 runs"

@@ -74,3 +74,10 @@ def test_entrypoints_import_modules_and_files(tmp_path: Path) -> None:
                          ("tests.helpers.crashy:main", "not a @workflow")]:
         with pytest.raises(fl.WorkflowNotFound, match=message):
             load_entrypoint(bad)
+
+
+def test_cost_totals_carry_no_float_noise() -> None:
+    calls = [fl.Usage("m", None, 1, 1, 0, 0, cost, "v", None) for cost in (0.1, 0.2, 0.1125)]
+    assert sum(c.cost_usd or 0 for c in calls) != 0.4125  # what float addition gives
+    assert fl.UsageTotals.of(calls).cost_usd == 0.4125
+    assert repr(fl.UsageTotals.of(calls[:2]).cost_usd) == "0.3"

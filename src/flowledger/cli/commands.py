@@ -17,7 +17,7 @@ from ..models import Run, RunStatus
 from ..validation import when as parse_when
 from ..workflow import WorkflowDef, load_entrypoint
 from . import command, render
-from .state import State, parse_inputs
+from .state import State, choice, parse_inputs
 
 RunId = Annotated[str, typer.Argument(help="Run id, or an unambiguous prefix of it.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -117,7 +117,9 @@ def runs_command(
         state.print_json({"runs": [r.to_dict() for r in page.runs],
                           "next_cursor": page.next_cursor})
         return
-    state.out.print(render.runs_table(page.runs))
+    state.show(render.runs_table(page.runs), empty=not page.runs,
+               nothing="no runs match" if cursor or any(
+                   (status, workflow, owner, tag, since, until)) else "no runs yet")
     stalled = [run for run in page.runs if run.stalled]
     if stalled:
         state.hint(f"{len(stalled)} run{'s' if len(stalled) > 1 else ''} marked running "
@@ -153,8 +155,11 @@ def resume_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
                             "another host.")] = False) -> None:
     """Continue a failed, cancelled or crashed run from its first unfinished step."""
     state = state_of(ctx)
-    handle = state.ledger.resume(state.ledger.resolve_id(run_id), force=force)
-    state.hint(f"resuming run {handle.id}")
+    full = state.ledger.resolve_id(run_id)
+    done = state.ledger.get(full, steps=False).status is RunStatus.COMPLETED
+    handle = state.ledger.resume(full, force=force)
+    state.hint(f"run {handle.id} had already completed; its recorded output:" if done
+               else f"resuming run {handle.id}")
     _finish(state, handle, as_json)
 
 
@@ -240,7 +245,8 @@ def stats_command(
     if as_json:
         state.print_json(stats.to_dict())
         return
-    state.out.print(render.stats_view(stats))
+    state.show(render.stats_view(stats), empty=not stats.workflows,
+               nothing="no runs in that window")
 
 
 class GroupBy(enum.StrEnum):
@@ -252,8 +258,9 @@ class GroupBy(enum.StrEnum):
 @command("usage")
 def usage_command(
     ctx: typer.Context,
-    by: Annotated[GroupBy, typer.Option("--by", help="Group totals by workflow, model or owner.")]
-    = GroupBy.workflow,
+    by: Annotated[str, typer.Option(
+        "--by", metavar="GROUP", help="Group totals by workflow, model or owner.")]
+    = GroupBy.workflow.value,
     since: Annotated[str | None, typer.Option(
         help="Calls recorded at or after: a duration ago (24h) or a date.")] = None,
     until: Annotated[str | None, typer.Option(
@@ -263,10 +270,12 @@ def usage_command(
     as_json: AsJson = False,
 ) -> None:
     """LLM calls, tokens and cost in USD, totalled per workflow, model or owner."""
+    group = choice(GroupBy, by, "--by").value
     state = state_of(ctx)
     groups = state.ledger.usage(since=parse_when(since), until=parse_when(until),
-                                group_by=by.value, workflow=workflow, owner=owner)
+                                group_by=group, workflow=workflow, owner=owner)
     if as_json:
         state.print_json([g.to_dict() for g in groups])
         return
-    state.out.print(render.usage_view(groups, by.value))
+    state.show(render.usage_view(groups, group), empty=not groups,
+               nothing="no LLM calls recorded in that window")

@@ -20,7 +20,7 @@ from ..validation import duration as parse_duration
 from ..validation import when as parse_when
 from . import app, command, render
 from .commands import AsJson, state_of
-from .state import State
+from .state import State, choice
 
 CSV_COLUMNS = ["run_id", "workflow", "version", "owner", "run_status", "created_at",
                "run_duration", "position", "step", "step_status", "attempts", "step_duration",
@@ -89,8 +89,9 @@ def export_command(
     run_id: Annotated[str | None, typer.Argument(
         help="Export only this run (id or prefix); otherwise every run the filters match.")]
     = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-    = Format.jsonl,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", metavar="FORMAT",
+        help="Output format: jsonl (a run per line), json or csv.")] = Format.jsonl.value,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Write to this file instead of standard output.")] = None,
     status: Annotated[list[str] | None, typer.Option(
@@ -104,6 +105,7 @@ def export_command(
         help="Created before: a duration ago or a date.")] = None,
 ) -> None:
     """Export runs with their steps as JSON, JSON Lines or CSV, streaming."""
+    form = choice(Format, fmt, "--format")
     state = state_of(ctx)
     ledger = state.ledger
     runs = ledger.export(ledger.resolve_id(run_id) if run_id else None, status=status,
@@ -115,7 +117,7 @@ def export_command(
             Path(output).parent.mkdir(parents=True, exist_ok=True)
             sink = stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
         advance = stack.enter_context(_progress(state, "exporting"))
-        count = write_export(runs, sink, fmt, advance)
+        count = write_export(runs, sink, form, advance)
     if output is not None:
         state.hint(f"exported {count} runs to {output}")
 
@@ -217,7 +219,8 @@ def artifacts_ls(
     if as_json:
         state.print_json([a.to_dict() for a in found])
         return
-    state.out.print(render.artifacts_table(found))
+    state.show(render.artifacts_table(found), empty=not found,
+               nothing="no artifacts" + (f" under {prefix!r}" if prefix else ""))
 
 
 @command("get", artifacts_app)

@@ -127,9 +127,8 @@ def workers_command(
         table.add_row(w.id, w.host, str(w.pid), ", ".join(w.queues), str(w.runs_held),
                       str(w.concurrency), w.state,
                       render.when(w.last_heartbeat), render.when(w.started_at))
-    state.out.print(table)
-    if not found:
-        state.hint("no live workers (start one with: flowledger worker)")
+    state.show(table, empty=not found,
+               nothing="no live workers (start one with: flowledger worker)")
 
 
 @command("queues")
@@ -152,7 +151,8 @@ def queues_command(
                       str(q.failed), f"{q.per_second:.2f}",
                       "-" if q.concurrency is None else str(q.concurrency),
                       "-" if q.key_concurrency is None else str(q.key_concurrency))
-    state.out.print(table)
+    state.show(table, empty=not found,
+               nothing="no queues yet (queue a run with: flowledger submit)")
 
 
 @command("queue-limits")
@@ -219,7 +219,8 @@ def schedule_ls_command(ctx: typer.Context, as_json: AsJson = False) -> None:
         table.add_row(s.name, s.workflow, s.cron, s.queue, render.when(s.next_fire_at),
                       render.when(s.last_fired_at),
                       render.short_id(s.last_run_id) if s.last_run_id else "-")
-    state.out.print(table)
+    state.show(table, empty=not found,
+               nothing="no schedules (add one with: flowledger schedule add)")
 
 
 @command("rm", schedule_app)

@@ -152,8 +152,8 @@ def cost(value: float | None, unpriced: int = 0) -> str:
 
 
 def usage_line(totals: UsageTotals) -> str:
-    return (f"{totals.calls} calls, {totals.input_tokens:,} in ({totals.cached_input_tokens:,} "
-            f"cached) + {totals.output_tokens:,} out tokens, "
+    return (f"{plural(totals.calls, 'call')}, {totals.input_tokens:,} in "
+            f"({totals.cached_input_tokens:,} cached) + {totals.output_tokens:,} out tokens, "
             f"{cost(totals.cost_usd, totals.unpriced_calls)}; models: {', '.join(totals.models)}")
 
 

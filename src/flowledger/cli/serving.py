@@ -149,9 +149,8 @@ def tokens_ls_command(
         table.add_row(t.id, t.owner, "yes" if t.admin else "", t.note or "",
                       render.when(t.created_at), render.when(t.last_used_at),
                       render.when(t.revoked_at) if t.revoked_at else "")
-    state.out.print(table)
-    if not found:
-        state.hint("no tokens (create one with: flowledger tokens create --owner NAME)")
+    state.show(table, empty=not found,
+               nothing="no tokens (create one with: flowledger tokens create --owner NAME)")
 
 
 @command("revoke", tokens_app)

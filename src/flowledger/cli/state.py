@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TextIO, TypeVar, cast
 
 from rich.console import Console
 
 from ..errors import ConfigurationError
 from ..ledger import Ledger
 from ..models import to_jsonable
+
+
+class TrimmedLines:
+    """A text stream that drops the spaces Rich pads table lines with, for output read
+    by programs and pagers (a terminal shows them as nothing anyway)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self.stream.write(line.rstrip(" ") + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.stream.write(self._pending)
+            self._pending = ""
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
 
 
 class State:
@@ -25,7 +51,9 @@ class State:
         # Rich turns colour off by itself when output is not a terminal or NO_COLOR is set.
         # Piped output is read by people and scripts alike: do not squeeze tables to 80.
         wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-        self.out = Console(highlight=False, soft_wrap=False, width=wide)
+        self.out = Console(highlight=False, soft_wrap=False, width=wide,
+                           file=None if sys.stdout.isatty()
+                           else cast(IO[str], TrimmedLines(sys.stdout)))
         self.err = Console(stderr=True, highlight=False, width=wide)
         self._ledger: Ledger | None = None
         self.creates = False  # set by commands that record something
@@ -43,6 +71,14 @@ class State:
         if self._ledger is not None:
             self._ledger.close()
 
+    def show(self, renderable: Any, *, empty: bool = False, nothing: str = "") -> None:
+        """Print a table; when it has no rows, say so (on stderr) instead of printing a
+        lone header."""
+        if empty:
+            self.hint(nothing)
+        else:
+            self.out.print(renderable)
+
     def hint(self, text: str) -> None:
         if not self.quiet:
             self.err.print(text, style="dim")
@@ -51,6 +87,18 @@ class State:
         text = json.dumps(to_jsonable(value), default=str, ensure_ascii=False, indent=2,
                           allow_nan=False)
         sys.stdout.write(text + "\n")
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def choice(kind: type[E], value: str, option: str) -> E:
+    """``value`` as one of an enum's members, or a usage error listing them."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise ConfigurationError(f"{option} must be one of {allowed}, not {value!r}") from None
 
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
