@@ -14,68 +14,167 @@ Example::
     output = fl.Ledger().run(triage, 42)
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: it would add an ``annotations`` name to
+# the package, and this module annotates nothing that needs it.
+import importlib
+from typing import TYPE_CHECKING
 
-from . import artifacts, context
-from .artifacts import ArtifactInfo, RunArtifacts
-from .concurrency import StepPool, map_steps
-from .errors import (
-    AmbiguousRunId,
-    ArtifactNotFound,
-    ConfigurationError,
-    DatabaseNotFound,
-    DeadlineExceeded,
-    FlowledgerError,
-    InvalidCursor,
-    NonDeterminismError,
-    NonRetryable,
-    NotInRun,
-    PayloadTooLarge,
-    RunAlreadyRunning,
-    RunCancelled,
-    RunFailed,
-    RunNotFound,
-    ScheduleNotFound,
-    SerializationError,
-    SkipStep,
-    StepNotFound,
-    StepTimeout,
-    StoreError,
-    StoreFull,
-    StoreUnavailable,
-    TokenNotFound,
-    WorkerStopping,
-    WorkflowNotFound,
-    WorkflowVersionMismatch,
-)
-from .events import EventBatch, RunEvent
-from .executor import StepInfo, current_run_id, current_step
-from .ledger import Ledger, RunHandle
-from .models import (
-    Attempt,
-    AttemptOutcome,
-    ErrorInfo,
-    Run,
-    RunPage,
-    RunStatus,
-    Step,
-    StepCounts,
-    StepStatus,
-    Usage,
-    UsageGroup,
-    UsageTotals,
-)
-from .queueing import QueueInfo, WorkerInfo
-from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
-from .retention import PurgeReport, read_archive
-from .schedules import Schedule, schedule
-from .serialization import JsonSerializer, Serializer
-from .tokens import NewToken, TokenInfo
-from .usage import record_anthropic_usage, record_openai_usage, record_usage
-from .worker import Worker
+# The decorators are bound eagerly: the submodule ``flowledger.workflow`` would otherwise
+# shadow the ``workflow`` decorator once anything imported it.
 from .workflow import RetryPolicy, step, workflow
 
 __version__ = "0.1.0"
+
+# Public names are imported on first use, so ``import flowledger`` (and every CLI call)
+# does not pay for SQLAlchemy, pydantic, fsspec and the pricing data until they are needed.
+_HOME = {
+    "AmbiguousRunId": "errors",
+    "ArtifactInfo": "artifacts",
+    "ArtifactNotFound": "errors",
+    "Attempt": "models",
+    "AttemptOutcome": "models",
+    "ConfigurationError": "errors",
+    "DatabaseNotFound": "errors",
+    "DeadlineExceeded": "errors",
+    "ErrorInfo": "models",
+    "EventBatch": "events",
+    "FlowledgerError": "errors",
+    "InvalidCursor": "errors",
+    "JsonSerializer": "serialization",
+    "Ledger": "ledger",
+    "NewToken": "tokens",
+    "NonDeterminismError": "errors",
+    "NonRetryable": "errors",
+    "NotInRun": "errors",
+    "PayloadTooLarge": "errors",
+    "PurgeReport": "retention",
+    "QueueInfo": "queueing",
+    "Run": "models",
+    "RunAlreadyRunning": "errors",
+    "RunArtifacts": "artifacts",
+    "RunCancelled": "errors",
+    "RunDiff": "reports",
+    "RunEvent": "events",
+    "RunFailed": "errors",
+    "RunHandle": "ledger",
+    "RunNotFound": "errors",
+    "RunPage": "models",
+    "RunStatus": "models",
+    "Schedule": "schedules",
+    "ScheduleNotFound": "errors",
+    "SerializationError": "errors",
+    "Serializer": "serialization",
+    "SkipStep": "errors",
+    "Stats": "reports",
+    "Step": "models",
+    "StepChange": "reports",
+    "StepCounts": "models",
+    "StepInfo": "executor",
+    "StepNotFound": "errors",
+    "StepPool": "concurrency",
+    "StepStats": "reports",
+    "StepStatus": "models",
+    "StepTimeout": "errors",
+    "StoreError": "errors",
+    "StoreFull": "errors",
+    "StoreUnavailable": "errors",
+    "TokenInfo": "tokens",
+    "TokenNotFound": "errors",
+    "Usage": "models",
+    "UsageGroup": "models",
+    "UsageTotals": "models",
+    "Worker": "worker",
+    "WorkerInfo": "queueing",
+    "WorkerStopping": "errors",
+    "WorkflowNotFound": "errors",
+    "WorkflowStats": "reports",
+    "WorkflowVersionMismatch": "errors",
+    "artifacts": "artifacts",
+    "context": "context",
+    "current_run_id": "executor",
+    "current_step": "executor",
+    "map_steps": "concurrency",
+    "read_archive": "retention",
+    "record_anthropic_usage": "usage",
+    "record_openai_usage": "usage",
+    "record_usage": "usage",
+    "schedule": "schedules",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from . import artifacts, context
+    from .artifacts import ArtifactInfo, RunArtifacts
+    from .concurrency import StepPool, map_steps
+    from .errors import (
+        AmbiguousRunId,
+        ArtifactNotFound,
+        ConfigurationError,
+        DatabaseNotFound,
+        DeadlineExceeded,
+        FlowledgerError,
+        InvalidCursor,
+        NonDeterminismError,
+        NonRetryable,
+        NotInRun,
+        PayloadTooLarge,
+        RunAlreadyRunning,
+        RunCancelled,
+        RunFailed,
+        RunNotFound,
+        ScheduleNotFound,
+        SerializationError,
+        SkipStep,
+        StepNotFound,
+        StepTimeout,
+        StoreError,
+        StoreFull,
+        StoreUnavailable,
+        TokenNotFound,
+        WorkerStopping,
+        WorkflowNotFound,
+        WorkflowVersionMismatch,
+    )
+    from .events import EventBatch, RunEvent
+    from .executor import StepInfo, current_run_id, current_step
+    from .ledger import Ledger, RunHandle
+    from .models import (
+        Attempt,
+        AttemptOutcome,
+        ErrorInfo,
+        Run,
+        RunPage,
+        RunStatus,
+        Step,
+        StepCounts,
+        StepStatus,
+        Usage,
+        UsageGroup,
+        UsageTotals,
+    )
+    from .queueing import QueueInfo, WorkerInfo
+    from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
+    from .retention import PurgeReport, read_archive
+    from .schedules import Schedule, schedule
+    from .serialization import JsonSerializer, Serializer
+    from .tokens import NewToken, TokenInfo
+    from .usage import record_anthropic_usage, record_openai_usage, record_usage
+    from .worker import Worker
+    from .workflow import RetryPolicy, step, workflow
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'flowledger' has no attribute {name!r}")
+    module = importlib.import_module(f".{home}", __name__)
+    value = module if home == name else getattr(module, name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "TokenNotFound",

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import fsspec
-
 from . import ids
 from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun, StoreError
 from .models import from_micros
@@ -110,16 +108,39 @@ def decode(content: bytes, media_type: str) -> Any:
 
 
 class ArtifactStore:
-    """Content-addressed blobs in an fsspec filesystem, namespaced by owner."""
+    """Content-addressed blobs in an fsspec filesystem, namespaced by owner.
+
+    The filesystem is opened on first use: most Ledgers never touch an artifact, and
+    fsspec (with its filesystem drivers) is costly to import.
+    """
 
     def __init__(self, url: str) -> None:
-        try:
-            self.fs, self.root = fsspec.core.url_to_fs(url)
-        except (ImportError, ValueError) as exc:
-            raise ConfigurationError(f"cannot open artifact store {url!r}: {exc}") from None
         self.url = url
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
-                                else (self.fs.protocol,))
+        self._opened: tuple[Any, str] | None = None
+
+    def _open(self) -> tuple[Any, str]:
+        if self._opened is None:
+            import fsspec.core  # here, not at the top: start-up time
+
+            try:
+                self._opened = fsspec.core.url_to_fs(self.url)
+            except (ImportError, ValueError) as exc:
+                raise ConfigurationError(f"cannot open artifact store {self.url!r}: "
+                                         f"{exc}") from None
+        return self._opened
+
+    @property
+    def fs(self) -> Any:
+        return self._open()[0]
+
+    @property
+    def root(self) -> str:
+        return self._open()[1]
+
+    @property
+    def local(self) -> bool:
+        protocol = self.fs.protocol
+        return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
 
     def path(self, owner: str, digest: str) -> str:
         namespace = hashlib.sha256(owner.encode()).hexdigest()[:16]

@@ -15,10 +15,13 @@ import inspect
 import logging
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pydantic_core
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import ValidationError  # pydantic's own ValidationError is this class
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 from .errors import PayloadTooLarge, SerializationError
 
@@ -88,6 +91,9 @@ class JsonSerializer:
 def _cached_adapter(type_hint: Any) -> TypeAdapter[Any] | None:
     # Wrapped in a 1-tuple so the config (bytes as base64, as dumps writes them) reaches
     # nested dataclasses too; pydantic refuses a config on a bare dataclass.
+    # pydantic itself is imported on the first typed value: `import flowledger` stays light.
+    from pydantic import ConfigDict, TypeAdapter  # here, not at the top: start-up time
+
     try:
         return TypeAdapter(tuple[type_hint], config=ConfigDict(val_json_bytes="base64"))
     except Exception:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import importlib
@@ -124,6 +123,8 @@ def _mark_async(wrapper: Callable[..., Any]) -> None:
     if marker is not None:
         marker(wrapper)
     else:  # Python 3.11: asyncio's own marker keeps iscoroutinefunction() truthful
+        import asyncio.coroutines  # only async code needs it
+
         wrapper._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
 

@@ -10,12 +10,12 @@ import pytest
 import typer.main
 
 from flowledger.cli import (  # noqa: F401  (registers commands)
-    app,
     commands,
     maintenance,
     queueing,
     serving,
 )
+from flowledger.cli.app import app
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
 

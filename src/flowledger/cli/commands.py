@@ -6,18 +6,21 @@ import contextlib
 import enum
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
 
 from ..errors import RunCancelled, RunFailed
-from ..ledger import RunHandle
 from ..models import Run, RunStatus
 from ..validation import when as parse_when
 from ..workflow import WorkflowDef, load_entrypoint
-from . import command, render
+from . import render
+from .app import command
 from .state import State, choice, parse_inputs
+
+if TYPE_CHECKING:
+    from ..ledger import RunHandle
 
 RunId = Annotated[str, typer.Argument(help="Run id, or an unambiguous prefix of it.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]

@@ -9,18 +9,21 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import admin
 from ..models import Run
 from ..validation import duration as parse_duration
 from ..validation import when as parse_when
-from . import app, command, render
+from . import render
+from .app import app, command
 from .commands import AsJson, state_of
 from .state import State, choice
+
+if TYPE_CHECKING:
+    from ..admin import SchemaStatus
 
 CSV_COLUMNS = ["run_id", "workflow", "version", "owner", "run_status", "created_at",
                "run_duration", "position", "step", "step_status", "attempts", "step_duration",
@@ -157,7 +160,7 @@ db_app = typer.Typer(help="Schema migrations, for operators.", no_args_is_help=T
 app.add_typer(db_app, name="db")
 
 
-def _status_line(status: admin.SchemaStatus) -> str:
+def _status_line(status: SchemaStatus) -> str:
     state = "up to date" if status.up_to_date else "needs upgrade"
     return f"{status.url}: revision {status.current or 'none'} (head {status.head}) — {state}"
 
@@ -165,11 +168,13 @@ def _status_line(status: admin.SchemaStatus) -> str:
 @command("upgrade", db_app)
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending migrations (opening a Ledger does this too)."""
+    from .. import admin  # opens the store: imported by the commands that do
+
     state: State = ctx.find_root().obj
     state.out.print(_status_line(admin.upgrade(state.db or _default_url())))
 
 
-def _show_status(state: State, status: admin.SchemaStatus, as_json: bool) -> None:
+def _show_status(state: State, status: SchemaStatus, as_json: bool) -> None:
     if as_json:
         state.print_json({"url": status.url, "current": status.current, "head": status.head,
                           "up_to_date": status.up_to_date})
@@ -180,6 +185,8 @@ def _show_status(state: State, status: admin.SchemaStatus, as_json: bool) -> Non
 @command("current", db_app)
 def db_current(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Print the schema revision of the database and the newest one this version knows."""
+    from .. import admin
+
     state: State = ctx.find_root().obj
     _show_status(state, admin.schema_status(state.db or _default_url()), as_json)
 
@@ -187,6 +194,8 @@ def db_current(ctx: typer.Context, as_json: AsJson = False) -> None:
 @command("check", db_app)
 def db_check(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Exit 1 unless the schema is at the newest revision (changes nothing)."""
+    from .. import admin
+
     state: State = ctx.find_root().obj
     status = admin.schema_status(state.db or _default_url())
     _show_status(state, status, as_json)

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from ..errors import ConfigurationError, ScheduleNotFound
 from ..validation import duration as parse_duration
-from . import app, command, render
+from . import render
+from .app import app, command
 from .commands import AsJson, InputJson, Inputs, load_target, state_of
 
 Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]

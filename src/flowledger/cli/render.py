@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ..artifacts import ArtifactInfo
 from ..models import (
     AttemptOutcome,
     Run,
@@ -23,6 +22,9 @@ from ..models import (
     UsageTotals,
 )
 from ..reports import RunDiff, Stats
+
+if TYPE_CHECKING:
+    from ..artifacts import ArtifactInfo
 
 STATUS_STYLE = {
     "pending": "yellow", "running": "cyan", "completed": "green", "failed": "bold red",

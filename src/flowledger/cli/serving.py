@@ -13,7 +13,8 @@ from rich.table import Table
 
 from ..errors import ConfigurationError, TokenNotFound
 from ..validation import duration as parse_duration
-from . import app, command, render
+from . import render
+from .app import app, command
 from .commands import AsJson, state_of
 from .queueing import import_apps
 

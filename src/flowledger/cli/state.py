@@ -7,13 +7,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any, TextIO, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 from rich.console import Console
 
 from ..errors import ConfigurationError
-from ..ledger import Ledger
 from ..models import to_jsonable
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
 
 
 class TrimmedLines:
@@ -61,6 +63,9 @@ class State:
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
+            # Imported on first use: `flowledger --help` and `--version` never open a store.
+            from ..ledger import Ledger
+
             self._ledger = Ledger(self.db, create=self.creates)
             if self.debug:
                 self.err.print(f"database: {self._ledger.store.backend.describe()}",
