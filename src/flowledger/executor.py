@@ -6,7 +6,6 @@ body runs, so concurrent steps keep the order in which the workflow called them.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import json
 import threading
@@ -330,7 +329,7 @@ class Execution:
                 delay = attempt.failed(exc)
                 if delay is None:
                     raise
-                await asyncio.sleep(delay)
+                await asyncio_module().sleep(delay)
                 continue
             finally:
                 _step.reset(reset)
@@ -537,7 +536,7 @@ async def _await_with_timeout(awaitable: Awaitable[Any], timeout: float | None,
     from .errors import StepTimeout
 
     try:
-        async with asyncio.timeout(timeout) as scope:
+        async with asyncio_module().timeout(timeout) as scope:
             result = await awaitable
     except TimeoutError:
         raise StepTimeout(f"{label} exceeded its timeout of {timeout:g}s") from None
@@ -611,6 +610,14 @@ def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
         return attempt.succeeded(result)
 
     return run()
+
+
+def asyncio_module() -> Any:
+    """asyncio, imported when async code first needs it (a running event loop has it
+    loaded already): synchronous programs never pay for its import."""
+    import asyncio
+
+    return asyncio
 
 
 def resolve(name: str, entrypoint: str) -> WorkflowDef:

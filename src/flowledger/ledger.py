@@ -5,7 +5,6 @@ Every interface (Python API today; the CLI and HTTP API build on it) calls these
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -35,6 +34,7 @@ from .events import LedgerEvents
 from .executor import (
     Execution,
     Runtime,
+    asyncio_module,
     encode_inputs,
     executing_here,
     prepare_inputs,
@@ -297,9 +297,10 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         try:
             if execution.definition.is_async:
                 return await execution.run_async(call_args, call_kwargs)
-            return await asyncio.to_thread(execution.run_sync, call_args, call_kwargs)
+            return await asyncio_module().to_thread(execution.run_sync, call_args, call_kwargs)
         except RunInterrupted:  # another process took the run over: its outcome stands
-            return await asyncio.to_thread(self._wait_for_output, execution.run_id_text, None)
+            return await asyncio_module().to_thread(self._wait_for_output, execution.run_id_text,
+                                              None)
 
     def _create(self, workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
                 owner: str | None, tags: Iterable[str] | None, deadline: float | timedelta | None,
@@ -339,7 +340,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
     def _execute(execution: Execution, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if not execution.definition.is_async:
             return execution.run_sync(args, kwargs)
-        return asyncio.run(execution.run_async(args, kwargs))
+        return asyncio_module().run(execution.run_async(args, kwargs))
 
     def _launch(self, execution: Execution, args: list[Any],
                 kwargs: dict[str, Any]) -> RunHandle:
@@ -516,7 +517,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
 
 def _refuse_inside_event_loop() -> None:
     try:
-        asyncio.get_running_loop()
+        asyncio_module().get_running_loop()
     except RuntimeError:
         return
     raise ConfigurationError("an event loop is running here: use "

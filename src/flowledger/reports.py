@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections import defaultdict
@@ -78,6 +77,8 @@ def diff_runs(a: Run, b: Run, context: int = 1, max_lines: int = 40) -> RunDiff:
         if left is None or right is None:
             text = f"only in {'b' if left is None else 'a'}"
         elif changed:
+            import difflib  # only comparing runs needs it (start-up time)
+
             lines = list(difflib.unified_diff(_pretty(left_out), _pretty(right_out), "a", "b",
                                               n=context, lineterm=""))[2:]
             if len(lines) > max_lines:

@@ -14,11 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
-
 from .errors import ConfigurationError
 from .models import from_micros
 from .workflow import WorkflowDef, definition_of
+
+
+def _croniter() -> Any:
+    """croniter, imported when a schedule is first evaluated (start-up time)."""
+    from croniter import croniter
+
+    return croniter
 
 # A schedule catching up on a long outage fires at most this many ticks per pass; the
 # rest follow on the next passes, so one pass never holds its transaction for long.
@@ -95,7 +100,7 @@ def declared() -> list[ScheduleDecl]:
 def check_cron(cron: str) -> str:
     expression = " ".join(str(cron).split())
     if not expression or len(expression.split()) not in (5, 6) \
-            or not croniter.is_valid(expression):
+            or not _croniter().is_valid(expression):
         raise ConfigurationError(
             f"not a cron expression: {cron!r} (five fields: minute hour day month weekday, "
             "or six with seconds last; e.g. '*/5 * * * *')")
@@ -105,13 +110,13 @@ def check_cron(cron: str) -> str:
 def next_tick(cron: str, after_us: int) -> int:
     """The first tick strictly after ``after_us`` (microseconds since the epoch, UTC)."""
     start = datetime.fromtimestamp(after_us / 1_000_000, UTC)
-    following: datetime = croniter(cron, start).get_next(datetime)
+    following: datetime = _croniter()(cron, start).get_next(datetime)
     return int(following.timestamp() * 1_000_000)
 
 
 def _latest_tick(cron: str, at_or_before_us: int) -> int:
     start = datetime.fromtimestamp((at_or_before_us + 1) / 1_000_000, UTC)
-    previous: datetime = croniter(cron, start).get_prev(datetime)
+    previous: datetime = _croniter()(cron, start).get_prev(datetime)
     return int(previous.timestamp() * 1_000_000)
 
 

@@ -9,7 +9,6 @@ code keeps running until that call returns, but its result is discarded.
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,6 +48,8 @@ def call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[
 
 
 def _interrupt(worker: threading.Thread) -> None:
+    import ctypes  # only an overrunning step needs it (and it is slow to import)
+
     if worker.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),
                                                    ctypes.py_object(_Overrun))

@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -231,6 +229,8 @@ class SqliteBackend(Backend):
 
     def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
                                 where: Any) -> Any:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(unique),
                                                           index_where=where)
 
@@ -364,6 +364,8 @@ class PostgresBackend(Backend):
 
     def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
                                 where: Any) -> Any:
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
         return postgresql_insert(table).on_conflict_do_nothing(index_elements=list(unique),
                                                               index_where=where)
 

@@ -20,7 +20,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql
 
 from . import history
 from .base import AttemptRow, RunFilter, RunRow, StepRow, UsageRow
@@ -267,7 +266,9 @@ class ReadStoreMixin:
         """``column IN ids``; on PostgreSQL as ``= ANY(array)``, one parameter instead of
         thousands, which keeps batch deletes cheap to parse and plan."""
         if self.backend.name == "postgresql":
-            return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Uuid())))
+            from sqlalchemy.dialects.postgresql import ARRAY  # loaded with the backend
+
+            return column == any_(bindparam("ids", ids, type_=ARRAY(Uuid())))
         return column.in_(ids)
 
     def live_step_counts(
