@@ -58,9 +58,8 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/startup.db"
-        from bench.scale import fill  # a store of real-looking runs
-
         import flowledger as fl
+        from bench.scale import fill  # a store of real-looking runs
 
         with fl.Ledger(url) as ledger:
             fill(ledger, args.runs)
