@@ -75,7 +75,7 @@ def main() -> None:
         results = [(name, wall(command, args.repeat, env)) for name, command in cases]
     base = results[0][1]
     print(f"\nwhole-process wall time, median of {args.repeat} (store: {args.runs:,} runs)\n")
-    print(f"{'process':<40} {'seconds':>8} {'× pass':>8}   target")
+    print(f"{'process':<40} {'seconds':>8} {'x pass':>8}   target")
     for name, seconds in results:
         target = TARGETS.get(name)
         verdict = "" if target is None else \
