@@ -51,6 +51,14 @@ def side_log(path: Path) -> list[tuple[str, str, int, int]]:
             in (line.split() for line in path.read_text().splitlines())]
 
 
+def submit_to_gate(ledger: fl.Ledger, gate: Path, log: Path) -> fl.RunHandle:
+    """Queue a run of ``gated`` and wait until a worker holds it at its gate (step 2)."""
+    handle = ledger.submit(app.gated, str(gate))
+    wait_until(lambda: ("B", handle.id, 2) in {e[:3] for e in side_log(log)},
+               what="the run to reach its gate")
+    return handle
+
+
 def test_higher_priority_runs_start_first(db_url: str) -> None:
     with fl.Ledger(db_url) as ledger:
         low = [ledger.submit(app.one_step, n, priority=0).id for n in range(10)]
@@ -164,9 +172,7 @@ def test_workers_store_schedules_declared_in_code(db_url: str) -> None:
 def test_cancel_reaches_a_run_on_a_worker(db_url: str, tmp_path: Path) -> None:
     gate, log = tmp_path / "gate", tmp_path / "side.log"
     with fl.Ledger(db_url) as ledger, workers(db_url, 1, side_log=log):
-        handle = ledger.submit(app.gated, str(gate))
-        wait_until(lambda: ("B", handle.id, 2) in {e[:3] for e in side_log(log)},
-                   what="the run to reach its gate")
+        handle = submit_to_gate(ledger, gate, log)
         assert ledger.cancel(handle.id) is True
         gate.touch()
         wait_until(lambda: ("E", handle.id, 2) in {e[:3] for e in side_log(log)})
@@ -182,9 +188,7 @@ def test_sigterm_finishes_the_step_and_hands_the_run_back(db_url: str, tmp_path:
     gate, log = tmp_path / "gate", tmp_path / "side.log"
     with fl.Ledger(db_url) as ledger:
         first = WorkerProcess(db_url, side_log=log, name="first")
-        handle = ledger.submit(app.gated, str(gate))
-        wait_until(lambda: ("B", handle.id, 2) in {e[:3] for e in side_log(log)},
-                   what="the run to reach its gate")
+        handle = submit_to_gate(ledger, gate, log)
         first.signal(signal.SIGTERM)
         wait_until(lambda: [w.state for w in ledger.workers()] == ["stopping"],
                    what="the worker to start shutting down")
@@ -221,9 +225,7 @@ def test_a_killed_worker_shows_as_lost_and_its_run_records_the_takeover(
     gate, log = tmp_path / "gate", tmp_path / "side.log"
     with fl.Ledger(db_url) as ledger:
         first = WorkerProcess(db_url, "--lease", "1s", side_log=log, name="first")
-        handle = ledger.submit(app.gated, str(gate))
-        wait_until(lambda: ("B", handle.id, 2) in {e[:3] for e in side_log(log)},
-                   what="the run to reach its gate")
+        handle = submit_to_gate(ledger, gate, log)
         first.kill()
         # its process is gone (this host): lost at once, not "running" for a minute
         assert ledger.workers() == []
@@ -259,9 +261,7 @@ def test_a_worker_that_loses_the_database_hands_its_run_back_once_it_returns(
     try:
         with fl.Ledger(pg_database) as ledger:
             worker = WorkerProcess(through, "--lease", "60s", side_log=log, name="w")
-            handle = ledger.submit(app.gated, str(gate))
-            wait_until(lambda: ("B", handle.id, 2) in {e[:3] for e in side_log(log)},
-                       what="the run to reach its gate")
+            handle = submit_to_gate(ledger, gate, log)
             proxy.cut()
             gate.touch()  # the step ends while the database is unreachable
             wait_until(lambda: f"run {handle.id} (gated): stopped:" in worker.output(),

@@ -190,32 +190,6 @@ def test_a_stale_handle_answers_what_the_record_says(ledger: fl.Ledger) -> None:
     assert ledger.get(first.id).status is fl.RunStatus.COMPLETED
 
 
-def test_a_handle_of_a_cancelled_run_later_resumed_gives_its_output(ledger: fl.Ledger) -> None:
-    gate = Gate()
-
-    @fl.step()
-    def slow() -> int:
-        gate.wait()
-        return 4
-
-    @fl.step()
-    def after() -> int:
-        return 1
-
-    @fl.workflow(name="cor_cancel_resume")
-    def wf() -> int:
-        return slow() + after()
-
-    handle = ledger.start(wf)
-    assert gate.arrived.wait(30)
-    ledger.cancel(handle.id)
-    gate.open()
-    with pytest.raises(fl.RunCancelled):
-        handle.result(timeout=30)
-    assert ledger.resume(handle.id).result(timeout=30) == 5
-    assert handle.result(timeout=30) == 5  # the record now says completed
-
-
 @fl.workflow(name="cor_typed")
 def typed(count: int, names: list[str], *extra: int, **options: float) -> int:
     return count + len(names) + sum(extra) + int(sum(options.values()))
