@@ -10,7 +10,6 @@ import contextvars
 import json
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from .artifacts import OUTPUT_MARKER, OUTPUT_MEDIA, OUTPUT_PREFIX, ArtifactStore
 from .errors import (
     CancelledSignal,
     ConfigurationError,
-    DeadlineExceeded,
     LeaseLost,
     NonDeterminismError,
     NotInRun,
@@ -35,6 +33,7 @@ from .errors import (
     WorkflowNotFound,
 )
 from .serialization import NO_HINT, Serializer, check_size, coerce_inputs
+from .stepcall import StepCall, asyncio_module, await_with_timeout, error_text
 from .store.base import NewRun, StepRow
 from .store.sql import SqlStore
 from .timeouts import call_with_timeout
@@ -42,7 +41,7 @@ from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint
 
 _execution: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
     "flowledger_execution", default=None)
-_step: contextvars.ContextVar[_StepCall | None] = contextvars.ContextVar(
+_step: contextvars.ContextVar[StepCall | None] = contextvars.ContextVar(
     "flowledger_step", default=None)
 
 _NO_RETRY = RetryPolicy()
@@ -147,15 +146,6 @@ def encode_inputs(runtime: Runtime, definition: WorkflowDef, values: Mapping[str
     return check_size(text, runtime.max_payload_bytes, what)
 
 
-def error_text(exc: BaseException) -> str:
-    kind = type(exc)
-    return json.dumps({
-        "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    })
-
-
 class Execution:
     """One attempt to advance one run, holding its lease token."""
 
@@ -216,7 +206,7 @@ class Execution:
         store = self.runtime.store
         try:
             self._check_all_recorded_steps_reached()
-            text = self._encode(result, f"output of workflow {self.definition.name!r}")
+            text = self.encode(result, f"output of workflow {self.definition.name!r}")
         except Exception as exc:
             self._finish_error(exc)
             raise
@@ -254,7 +244,7 @@ class Execution:
                 f"{self._next_position}, but step {first.name!r} is recorded at position "
                 f"{first.position}; the code now calls fewer steps than when it was recorded")
 
-    def _encode(self, value: Any, what: str, position: int | None = None) -> str:
+    def encode(self, value: Any, what: str, position: int | None = None) -> str:
         """Serialize; a step output (``position`` given) over the offload size is saved as
         an artifact and replaced by a reference, so the database stays small."""
         runtime = self.runtime
@@ -276,7 +266,7 @@ class Execution:
             return None
         try:
             values = definition.bind(args, kwargs)
-            return self._encode(values, f"input of step {definition.name!r}")
+            return self.encode(values, f"input of step {definition.name!r}")
         except Exception:
             # Step inputs are recorded for inspection only (never replayed), so an input
             # that cannot be stored must not stop the step; note what it was instead.
@@ -285,7 +275,7 @@ class Execution:
     # -- steps ---------------------------------------------------------------------
     def call(self, definition: StepDef, position: int, args: Sequence[Any],
              kwargs: dict[str, Any]) -> Any:
-        attempt = _StepCall(self, definition.name, position, definition.policy,
+        attempt = StepCall(self, definition.name, position, definition.policy,
                             definition.timeout, definition.return_hint,
                             lambda: self._encode_input(definition, args, kwargs))
         hit, value = attempt.replay()
@@ -311,7 +301,7 @@ class Execution:
 
     async def call_async(self, definition: StepDef, position: int, args: Sequence[Any],
                          kwargs: dict[str, Any]) -> Any:
-        attempt = _StepCall(self, definition.name, position, definition.policy,
+        attempt = StepCall(self, definition.name, position, definition.policy,
                             definition.timeout, definition.return_hint,
                             lambda: self._encode_input(definition, args, kwargs))
         hit, value = attempt.replay()
@@ -321,7 +311,7 @@ class Execution:
             attempt.begin()
             reset = _step.set(attempt)
             try:
-                result = await _await_with_timeout(definition.fn(*args, **kwargs),
+                result = await await_with_timeout(definition.fn(*args, **kwargs),
                                                    attempt.timeout(), attempt.label)
             except SkipStep as skip:
                 return attempt.skipped(skip)
@@ -337,12 +327,12 @@ class Execution:
 
     # -- child workflows -----------------------------------------------------------
     def child(self, definition: WorkflowDef, args: Sequence[Any], kwargs: dict[str, Any]
-              ) -> tuple[_StepCall, Callable[[], Execution | CompletedChild], list[Any],
+              ) -> tuple[StepCall, Callable[[], Execution | CompletedChild], list[Any],
                          dict[str, Any]]:
         """Prepare a child-run call: the parent step, and how to build the child."""
         position = self.allocate()
         values, inputs_text = prepare_inputs(self.runtime, definition, args, kwargs)
-        attempt = _StepCall(self, definition.name, position, _NO_RETRY, None,
+        attempt = StepCall(self, definition.name, position, _NO_RETRY, None,
                             definition.return_hint, lambda: inputs_text)
         recorded = self.recorded.get(position)
         child_id = (recorded.child_run_id if recorded and recorded.child_run_id
@@ -412,142 +402,6 @@ def resume_position(recorded: Sequence[StepRow]) -> int:
     return (recorded[-1].position + 1) if recorded else 1
 
 
-class _StepCall:
-    """The recording protocol of one step call, shared by sync, async and child calls."""
-
-    def __init__(self, execution: Execution, name: str, position: int, policy: RetryPolicy,
-                 timeout: float | None, hint: Any, input_text: Callable[[], str | None]) -> None:
-        self.execution = execution
-        self.name = name
-        self.position = position
-        self.policy = policy
-        self.step_timeout = timeout
-        self.hint = hint
-        self.input_text = input_text
-        self.label = f"step {name!r} (position {position})"
-        self.child: NewRun | None = None
-        # Context values set during the current attempt: committed with its result.
-        self.pending_context: dict[str, tuple[str | None, Any]] = {}
-        self.recorded = execution.recorded.get(position)
-        # A resumed *failed* step gets a fresh retry budget (resuming means "try again");
-        # an attempt interrupted by a crash still counts against the budget.
-        failed_before = self.recorded is not None and self.recorded.status == "failed"
-        self.budget_start = self.recorded.attempts if failed_before and self.recorded else 0
-        # The row's counter is incremented by each begin; fencing makes this execution the
-        # only writer, so the count is known here without reading it back.
-        self.attempt = self.recorded.attempts if self.recorded is not None else 0
-
-    def replay(self) -> tuple[bool, Any]:
-        row = self.recorded
-        if row is None:
-            return False, None
-        if row.name != self.name:
-            raise NonDeterminismError(
-                f"run {self.execution.run_id_text}: position {self.position} was recorded as "
-                f"step {row.name!r}, but the code now calls {self.name!r}; workflow code must "
-                "call its steps in the same order on resume (fork the run to change it)")
-        if row.status in ("completed", "skipped"):
-            execution = self.execution
-            text = execution.runtime.payload(execution.run_id, execution.owner, row.output)
-            if text is None:
-                return True, None
-            return True, execution.runtime.serializer.loads(text, self.hint)
-        return False, None
-
-    def begin(self) -> None:
-        execution = self.execution
-        stopping = execution.runtime.stopping
-        if stopping is not None and stopping.is_set():
-            raise WorkerStopping(f"run {execution.run_id_text} stops before step "
-                                 f"{self.name!r} (position {self.position}): its worker "
-                                 "is shutting down")
-        if execution.deadline_at is not None and ids.now_us() >= execution.deadline_at:
-            raise DeadlineExceeded(f"run {execution.run_id_text} passed its deadline before "
-                                   f"step {self.name!r} (position {self.position})")
-        store = execution.runtime.store
-        if not store.begin_step(execution.run_id, execution.token, self.position, self.name,
-                                self.input_text(), ids.now_us(), self.child,
-                                attempt=self.attempt + 1):
-            state = store.get_status(execution.run_id)
-            if state is not None and state[0] == "cancelled":
-                raise CancelledSignal(execution.run_id_text)
-            raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
-        self.attempt += 1
-        self.pending_context = {}
-
-    def timeout(self) -> float | None:
-        deadline = self.execution.deadline_at
-        if deadline is None:
-            return self.step_timeout
-        left = max((deadline - ids.now_us()) / 1_000_000, 0.001)
-        return left if self.step_timeout is None else min(left, self.step_timeout)
-
-    def _finish(self, status: str, output: str | None, error: str | None) -> None:
-        execution = self.execution
-        pending = self.pending_context if status != "failed" else {}
-        texts = {name: text for name, (text, _) in pending.items()} if pending else None
-        if not execution.runtime.store.finish_step(execution.run_id, execution.token,
-                                                   self.position, status, output, error,
-                                                   ids.now_us(), texts):
-            raise LeaseLost(f"run {execution.run_id_text} was taken over while step "
-                            f"{self.name!r} ran; its result was not recorded")
-        for name, (_, value) in pending.items():
-            execution.context[name] = value
-
-    def succeeded(self, result: Any) -> Any:
-        try:
-            text = self.execution._encode(result, f"output of {self.label}", self.position)
-        except Exception as exc:
-            self._finish("failed", None, error_text(exc))
-            raise
-        self._finish("completed", text, None)
-        return result
-
-    def skipped(self, skip: SkipStep) -> Any:
-        text = self.execution._encode(skip.value, f"value of skipped step {self.name!r}")
-        self._finish("skipped", text, json.dumps({"type": "skipped", "message": skip.reason,
-                                                  "traceback": ""}))
-        return skip.value
-
-    def failed(self, exc: BaseException) -> float | None:
-        """Record a failed attempt. Returns the delay before retrying, or None if final."""
-        if not isinstance(exc, Exception) or isinstance(exc, DeadlineExceeded):
-            return None  # interrupts (Ctrl-C, cancellation, lease loss) record nothing here
-        spent = self.attempt - self.budget_start
-        deadline = self.execution.deadline_at
-        if spent < self.policy.max_attempts and self.policy.retryable(exc):
-            delay = self.policy.delay(spent)
-            now = ids.now_us()
-            retry_at = now + int(delay * 1_000_000)
-            if deadline is None or retry_at < deadline:
-                execution = self.execution
-                execution.runtime.store.record_retry(execution.run_id, execution.token,
-                                                     self.position, error_text(exc), now,
-                                                     retry_at)
-                return delay
-        self._finish("failed", None, error_text(exc))
-        return None
-
-
-async def _await_with_timeout(awaitable: Awaitable[Any], timeout: float | None,
-                              label: str) -> Any:
-    if timeout is None:
-        return await awaitable
-    from .errors import StepTimeout
-
-    try:
-        async with asyncio_module().timeout(timeout) as scope:
-            result = await awaitable
-    except TimeoutError:
-        raise StepTimeout(f"{label} exceeded its timeout of {timeout:g}s") from None
-    if scope.expired():
-        # The body caught its cancellation and returned anyway: the attempt still ran
-        # out of time, and what it returned afterwards is not its result.
-        raise StepTimeout(f"{label} exceeded its timeout of {timeout:g}s (it returned "
-                          "after being cancelled; the value is discarded)")
-    return result
-
-
 # -- entry points used by the decorators ----------------------------------------------
 def call_step(definition: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     execution = _execution.get()
@@ -610,14 +464,6 @@ def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
         return attempt.succeeded(result)
 
     return run()
-
-
-def asyncio_module() -> Any:
-    """asyncio, imported when async code first needs it (a running event loop has it
-    loaded already): synchronous programs never pay for its import."""
-    import asyncio
-
-    return asyncio
 
 
 def resolve(name: str, entrypoint: str) -> WorkflowDef:

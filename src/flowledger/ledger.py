@@ -34,7 +34,6 @@ from .events import LedgerEvents
 from .executor import (
     Execution,
     Runtime,
-    asyncio_module,
     encode_inputs,
     executing_here,
     prepare_inputs,
@@ -55,6 +54,7 @@ from .serialization import (
     coerce_inputs,
     decode_inputs,
 )
+from .stepcall import asyncio_module
 from .store import NewRun, RunRow, SqlStore, StepRow
 from .store.dialects import Durability, SqliteBackend
 from .store.spool import SpoolingStore

@@ -31,10 +31,11 @@ from .errors import (
     WorkerStopping,
     WorkflowVersionMismatch,
 )
-from .executor import error_text, resolve
+from .executor import resolve
 from .ledger import Ledger
 from .queueing import DEFAULT_QUEUE
 from .serialization import call_arguments, decode_inputs
+from .stepcall import error_text
 from .store.dialects import Listener
 from .store.queues import Claim, WorkerRow
 
