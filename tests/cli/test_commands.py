@@ -379,3 +379,22 @@ def test_counts_agree_with_their_nouns() -> None:
     assert one.startswith("1 call, 5 in") and "1 calls" not in one
     assert render.usage_line(fl.UsageTotals(calls=2)).startswith("2 calls,")
     assert render.plural(1_000, "run") == "1,000 runs"
+
+
+def test_an_unreachable_database_is_one_line_without_its_url(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from flowledger.cli import main
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://secretuser@127.0.0.1:{port}/secretdb"
+    assert main(["--db", url, "runs"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "secretuser" not in err and "secretdb" not in err
+    assert main(["--db", url, "--debug", "runs"]) == 1
+    assert f"(database postgresql+psycopg://secretuser@127.0.0.1:{port}/secretdb)" \
+        in capsys.readouterr().err

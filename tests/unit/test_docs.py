@@ -36,3 +36,10 @@ def test_ledger_methods_have_docstrings_and_are_documented() -> None:
             continue
         assert (member.__doc__ or "").strip() or name == "close", f"Ledger.{name}"
         assert f"`{name}(" in API_DOC or f"`await {name}(" in API_DOC, f"Ledger.{name}"
+
+
+def test_the_package_namespace_is_its_public_api() -> None:
+    assert "annotations" not in dir(fl)
+    assert dir(fl) == sorted(fl.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fl.nope  # type: ignore[attr-defined]  # noqa: B018
