@@ -69,7 +69,7 @@ _HOME = {
     "Step": "models",
     "StepChange": "reports",
     "StepCounts": "models",
-    "StepInfo": "executor",
+    "StepInfo": "runcontext",
     "StepNotFound": "errors",
     "StepPool": "concurrency",
     "StepStats": "reports",
@@ -91,8 +91,8 @@ _HOME = {
     "WorkflowVersionMismatch": "errors",
     "artifacts": "artifacts",
     "context": "context",
-    "current_run_id": "executor",
-    "current_step": "executor",
+    "current_run_id": "runcontext",
+    "current_step": "runcontext",
     "map_steps": "concurrency",
     "read_archive": "retention",
     "record_anthropic_usage": "usage",
@@ -135,7 +135,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         WorkflowVersionMismatch,
     )
     from .events import EventBatch, RunEvent
-    from .executor import StepInfo, current_run_id, current_step
     from .ledger import Ledger, RunHandle
     from .models import (
         Attempt,
@@ -154,6 +153,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .queueing import QueueInfo, WorkerInfo
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
+    from .runcontext import StepInfo, current_run_id, current_step
     from .schedules import Schedule, schedule
     from .serialization import JsonSerializer, Serializer
     from .tokens import NewToken, TokenInfo

@@ -34,6 +34,7 @@ from typing import Any
 from . import ids
 from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun, StoreError
 from .models import from_micros
+from .runcontext import current_execution, step_of
 from .store import ArtifactRow, SqlStore
 
 __all__ = ["ArtifactInfo", "ArtifactStore", "RunArtifacts", "delete", "exists", "get",
@@ -292,13 +293,11 @@ def _info(row: ArtifactRow) -> ArtifactInfo:
 
 
 def _here() -> RunArtifacts:
-    from .executor import _execution, _step
-
-    execution = _execution.get()
-    if execution is None or execution.runtime.artifacts is None:
+    execution = current_execution("fl.artifacts")
+    if execution.runtime.artifacts is None:
         raise NotInRun("fl.artifacts is only available inside a running workflow")
-    step = _step.get()
-    position = step.position if step is not None and step.execution is execution else 0
+    step = step_of(execution)
+    position = step.position if step is not None else 0
     return RunArtifacts(execution.runtime.store, execution.runtime.artifacts, execution.run_id,
                         execution.owner, execution.token, position)
 

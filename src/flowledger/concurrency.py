@@ -9,8 +9,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import executor as _executor
 from .errors import ConfigurationError
+from .runcontext import recording_execution
 from .workflow import StepDef
 
 T = TypeVar("T")
@@ -49,8 +49,8 @@ class StepPool:
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         definition, args, kwargs = _step_call(fn, args, kwargs)
-        execution = _executor._execution.get()
-        if execution is None or _executor._step.get() is not None:
+        execution = recording_execution()
+        if execution is None:
             return self._pool.submit(definition.fn, *args, **kwargs)
         position = execution.allocate()
         context = contextvars.copy_context()

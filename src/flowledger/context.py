@@ -19,30 +19,23 @@ from __future__ import annotations
 from typing import Any
 
 from . import ids, validation
-from .errors import LeaseLost, NotInRun
-from .executor import Execution, _execution, _step
+from .errors import LeaseLost
+from .runcontext import current_execution, step_of
 from .serialization import check_size
 
 __all__ = ["as_dict", "get", "items", "set"]
 
 
-def _current() -> Execution:
-    execution = _execution.get()
-    if execution is None:
-        raise NotInRun("fl.context is only available inside a running workflow")
-    return execution
-
-
 def set(name: str, value: Any) -> None:
     """Set a context variable of the current run (any serializable value)."""
     validation.name(name, "a context name")
-    execution = _current()
+    execution = current_execution("fl.context")
     runtime = execution.runtime
     what = f"context value {name!r}"
     text = check_size(runtime.serializer.dumps(value), runtime.max_payload_bytes, what)
     plain = runtime.serializer.loads(text)  # what a resumed run will read back
-    step = _step.get()
-    if step is not None and step.execution is execution:
+    step = step_of(execution)
+    if step is not None:
         step.pending_context[name] = (text, plain)
         return
     if not runtime.store.set_context(execution.run_id, execution.token, name, text,
@@ -53,9 +46,9 @@ def set(name: str, value: Any) -> None:
 
 def get(name: str, default: Any = None) -> Any:
     """The value of a context variable of the current run, or ``default``."""
-    execution = _current()
-    step = _step.get()
-    if step is not None and step.execution is execution and name in step.pending_context:
+    execution = current_execution("fl.context")
+    step = step_of(execution)
+    if step is not None and name in step.pending_context:
         return step.pending_context[name][1]
     return execution.context.get(name, default)
 
@@ -67,9 +60,9 @@ def items() -> list[tuple[str, Any]]:
 
 def as_dict() -> dict[str, Any]:
     """All context variables of the current run, as the current step sees them."""
-    execution = _current()
+    execution = current_execution("fl.context")
     values = dict(execution.context)
-    step = _step.get()
-    if step is not None and step.execution is execution:
+    step = step_of(execution)
+    if step is not None:
         values.update({name: value for name, (_, value) in step.pending_context.items()})
     return values

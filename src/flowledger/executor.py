@@ -6,7 +6,6 @@ body runs, so concurrent steps keep the order in which the workflow called them.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import threading
 import time
@@ -22,7 +21,6 @@ from .errors import (
     ConfigurationError,
     LeaseLost,
     NonDeterminismError,
-    NotInRun,
     RunCancelled,
     RunFailed,
     SerializationError,
@@ -32,17 +30,13 @@ from .errors import (
     WorkerStopping,
     WorkflowNotFound,
 )
+from .runcontext import calling, running
 from .serialization import NO_HINT, Serializer, check_size, coerce_inputs
 from .stepcall import StepCall, asyncio_module, await_with_timeout, error_text
 from .store.base import NewRun, StepRow
 from .store.sql import SqlStore
 from .timeouts import call_with_timeout
 from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint
-
-_execution: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
-    "flowledger_execution", default=None)
-_step: contextvars.ContextVar[StepCall | None] = contextvars.ContextVar(
-    "flowledger_step", default=None)
 
 _NO_RETRY = RetryPolicy()
 # Runs whose workflow body is executing in this process right now. A run recorded as
@@ -65,36 +59,6 @@ def _enter(run_id: uuid.UUID) -> None:
 def _leave(run_id: uuid.UUID) -> None:
     with _executing_lock:
         _executing.discard(run_id)
-
-
-class StepInfo(NamedTuple):
-    """What a step body can learn about itself through ``fl.current_step()``."""
-
-    run_id: str
-    position: int
-    name: str
-    attempt: int
-
-    @property
-    def idempotency_key(self) -> str:
-        """Stable across retries and resumes: use it for external side effects."""
-        return f"{self.run_id}:{self.position}"
-
-
-def current_step() -> StepInfo:
-    """The step being executed. Example: ``charge(key=fl.current_step().idempotency_key)``."""
-    call = _step.get()
-    if call is None:
-        raise NotInRun("current_step() is only available inside a step of a running workflow")
-    return StepInfo(call.execution.run_id_text, call.position, call.name, call.attempt)
-
-
-def current_run_id() -> str:
-    """The id of the run whose workflow or step is executing."""
-    execution = _execution.get()
-    if execution is None:
-        raise NotInRun("current_run_id() is only available inside a running workflow")
-    return execution.run_id_text
 
 
 @dataclass
@@ -174,30 +138,26 @@ class Execution:
     # -- the workflow body ---------------------------------------------------------
     def run_sync(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         _enter(self.run_id)
-        token = _execution.set(self)
         try:
             try:
-                result = self.definition.fn(*args, **kwargs)
+                with running(self):
+                    result = self.definition.fn(*args, **kwargs)
             except BaseException as exc:
                 self._finish_error(exc)
                 raise  # _finish_error raises the public error; this keeps mypy informed
-            finally:
-                _execution.reset(token)
             return self._finish_ok(result)
         finally:
             _leave(self.run_id)
 
     async def run_async(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         _enter(self.run_id)
-        token = _execution.set(self)
         try:
             try:
-                result = await self.definition.fn(*args, **kwargs)
+                with running(self):
+                    result = await self.definition.fn(*args, **kwargs)
             except BaseException as exc:
                 self._finish_error(exc)
                 raise
-            finally:
-                _execution.reset(token)
             return self._finish_ok(result)
         finally:
             _leave(self.run_id)
@@ -283,10 +243,10 @@ class Execution:
             return value
         while True:
             attempt.begin()
-            reset = _step.set(attempt)
             try:
-                result = call_with_timeout(definition.fn, args, kwargs, attempt.timeout(),
-                                           attempt.label)
+                with calling(attempt):
+                    result = call_with_timeout(definition.fn, args, kwargs,
+                                               attempt.timeout(), attempt.label)
             except SkipStep as skip:
                 return attempt.skipped(skip)
             except BaseException as exc:
@@ -295,8 +255,6 @@ class Execution:
                     raise
                 time.sleep(delay)
                 continue
-            finally:
-                _step.reset(reset)
             return attempt.succeeded(result)
 
     async def call_async(self, definition: StepDef, position: int, args: Sequence[Any],
@@ -309,10 +267,10 @@ class Execution:
             return value
         while True:
             attempt.begin()
-            reset = _step.set(attempt)
             try:
-                result = await await_with_timeout(definition.fn(*args, **kwargs),
-                                                   attempt.timeout(), attempt.label)
+                with calling(attempt):
+                    result = await await_with_timeout(definition.fn(*args, **kwargs),
+                                                      attempt.timeout(), attempt.label)
             except SkipStep as skip:
                 return attempt.skipped(skip)
             except BaseException as exc:
@@ -321,9 +279,61 @@ class Execution:
                     raise
                 await asyncio_module().sleep(delay)
                 continue
-            finally:
-                _step.reset(reset)
             return attempt.succeeded(result)
+
+    # -- what the decorators call ---------------------------------------------------
+    def record_step(self, definition: StepDef, args: Sequence[Any],
+                    kwargs: dict[str, Any]) -> Any:
+        """A call of a synchronous step from the workflow body: the next position."""
+        return self.call(definition, self.allocate(), args, kwargs)
+
+    def record_step_async(self, definition: StepDef, args: Sequence[Any],
+                          kwargs: dict[str, Any]) -> Awaitable[Any]:
+        """A call of an async step: its position is taken now, at the call."""
+        return self.call_async(definition, self.allocate(), args, kwargs)
+
+    def record_child(self, definition: WorkflowDef, args: Sequence[Any],
+                     kwargs: dict[str, Any]) -> Any:
+        """A call of a synchronous workflow from this one: a child run, one step here."""
+        attempt, build, call_args, call_kwargs = self.child(definition, args, kwargs)
+        hit, value = attempt.replay()
+        if hit:
+            return value
+        attempt.begin()
+        try:
+            child = build()
+            result = (child.output if isinstance(child, CompletedChild)
+                      else child.run_sync(call_args, call_kwargs))
+        except BaseException as exc:
+            attempt.failed(exc)
+            raise
+        return attempt.succeeded(result)
+
+    def record_child_async(self, definition: WorkflowDef, args: Sequence[Any],
+                           kwargs: dict[str, Any]) -> Awaitable[Any]:
+        """A call of an async workflow from this (async) one: a child run."""
+        if not self.definition.is_async:  # it would get a coroutine nobody awaits
+            raise ConfigurationError(
+                f"workflow {self.definition.name!r} is synchronous but calls the async "
+                f"workflow {definition.name!r}: make it `async def` and `await` the child "
+                "(or make the child synchronous)")
+        attempt, build, call_args, call_kwargs = self.child(definition, args, kwargs)
+
+        async def run() -> Any:
+            hit, value = attempt.replay()
+            if hit:
+                return value
+            attempt.begin()
+            try:
+                child = build()
+                result = (child.output if isinstance(child, CompletedChild)
+                          else await child.run_async(call_args, call_kwargs))
+            except BaseException as exc:
+                attempt.failed(exc)
+                raise
+            return attempt.succeeded(result)
+
+        return run()
 
     # -- child workflows -----------------------------------------------------------
     def child(self, definition: WorkflowDef, args: Sequence[Any], kwargs: dict[str, Any]
@@ -402,70 +412,6 @@ def resume_position(recorded: Sequence[StepRow]) -> int:
     return (recorded[-1].position + 1) if recorded else 1
 
 
-# -- entry points used by the decorators ----------------------------------------------
-def call_step(definition: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    execution = _execution.get()
-    if execution is None or _step.get() is not None:
-        return definition.fn(*args, **kwargs)
-    return execution.call(definition, execution.allocate(), args, kwargs)
-
-
-def call_step_async(definition: StepDef, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Awaitable[Any]:
-    execution = _execution.get()
-    if execution is None or _step.get() is not None:
-        return definition.fn(*args, **kwargs)  # type: ignore[no-any-return]
-    return execution.call_async(definition, execution.allocate(), args, kwargs)
-
-
-def call_child(definition: WorkflowDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    parent = _execution.get()
-    if parent is None or _step.get() is not None:
-        return definition.fn(*args, **kwargs)
-    attempt, build, call_args, call_kwargs = parent.child(definition, args, kwargs)
-    hit, value = attempt.replay()
-    if hit:
-        return value
-    attempt.begin()
-    try:
-        child = build()
-        result = (child.output if isinstance(child, CompletedChild)
-                  else child.run_sync(call_args, call_kwargs))
-    except BaseException as exc:
-        attempt.failed(exc)
-        raise
-    return attempt.succeeded(result)
-
-
-def call_child_async(definition: WorkflowDef, args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> Awaitable[Any]:
-    parent = _execution.get()
-    if parent is None or _step.get() is not None:
-        return definition.fn(*args, **kwargs)  # type: ignore[no-any-return]
-    if not parent.definition.is_async:  # it would get a coroutine nobody awaits
-        raise ConfigurationError(
-            f"workflow {parent.definition.name!r} is synchronous but calls the async "
-            f"workflow {definition.name!r}: make it `async def` and `await` the child "
-            "(or make the child synchronous)")
-    attempt, build, call_args, call_kwargs = parent.child(definition, args, kwargs)
-
-    async def run() -> Any:
-        hit, value = attempt.replay()
-        if hit:
-            return value
-        attempt.begin()
-        try:
-            child = build()
-            result = (child.output if isinstance(child, CompletedChild)
-                      else await child.run_async(call_args, call_kwargs))
-        except BaseException as exc:
-            attempt.failed(exc)
-            raise
-        return attempt.succeeded(result)
-
-    return run()
-
-
 def resolve(name: str, entrypoint: str) -> WorkflowDef:
     """Find the code of a recorded run: its entrypoint, or the registry if that names it.
 
@@ -484,5 +430,5 @@ def resolve(name: str, entrypoint: str) -> WorkflowDef:
     return loaded
 
 
-__all__ = ["NO_HINT", "Execution", "Runtime", "StepInfo", "current_run_id",
-           "current_step", "resolve", "resume_position"]
+__all__ = ["NO_HINT", "CompletedChild", "Execution", "Runtime", "encode_inputs",
+           "executing_here", "prepare_inputs", "resolve", "resume_position"]

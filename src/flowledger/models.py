@@ -63,7 +63,7 @@ def from_micros(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
 
 
-def _duration(start: int | None, end: int | None) -> timedelta | None:
+def duration_between(start: int | None, end: int | None) -> timedelta | None:
     if start is None or end is None:
         return None
     return timedelta(microseconds=end - start)
@@ -176,7 +176,7 @@ class UsageGroup:
     totals: UsageTotals
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, **_jsonable(self.totals)}
+        return {"key": self.key, **record_to_dict(self.totals)}
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class Step:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps ISO 8601, durations in seconds)."""
-        return _jsonable(self)
+        return record_to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ class Run:
 
         Example: ``json.dumps(ledger.get(run_id).to_dict())``
         """
-        return _jsonable(self)
+        return record_to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ class RunPage:
         return len(self.runs)
 
 
-def _jsonable(record: Any) -> dict[str, Any]:
+def record_to_dict(record: Any) -> dict[str, Any]:
+    """A record (dataclass) as a JSON-ready dict: its fields, values converted."""
     out: dict[str, Any] = {}
     for item in fields(record):
         out[item.name] = _value(getattr(record, item.name))
@@ -306,7 +307,7 @@ def _value(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_value(v) for v in value]
     if is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(value)
+        return record_to_dict(value)
     return value
 
 
@@ -323,6 +324,7 @@ __all__ = [
     "Usage",
     "UsageGroup",
     "UsageTotals",
-    "_duration",
+    "duration_between",
+    "record_to_dict",
     "from_micros",
 ]

@@ -22,7 +22,7 @@ from .models import (
     StepStatus,
     Usage,
     UsageTotals,
-    _duration,
+    duration_between,
     from_micros,
 )
 from .serialization import Serializer
@@ -75,7 +75,7 @@ class Records:
             error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
             created_at=from_micros(row.created_at) or datetime.min,
             started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
-            duration=_duration(row.started_at, row.completed_at), counts=counts,
+            duration=duration_between(row.started_at, row.completed_at), counts=counts,
             recovery_attempts=row.recovery_attempts,
             parent_id=str(row.parent_id) if row.parent_id else None,
             forked_from=str(row.forked_from) if row.forked_from else None,
@@ -115,7 +115,7 @@ class Records:
         status = StepStatus(row.status)
         error = ErrorInfo.from_dict(json.loads(row.error)) if row.error else None
         started, completed = from_micros(row.started_at), from_micros(row.completed_at)
-        duration = _duration(row.started_at, row.completed_at)
+        duration = duration_between(row.started_at, row.completed_at)
         # The step row is its latest attempt: that record is built from the values above.
         interrupted = error is not None and error.type == INTERRUPTED_TYPE
         latest = Attempt(row.attempts, AttemptOutcome.INTERRUPTED if interrupted
@@ -163,7 +163,7 @@ def _attempt(number: int, status: str, started: int | None, completed: int | Non
     if error is not None and error.type == INTERRUPTED_TYPE:
         outcome = AttemptOutcome.INTERRUPTED
     return Attempt(number, outcome, from_micros(started), from_micros(completed),
-                   _duration(started, completed), error,
+                   duration_between(started, completed), error,
                    outcome is AttemptOutcome.INTERRUPTED, from_micros(retry_at))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .models import Run, RunStatus, Step, StepStatus, _jsonable
+from .models import Run, RunStatus, Step, StepStatus, record_to_dict
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class RunDiff:
     steps: tuple[StepChange, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": _jsonable(self.a) | {"steps": None}, "b": _jsonable(self.b) | {"steps": None},
+        return {"a": record_to_dict(self.a) | {"steps": None},
+                "b": record_to_dict(self.b) | {"steps": None},
                 "steps": [change.to_dict() for change in self.steps]}
 
 
@@ -147,7 +148,7 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         def row(item: Any, rate: str) -> dict[str, Any]:
-            return _jsonable(item) | {rate: getattr(item, rate)}
+            return record_to_dict(item) | {rate: getattr(item, rate)}
 
         return {"workflows": [row(w, "success_rate") for w in self.workflows],
                 "steps": [row(s, "failure_rate") | {"retry_rate": s.retry_rate}

@@ -17,9 +17,9 @@ from typing import Any
 import genai_prices
 
 from . import ids, validation
-from .errors import ConfigurationError, LeaseLost, NotInRun
-from .executor import _execution, _step
+from .errors import ConfigurationError, LeaseLost
 from .models import Usage
+from .runcontext import current_call
 from .store import UsageRow
 
 log = logging.getLogger("flowledger")
@@ -75,9 +75,8 @@ def record_usage(model: str, *, input_tokens: int = 0, output_tokens: int = 0,
                             output_tokens=reply.usage.completion_tokens, provider="openai")
             return reply.choices[0].message.content
     """
-    execution, step = _execution.get(), _step.get()
-    if execution is None or step is None:
-        raise NotInRun("record_usage() is only available inside a step of a running workflow")
+    step = current_call("record_usage()")
+    execution = step.execution
     validation.name(model, "model")
     counts = {name: _count(name, value) for name, value in (
         ("input_tokens", input_tokens), ("output_tokens", output_tokens),

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 
 from . import validation
 from .errors import ConfigurationError, NonRetryable, WorkflowNotFound
+from .runcontext import recording_execution
 from .serialization import NO_HINT, bind_arguments, return_hint
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -222,8 +223,6 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, re
                          jitter=jitter, non_retryable=tuple(non_retryable))
 
     def decorate(func: F) -> F:
-        from . import executor
-
         is_async = inspect.iscoroutinefunction(func)
         step_name = _check_name("step name", name or _default_name(func))
         definition = StepDef(func, step_name, policy, timeout, record_input, is_async,
@@ -231,14 +230,20 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, re
         if is_async:
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return executor.call_step_async(definition, args, kwargs)
+                execution = recording_execution()
+                if execution is None:  # outside a run, or inside a step: plain Python
+                    return func(*args, **kwargs)
+                return execution.record_step_async(definition, args, kwargs)
 
             _mark_async(async_wrapper)
             wrapper: Any = async_wrapper
         else:
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return executor.call_step(definition, args, kwargs)
+                execution = recording_execution()
+                if execution is None:
+                    return func(*args, **kwargs)
+                return execution.record_step(definition, args, kwargs)
 
         wrapper.__flowledger_step__ = definition
         return wrapper  # type: ignore[no-any-return]
@@ -270,8 +275,6 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
         raise ConfigurationError("deadline must be a positive number of seconds")
 
     def decorate(func: F) -> F:
-        from . import executor
-
         definition = WorkflowDef(func, _check_name("workflow name", name or _default_name(func)),
                                  _check_name("workflow version", str(version), MAX_VERSION),
                                  entrypoint_of(func), deadline,
@@ -279,14 +282,20 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
         if definition.is_async:
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return executor.call_child_async(definition, args, kwargs)
+                parent = recording_execution()
+                if parent is None:  # outside a run, or inside a step: plain Python
+                    return func(*args, **kwargs)
+                return parent.record_child_async(definition, args, kwargs)
 
             _mark_async(async_wrapper)
             wrapper: Any = async_wrapper
         else:
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return executor.call_child(definition, args, kwargs)
+                parent = recording_execution()
+                if parent is None:
+                    return func(*args, **kwargs)
+                return parent.record_child(definition, args, kwargs)
 
         wrapper.__flowledger_workflow__ = definition
         previous = _registry.get(definition.name)

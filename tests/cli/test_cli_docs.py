@@ -10,10 +10,12 @@ import pytest
 import typer.main
 
 from flowledger.cli import (  # noqa: F401  (registers commands)
+    artifacts,
     commands,
     maintenance,
     queueing,
     serving,
+    tokens,
 )
 from flowledger.cli.app import app
 

@@ -24,7 +24,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"flowledger {__version__}")
         return 0
-    from . import commands, maintenance, queueing, serving  # noqa: F401  (registers them)
+    from . import (  # noqa: F401  (registers them)
+        artifacts,
+        commands,
+        maintenance,
+        queueing,
+        serving,
+        tokens,
+    )
     from .app import app
 
     try:

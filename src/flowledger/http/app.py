@@ -41,6 +41,7 @@ from .present import Redactor
 from .reference import reference_page
 from .routes_runs import router as runs_router
 from .routes_service import router as service_router
+from .routes_workflows import router as workflows_router
 from .settings import ServerSettings
 
 log = logging.getLogger("flowledger.http")
@@ -180,6 +181,7 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None) -> FastAP
     app.state.ledger = ledger
     app.state.settings = settings
     app.state.redact = Redactor(settings.redact)
+    app.include_router(workflows_router, prefix=PREFIX)
     app.include_router(service_router, prefix=PREFIX)
     app.include_router(runs_router, prefix=PREFIX)
 

@@ -15,8 +15,8 @@ from sse_starlette import EventSourceResponse
 from ..models import RunStatus
 from ..queueing import DEFAULT_QUEUE
 from .auth import CallerDep
-from .present import Redactor, run_full, run_summary, step_full
-from .routes_service import ERRORS, IsoTime, _aware, _settings
+from .params import ERRORS, IsoTime, RunId, redactor_of, settings_of, when
+from .present import run_full, run_summary, step_full
 from .schemas import (
     ActionResult,
     EventOut,
@@ -30,12 +30,6 @@ from .schemas import (
 )
 
 router = APIRouter(tags=["runs"])
-RunId = Annotated[str, Path(max_length=64, description="A run id (full UUID).")]
-
-
-def _redactor(request: Request) -> Redactor:
-    redact: Redactor = request.app.state.redact
-    return redact
 
 
 @router.get("/runs", response_model=RunPageOut, responses=ERRORS,
@@ -54,7 +48,7 @@ def list_runs(caller: CallerDep,
     """``since`` is inclusive, ``until`` exclusive; pass ``next_cursor`` back as ``cursor``."""
     page = caller.ledger.runs(status=status, workflow=workflow, tag=tag,
                               owner=owner,
-                              since=_aware(since), until=_aware(until), limit=limit,
+                              since=when(since), until=when(until), limit=limit,
                               cursor=cursor)
     return JSONResponse({"runs": [run_summary(run) for run in page.runs],
                          "next_cursor": page.next_cursor})
@@ -65,7 +59,7 @@ def list_runs(caller: CallerDep,
 def get_run(run_id: RunId, request: Request, caller: CallerDep) -> JSONResponse:
     run = caller.ledger.get(run_id)
     artifacts = caller.ledger.artifacts(run).list()
-    return JSONResponse(run_full(run, artifacts, _redactor(request)))
+    return JSONResponse(run_full(run, artifacts, redactor_of(request)))
 
 
 @router.get("/runs/{run_id}/steps/{position}", response_model=StepOut, responses=ERRORS,
@@ -73,7 +67,7 @@ def get_run(run_id: RunId, request: Request, caller: CallerDep) -> JSONResponse:
 def get_step(run_id: RunId, position: Annotated[int, Path(ge=1, le=10_000_000)],
              request: Request, caller: CallerDep) -> JSONResponse:
     step = caller.ledger.step(run_id, position)
-    return JSONResponse(step_full(step, _redactor(request)))
+    return JSONResponse(step_full(step, redactor_of(request)))
 
 
 # Each server-sent event as OpenAPI 3.2 describes one: its id, its type as the SSE event
@@ -97,7 +91,7 @@ async def run_events(run_id: RunId, request: Request, caller: CallerDep,
                      ) -> EventSourceResponse:
     """The stream ends after the run's final event. Reconnect with ``Last-Event-ID`` (or
     ``after=``) set to the last id received: you get exactly the events you missed."""
-    settings = _settings(request)
+    settings = settings_of(request)
     # The first read happens before answering, so an unknown run or a bad id is a 404 or
     # 422, not a stream that fails.
     first = await run_in_threadpool(caller.ledger.events, run_id,

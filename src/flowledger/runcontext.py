@@ -1,0 +1,107 @@
+"""The current run and step: the one place that knows which execution code runs in.
+
+The executor enters an execution while a workflow body runs and a step call while a
+step body runs; everything else (``fl.context``, ``fl.artifacts``, ``fl.record_usage``,
+``fl.current_step``, step pools) reads them through the accessors here, which raise
+``NotInRun`` outside a run.
+
+Example::
+
+    @fl.step()
+    def charge(amount: int) -> str:
+        return payments.charge(amount, key=fl.current_step().idempotency_key)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, NamedTuple
+
+from .errors import NotInRun
+
+if TYPE_CHECKING:
+    from .executor import Execution
+    from .stepcall import StepCall
+
+_execution: ContextVar[Execution | None] = ContextVar("flowledger_execution", default=None)
+_call: ContextVar[StepCall | None] = ContextVar("flowledger_step_call", default=None)
+
+
+@contextmanager
+def running(execution: Execution) -> Iterator[None]:
+    """Make ``execution`` the current run for the code inside the block."""
+    token = _execution.set(execution)
+    try:
+        yield
+    finally:
+        _execution.reset(token)
+
+
+@contextmanager
+def calling(call: StepCall) -> Iterator[None]:
+    """Make ``call`` the current step for the code inside the block (a step body)."""
+    token = _call.set(call)
+    try:
+        yield
+    finally:
+        _call.reset(token)
+
+
+def current_execution(what: str) -> Execution:
+    """The executing run; NotInRun naming ``what`` needs one outside a run."""
+    execution = _execution.get()
+    if execution is None:
+        raise NotInRun(f"{what} is only available inside a running workflow")
+    return execution
+
+
+def current_call(what: str) -> StepCall:
+    """The executing step call; NotInRun naming ``what`` outside a step."""
+    call = _call.get()
+    if call is None:
+        raise NotInRun(f"{what} is only available inside a step of a running workflow")
+    return call
+
+
+def step_of(execution: Execution) -> StepCall | None:
+    """The step of ``execution`` whose body is running here, if any (a workflow body
+    between steps has none)."""
+    call = _call.get()
+    return call if call is not None and call.execution is execution else None
+
+
+def recording_execution() -> Execution | None:
+    """The execution a decorated step or workflow call is recorded in: the current run,
+    unless the call happens inside a step body (then it is plain Python)."""
+    return _execution.get() if _call.get() is None else None
+
+
+class StepInfo(NamedTuple):
+    """What a step body can learn about itself through ``fl.current_step()``."""
+
+    run_id: str
+    position: int
+    name: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries and resumes: use it for external side effects."""
+        return f"{self.run_id}:{self.position}"
+
+
+def current_step() -> StepInfo:
+    """The step being executed. Example: ``charge(key=fl.current_step().idempotency_key)``."""
+    call = current_call("current_step()")
+    return StepInfo(call.execution.run_id_text, call.position, call.name, call.attempt)
+
+
+def current_run_id() -> str:
+    """The id of the run whose workflow or step is executing."""
+    return current_execution("current_run_id()").run_id_text
+
+
+__all__ = ["StepInfo", "calling", "current_call", "current_execution", "current_run_id",
+           "current_step", "recording_execution", "running", "step_of"]
