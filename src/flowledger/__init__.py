@@ -56,7 +56,7 @@ _HOME = {
     "RunDiff": "reports",
     "RunEvent": "events",
     "RunFailed": "errors",
-    "RunHandle": "ledger",
+    "RunHandle": "handle",
     "RunNotFound": "errors",
     "RunPage": "models",
     "RunStatus": "models",
@@ -135,7 +135,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         WorkflowVersionMismatch,
     )
     from .events import EventBatch, RunEvent
-    from .ledger import Ledger, RunHandle
+    from .handle import RunHandle
+    from .ledger import Ledger
     from .models import (
         Attempt,
         AttemptOutcome,

@@ -19,11 +19,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InvalidCursor, RunNotFound
+from .ledgerbase import LedgerBase
 from .models import ErrorInfo, from_micros
-from .store import AttemptRow, SqlStore
+from .store import AttemptRow
 from .store.progress import RunProgress, StepProgress
 
 STARTED, FAILED, FINAL = 0, 1, 2  # a step's delivered phase; FINAL never changes again
@@ -214,14 +215,8 @@ def derive_events(progress: RunProgress, after: str | None) -> EventBatch:
                       finished and seen.run_phase == 2 and seen.epoch == epoch)
 
 
-class LedgerEvents:
-    """Run event streams; mixed into ``Ledger``."""
-
-    store: SqlStore
-    owner: str | None
-
-    if TYPE_CHECKING:
-        def run_uuid(self, run_id: str | uuid.UUID) -> uuid.UUID: ...
+class LedgerEvents(LedgerBase):
+    """Run event streams, a part of ``Ledger``."""
 
     def events(self, run_id: str | uuid.UUID, *, after: str | None = None) -> EventBatch:
         """The run's transitions since the event id ``after`` (from the start if None),

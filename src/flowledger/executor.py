@@ -82,6 +82,28 @@ class Runtime:
         return RunArtifacts(self.store, self.artifacts, run_id, owner).read_bytes(key).decode()
 
 
+def new_run(code: WorkflowDef | tuple[str, str, str], owner: str, serializer: str,
+            inputs: str | None, *, executor: str | None = None, created_at: int | None = None,
+            **options: Any) -> NewRun:
+    """The record of a new run of ``code`` (a workflow definition, or the recorded name,
+    version and entrypoint of one): ``running`` and held by ``executor`` (with a fresh
+    lease token) when one is given, else ``pending`` for a worker. ``options`` are
+    NewRun's optional fields (deadline, tags, lineage, queue, keys). Every new run record
+    is made here.
+
+    Example: ``new_run(definition, "default", "json", "{}", executor=runtime.identity)``
+    """
+    name, version, entrypoint = (code if isinstance(code, tuple)
+                                 else (code.name, code.version, code.entrypoint))
+    return NewRun(
+        id=ids.new_run_id(), workflow=name, version=version, entrypoint=entrypoint,
+        owner=owner,
+        status="running" if executor is not None else "pending", serializer=serializer,
+        inputs=inputs, created_at=ids.now_us() if created_at is None else created_at,
+        executor=executor, lease_token=None if executor is None else ids.new_token(),
+        **options)
+
+
 def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
                    kwargs: Mapping[str, Any], *,
                    convert: bool = False) -> tuple[dict[str, Any], str]:
@@ -345,20 +367,16 @@ class Execution:
         attempt = StepCall(self, definition.name, position, _NO_RETRY, None,
                             definition.return_hint, lambda: inputs_text)
         recorded = self.recorded.get(position)
-        child_id = (recorded.child_run_id if recorded and recorded.child_run_id
-                    else ids.new_run_id())
         now = ids.now_us()
         deadline = self.deadline_at
         if definition.deadline is not None:
             own = now + int(definition.deadline * 1_000_000)
             deadline = own if deadline is None else min(deadline, own)
-        attempt.child = NewRun(
-            id=child_id, workflow=definition.name, version=definition.version,
-            entrypoint=definition.entrypoint, owner=self.owner,
-            status="running", serializer=self.runtime.serializer.name, inputs=inputs_text,
-            created_at=now, executor=self.runtime.identity, lease_token=ids.new_token(),
-            deadline_at=deadline, parent_id=self.run_id,
-        )
+        attempt.child = new_run(definition, self.owner, self.runtime.serializer.name,
+                                inputs_text, executor=self.runtime.identity, created_at=now,
+                                deadline_at=deadline, parent_id=self.run_id)
+        if recorded and recorded.child_run_id:  # started before: the same child
+            attempt.child.id = recorded.child_run_id
         from .serialization import call_arguments
 
         call_args, call_kwargs = call_arguments(definition.signature, values)
@@ -430,5 +448,5 @@ def resolve(name: str, entrypoint: str) -> WorkflowDef:
     return loaded
 
 
-__all__ = ["NO_HINT", "CompletedChild", "Execution", "Runtime", "encode_inputs",
+__all__ = ["NO_HINT", "CompletedChild", "Execution", "Runtime", "encode_inputs", "new_run",
            "executing_here", "prepare_inputs", "resolve", "resume_position"]

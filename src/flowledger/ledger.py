@@ -1,6 +1,8 @@
 """The Ledger: the one place that starts, resumes, cancels and queries runs.
 
-Every interface (Python API today; the CLI and HTTP API build on it) calls these methods.
+Every interface (the Python API, the CLI, the HTTP API) calls these methods. The Ledger
+is its base (``ledgerbase.py``: shared state and helpers) and its parts, each in its own
+module: queries, queueing, tokens, events.
 """
 
 from __future__ import annotations
@@ -8,11 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -24,26 +23,22 @@ from .errors import (
     ConfigurationError,
     FlowledgerError,
     RunAlreadyRunning,
-    RunCancelled,
-    RunFailed,
     RunInterrupted,
     RunNotFound,
-    WorkflowVersionMismatch,
 )
 from .events import LedgerEvents
 from .executor import (
-    Execution,
     Runtime,
     encode_inputs,
     executing_here,
+    new_run,
     prepare_inputs,
     resolve,
     resume_position,
 )
-from .models import (
-    Run,
-    RunStatus,
-)
+from .handle import RunHandle, done_future
+from .ledgerbase import LedgerBase, Prepared, Shared
+from .models import RunStatus
 from .queries import LedgerQueries
 from .queueing import LedgerQueueing, queue_name
 from .records import Records
@@ -55,7 +50,7 @@ from .serialization import (
     decode_inputs,
 )
 from .stepcall import asyncio_module
-from .store import NewRun, RunRow, SqlStore, StepRow
+from .store import RunRow, SqlStore
 from .store.dialects import Durability, SqliteBackend
 from .store.spool import SpoolingStore
 from .tokens import LedgerTokens
@@ -64,7 +59,6 @@ from .workflow import WorkflowDef, definition_of
 log = logging.getLogger("flowledger")
 DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024
 DEFAULT_OFFLOAD = 1024 * 1024
-DEFAULT_OWNER = "default"
 WorkflowRef = Callable[..., Any] | WorkflowDef
 
 
@@ -83,100 +77,6 @@ def default_artifacts_url(store: SqlStore) -> str:
 def default_url() -> str:
     """The embedded default: ``./.flowledger/flowledger.db`` in the working directory."""
     return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
-
-
-def _either(kwargs: dict[str, Any], args: Sequence[Any],
-            inputs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Workflow arguments given directly, or as ``inputs={...}`` — not both."""
-    if inputs is None:
-        return kwargs
-    if args or kwargs:
-        raise ConfigurationError("pass workflow arguments either directly or as "
-                                 "inputs={...}, not both")
-    return dict(inputs)
-
-
-def _deadline_seconds(value: float | timedelta | None,
-                      definition: WorkflowDef | None = None) -> float | None:
-    """A run's deadline in seconds: the one given, else the workflow's own (if any)."""
-    if value is None:
-        return None if definition is None else definition.deadline
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds <= 0:
-        raise ConfigurationError("deadline must be positive")
-    return seconds
-
-
-class RunHandle:
-    """A started run. ``result()`` waits for it; ``status()`` reads the store.
-
-    Example::
-
-        handle = ledger.start(triage, 42)
-        print(handle.id, handle.status())
-        output = handle.result(timeout=60)
-    """
-
-    def __init__(self, ledger: Ledger, run_id: str, future: Future[Any] | None = None,
-                 *, created: bool = True) -> None:
-        self.ledger = ledger
-        self.id = run_id
-        #: False when ``submit`` found the run already recorded under its idempotency key.
-        self.created = created
-        self._future = future
-
-    def __repr__(self) -> str:
-        return f"RunHandle({self.id!r})"
-
-    def status(self) -> RunStatus:
-        return self.ledger.get(self.id, steps=False).status
-
-    def get(self) -> Run:
-        return self.ledger.get(self.id)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds for the run to end; True if it has."""
-        if self._future is not None:
-            try:
-                self._future.exception(timeout)
-            except TimeoutError:
-                return False
-            return True
-        try:
-            self.ledger._wait_for_output(self.id, timeout)
-        except TimeoutError:
-            return False
-        except FlowledgerError:
-            pass
-        return True
-
-    def done(self) -> bool:
-        if self._future is not None:
-            return self._future.done()
-        return self.status().finished
-
-    def result(self, timeout: float | None = None) -> Any:
-        """The run's output; raises RunFailed / RunCancelled (both carry ``run_id``).
-
-        Waits for the run to end, then answers what its record says at that time: a run
-        cancelled or failed here and since resumed elsewhere gives that resumption's
-        outcome.
-        """
-        if self._future is None:
-            return self.ledger._wait_for_output(self.id, timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            return self._future.result(timeout)
-        except RunFailed:
-            if self.status() is RunStatus.FAILED:
-                raise  # still what the record says; keeps the original error as cause
-        except RunCancelled:
-            if self.status() is RunStatus.CANCELLED:
-                raise
-        except RunInterrupted:
-            pass  # this execution was superseded (taken over, or its worker stopped)
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        return self.ledger._wait_for_output(self.id, left)
 
 
 class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
@@ -204,29 +104,26 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
                  offload_bytes: int = DEFAULT_OFFLOAD,
                  persistence: Literal["required", "best_effort"] = "required",
                  spool_dir: str | None = None, create: bool = True) -> None:
-        self.url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
+        url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
             raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
         if persistence not in ("required", "best_effort"):
             raise ConfigurationError(f"persistence must be 'required' or 'best_effort', "
                                      f"not {persistence!r}")
-        self.owner = owner
-        self.persistence = persistence
+        validation.optional_name(owner, "owner")
         chosen = cast(Durability, durability or os.environ.get("FLOWLEDGER_DURABILITY")
                       or "full")
-        self.store: SqlStore = (
-            SpoolingStore(self.url, durability=chosen,
+        store: SqlStore = (
+            SpoolingStore(url, durability=chosen,
                           spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"))
             if persistence == "best_effort"
-            else SqlStore(self.url, durability=chosen, create=create))
-        self.artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
-                              or default_artifacts_url(self.store))
-        self._runtime = Runtime(self.store, serializer or JsonSerializer(), max_payload_bytes,
-                                ids.identity(), ArtifactStore(self.artifacts_url),
-                                offload_bytes)
-        self._records = Records(self._runtime.serializer, self._runtime.payload)
-        self._threads: set[threading.Thread] = set()
-        self._threads_lock = threading.Lock()
+            else SqlStore(url, durability=chosen, create=create))
+        artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
+                         or default_artifacts_url(store))
+        runtime = Runtime(store, serializer or JsonSerializer(), max_payload_bytes,
+                          ids.identity(), ArtifactStore(artifacts_url), offload_bytes)
+        LedgerBase.__init__(self, Shared(url, persistence, store, artifacts_url, runtime,
+                                         Records(runtime.serializer, runtime.payload)), owner)
 
     def for_owner(self, owner: str | None) -> Ledger:
         """A view of this Ledger that sees and creates only ``owner``'s runs (None: all
@@ -237,18 +134,14 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         if self.owner is not None and owner != self.owner:
             raise ConfigurationError(f"this Ledger acts for owner {self.owner!r} only")
         validation.optional_name(owner, "owner")
-        view = object.__new__(type(self))
-        view.__dict__.update(self.__dict__)
-        view.owner = owner
+        view = type(self).__new__(type(self))  # the same resources, another owner
+        LedgerBase.__init__(view, self._shared, owner)
         return view
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
         """Wait for the runs this Ledger started on threads, then release connections."""
-        with self._threads_lock:
-            running = list(self._threads)
-        for thread in running:
-            thread.join()
+        self._join_threads()
         self.store.close()
 
     def __enter__(self) -> Ledger:
@@ -268,9 +161,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         ``inputs`` are options. A workflow whose own parameters use those names takes
         its arguments as ``inputs={...}``.
         """
-        execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
-                                                         deadline, inputs)
-        return self._launch(execution, call_args, call_kwargs)
+        return self._launch(self._create(workflow, args, kwargs, owner, tags, deadline,
+                                         inputs))
 
     def run(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
             tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
@@ -281,12 +173,11 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         """
         if definition_of(workflow).is_async:
             _refuse_inside_event_loop()
-        execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
-                                                         deadline, inputs)
+        prepared = self._create(workflow, args, kwargs, owner, tags, deadline, inputs)
         try:
-            return self._execute(execution, call_args, call_kwargs)
+            return self.execute(prepared)
         except RunInterrupted:  # another process took the run over: its outcome stands
-            return self._wait_for_output(execution.run_id_text, None)
+            return self.result(prepared.execution.run_id)
 
     async def run_async(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
                         tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
@@ -299,67 +190,25 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
                 return await execution.run_async(call_args, call_kwargs)
             return await asyncio_module().to_thread(execution.run_sync, call_args, call_kwargs)
         except RunInterrupted:  # another process took the run over: its outcome stands
-            return await asyncio_module().to_thread(self._wait_for_output, execution.run_id_text,
-                                              None)
+            return await asyncio_module().to_thread(self.result, execution.run_id)
 
     def _create(self, workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
                 owner: str | None, tags: Iterable[str] | None, deadline: float | timedelta | None,
-                inputs: Mapping[str, Any] | None) -> tuple[Execution, list[Any], dict[str, Any]]:
+                inputs: Mapping[str, Any] | None) -> Prepared:
         definition = definition_of(workflow)
-        values, inputs_text = prepare_inputs(self._runtime, definition, args,
-                                             _either(kwargs, args, inputs),
-                                             convert=inputs is not None)
-        seconds = _deadline_seconds(deadline, definition)
+        values, inputs_text = prepare_inputs(
+            self._runtime, definition, args,
+            validation.arguments_or_inputs(kwargs, args, inputs), convert=inputs is not None)
+        seconds = validation.deadline_seconds(deadline, definition.deadline)
         now = ids.now_us()
-        run = NewRun(
-            id=ids.new_run_id(), workflow=definition.name, version=definition.version,
-            entrypoint=definition.entrypoint, owner=self._owner_for(owner), status="running",
-            serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
-            executor=self._runtime.identity, lease_token=ids.new_token(),
-            deadline_at=None if seconds is None else now + int(seconds * 1_000_000),
-            tags=validation.tags(tags),
-        )
+        run = new_run(definition, self._owner_for(owner), self._runtime.serializer.name,
+                      inputs_text, executor=self._runtime.identity, created_at=now,
+                      deadline_at=None if seconds is None else now + int(seconds * 1_000_000),
+                      tags=validation.tags(tags))
         self.store.create_run(run)
         call_args, call_kwargs = call_arguments(definition.signature, values)
-        return self._execution(run.id, run.lease_token or "", definition, [],
-                               run.deadline_at, run.owner), call_args, call_kwargs
-
-    def _owner_for(self, owner: str | None) -> str:
-        if self.owner is not None and owner not in (None, self.owner):
-            raise ConfigurationError(f"this Ledger acts for owner {self.owner!r} only")
-        return validation.name(owner or self.owner or DEFAULT_OWNER, "owner")
-
-    def _execution(self, run_id: uuid.UUID, token: str, definition: WorkflowDef,
-                   recorded: Sequence[StepRow], deadline_at: int | None,
-                   owner: str) -> Execution:
-        context = self._context(run_id) if recorded else None
-        return Execution(self._runtime, run_id, token, definition, recorded, deadline_at, owner,
-                         context)
-
-    @staticmethod
-    def _execute(execution: Execution, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        if not execution.definition.is_async:
-            return execution.run_sync(args, kwargs)
-        return asyncio_module().run(execution.run_async(args, kwargs))
-
-    def _launch(self, execution: Execution, args: list[Any],
-                kwargs: dict[str, Any]) -> RunHandle:
-        future: Future[Any] = Future()
-
-        def target() -> None:
-            try:
-                future.set_result(self._execute(execution, args, kwargs))
-            except BaseException as exc:
-                future.set_exception(exc)
-            finally:
-                with self._threads_lock:
-                    self._threads.discard(thread)
-
-        thread = threading.Thread(target=target, name=f"flowledger-run-{execution.run_id_text}")
-        with self._threads_lock:
-            self._threads.add(thread)
-        thread.start()
-        return RunHandle(self, execution.run_id_text, future)
+        return Prepared(self._execution(run.id, run.lease_token or "", definition, [],
+                                        run.deadline_at, run.owner), call_args, call_kwargs)
 
     # -- acting on existing runs ---------------------------------------------------
     def resume(self, run_id: str | uuid.UUID, *, force: bool = False,
@@ -376,7 +225,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         """
         row = self._visible(run_id)
         if row.status == RunStatus.COMPLETED:
-            return RunHandle(self, str(row.id), _done_future(self._decoded_output(row)))
+            return RunHandle(self, str(row.id), done_future(self._decoded_output(row)))
         if queue is not None:
             return self._requeue(row, queue)
         if row.status == RunStatus.RUNNING:
@@ -385,8 +234,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
                 where = "this host" if alive else "another host (pass force=True if it is gone)"
                 raise RunAlreadyRunning(f"run {row.id} is being executed by process "
                                         f"{row.executor} on {where}")
-        execution, args, kwargs = self._takeover(row)
-        return self._launch(execution, args, kwargs)
+        return self._launch(self._takeover(row))
 
     def _executor_alive(self, row: RunRow) -> bool | None:
         """Whether the run's executor still executes it (None: another host, unknown)."""
@@ -394,22 +242,14 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             return executing_here(row.id)
         return ids.is_alive_here(row.executor)
 
-    def _takeover(self, row: RunRow) -> tuple[Execution, list[Any], dict[str, Any]]:
-        definition = resolve(row.workflow, row.entrypoint)
-        if definition.version != row.version:
-            raise WorkflowVersionMismatch(
-                f"run {row.id} was recorded with {row.workflow!r} version {row.version!r}, "
-                f"the code is version {definition.version!r}; fork the run to continue it "
-                "on the new version")
+    def _takeover(self, row: RunRow) -> Prepared:
+        definition = self.workflow_of(row)  # before claiming: a mismatch changes nothing
         recorded = self.store.get_steps(row.id)
         token = ids.new_token()
         if not self.store.claim_run(row.id, row.lease_token, token, self._runtime.identity,
                                     ids.now_us(), resume_position(recorded)):
             raise RunAlreadyRunning(f"run {row.id} was just taken over by another process")
-        values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn)
-        args, kwargs = call_arguments(definition.signature, values)
-        return (self._execution(row.id, token, definition, recorded, row.deadline_at,
-                                row.owner), args, kwargs)
+        return self.prepare(row, token, recorded, definition)
 
     def fork(self, run_id: str | uuid.UUID, from_position: int,
              inputs: Mapping[str, Any] | None = None, *,
@@ -440,25 +280,19 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         inputs_text = encode_inputs(self._runtime, definition, values)
         now = ids.now_us()
         queued = queue is not None
-        run = NewRun(
-            id=ids.new_run_id(), workflow=definition.name, version=definition.version,
-            entrypoint=definition.entrypoint, owner=source.owner,
-            status="pending" if queued else "running",
-            serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
-            executor=None if queued else self._runtime.identity,
-            lease_token=None if queued else ids.new_token(),
-            deadline_at=(None if source.deadline_at is None
-                         else now + source.deadline_at - source.created_at),
-            forked_from=source.id, forked_from_position=from_position, tags=source.tags,
-            queue=None if queue is None else queue_name(queue),
-        )
+        run = new_run(definition, source.owner, self._runtime.serializer.name, inputs_text,
+                      executor=None if queued else self._runtime.identity, created_at=now,
+                      deadline_at=(None if source.deadline_at is None
+                                   else now + source.deadline_at - source.created_at),
+                      forked_from=source.id, forked_from_position=from_position,
+                      tags=source.tags, queue=None if queue is None else queue_name(queue))
         self.store.create_run(run, copy_steps_before=from_position)
         if queued:
             return RunHandle(self, str(run.id))
         args, kwargs = call_arguments(definition.signature, values)
         execution = self._execution(run.id, run.lease_token or "", definition,
                                     self.store.get_steps(run.id), run.deadline_at, run.owner)
-        return self._launch(execution, args, kwargs)
+        return self._launch(Prepared(execution, args, kwargs))
 
     def cancel(self, run_id: str | uuid.UUID) -> bool:
         """Cancel a pending or running run (and its child runs), from any process.
@@ -486,13 +320,13 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             if self._executor_alive(row) is not False:
                 continue
             try:
-                execution, args, kwargs = self._takeover(row)
+                prepared = self._takeover(row)
             except RunAlreadyRunning:
                 continue  # another process recovered it first
             except FlowledgerError as exc:
                 log.warning("cannot recover run %s: %s", row.id, exc)
                 continue
-            handles.append(self._launch(execution, args, kwargs))
+            handles.append(self._launch(prepared))
         return handles
 
     def schema_revision(self) -> str | None:
@@ -500,10 +334,6 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         when the database cannot be reached (readiness checks use it)."""
         current, _ = self.store.schema_revision()
         return current
-
-    def handle(self, run_id: str | uuid.UUID) -> RunHandle:
-        """A handle on an existing run, e.g. to wait for it from another process."""
-        return RunHandle(self, str(self._visible(run_id).id))
 
     def flush_spool(self) -> int:
         """Write records spooled during a store outage back (``persistence="best_effort"``).
@@ -522,9 +352,3 @@ def _refuse_inside_event_loop() -> None:
         return
     raise ConfigurationError("an event loop is running here: use "
                              "`await ledger.run_async(...)` or ledger.start(...)")
-
-
-def _done_future(value: Any) -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_result(value)
-    return future

@@ -8,31 +8,24 @@ import binascii
 import hashlib
 import hmac
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from . import ids, validation
 from .artifacts import RunArtifacts
 from .errors import (
-    AmbiguousRunId,
     ConfigurationError,
     InvalidCursor,
-    RunCancelled,
-    RunFailed,
     RunNotFound,
     StepNotFound,
 )
-from .executor import Runtime
-from .models import ErrorInfo, Run, RunPage, RunStatus, Step, UsageGroup, UsageTotals, usd
-from .records import Records
+from .ledgerbase import LedgerBase
+from .models import Run, RunPage, RunStatus, Step, UsageGroup, UsageTotals, usd
 from .reports import RunDiff, Stats, compute_stats, diff_runs
 from .retention import FINISHED, PurgeReport, iter_runs, purge
-from .serialization import NO_HINT
-from .store import RunFilter, RunRow, SqlStore, StepRow, UsageRow
+from .store import RunFilter, RunRow, StepRow, UsageRow
 
 
 def _micros(value: datetime | timedelta | None, name: str) -> int | None:
@@ -83,45 +76,8 @@ def _statuses(status: str | Iterable[str] | None) -> list[str]:
     return statuses
 
 
-class LedgerQueries:
+class LedgerQueries(LedgerBase):
     """Queries over recorded runs, scoped to the Ledger's owner when it has one."""
-
-    store: SqlStore
-    owner: str | None
-    _runtime: Runtime
-    _records: Records
-
-    def _context(self, run_id: uuid.UUID) -> dict[str, Any]:
-        serializer = self._runtime.serializer
-        return {name: None if value is None else serializer.loads(value)
-                for name, value, _, _ in self.store.context_of(run_id)}
-
-    def run_uuid(self, run_id: str | uuid.UUID) -> uuid.UUID:
-        """A run id as a UUID: a full id as it is, an unambiguous prefix (as ``flowledger
-        runs`` prints them) resolved. Raises RunNotFound, AmbiguousRunId.
-
-        Example: ``ledger.run_uuid("01a2350b-24e1")``
-        """
-        parsed = ids.parse_run_id(run_id)
-        return parsed if parsed is not None else uuid.UUID(self.resolve_id(str(run_id)))
-
-    def get(self, run_id: str | uuid.UUID, *, steps: bool = True) -> Run:
-        """The run with its steps in position order. ``run_id`` may be an unambiguous
-        prefix. Raises RunNotFound."""
-        parsed = self.run_uuid(run_id)
-        if not steps:
-            row = self.store.get_run(parsed, self.owner)
-            if row is None:
-                raise RunNotFound(str(run_id))
-            return self._to_run(row, None)
-        found = self.store.get_run_with_steps(parsed, self.owner)
-        if found is None:
-            raise RunNotFound(str(run_id))
-        row, steps_, attempts = found
-        family = [parsed, *self.store.descendants(parsed)]
-        run = self._records.run(row, steps_, usage=self.store.usage_of(family),
-                                attempts=attempts)
-        return replace(run, context=self._context(parsed))
 
     def step(self, run_id: str | uuid.UUID, position: int) -> Step:
         """One step of a run (1-based position) with its attempts and usage, read
@@ -158,24 +114,6 @@ class LedgerQueries:
                                             if not RunStatus(r.status).finished])
         runs = tuple(self._to_run(r, None, live.get(r.id)) for r in rows)
         return RunPage(runs, encode_cursor(rows[-1].id, flt) if more and rows else None)
-
-    def resolve_id(self, prefix: str) -> str:
-        """The full id of the one run whose id starts with ``prefix`` (like git).
-
-        Raises RunNotFound when none matches, AmbiguousRunId when several do.
-        """
-        text = prefix.strip().lower().replace("-", "")
-        if len(text) == 32 and ids.parse_run_id(text) is not None:
-            return str(self._visible(text).id)
-        if not text or len(text) > 32 or any(c not in "0123456789abcdef" for c in text):
-            raise RunNotFound(prefix)
-        found = self.store.ids_with_prefix(text, self.owner, limit=2)
-        if not found:
-            raise RunNotFound(prefix)
-        if len(found) > 1:
-            raise AmbiguousRunId(f"run id prefix {prefix!r} matches several runs "
-                                 f"({found[0]}, {found[1]}, …); give more characters")
-        return str(found[0])
 
     def diff(self, run_a: str | uuid.UUID, run_b: str | uuid.UUID) -> RunDiff:
         """Compare two runs position by position: status, duration and output changes."""
@@ -287,39 +225,6 @@ class LedgerQueries:
         return RunFilter(owner=scope, status=statuses, workflow=workflow,
                          tag=tag, since=_micros(since, "since"), until=_micros(until, "until"),
                          parent_id=parent_id)
-
-    def _visible(self, run_id: str | uuid.UUID) -> RunRow:
-        row = self.store.get_run(self.run_uuid(run_id), self.owner)
-        if row is None:
-            raise RunNotFound(str(run_id))
-        return row
-
-    def _wait_for_output(self, run_id: str, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            row = self._visible(run_id)
-            if row.status == RunStatus.COMPLETED:
-                return self._decoded_output(row)
-            if row.status == RunStatus.CANCELLED:
-                raise RunCancelled(run_id)
-            if row.status == RunStatus.FAILED:
-                error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
-                raise RunFailed(run_id, error.type if error else "?",
-                                error.message if error else "")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"run {run_id} still {row.status} after {timeout}s")
-            time.sleep(delay)  # polling another process's run: no in-process signal exists
-            delay = min(delay * 2, 0.5)
-
-    def _decoded_output(self, row: RunRow) -> Any:
-        if row.output is None:
-            return None
-        from .workflow import registered
-
-        definition = registered(row.workflow)
-        hint = definition.return_hint if definition else NO_HINT
-        return self._runtime.serializer.loads(row.output, hint)
 
     def _to_run(self, row: RunRow, steps: list[StepRow] | None,
                 live: tuple[int, int, int, int] | None = None) -> Run:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import ids, validation
 from .errors import ConfigurationError, RunAlreadyRunning
-from .executor import Runtime, prepare_inputs, resume_position
+from .executor import new_run, prepare_inputs, resume_position
+from .handle import RunHandle
+from .ledgerbase import LedgerBase
 from .models import RunStatus, from_micros
 from .schedules import (
     Schedule,
@@ -21,12 +23,9 @@ from .schedules import (
     plan_ticks,
     tick_key,
 )
-from .store import NewRun, RunRow, SqlStore
+from .store import NewRun, RunRow
 from .store.queues import ScheduleRow
 from .workflow import WorkflowDef, definition_of
-
-if TYPE_CHECKING:
-    from .ledger import RunHandle
 
 DEFAULT_QUEUE = "default"
 PRIORITY_RANGE = 1_000_000
@@ -102,17 +101,8 @@ def _priority(value: int) -> int:
     return value
 
 
-class LedgerQueueing:
-    """Queue operations; mixed into ``Ledger``."""
-
-    store: SqlStore
-    owner: str | None
-    _runtime: Runtime
-
-    if TYPE_CHECKING:
-        def _owner_for(self, owner: str | None) -> str: ...
-
-        def handle(self, run_id: Any) -> RunHandle: ...
+class LedgerQueueing(LedgerBase):
+    """Queue operations, a part of ``Ledger``."""
 
     def submit(self, workflow: Callable[..., Any] | WorkflowDef, /, *args: Any,
                queue: str = DEFAULT_QUEUE, priority: int = 0,
@@ -133,44 +123,35 @@ class LedgerQueueing:
             handle = ledger.submit(triage, 42, queue="triage", priority=5,
                                    idempotency_key="issue-42", delay=timedelta(minutes=5))
         """
-        from .ledger import _deadline_seconds, _either
-
         definition = definition_of(workflow)
-        _, inputs_text = prepare_inputs(self._runtime, definition, args,
-                                        _either(kwargs, args, inputs),
-                                        convert=inputs is not None)
+        _, inputs_text = prepare_inputs(
+            self._runtime, definition, args,
+            validation.arguments_or_inputs(kwargs, args, inputs), convert=inputs is not None)
         now = ids.now_us()
         due = now + _delay_us(delay)
-        seconds = _deadline_seconds(deadline, definition)
-        run = NewRun(
-            id=ids.new_run_id(), workflow=definition.name, version=definition.version,
-            entrypoint=definition.entrypoint, owner=self._owner_for(owner), status="pending",
-            serializer=self._runtime.serializer.name, inputs=inputs_text, created_at=now,
-            executor=None, lease_token=None,
+        seconds = validation.deadline_seconds(deadline, definition.deadline)
+        run = new_run(
+            definition, self._owner_for(owner), self._runtime.serializer.name, inputs_text,
+            created_at=now,
             deadline_at=None if seconds is None else due + int(seconds * 1_000_000),
             tags=validation.tags(tags), queue=_name(queue, "queue"), priority=_priority(priority),
             scheduled_at=due if due > now else None,
             idempotency_key=_name(idempotency_key, "idempotency_key"),
-            concurrency_key=_name(concurrency_key, "concurrency_key"),
-        )
+            concurrency_key=_name(concurrency_key, "concurrency_key"))
         run_id, created = self.store.submit_run(run)
-        from .ledger import RunHandle
-
-        return RunHandle(self, str(run_id), created=created)  # type: ignore[arg-type]
+        return RunHandle(self, str(run_id), created=created)
 
     def _requeue(self, row: RunRow, queue: str) -> RunHandle:
         """``resume(run, queue=…)``: a failed or cancelled run goes back to a queue."""
-        from .ledger import RunHandle
-
         name = queue_name(queue)
         if row.status == RunStatus.PENDING:
-            return RunHandle(self, str(row.id), created=False)  # type: ignore[arg-type]
+            return RunHandle(self, str(row.id), created=False)
         if row.status == RunStatus.RUNNING:
             raise RunAlreadyRunning(f"run {row.id} is running; cancel it first, or wait")
         position = resume_position(self.store.get_steps(row.id))
         if not self.store.requeue_run(row.id, self.owner, name, position, ids.now_us()):
             raise RunAlreadyRunning(f"run {row.id} was just resumed by another process")
-        return RunHandle(self, str(row.id))  # type: ignore[arg-type]
+        return RunHandle(self, str(row.id))
 
     # -- queues and workers ------------------------------------------------------------
     def set_queue_limits(self, queue: str, *, concurrency: int | None = None,
@@ -276,13 +257,11 @@ class LedgerQueueing:
             return plan_ticks(schedule.cron, schedule.next_fire_at, schedule.catch_up, at)
 
         def make_run(schedule: ScheduleRow, tick: int) -> NewRun:
-            return NewRun(
-                id=ids.new_run_id(), workflow=schedule.workflow, version=schedule.version,
-                entrypoint=schedule.entrypoint, owner=schedule.owner, status="pending",
-                serializer=schedule.serializer, inputs=schedule.inputs,
-                created_at=ids.now_us(), executor=None, lease_token=None,
-                tags=(f"schedule:{schedule.name}",), queue=schedule.queue,
-                priority=schedule.priority, idempotency_key=tick_key(schedule.name, tick))
+            return new_run((schedule.workflow, schedule.version, schedule.entrypoint),
+                           schedule.owner, schedule.serializer, schedule.inputs,
+                           tags=(f"schedule:{schedule.name}",), queue=schedule.queue,
+                           priority=schedule.priority,
+                           idempotency_key=tick_key(schedule.name, tick))
 
         return [str(run_id) for run_id in self.store.fire_schedules(clock, plan, make_run)]
 

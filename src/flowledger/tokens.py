@@ -14,8 +14,8 @@ from datetime import datetime
 
 from . import ids, validation
 from .errors import ConfigurationError
+from .ledgerbase import LedgerBase
 from .models import from_micros
-from .store import SqlStore
 from .store.tokens import TokenRow
 
 PREFIX = "fl_"
@@ -59,12 +59,9 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class LedgerTokens:
-    """Token management; mixed into ``Ledger``. Only an unscoped Ledger (no ``owner=``)
+class LedgerTokens(LedgerBase):
+    """Token management, a part of ``Ledger``. Only an unscoped Ledger (no ``owner=``)
     manages tokens: they grant access to runs."""
-
-    store: SqlStore
-    owner: str | None
 
     def create_token(self, owner: str, *, admin: bool = False,
                      note: str | None = None) -> NewToken:

@@ -12,7 +12,7 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,3 +81,24 @@ def when(text: str | None) -> datetime | timedelta | None:
     except ValueError:
         raise ConfigurationError(f"not a time: {text!r} (use e.g. 2h or 2026-11-01)") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def arguments_or_inputs(kwargs: dict[str, Any], args: Sequence[Any],
+                        inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Workflow arguments given directly, or as ``inputs={...}`` — not both."""
+    if inputs is None:
+        return kwargs
+    if args or kwargs:
+        raise ConfigurationError("pass workflow arguments either directly or as "
+                                 "inputs={...}, not both")
+    return dict(inputs)
+
+
+def deadline_seconds(value: float | timedelta | None, default: float | None) -> float | None:
+    """A run's deadline in seconds: the one given, else ``default`` (the workflow's)."""
+    if value is None:
+        return default
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        raise ConfigurationError("deadline must be positive")
+    return seconds

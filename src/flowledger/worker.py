@@ -29,12 +29,9 @@ from .errors import (
     RunFailed,
     StoreUnavailable,
     WorkerStopping,
-    WorkflowVersionMismatch,
 )
-from .executor import resolve
 from .ledger import Ledger
 from .queueing import DEFAULT_QUEUE
-from .serialization import call_arguments, decode_inputs
 from .stepcall import error_text
 from .store.dialects import Listener
 from .store.queues import Claim, WorkerRow
@@ -90,9 +87,9 @@ class Worker:
         default_poll = 0.05 if self.store.dialect == "sqlite" else 1.0
         self.poll_s = _seconds(poll_interval, "poll_interval") if poll_interval else default_poll
         self.shutdown_s = _seconds(shutdown_timeout, "shutdown_timeout")
-        self.id = self.ledger._runtime.identity
+        self.id = self.ledger.identity
         self._stopping = threading.Event()
-        self.ledger._runtime.stopping = self._stopping
+        self.ledger.stop_runs_when(self._stopping)
         self._wake = threading.Event()
         self._work: queue_module.Queue[Claim | None] = queue_module.Queue()
         self._held: dict[uuid.UUID, Claim] = {}
@@ -192,18 +189,8 @@ class Worker:
 
     def _execute(self, claim: Claim) -> None:
         row, store = claim.row, self.store
-        runtime = self.ledger._runtime
         try:
-            definition = resolve(row.workflow, row.entrypoint)
-            if definition.version != row.version:
-                raise WorkflowVersionMismatch(
-                    f"run {row.id} was recorded with {row.workflow!r} version "
-                    f"{row.version!r}, this worker has version {definition.version!r}")
-            recorded = [] if claim.fresh else store.get_steps(row.id)
-            values = decode_inputs(runtime.serializer, row.inputs, definition.fn)
-            args, kwargs = call_arguments(definition.signature, values)
-            execution = self.ledger._execution(row.id, claim.token, definition, recorded,
-                                               row.deadline_at, row.owner)
+            prepared = self.ledger.prepare(row, claim.token, [] if claim.fresh else None)
         except Exception as exc:
             # The run cannot start here (code missing, changed, inputs unreadable): record
             # why, rather than let it expire and loop between workers.
@@ -212,7 +199,7 @@ class Worker:
                              ids.now_us())
             return
         try:
-            self.ledger._execute(execution, args, kwargs)
+            self.ledger.execute(prepared)
             log.info("run %s (%s): completed", row.id, row.workflow)
         except WorkerStopping:
             if store.release_run(row.id, claim.token, row.queue or DEFAULT_QUEUE):

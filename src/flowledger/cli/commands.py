@@ -20,7 +20,7 @@ from .app import command
 from .state import State, choice, parse_inputs
 
 if TYPE_CHECKING:
-    from ..ledger import RunHandle
+    from ..handle import RunHandle
 
 RunId = Annotated[str, typer.Argument(help="Run id, or an unambiguous prefix of it.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
