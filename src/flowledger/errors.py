@@ -6,13 +6,25 @@ position, step names) so a single line tells the user what happened.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class FlowledgerError(Exception):
-    """Root of all flowledger errors."""
+    """Root of all flowledger errors.
+
+    ``category`` says what kind of error it is, once, for every interface: the CLI
+    derives its exit code from it and the HTTP API its status and error code
+    (``not_found``, ``invalid_input``, ``invalid_cursor``, ``payload_too_large``,
+    ``conflict``, ``store_full``, ``store_unavailable``, ``store_error``, ``failed``).
+    """
+
+    category: ClassVar[str] = "failed"
 
 
 class ConfigurationError(FlowledgerError):
     """A Ledger option or database URL is invalid."""
+
+    category = "invalid_input"
 
 
 class StoreError(FlowledgerError):
@@ -22,6 +34,8 @@ class StoreError(FlowledgerError):
     message can be shown to API clients.
     """
 
+    category = "store_error"
+
     def __init__(self, message: str, database: str | None = None) -> None:
         super().__init__(message)
         self.database = database
@@ -30,19 +44,27 @@ class StoreError(FlowledgerError):
 class StoreUnavailable(StoreError):
     """The database could not be reached, or the connection to it was lost."""
 
+    category = "store_unavailable"
+
 
 class StoreFull(StoreError):
     """The disk holding the database is full: nothing more can be recorded until space
     is freed (purge old runs, or grow the disk). What was committed is intact."""
+
+    category = "store_full"
 
 
 class DatabaseNotFound(FlowledgerError, LookupError):
     """There is no flowledger database at that location (nothing was recorded there), and
     the operation only reads: it does not create one."""
 
+    category = "not_found"
+
 
 class RunNotFound(FlowledgerError, LookupError):
     """No run with this id exists (or it belongs to another owner)."""
+
+    category = "not_found"
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {run_id!r}")
@@ -51,6 +73,8 @@ class RunNotFound(FlowledgerError, LookupError):
 
 class StepNotFound(FlowledgerError, LookupError):
     """The run has no step at that position."""
+
+    category = "not_found"
 
     def __init__(self, run_id: str, position: int) -> None:
         super().__init__(f"run {run_id} has no step at position {position}")
@@ -61,33 +85,49 @@ class StepNotFound(FlowledgerError, LookupError):
 class AmbiguousRunId(FlowledgerError, LookupError):
     """A run id prefix matches more than one run."""
 
+    category = "invalid_input"
+
 
 class ArtifactNotFound(FlowledgerError, LookupError):
     """The run has no artifact under that key."""
+
+    category = "not_found"
 
 
 class ScheduleNotFound(FlowledgerError, LookupError):
     """No schedule of that name exists (for this owner)."""
 
+    category = "not_found"
+
 
 class TokenNotFound(FlowledgerError, LookupError):
     """No live API token has this id."""
+
+    category = "not_found"
 
 
 class InvalidCursor(FlowledgerError, ValueError):
     """A pagination cursor was not produced by ``Ledger.runs()``."""
 
+    category = "invalid_cursor"
+
 
 class WorkflowNotFound(FlowledgerError, LookupError):
     """A workflow could not be found in the registry nor imported from its entrypoint."""
+
+    category = "not_found"
 
 
 class WorkflowVersionMismatch(FlowledgerError):
     """The code's workflow version differs from the version the run was recorded with."""
 
+    category = "conflict"
+
 
 class RunAlreadyRunning(FlowledgerError):
     """The run is being executed by a live process; it cannot be resumed twice."""
+
+    category = "conflict"
 
 
 class RunFailed(FlowledgerError):
@@ -115,9 +155,13 @@ class NonDeterminismError(FlowledgerError):
 class SerializationError(FlowledgerError, TypeError):
     """A value could not be serialized for the store; the message names the value and why."""
 
+    category = "invalid_input"
+
 
 class PayloadTooLarge(FlowledgerError, ValueError):
     """A serialized input or output exceeds the Ledger's ``max_payload_bytes``."""
+
+    category = "payload_too_large"
 
 
 class StepTimeout(FlowledgerError, TimeoutError):

@@ -204,7 +204,9 @@ def derive_events(progress: RunProgress, after: str | None) -> EventBatch:
             else:
                 seen.epoch, seen.run_phase = epoch, 1 if kind == "run.resumed" else 2
             position = progress.resumed_from_position if kind == "run.resumed" else None
-            events.append(RunEvent(seen.encode(), kind, run_id, from_micros(at), position))
+            error = _error(progress.error) if kind == "run.failed" else None
+            events.append(RunEvent(seen.encode(), kind, run_id, from_micros(at), position,
+                                   error=error))
             continue
         step = change.step
         seen.steps[step.position] = change.target

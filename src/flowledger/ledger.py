@@ -265,8 +265,9 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         source = self._visible(run_id)
         last = max((row.position for row in self.store.get_steps(source.id)), default=0)
         if not 1 <= from_position <= last + 1:
-            raise ConfigurationError(f"from_position must be between 1 and {last + 1} for "
-                                     f"run {source.id} (it has {last} recorded steps)")
+            raise ConfigurationError(f"the fork position (from_position, --from-step) must "
+                                     f"be between 1 and {last + 1} for run {source.id} "
+                                     f"(it has {last} recorded steps), not {from_position}")
         definition = resolve(source.workflow, source.entrypoint)
         values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
         unknown = set(inputs or {}) - set(definition.signature.parameters)
@@ -305,11 +306,16 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             raise RunNotFound(str(run_id))
         return result
 
-    def recover(self) -> list[RunHandle]:
+    def recover(self, *, on_error: Callable[[str, FlowledgerError], None] | None = None
+                ) -> list[RunHandle]:
         """Resume every run left ``running`` by a process on this host that has died.
 
-        A run whose code cannot be loaded here is skipped with a logged warning (it
-        stays ``running``, so a later ``recover`` or ``resume`` can still pick it up).
+        A run that cannot be taken up here (its code cannot be loaded, its version
+        changed) is skipped — with a logged warning, or reported to ``on_error(run_id,
+        error)`` — and stays ``running``, so a later ``recover`` or ``resume`` can still
+        pick it up.
+
+        Example: ``for handle in ledger.recover(): handle.result()``
         """
         handles = []
         for row in self.store.running_runs(ids.hostname() + ":"):
@@ -324,7 +330,10 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             except RunAlreadyRunning:
                 continue  # another process recovered it first
             except FlowledgerError as exc:
-                log.warning("cannot recover run %s: %s", row.id, exc)
+                if on_error is None:
+                    log.warning("cannot recover run %s: %s", row.id, exc)
+                else:
+                    on_error(str(row.id), exc)
                 continue
             handles.append(self._launch(prepared))
         return handles

@@ -173,18 +173,27 @@ def stalled(row: RunRow) -> str | None:
     if row.status != "running":
         return None
     if row.lease_expires_at is not None:
-        if row.lease_expires_at >= ids.now_us():
-            return None
-        return (f"its worker's lease expired at {from_micros(row.lease_expires_at)}: a "
-                f"worker serving queue {row.queue!r} takes it over (see flowledger workers)")
+        if row.lease_expires_at < ids.now_us():
+            return (f"its worker's lease expired at {from_micros(row.lease_expires_at)}: a "
+                    f"worker serving queue {row.queue!r} takes it over (see flowledger "
+                    "workers)")
+        if ids.is_alive_here(row.executor) is False:
+            return (f"its worker (pid {_pid_of(row.executor)}) is gone: a worker serving "
+                    f"queue {row.queue!r} takes it over when its lease expires at "
+                    f"{from_micros(row.lease_expires_at)}")
+        return None
     if ids.is_alive_here(row.executor) is not False:
         return None  # alive, or on another host (nothing can be known from here)
-    pid = (row.executor or "").split(":")[1:2]
-    gone = f"the process that ran it (pid {pid[0] if pid else '?'}) is gone"
+    gone = f"the process that ran it (pid {_pid_of(row.executor)}) is gone"
     if row.parent_id is not None:
         return f"{gone}: it continues when its parent run {row.parent_id} is resumed"
     return (f"{gone}: continue it with `flowledger resume {row.id}` or "
             "`flowledger recover`")
+
+
+def _pid_of(executor: str | None) -> str:
+    parts = (executor or "").split(":")
+    return parts[1] if len(parts) > 1 else "?"
 
 
 def usage_record(row: UsageRow) -> Usage:

@@ -5,6 +5,7 @@ Shared by sync steps, async steps and child-run steps; the executor drives it.""
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -26,12 +27,21 @@ if TYPE_CHECKING:
     from .executor import Execution
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def error_text(exc: BaseException) -> str:
+    """An error as recorded: its type, message and traceback (JSON). The traceback starts
+    at the user's code: the frames of flowledger that called it are left out."""
     kind = type(exc)
+    frames = exc.__traceback__
+    while frames is not None and frames.tb_next is not None \
+            and frames.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        frames = frames.tb_next
     return json.dumps({
         "type": f"{kind.__module__}.{kind.__qualname__}",
         "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "traceback": "".join(traceback.format_exception(kind, exc, frames)),
     })
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ def test_the_full_flow_over_http(db_url: str, tmp_path: Path) -> None:
         failing = _start(api, "flaky", inputs={"n": 7, "flag": str(flag)})
         first = _stream(api, failing)
         assert first[-1]["event"] == "run.failed"
+        failure = json.loads(first[-1]["data"])["error"]
+        assert failure["type"] == "builtins.RuntimeError" and "failing while" in failure["message"]
         flag.unlink()
         resumed = api.post(f"/runs/{failing}/resume")
         assert resumed.status_code == 202 and resumed.json()["changed"] is True
@@ -157,6 +160,10 @@ def test_the_full_flow_over_http(db_url: str, tmp_path: Path) -> None:
             {"name": "n", "type": "int", "required": True, "default": None, "variadic": None},
             {"name": "api_key", "type": "str", "required": False, "default": "k-123",
              "variadic": None}]
+        painted = next(w for w in api.get("/workflows").json() if w["name"] == "painted")
+        assert [(p["name"], p["type"], p["default"], p["variadic"])
+                for p in painted["parameters"]] == [
+            ("colour", "Colour", "red", None), ("shades", "int", None, "list")]
 
 
 def _every_run_endpoint(api: httpx.Client, run_id: str) -> list[httpx.Response]:
@@ -226,6 +233,9 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
              "unknown query parameter 'statuss'; this route takes cursor, limit, owner, since,"
              " status, tag, until, workflow"),
             (api.get("/stats", params={"since": "2h", "x": "1"}), 422, "'x'"),
+            (api.get("/runs", params={"since": "2x"}), 422,
+             "since: not a time: '2x' (use e.g. 2h or 2026-11-01)"),
+            (api.get("/runs?since=2h&since=3h"), 422, "'since' takes one value, not 2"),
             (api.get("/runs", params={"tag": "a\x00b"}), 422,
              "the tag filter must be 1-200 printable characters"),
             (api.get("/runs", params={"workflow": "\x00"}), 422, "workflow filter"),
@@ -284,6 +294,9 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
         # inputs from JSON are converted to the annotated types ("4" -> 4)
         converted = _start(api, "report", inputs={"n": "4"})
         assert api.get(f"/runs/{converted}").json()["inputs"]["n"] == 4
+        ambiguous = api.get(f"/runs/{run_id[:1]}")  # every run id begins alike
+        assert ambiguous.status_code == 422, ambiguous.text
+        assert "matches several runs" in ambiguous.json()["message"]
 
 
 def test_an_event_stream_resumes_on_another_server_without_loss_or_repeats(
@@ -332,3 +345,30 @@ class ServerProcessContext:
 
     def __exit__(self, *_: object) -> None:
         self.server.stop()
+
+
+def test_sigterm_stops_serve_s_workers_gracefully(db_url: str, tmp_path: Path) -> None:
+    """`serve --workers` on SIGTERM: the running step finishes, the run goes back to its
+    queue (no lease to wait out, no recovery counted) and the worker leaves the table."""
+    tokens = _tokens(db_url)
+    gates = [tmp_path / "gate-1", tmp_path / "gate-2"]
+    server = ServerProcess(db_url, "--workers", "1")
+    try:
+        with server.client(tokens["alice"]) as api:
+            run_id = _start(api, "stepped", inputs={"gates": [str(g) for g in gates]})
+            assert _stream(api, run_id, limit=2)[-1]["event"] == "step.started"
+        server.proc.send_signal(signal.SIGTERM)
+        with fl.Ledger(db_url) as ledger:
+            wait_until(lambda: [w.state for w in ledger.workers()] == ["stopping"],
+                       what="the in-process worker to start stopping")
+            gates[0].touch()  # the step in flight finishes
+            err = server.stop(timeout=60)
+            run = ledger.get(run_id)
+            assert run.status is fl.RunStatus.PENDING, err  # handed back, not held
+            assert run.recovery_attempts == 0
+            assert [(s.position, s.status) for s in run.steps] == [(1, "completed")]
+            assert ledger.workers(include_lost=True) == []
+            assert f"run {run_id} (stepped): claimed" in err
+            assert f"run {run_id} (stepped): handed back to queue default" in err
+    finally:
+        server.stop()

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -398,3 +399,90 @@ def test_an_unreachable_database_is_one_line_without_its_url(
     assert main(["--db", url, "--debug", "runs"]) == 1
     assert f"(database postgresql+psycopg://secretuser@127.0.0.1:{port}/secretdb)" \
         in capsys.readouterr().err
+
+
+LOCAL_FLOW = '''
+import os, signal
+from pathlib import Path
+import flowledger as fl
+
+@fl.step()
+def touchy(n: int) -> int:
+    if Path("crash").exists():
+        os.kill(os.getpid(), signal.SIGKILL)  # dies mid-step: the run stays running
+    if Path("broken").exists():
+        raise RuntimeError("broken")
+    return n * 2
+
+@fl.workflow(name="local_flow")
+def flow(n: int) -> int:
+    return touchy(n) + 1
+'''
+
+
+def test_commands_import_modules_of_the_current_folder_as_run_does(tmp_path: Path) -> None:
+    """A run started as `flowledger run local:flow` is resumed, forked and recovered
+    from the same folder; recover says so (and exits 1) when it cannot take a run up."""
+    import subprocess
+    import sys
+
+    (tmp_path / "local.py").write_text(LOCAL_FLOW)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+
+    def flowledger(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        return subprocess.run([sys.executable, "-m", "flowledger", "--db", url, *args],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+
+    (tmp_path / "broken").touch()
+    failed = flowledger("run", "local:flow", "-i", "n=4")
+    assert failed.returncode == 1, failed.stderr
+    run_id = failed.stderr.split("run ", 1)[1].split()[0]
+    (tmp_path / "broken").unlink()
+    resumed = flowledger("resume", run_id[:13])
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "9"
+    forked = flowledger("fork", run_id[:13], "--from-step", "1", "-i", "n=5")
+    assert forked.returncode == 0 and forked.stdout.strip() == "11", forked.stderr
+
+    (tmp_path / "crash").touch()
+    crashed = flowledger("run", "local:flow", "-i", "n=1")
+    assert crashed.returncode == -9
+    (tmp_path / "crash").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    refused = flowledger("recover", cwd=elsewhere)
+    assert refused.returncode == 1
+    assert "error: cannot recover run" in refused.stderr
+    assert "No module named 'local'" in refused.stderr
+    recovered = flowledger("recover", "--json")
+    assert recovered.returncode == 0, recovered.stderr
+    done = json.loads(recovered.stdout)
+    assert [r["status"] for r in done["recovered"]] == ["completed"]
+    assert done["not_recovered"] == []
+
+
+def test_read_only_commands_leave_a_database_that_is_not_flowledger_s_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    from flowledger.cli import main
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    assert main(["--db", f"sqlite:///{other}", "runs"]) == 3
+    assert "has no flowledger tables" in capsys.readouterr().err
+    with sqlite3.connect(other) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
+
+
+def test_a_text_parameter_takes_its_input_as_text(cli: CLI) -> None:
+    result = cli("run", "tests.helpers.cli_flows:greet", "-i", "name=5", "-i", "mark=true")
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"greeting": "5true"}  # not 5 and True
+    cli_flows.attempts["flaky"] = 0
+    failed = cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=-3")
+    assert failed.code == 1 and "sometimes" in failed.err  # the step table, on stderr
+    assert all(line == line.rstrip() for line in failed.err.splitlines())

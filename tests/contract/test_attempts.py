@@ -155,3 +155,22 @@ def test_exports_and_archives_carry_the_attempt_history(ledger: fl.Ledger,
     assert report.runs == 1
     archived = list(fl.read_archive(str(archive)))
     assert archived[0]["steps"][0]["attempt_history"] == history
+
+
+def test_a_recorded_traceback_starts_at_the_user_s_code(ledger: fl.Ledger) -> None:
+    @fl.step()
+    def deep() -> None:
+        raise Flaky("from user code")
+
+    @fl.workflow(name="att_traceback")
+    def wf() -> None:
+        deep()
+
+    with pytest.raises(fl.RunFailed) as info:
+        ledger.run(wf)
+    error = ledger.get(info.value.run_id).steps[0].error
+    assert error is not None
+    first_frame = error.traceback.splitlines()[1]
+    assert "test_attempts.py" in first_frame, error.traceback
+    assert "flowledger/executor.py" not in error.traceback
+    assert "flowledger/timeouts.py" not in error.traceback

@@ -293,3 +293,16 @@ def test_map_steps_takes_a_partial_of_a_step(ledger: fl.Ledger) -> None:
     assert fl.map_steps(functools.partial(scaled, factor=2), [4]) == [8]  # outside a run
     with pytest.raises(fl.ConfigurationError, match="is not a @step"):
         fl.map_steps(functools.partial(print, end=""), [1])
+
+
+def test_a_queued_run_whose_worker_died_says_so_before_its_lease_expires(
+        ledger: fl.Ledger) -> None:
+    done = ledger.start(nondeterministic)
+    assert done.result(timeout=30) == 3
+    as_if_killed(ledger, done.id, 2)
+    with ledger.store.backend.engine.begin() as conn:  # held by a (dead) worker's lease
+        conn.execute(update(runs).where(runs.c.id == uuid.UUID(done.id)).values(
+            queue="default", lease_expires_at=ids.now_us() + 3_600_000_000))
+    stalled = ledger.get(done.id).stalled
+    assert stalled is not None and "its worker (pid 999999999) is gone" in stalled
+    assert "takes it over when its lease expires" in stalled

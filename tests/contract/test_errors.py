@@ -191,3 +191,18 @@ def test_store_outage_mid_run_is_reported_and_resumable(pg_database: str) -> Non
             assert ledger.get(run.id).steps[0].attempts == 1
     finally:
         proxy.close()
+
+
+def test_a_reader_does_not_create_flowledger_tables_in_an_empty_postgres_database() -> None:
+    from tests.conftest import create_pg_database, drop_pg_database, pg_url
+
+    name = create_pg_database("flowledger_empty")
+    try:
+        with pytest.raises(fl.DatabaseNotFound, match=f"PostgreSQL database '{name}'"):
+            fl.Ledger(pg_url(name), create=False)
+        with fl.Ledger(pg_url(name)) as ledger:  # a writer creates them
+            assert ledger.runs().runs == ()
+        with fl.Ledger(pg_url(name), create=False) as reader:
+            assert reader.runs().runs == ()
+    finally:
+        drop_pg_database(name)

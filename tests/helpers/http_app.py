@@ -6,6 +6,7 @@ runs in another process, so there is no in-process event to wait on).
 
 from __future__ import annotations
 
+import enum
 import time
 from pathlib import Path
 
@@ -58,3 +59,13 @@ def gated_step(gate: str, position: int) -> int:
 def stepped(gates: list[str]) -> int:
     """One step per gate; step i waits for gate i."""
     return sum(gated_step(gate, position) for position, gate in enumerate(gates, 1))
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@fl.workflow(name="painted")
+def painted(colour: Colour = Colour.RED, *shades: int) -> str:
+    return f"{colour.value} {list(shades)}"

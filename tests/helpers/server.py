@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,16 +29,17 @@ class ServerProcess:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        # A file, not a pipe: the server logs a line per run, and an unread pipe fills.
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed with the object)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowledger", "--db", db_url, "serve",
              "--app", "tests.helpers.http_app", "--port", str(self.port), *options],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         wait_until(self._healthy, timeout=60, what="the server to answer /healthz")
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"server exited {self.proc.returncode}: "
-                                 f"{self.proc.communicate()[1]}")
+            raise AssertionError(f"server exited {self.proc.returncode}: {self.output()}")
         try:
             return httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200
         except httpx.TransportError:
@@ -47,15 +49,22 @@ class ServerProcess:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.base, headers=headers, timeout=30)
 
-    def stop(self) -> str:
+    def output(self) -> str:
+        """What the server wrote to stderr so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, timeout: float = 30) -> str:
+        """SIGTERM, wait for the exit; the server's stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        return err
+            self.proc.wait()
+        return self.output()
 
 
 @contextmanager

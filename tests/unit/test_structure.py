@@ -150,3 +150,21 @@ def test_no_module_reaches_into_another_objects_private_attributes(path: Path) -
             continue
         found.append(f"line {node.lineno}: {ast.unparse(node)}")
     assert not found, f"{module_name(path)}: {found}"
+
+
+def test_every_error_category_has_an_answer_on_every_interface() -> None:
+    """The category is declared once, on the error; the CLI and HTTP API derive theirs."""
+    from flowledger import errors
+    from flowledger.cli.app import EXIT_CODES
+    from flowledger.http.app import STATUS
+
+    def subclasses(kind: type) -> list[type]:
+        return [kind, *(sub for child in kind.__subclasses__() for sub in subclasses(child))]
+
+    found = {cls.category for cls in subclasses(errors.FlowledgerError)}
+    assert found <= STATUS.keys(), found - STATUS.keys()
+    assert {cls.category for cls in subclasses(errors.FlowledgerError)
+            if issubclass(cls, LookupError) and cls is not errors.AmbiguousRunId} == {
+        "not_found"}
+    assert {c for c in found if c not in EXIT_CODES} <= {
+        "failed", "conflict", "store_full", "store_unavailable", "store_error"}

@@ -15,9 +15,7 @@ import typer
 
 from .. import __version__
 from ..errors import (
-    ConfigurationError,
     FlowledgerError,
-    InvalidCursor,
     RunCancelled,
     RunFailed,
 )
@@ -57,15 +55,20 @@ def configure(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Durable workflows, recorded step by step."""
+    # Like `python -m`, every command imports modules of the current folder: a run that
+    # `flowledger run mod:wf` started is resumed, forked or recovered from the same place.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     ctx.obj = State(db, quiet, debug)
 
 
+# The exit code of each error category (FlowledgerError.category); others exit 1.
+EXIT_CODES = {"not_found": EXIT_NOT_FOUND, "invalid_input": EXIT_USAGE,
+              "invalid_cursor": EXIT_USAGE, "payload_too_large": EXIT_USAGE}
+
+
 def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, LookupError):  # every "no such ..." error is a LookupError
-        return EXIT_NOT_FOUND
-    if isinstance(exc, ConfigurationError | InvalidCursor):
-        return EXIT_USAGE
-    return EXIT_FAILED
+    return EXIT_CODES.get(getattr(exc, "category", "failed"), EXIT_FAILED)
 
 
 def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:

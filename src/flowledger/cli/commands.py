@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
 
-from ..errors import RunCancelled, RunFailed
+from ..errors import FlowledgerError, RunCancelled, RunFailed
 from ..models import Run, RunStatus
+from ..serialization import parameter_hints
 from ..validation import when as parse_when
 from ..workflow import WorkflowDef, load_entrypoint
 from . import render
-from .app import command
+from .app import command, one_line
 from .state import State, choice, parse_inputs
 
 if TYPE_CHECKING:
@@ -43,10 +42,10 @@ def state_of(ctx: typer.Context, *, creates: bool = False) -> State:
 def load_target(target: str, inputs: list[str] | None,
                 input_json: str | None) -> tuple[WorkflowDef, dict[str, Any]]:
     """The workflow named on the command line, and its inputs (checked by the Ledger)."""
-    if os.getcwd() not in sys.path:  # like `python -m`: modules of the current folder
-        sys.path.insert(0, os.getcwd())
     definition = load_entrypoint(target)
-    return definition, parse_inputs(inputs or [], input_json)
+    text = frozenset(name for name, hint in parameter_hints(definition.fn).items()
+                     if hint is str)
+    return definition, parse_inputs(inputs or [], input_json, text)
 
 
 def _finish(state: State, handle: RunHandle, as_json: bool) -> None:
@@ -170,19 +169,27 @@ def resume_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
 def recover_command(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Resume every run left running by a dead process on this host, and wait for them."""
     state = state_of(ctx)
-    handles = state.ledger.recover()
+    refused: list[str] = []
+
+    def report(run_id: str, exc: FlowledgerError) -> None:
+        refused.append(run_id)
+        state.err.print(f"error: cannot recover run {run_id}: {one_line(exc)}",
+                        style="red", markup=False)
+
+    handles = state.ledger.recover(on_error=report)
     outcomes = []
     for handle in handles:
         with contextlib.suppress(RunFailed, RunCancelled):
             handle.result()
         outcomes.append(state.ledger.get(handle.id, steps=False))
     if as_json:
-        state.print_json({"recovered": [r.to_dict() for r in outcomes]})
+        state.print_json({"recovered": [r.to_dict() for r in outcomes],
+                          "not_recovered": refused})
     elif outcomes:
         state.out.print(render.runs_table(outcomes))
-    else:
+    elif not refused:
         state.hint("nothing to recover")
-    if any(r.status is not RunStatus.COMPLETED for r in outcomes):
+    if refused or any(r.status is not RunStatus.COMPLETED for r in outcomes):
         raise typer.Exit(1)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
-import os
-import sys
 from typing import Annotated
 
 import typer
@@ -22,9 +20,7 @@ Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]
 
 
 def import_apps(modules: list[str]) -> None:
-    """Import the ``--app`` modules (from the current folder too, like ``python -m``)."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """Import the ``--app`` modules (the current folder is importable: see app.py)."""
     for module in modules:
         try:
             importlib.import_module(module)

@@ -225,7 +225,7 @@ def attempts_view(run: Run) -> RenderableType | None:
                     tracebacks.setdefault(attempt.error.traceback.rstrip(), []).append(
                         f"{step.position}.{attempt.number}")
             if attempt.retry_at is not None:
-                error += f" (retried at {when(attempt.retry_at)})"
+                error += f" (retry due {when(attempt.retry_at)})"
             table.add_row(str(step.position), step.name, str(attempt.number),
                           status_text(attempt.outcome), when(attempt.started_at),
                           duration(attempt.duration), Text(error, style="red"))

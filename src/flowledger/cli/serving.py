@@ -83,6 +83,9 @@ def serve_command(
     ledger.store.backend.reserve_query_connections(REQUEST_THREADS)
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The in-process workers log a line per run, as `flowledger worker` does.
+    logging.getLogger("flowledger.worker").setLevel(
+        logging.WARNING if state.quiet else logging.INFO)
     worker = None
     thread = None
     if workers:
@@ -90,15 +93,21 @@ def serve_command(
         thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False},
                                   name="flowledger-serve-worker", daemon=True)
         thread.start()
+
+    def stop_workers() -> None:
+        """On SIGTERM or Ctrl-C, while the server shuts down: running steps finish and
+        unfinished runs go back to their queue (uvicorn then exits with the signal)."""
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join()
     if not settings.workflows:
         state.hint("no --app given: clients can read runs but not start any")
     state.hint(f"serving {len(settings.workflows)} workflow(s) on http://{host}:{port}/api/v1"
                + (f" with {workers} in-process worker thread(s)" if workers else ""))
     try:
-        uvicorn.run(create_app(ledger, settings), host=host, port=port,
+        uvicorn.run(create_app(ledger, settings, on_shutdown=stop_workers), host=host,
+                    port=port,
                     log_level="warning" if state.quiet else "info", access_log=access_log,
                     timeout_graceful_shutdown=5)
     finally:
-        if worker is not None and thread is not None:
-            worker.stop()
-            thread.join()
+        stop_workers()  # when the server never started (the port was taken)

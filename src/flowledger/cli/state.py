@@ -56,7 +56,9 @@ class State:
         self.out = Console(highlight=False, soft_wrap=False, width=wide,
                            file=None if sys.stdout.isatty()
                            else cast(IO[str], TrimmedLines(sys.stdout)))
-        self.err = Console(stderr=True, highlight=False, width=wide)
+        self.err = Console(stderr=True, highlight=False, width=wide,
+                           file=None if sys.stderr.isatty()
+                           else cast(IO[str], TrimmedLines(sys.stderr)))
         self._ledger: Ledger | None = None
         self.creates = False  # set by commands that record something
 
@@ -106,8 +108,11 @@ def choice(kind: type[E], value: str, option: str) -> E:
         raise ConfigurationError(f"{option} must be one of {allowed}, not {value!r}") from None
 
 
-def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
-    """``--input-json FILE|-`` first, then each ``--input key=value`` (JSON, else text)."""
+def parse_inputs(pairs: list[str], json_file: str | None,
+                 text_params: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``--input-json FILE|-`` first, then each ``--input key=value``: JSON, else text;
+    always text for ``text_params`` (parameters annotated ``str``: ``-i label=5`` is
+    the string ``"5"``)."""
     values: dict[str, Any] = {}
     if json_file is not None:
         try:
@@ -122,6 +127,9 @@ def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigurationError(f"--input expects key=value, got {pair!r}")
+        if key.strip() in text_params:
+            values[key.strip()] = raw
+            continue
         try:
             values[key.strip()] = json.loads(raw)
         except ValueError:

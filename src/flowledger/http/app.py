@@ -10,10 +10,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,20 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import (
-    ArtifactNotFound,
     ConfigurationError,
     FlowledgerError,
-    InvalidCursor,
-    PayloadTooLarge,
-    RunAlreadyRunning,
-    RunNotFound,
-    SerializationError,
-    StepNotFound,
-    StoreError,
-    StoreFull,
-    StoreUnavailable,
-    WorkflowNotFound,
-    WorkflowVersionMismatch,
 )
 from ..ledger import Ledger
 from .present import Redactor
@@ -47,22 +38,11 @@ from .settings import ServerSettings
 log = logging.getLogger("flowledger.http")
 PREFIX = "/api/v1"
 
-# (status, code) per error class, most specific first.
-_ERRORS: list[tuple[type[Exception], int, str]] = [
-    (RunNotFound, 404, "not_found"),
-    (StepNotFound, 404, "not_found"),
-    (ArtifactNotFound, 404, "not_found"),
-    (WorkflowNotFound, 404, "not_found"),
-    (InvalidCursor, 422, "invalid_cursor"),
-    (PayloadTooLarge, 413, "payload_too_large"),
-    (SerializationError, 422, "invalid_input"),
-    (ConfigurationError, 422, "invalid_input"),
-    (RunAlreadyRunning, 409, "conflict"),
-    (WorkflowVersionMismatch, 409, "conflict"),
-    (StoreFull, 503, "store_full"),
-    (StoreUnavailable, 503, "store_unavailable"),
-    (StoreError, 503, "store_error"),
-]
+# The HTTP status of each error category (FlowledgerError.category); the category is
+# the answer's error code.
+STATUS = {"not_found": 404, "invalid_input": 422, "invalid_cursor": 422,
+          "payload_too_large": 413, "conflict": 409, "store_full": 503,
+          "store_unavailable": 503, "store_error": 503, "failed": 500}
 # What a client is told of store errors: the details (driver messages name hosts and
 # ports, the database URL) go to the server log only.
 _STORE_MESSAGES = {
@@ -100,6 +80,15 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
+def _list_names(dependant: Any) -> set[str]:
+    """The query parameters that may repeat (lists, like ``status``)."""
+    names = {param.alias for param in dependant.query_params
+             if "list" in str(param.field_info.annotation)}
+    for sub in dependant.dependencies:
+        names |= _list_names(sub)
+    return names
+
+
 async def refuse_unknown_query(request: Request) -> None:
     """A query parameter the route does not take is a mistake (a typo of a filter would
     otherwise list everything): 422 naming it."""
@@ -108,6 +97,12 @@ async def refuse_unknown_query(request: Request) -> None:
     if dependant is None:
         return
     unknown = sorted(set(request.query_params) - _query_names(dependant))
+    repeated = sorted(name for name in set(request.query_params)
+                      if len(request.query_params.getlist(name)) > 1
+                      and name not in _list_names(dependant))
+    if repeated:
+        raise ConfigurationError(f"query parameter {repeated[0]!r} takes one value, not "
+                                 f"{len(request.query_params.getlist(repeated[0]))}")
     if unknown:
         raise ConfigurationError(
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
@@ -170,12 +165,24 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(ledger: Ledger, settings: ServerSettings | None = None) -> FastAPI:
-    """The HTTP API over ``ledger`` (opened without ``owner=``: tokens choose the owner)."""
+def create_app(ledger: Ledger, settings: ServerSettings | None = None, *,
+               on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """The HTTP API over ``ledger`` (opened without ``owner=``: tokens choose the owner).
+
+    ``on_shutdown`` runs when the server shuts down (SIGTERM, Ctrl-C), before the
+    process exits: ``flowledger serve`` stops its in-process workers there.
+    """
     settings = settings or ServerSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await run_in_threadpool(on_shutdown)
+
     app = FastAPI(
         title="flowledger", version=__version__, openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=None, redoc_url=None,
+        docs_url=None, redoc_url=None, lifespan=lifespan,
         dependencies=[Depends(refuse_unknown_query)],
         description="Durable workflow runs: start, inspect, stream, resume, cancel, fork.")
     app.state.ledger = ledger
@@ -191,14 +198,14 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None) -> FastAP
 
     @app.exception_handler(FlowledgerError)
     async def flowledger_error(_request: Request, exc: FlowledgerError) -> JSONResponse:
-        for kind, status, code in _ERRORS:
-            if isinstance(exc, kind):
-                if code in _STORE_MESSAGES:
-                    log.warning("%s (database %s)", exc, getattr(exc, "database", None))
-                    return problem(status, code, _STORE_MESSAGES[code])
-                return problem(status, code, str(exc) or kind.__name__)
-        log.exception("unexpected flowledger error", exc_info=exc)
-        return problem(500, "internal", "internal error")
+        code = exc.category
+        if code in _STORE_MESSAGES:
+            log.warning("%s (database %s)", exc, getattr(exc, "database", None))
+            return problem(STATUS[code], code, _STORE_MESSAGES[code])
+        if code == "failed":  # not a client's mistake: a bug or a run's failure
+            log.exception("unexpected flowledger error", exc_info=exc)
+            return problem(500, "internal", "internal error")
+        return problem(STATUS[code], code, str(exc) or type(exc).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 
 from .. import validation
+from ..errors import ConfigurationError
 from .present import Redactor
 from .schemas import Problem
 from .settings import ServerSettings
@@ -17,18 +18,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem} for status in (401, 404, 409, 413, 422, 503)}
 RunId = Annotated[str, Path(max_length=64, description="A run id (or an unambiguous prefix).")]
 
-_ISO = (r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
-        r"(Z|z|[+-]\d{2}:?\d{2})?)?|\d{1,12}(\.\d{1,6})?(s|m|h|d|w))$")
+# No pattern: the value is read by the same rules as the command line's, whose error
+# says what a time looks like (a pattern's error would show a regular expression).
 IsoTime = Annotated[str | None, Query(
-    pattern=_ISO, max_length=40,
+    min_length=1, max_length=40,
     description="An ISO 8601 date or time, e.g. 2026-11-21T10:00:00Z (UTC when no "
                 "offset), or a duration ago: 90s, 15m, 2h, 7d, 1w.")]
 
 
-def when(value: str | None) -> datetime | timedelta | None:
-    """A time query value as an aware datetime (UTC unless it says otherwise), or a
-    duration ago, read as the command line reads it."""
-    return validation.when(value.replace("z", "Z")) if value is not None else None
+def when(value: str | None, name: str) -> datetime | timedelta | None:
+    """The time query parameter ``name`` as an aware datetime (UTC unless it says
+    otherwise), or a duration ago, read as the command line reads it."""
+    if value is None:
+        return None
+    try:
+        return validation.when(value.replace("z", "Z"))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
 
 
 def settings_of(request: Request) -> ServerSettings:

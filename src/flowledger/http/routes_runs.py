@@ -48,7 +48,7 @@ def list_runs(caller: CallerDep,
     """``since`` is inclusive, ``until`` exclusive; pass ``next_cursor`` back as ``cursor``."""
     page = caller.ledger.runs(status=status, workflow=workflow, tag=tag,
                               owner=owner,
-                              since=when(since), until=when(until), limit=limit,
+                              since=when(since, "since"), until=when(until, "until"), limit=limit,
                               cursor=cursor)
     return JSONResponse({"runs": [run_summary(run) for run in page.runs],
                          "next_cursor": page.next_cursor})

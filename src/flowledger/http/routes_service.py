@@ -24,8 +24,8 @@ router = APIRouter()
             summary="Per workflow and step: counts, success rate, durations, cost")
 def stats(caller: CallerDep, workflow: Annotated[str | None, Query(max_length=200)] = None,
           since: IsoTime = None, until: IsoTime = None) -> JSONResponse:
-    return JSONResponse(caller.ledger.stats(workflow=workflow, since=when(since),
-                                            until=when(until)).to_dict())
+    return JSONResponse(caller.ledger.stats(workflow=workflow, since=when(since, "since"),
+                                            until=when(until, "until")).to_dict())
 
 
 @router.get("/usage", response_model=list[UsageGroupOut], responses=ERRORS,
@@ -33,8 +33,8 @@ def stats(caller: CallerDep, workflow: Annotated[str | None, Query(max_length=20
 def usage(caller: CallerDep, since: IsoTime = None, until: IsoTime = None,
           group_by: Literal["workflow", "model", "owner"] = "workflow",
           workflow: Annotated[str | None, Query(max_length=200)] = None) -> JSONResponse:
-    groups = caller.ledger.usage(since=when(since), until=when(until), group_by=group_by,
-                                 workflow=workflow)
+    groups = caller.ledger.usage(since=when(since, "since"), until=when(until, "until"),
+                                 group_by=group_by, workflow=workflow)
     return JSONResponse([group.to_dict() for group in groups])
 
 

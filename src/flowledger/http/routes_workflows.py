@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -44,16 +45,21 @@ def parameters(definition: WorkflowDef) -> list[dict[str, Any]]:
                                  and param.kind not in (param.VAR_POSITIONAL,
                                                         param.VAR_KEYWORD)}
         if param.default is not inspect.Parameter.empty:
-            entry["default"] = to_jsonable(param.default) if _plain(param.default) \
-                else repr(param.default)
+            entry["default"] = _shown(param.default)
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             entry["variadic"] = "list" if param.kind is param.VAR_POSITIONAL else "mapping"
         found.append(entry)
     return found
 
 
-def _plain(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool | list | dict)
+def _shown(value: Any) -> Any:
+    """A default as JSON: its JSON form (an enum's value), else its repr."""
+    try:
+        converted = to_jsonable(value)
+        json.dumps(converted, allow_nan=False)
+        return converted
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 @router.post("/workflows/{name}/runs", status_code=202, response_model=RunAccepted,

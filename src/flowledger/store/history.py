@@ -24,7 +24,7 @@ _ATTEMPT_COLUMNS = [attempts.c[name] for name in AttemptRow.__slots__]
 ABANDONED = json.dumps({
     "type": "flowledger.Interrupted", "traceback": "",
     "message": "the process executing this attempt stopped (killed, crashed, or its lease "
-               "expired) before the attempt ended; the step ran again on resume"})
+               "expired) before the attempt ended"})
 
 
 def ended_run(status: str) -> str:

@@ -37,6 +37,7 @@ class RunProgress:
     steps: tuple[StepProgress, ...]
     # The attempts kept in the history (failed or interrupted ones), by position.
     attempts: tuple[AttemptRow, ...] = ()
+    error: str | None = None  # the run's, once it failed
 
 
 _STEP_COLUMNS = [steps.c[name] for name in StepProgress.__slots__]
@@ -50,7 +51,8 @@ class ProgressStoreMixin:
 
     def run_progress(self, run_id: uuid.UUID, owner: str | None) -> RunProgress | None:
         query = select(runs.c.status, runs.c.started_at, runs.c.completed_at,
-                       runs.c.resumed_at, runs.c.resumed_from_position).where(runs.c.id == run_id)
+                       runs.c.resumed_at, runs.c.resumed_from_position,
+                       runs.c.error).where(runs.c.id == run_id)
         if owner is not None:
             query = query.where(runs.c.owner == owner)
         with self._read() as conn:
@@ -65,7 +67,7 @@ class ProgressStoreMixin:
                 tried = history.attempts_of(conn, [run_id]).get(run_id, [])
         return RunProgress(run_id, run.status, run.started_at, run.completed_at,
                            run.resumed_at, run.resumed_from_position, tuple(found),
-                           tuple(tried))
+                           tuple(tried), run.error if run.status == "failed" else None)
 
 
 __all__ = ["ProgressStoreMixin", "RunProgress", "StepProgress"]

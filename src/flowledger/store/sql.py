@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
+from ..errors import DatabaseNotFound
 from . import history, migrate
 from . import statements as st
 from .base import ArtifactRow, NewRun, UsageRow
@@ -61,6 +62,15 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         with translate_errors(Where("the store", safe_url(url))):
             self.backend = open_backend(url, durability, create)
         self._where = Where(f"{self.backend.name} store", self.backend.describe())
+        if not create:
+            with translate_errors(self._where):
+                found = migrate.current_revision(self.backend)
+            if found is None:  # a file or database, but not flowledger's: leave it be
+                self.backend.close()
+                raise DatabaseNotFound(
+                    f"no flowledger database at {self._database_name()}: it has no "
+                    "flowledger tables (`flowledger run` or `flowledger db upgrade` "
+                    "creates them; --db or FLOWLEDGER_DATABASE_URL chooses another)")
         if migrate_schema:
             with translate_errors(self._where):
                 migrate.upgrade(self.backend)
@@ -81,6 +91,12 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
             insert(runs).values({name: bindparam(name, type_=runs.c[name].type)
                                  for name in _RUN_INSERT_COLUMNS}))
         self._finish_run_sql = self._compile_statement(_FINISH_RUN_GUARDED)
+
+    def _database_name(self) -> str:
+        """The SQLite file, or PostgreSQL's database name (never a URL: messages show it)."""
+        path = getattr(self.backend, "path", None)
+        return str(path) if path is not None else \
+            f"PostgreSQL database {self.backend.url.database!r}"
 
     @property
     def dialect(self) -> str:
