@@ -158,13 +158,15 @@ def test_every_error_category_has_an_answer_on_every_interface() -> None:
     from flowledger.cli.app import EXIT_CODES
     from flowledger.http.app import STATUS
 
-    def subclasses(kind: type) -> list[type]:
-        return [kind, *(sub for child in kind.__subclasses__() for sub in subclasses(child))]
+    def subclasses(kind: type[errors.FlowledgerError]) -> list[type[errors.FlowledgerError]]:
+        found = [kind]
+        for child in kind.__subclasses__():
+            found += subclasses(child)
+        return found
 
     found = {cls.category for cls in subclasses(errors.FlowledgerError)}
     assert found <= STATUS.keys(), found - STATUS.keys()
-    assert {cls.category for cls in subclasses(errors.FlowledgerError)
-            if issubclass(cls, LookupError) and cls is not errors.AmbiguousRunId} == {
-        "not_found"}
+    lookups = {cls for cls in subclasses(errors.FlowledgerError) if issubclass(cls, LookupError)}
+    assert {cls.category for cls in lookups - {errors.AmbiguousRunId}} == {"not_found"}
     assert {c for c in found if c not in EXIT_CODES} <= {
         "failed", "conflict", "store_full", "store_unavailable", "store_error"}
