@@ -42,7 +42,7 @@ _HOME = {
     "InvalidCursor": "errors",
     "JsonSerializer": "serialization",
     "Ledger": "ledger",
-    "NewToken": "tokens",
+    "NewToken": "api_tokens",
     "NonDeterminismError": "errors",
     "NonRetryable": "errors",
     "NotInRun": "errors",
@@ -78,7 +78,7 @@ _HOME = {
     "StoreError": "errors",
     "StoreFull": "errors",
     "StoreUnavailable": "errors",
-    "TokenInfo": "tokens",
+    "TokenInfo": "api_tokens",
     "TokenNotFound": "errors",
     "Usage": "models",
     "UsageGroup": "models",
@@ -103,6 +103,7 @@ _HOME = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from . import artifacts, context
+    from .api_tokens import NewToken, TokenInfo
     from .artifacts import ArtifactInfo, RunArtifacts
     from .concurrency import StepPool, map_steps
     from .errors import (
@@ -157,7 +158,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .runcontext import StepInfo, current_run_id, current_step
     from .schedules import Schedule, schedule
     from .serialization import JsonSerializer, Serializer
-    from .tokens import NewToken, TokenInfo
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
     from .worker import Worker
     from .workflow import RetryPolicy, step, workflow

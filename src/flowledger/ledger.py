@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Literal, cast
 
 from . import ids, validation
+from .api_tokens import LedgerTokens
 from .artifacts import ArtifactStore
 from .errors import (
     ConfigurationError,
@@ -53,7 +54,6 @@ from .stepcall import asyncio_module
 from .store import RunRow, SqlStore
 from .store.dialects import Durability, SqliteBackend
 from .store.spool import SpoolingStore
-from .tokens import LedgerTokens
 from .workflow import WorkflowDef, definition_of
 
 log = logging.getLogger("flowledger")

@@ -10,12 +10,12 @@ import pytest
 import typer.main
 
 from flowledger.cli import (  # noqa: F401  (registers commands)
+    api_tokens,
     artifacts,
     commands,
     maintenance,
     queueing,
     serving,
-    tokens,
 )
 from flowledger.cli.app import app
 

@@ -25,12 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowledger {__version__}")
         return 0
     from . import (  # noqa: F401  (registers them)
+        api_tokens,
         artifacts,
         commands,
         maintenance,
         queueing,
         serving,
-        tokens,
     )
     from .app import app
 

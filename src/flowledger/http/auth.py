@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..api_tokens import TokenInfo
 from ..ledger import Ledger
-from ..tokens import TokenInfo
 
 bearer = HTTPBearer(auto_error=False, description="An API token from "
                                                   "`flowledger tokens create`.")

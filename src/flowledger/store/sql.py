@@ -24,13 +24,13 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from ..errors import DatabaseNotFound
 from . import history, migrate
 from . import statements as st
+from .api_tokens import TokenStoreMixin
 from .base import ArtifactRow, NewRun, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .progress import ProgressStoreMixin
 from .queues import QueueStoreMixin
 from .reads import ReadStoreMixin
 from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
-from .tokens import TokenStoreMixin
 from .translate import Where, safe_url, store_error, translate_errors
 
 ArtifactRow.__slots__ = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
