@@ -7,8 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
-from .store import SqlStore
-from .store.migrate import head_revision
+from .store import SqlStore, head_revision
 
 
 @dataclass(frozen=True)

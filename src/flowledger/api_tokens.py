@@ -16,7 +16,7 @@ from . import ids, validation
 from .errors import ConfigurationError
 from .ledgerbase import LedgerBase
 from .models import from_micros
-from .store.api_tokens import TokenRow
+from .store import TokenRow
 
 PREFIX = "fl_"
 # Recording every use would turn each API read into a write; once a minute per token is

@@ -24,8 +24,7 @@ from typing import Any
 from .errors import InvalidCursor, RunNotFound
 from .ledgerbase import LedgerBase
 from .models import ErrorInfo, from_micros
-from .store import AttemptRow
-from .store.progress import RunProgress, StepProgress
+from .store import AttemptRow, RunProgress, StepProgress
 
 STARTED, FAILED, FINAL = 0, 1, 2  # a step's delivered phase; FINAL never changes again
 _FINISHED_RUN = ("completed", "failed", "cancelled")

@@ -33,8 +33,7 @@ from .errors import (
 from .runcontext import calling, running
 from .serialization import NO_HINT, Serializer, check_size, coerce_inputs
 from .stepcall import StepCall, asyncio_module, await_with_timeout, error_text
-from .store.base import NewRun, StepRow
-from .store.sql import SqlStore
+from .store import NewRun, SqlStore, StepRow
 from .timeouts import call_with_timeout
 from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint
 

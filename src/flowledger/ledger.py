@@ -51,9 +51,7 @@ from .serialization import (
     decode_inputs,
 )
 from .stepcall import asyncio_module
-from .store import RunRow, SqlStore
-from .store.dialects import Durability, SqliteBackend
-from .store.spool import SpoolingStore
+from .store import Durability, RunRow, SpoolingStore, SqlStore
 from .workflow import WorkflowDef, definition_of
 
 log = logging.getLogger("flowledger")
@@ -68,8 +66,8 @@ def default_artifacts_url(store: SqlStore) -> str:
     any working directory of this user. Set ``artifacts=`` (e.g. ``s3://bucket/prefix``)
     to share one store between machines."""
     backend = store.backend
-    if isinstance(backend, SqliteBackend):
-        return str(backend.path.with_name(backend.path.stem + "-artifacts"))
+    if backend.file is not None:
+        return str(backend.file.with_name(backend.file.stem + "-artifacts"))
     database = hashlib.sha256(backend.describe().encode()).hexdigest()[:16]
     return str(Path.home() / ".flowledger" / "artifacts" / database)
 

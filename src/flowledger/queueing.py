@@ -23,8 +23,7 @@ from .schedules import (
     plan_ticks,
     tick_key,
 )
-from .store import NewRun, RunRow
-from .store.queues import ScheduleRow
+from .store import NewRun, RunRow, ScheduleRow
 from .workflow import WorkflowDef, definition_of
 
 DEFAULT_QUEUE = "default"

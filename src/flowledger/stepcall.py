@@ -20,7 +20,7 @@ from .errors import (
     StepTimeout,
     WorkerStopping,
 )
-from .store.base import NewRun
+from .store import NewRun
 from .workflow import RetryPolicy
 
 if TYPE_CHECKING:

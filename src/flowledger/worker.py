@@ -33,8 +33,7 @@ from .errors import (
 from .ledger import Ledger
 from .queueing import DEFAULT_QUEUE
 from .stepcall import error_text
-from .store.dialects import Listener
-from .store.queues import Claim, WorkerRow
+from .store import Claim, Listener, WorkerRow
 
 log = logging.getLogger("flowledger.worker")
 FORGET_WORKERS_AFTER = timedelta(days=1)

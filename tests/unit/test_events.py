@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 import flowledger as fl
 from flowledger.errors import InvalidCursor
 from flowledger.events import derive_events
-from flowledger.store import AttemptRow
-from flowledger.store.progress import RunProgress, StepProgress
+from flowledger.store import AttemptRow, RunProgress, StepProgress
 
 RUN_ID = uuid.UUID(int=7)
 

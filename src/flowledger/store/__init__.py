@@ -1,9 +1,36 @@
-"""Storage: the only package that speaks SQL."""
+"""Storage: the only package that speaks SQL.
+
+What the rest of flowledger uses is exported here: the store (``SqlStore``, and
+``SpoolingStore`` for best-effort persistence), the rows it reads and writes
+(``rows.py``), and the few backend facts callers need. The SQL itself is in
+``statements/``; ``schema.py`` declares the tables.
+"""
 
 from __future__ import annotations
 
-from .base import ArtifactRow, AttemptRow, NewRun, RunFilter, RunRow, StepRow, UsageRow
+from .dialects import Durability, Listener
+from .migrate import HEAD, head_revision
+from .rows import (
+    ArtifactRow,
+    AttemptRow,
+    Claim,
+    ClaimResult,
+    NewRun,
+    QueueRow,
+    RunFilter,
+    RunProgress,
+    RunRow,
+    ScheduleRow,
+    StepProgress,
+    StepRow,
+    TokenRow,
+    UsageRow,
+    WorkerRow,
+)
+from .spool import SpoolingStore
 from .sql import SqlStore
 
-__all__ = ["ArtifactRow", "AttemptRow", "NewRun", "RunFilter", "RunRow", "SqlStore", "StepRow",
-           "UsageRow"]
+__all__ = ["HEAD", "ArtifactRow", "AttemptRow", "Claim", "ClaimResult", "Durability",
+           "Listener", "NewRun", "QueueRow", "RunFilter", "RunProgress", "RunRow",
+           "ScheduleRow", "SpoolingStore", "SqlStore", "StepProgress", "StepRow", "TokenRow",
+           "UsageRow", "WorkerRow", "head_revision"]

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from .rows import TokenRow
 from .schema import api_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRow:
-    id: str
-    owner: str
-    admin: bool
-    note: str | None
-    created_at: int
-    last_used_at: int | None
-    revoked_at: int | None
 
 
 def _token_row(row: Any) -> TokenRow:

@@ -96,6 +96,11 @@ class Backend:
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
+    @property
+    def file(self) -> Path | None:
+        """The database file (SQLite), or None for a server."""
+        return None
+
     def commit_modes(self) -> dict[str, str]:
         """How the two hot-path commits wait for the disk, as the database reports it:
         ``{"begin": ..., "result": ...}`` (SQLite ``synchronous``, PostgreSQL
@@ -226,6 +231,10 @@ class SqliteBackend(Backend):
 
     def bind_id(self, value: uuid.UUID | None) -> Any:
         return None if value is None else value.hex
+
+    @property
+    def file(self) -> Path | None:
+        return self.path
 
     def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
                                 where: Any) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, Uuid, bindparam, insert, select, text
 
 from . import statements as st
-from .base import AttemptRow
+from .rows import AttemptRow
 from .schema import artifacts, attempts, context, steps
 
 _RECORD_INTERRUPTED = text(st.RECORD_INTERRUPTED_ATTEMPTS).bindparams(

@@ -4,41 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select
 
 from . import history
-from .base import AttemptRow
+from .rows import AttemptRow, RunProgress, StepProgress
 from .schema import runs, steps
-
-
-@dataclass(frozen=True, slots=True)
-class StepProgress:
-    position: int
-    name: str
-    status: str
-    attempts: int
-    started_at: int | None
-    completed_at: int | None
-    child_run_id: uuid.UUID | None
-    error: str | None = None  # the latest attempt's, when the step failed
-
-
-@dataclass(frozen=True, slots=True)
-class RunProgress:
-    id: uuid.UUID
-    status: str
-    started_at: int | None
-    completed_at: int | None
-    resumed_at: int | None
-    resumed_from_position: int | None
-    steps: tuple[StepProgress, ...]
-    # The attempts kept in the history (failed or interrupted ones), by position.
-    attempts: tuple[AttemptRow, ...] = ()
-    error: str | None = None  # the run's, once it failed
-
 
 _STEP_COLUMNS = [steps.c[name] for name in StepProgress.__slots__]
 

@@ -14,7 +14,6 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -31,7 +30,7 @@ from sqlalchemy import (
 )
 
 from . import history
-from .base import NewRun, RunRow
+from .rows import Claim, ClaimResult, NewRun, QueueRow, RunRow, ScheduleRow, WorkerRow
 from .schema import queues, runs, schedules, steps, workers
 
 if TYPE_CHECKING:
@@ -40,66 +39,14 @@ if TYPE_CHECKING:
 Clock = Callable[[], int]
 
 
-@dataclass(slots=True)
-class Claim:
-    """A run a worker now holds; ``fresh`` when it never started (nothing to replay)."""
-
-    row: RunRow
-    token: str
-    fresh: bool
-    taken_over: bool = False  # its previous worker was lost (the lease had expired)
 
 
-@dataclass(slots=True)
-class ClaimResult:
-    claimed: list[Claim]
-    given_up: list[uuid.UUID]  # leases expired too often: failed instead of claimed
-    next_due: int | None  # when the earliest delayed run in these queues becomes due
 
 
-@dataclass(slots=True)
-class WorkerRow:
-    id: str
-    host: str
-    pid: int
-    queues: list[str]
-    concurrency: int
-    state: str
-    started_at: int
-    heartbeat_at: int
-    held: int = 0
-    lease_us: int | None = None
 
 
-@dataclass(slots=True)
-class QueueRow:
-    name: str
-    concurrency: int | None
-    key_concurrency: int | None
-    ready: int = 0
-    delayed: int = 0
-    running: int = 0
-    completed: int = 0
-    failed: int = 0
 
 
-@dataclass(slots=True)
-class ScheduleRow:
-    name: str
-    owner: str
-    workflow: str
-    version: str
-    entrypoint: str
-    serializer: str
-    inputs: str | None
-    cron: str
-    queue: str
-    priority: int
-    catch_up: bool
-    next_fire_at: int
-    last_fired_at: int | None = None
-    last_run_id: uuid.UUID | None = None
-    created_at: int = 0
 
 
 def _worker_lost(attempts: int) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 from . import history
-from .base import AttemptRow, RunFilter, RunRow, StepRow, UsageRow
+from .rows import AttemptRow, RunFilter, RunRow, StepRow, UsageRow
 from .schema import attempts, run_tags, runs, steps, usage
 
 if TYPE_CHECKING:

@@ -34,8 +34,8 @@ from sqlalchemy import make_url
 
 from .. import ids
 from ..errors import StoreUnavailable
-from .base import ArtifactRow, NewRun, UsageRow
 from .dialects import Durability
+from .rows import ArtifactRow, NewRun, UsageRow
 from .sql import SqlStore
 
 log = logging.getLogger("flowledger")

@@ -25,11 +25,11 @@ from ..errors import DatabaseNotFound
 from . import history, migrate
 from . import statements as st
 from .api_tokens import TokenStoreMixin
-from .base import ArtifactRow, NewRun, UsageRow
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .progress import ProgressStoreMixin
 from .queues import QueueStoreMixin
 from .reads import ReadStoreMixin
+from .rows import ArtifactRow, NewRun, UsageRow
 from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
 from .translate import Where, safe_url, store_error, translate_errors
 
@@ -94,7 +94,7 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
 
     def _database_name(self) -> str:
         """The SQLite file, or PostgreSQL's database name (never a URL: messages show it)."""
-        path = getattr(self.backend, "path", None)
+        path = self.backend.file
         return str(path) if path is not None else \
             f"PostgreSQL database {self.backend.url.database!r}"
 

@@ -1,6 +1,7 @@
-"""The records that cross the storage boundary (``SqlStore`` speaks SQL; nothing else
-does). Rows carry payloads as serialized text; the Ledger decodes them with the run's
-serializer. Run ids cross this boundary as ``uuid.UUID``.
+"""Every record that crosses the storage boundary, in one place: the rows the store
+reads and writes (``SqlStore`` speaks SQL; nothing else does). Rows carry payloads as
+serialized text; the Ledger decodes them with the run's serializer. Run ids cross this
+boundary as ``uuid.UUID``; timestamps are integer microseconds (UTC).
 """
 
 from __future__ import annotations
@@ -149,6 +150,108 @@ class RunFilter:
     parent_id: uuid.UUID | None = None
     # Only runs at the top of a tree: no parent, or a parent no longer recorded.
     roots: bool = False
+
+
+# -- queues and workers ---------------------------------------------------------------
+@dataclass(slots=True)
+class Claim:
+    """A run a worker now holds; ``fresh`` when it never started (nothing to replay)."""
+
+    row: RunRow
+    token: str
+    fresh: bool
+    taken_over: bool = False  # its previous worker was lost (the lease had expired)
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    claimed: list[Claim]
+    given_up: list[uuid.UUID]  # leases expired too often: failed instead of claimed
+    next_due: int | None  # when the earliest delayed run in these queues becomes due
+
+
+@dataclass(slots=True)
+class WorkerRow:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    state: str
+    started_at: int
+    heartbeat_at: int
+    held: int = 0
+    lease_us: int | None = None
+
+
+@dataclass(slots=True)
+class QueueRow:
+    name: str
+    concurrency: int | None
+    key_concurrency: int | None
+    ready: int = 0
+    delayed: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True)
+class ScheduleRow:
+    name: str
+    owner: str
+    workflow: str
+    version: str
+    entrypoint: str
+    serializer: str
+    inputs: str | None
+    cron: str
+    queue: str
+    priority: int
+    catch_up: bool
+    next_fire_at: int
+    last_fired_at: int | None = None
+    last_run_id: uuid.UUID | None = None
+    created_at: int = 0
+
+
+# -- API tokens --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: str
+    owner: str
+    admin: bool
+    note: str | None
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None
+
+
+# -- progress (event streams) -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StepProgress:
+    position: int
+    name: str
+    status: str
+    attempts: int
+    started_at: int | None
+    completed_at: int | None
+    child_run_id: uuid.UUID | None
+    error: str | None = None  # the latest attempt's, when the step failed
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    id: uuid.UUID
+    status: str
+    started_at: int | None
+    completed_at: int | None
+    resumed_at: int | None
+    resumed_from_position: int | None
+    steps: tuple[StepProgress, ...]
+    # The attempts kept in the history (failed or interrupted ones), by position.
+    attempts: tuple[AttemptRow, ...] = ()
+    error: str | None = None  # the run's, once it failed
 
 
 _RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")
