@@ -33,13 +33,6 @@ from .rows import ArtifactRow, NewRun, UsageRow
 from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
 from .translate import Where, safe_url, store_error, translate_errors
 
-ArtifactRow.__slots__ = ("run_id", "key", "owner", "digest", "size", "media_type", "position",
-                     "created_at")
-
-UsageRow.__slots__ = ("run_id", "position", "model", "provider", "input_tokens",
-                  "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd",
-                  "prices_version", "recorded_at")
-
 _ACTIVE = ("pending", "running")
 
 def _compile(backend: Backend, sql: str) -> str:
