@@ -48,8 +48,22 @@ def pg_url(name: str) -> str:
     return make_url(_admin_conninfo(name)).render_as_string(hide_password=False)
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Stop at once, with one clear line, when PostgreSQL is unreachable."""
+def needs_postgres(item: pytest.Item) -> bool:
+    """Whether a collected test talks to PostgreSQL: it uses the ``pg_database`` fixture
+    (directly or through ``db_url``) or is parametrized with the postgresql backend."""
+    if "pg_database" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(
+        isinstance(value, str) and value == "postgresql" for value in callspec.params.values())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop at once, with one clear line, when PostgreSQL is unreachable and a collected
+    test needs it (so ``pytest tests/unit`` runs without a server; the whole suite never
+    skips for want of one)."""
+    if not any(needs_postgres(item) for item in session.items):
+        return
     try:
         psycopg.connect(_admin_conninfo(), connect_timeout=5).close()
     except psycopg.OperationalError as exc:
