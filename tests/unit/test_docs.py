@@ -9,7 +9,8 @@ import pytest
 
 import flowledger as fl
 
-API_DOC = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+API_DOC = (ROOT / "docs" / "api.md").read_text()
 PUBLIC = [name for name in fl.__all__ if name != "__version__"]
 
 
@@ -43,3 +44,33 @@ def test_the_package_namespace_is_its_public_api() -> None:
     assert dir(fl) == sorted(fl.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fl.nope  # noqa: B018
+
+
+def _documented_modules() -> set[str]:
+    """The module paths in docs/development.md's layout tree (two spaces a level)."""
+    text = (ROOT / "docs" / "development.md").read_text()
+    tree = text.split("## Layout", 1)[1].split("```", 2)[1]
+    lines = [line for line in tree.splitlines() if line.strip()]
+    assert lines[0].strip() == "src/flowledger/"
+    found: set[str] = set()
+    folders: list[str] = []
+    for line in lines[1:]:
+        depth = (len(line) - len(line.lstrip(" "))) // 2 - 1
+        name = line.split()[0]
+        folders = folders[:depth]
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+        else:
+            found.add("/".join([*folders, name]))
+    return found
+
+
+def test_every_module_is_in_the_development_layout() -> None:
+    package = ROOT / "src" / "flowledger"
+    modules = {path.relative_to(package).as_posix() for path in package.rglob("*.py")
+               if "versions" not in path.relative_to(package).parts}
+    documented = _documented_modules()
+    assert not modules - documented, \
+        f"missing from docs/development.md's layout: {sorted(modules - documented)}"
+    assert not documented - modules, \
+        f"listed in docs/development.md's layout but gone: {sorted(documented - modules)}"

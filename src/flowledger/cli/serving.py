@@ -1,4 +1,4 @@
-"""Commands for the HTTP API: serve, and the API tokens it accepts."""
+"""`flowledger serve`: the HTTP API, with workers in the same process if asked."""
 
 from __future__ import annotations
 
