@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg  # from flowledger's .venv (this script runs there)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 FLOWLEDGER_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -310,8 +312,6 @@ class Bench:
 
     # postgres databases -----------------------------------------------------------
     def create_databases(self, systems: list[str]) -> None:
-        import psycopg  # from flowledger's .venv (this script runs there)
-
         for system in systems:
             name = f"peers_{system}_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(self.args.postgres, autocommit=True) as admin:
@@ -319,8 +319,6 @@ class Bench:
             self.databases[system] = self.args.postgres.rsplit("/", 1)[0] + "/" + name
 
     def drop_databases(self) -> None:
-        import psycopg
-
         for url in self.databases.values():
             name = url.rsplit("/", 1)[1]
             with psycopg.connect(self.args.postgres, autocommit=True) as admin:

@@ -18,6 +18,7 @@ import time
 import _common as c
 from prefect import flow, task
 from prefect.cache_policies import INPUTS
+from prefect.client.orchestration import get_client
 
 
 @task(persist_result=True, cache_policy=INPUTS)
@@ -47,7 +48,6 @@ def main() -> None:
     if a.workload == "resume":
         # the ephemeral server starts on the first API call: time it as this system's
         # "open", then re-run the crashed flow
-        from prefect.client.orchestration import get_client
         t0 = time.perf_counter()
         with get_client(sync_client=True) as client:
             client.hello()

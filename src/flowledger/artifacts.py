@@ -121,7 +121,7 @@ class ArtifactStore:
 
     def _open(self) -> tuple[Any, str]:
         if self._opened is None:
-            import fsspec.core  # here, not at the top: start-up time
+            import fsspec.core  # noqa: PLC0415 (start-up time: fsspec is slow to import)
 
             try:
                 self._opened = fsspec.core.url_to_fs(self.url)

@@ -31,11 +31,11 @@ from .errors import (
     WorkflowNotFound,
 )
 from .runcontext import calling, running
-from .serialization import NO_HINT, Serializer, check_size, coerce_inputs
+from .serialization import NO_HINT, Serializer, call_arguments, check_size, coerce_inputs
 from .stepcall import StepCall, asyncio_module, await_with_timeout, error_text
 from .store import NewRun, SqlStore, StepRow
 from .timeouts import call_with_timeout
-from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint
+from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint, registered
 
 _NO_RETRY = RetryPolicy()
 # Runs whose workflow body is executing in this process right now. A run recorded as
@@ -376,7 +376,6 @@ class Execution:
                                 deadline_at=deadline, parent_id=self.run_id)
         if recorded and recorded.child_run_id:  # started before: the same child
             attempt.child.id = recorded.child_run_id
-        from .serialization import call_arguments
 
         call_args, call_kwargs = call_arguments(definition.signature, values)
 
@@ -435,7 +434,6 @@ def resolve(name: str, entrypoint: str) -> WorkflowDef:
     Two modules may register workflows of the same name, so the registry is trusted
     only when its entry comes from the recorded entrypoint.
     """
-    from .workflow import registered
 
     definition = registered(name)
     if definition is not None and definition.entrypoint == entrypoint:

@@ -78,7 +78,7 @@ def diff_runs(a: Run, b: Run, context: int = 1, max_lines: int = 40) -> RunDiff:
         if left is None or right is None:
             text = f"only in {'b' if left is None else 'a'}"
         elif changed:
-            import difflib  # only comparing runs needs it (start-up time)
+            import difflib  # noqa: PLC0415 (start-up time: only comparing runs needs it)
 
             lines = list(difflib.unified_diff(_pretty(left_out), _pretty(right_out), "a", "b",
                                               n=context, lineterm=""))[2:]

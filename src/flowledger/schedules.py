@@ -21,7 +21,7 @@ from .workflow import WorkflowDef, definition_of
 
 def _croniter() -> Any:
     """croniter, imported when a schedule is first evaluated (start-up time)."""
-    from croniter import croniter
+    from croniter import croniter  # noqa: PLC0415 (start-up time)
 
     return croniter
 

@@ -23,7 +23,7 @@ from pydantic_core import ValidationError  # pydantic's own ValidationError is t
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
-from .errors import PayloadTooLarge, SerializationError
+from .errors import ConfigurationError, PayloadTooLarge, SerializationError
 
 log = logging.getLogger("flowledger")
 NO_HINT: Any = inspect.Parameter.empty
@@ -92,7 +92,7 @@ def _cached_adapter(type_hint: Any) -> TypeAdapter[Any] | None:
     # Wrapped in a 1-tuple so the config (bytes as base64, as dumps writes them) reaches
     # nested dataclasses too; pydantic refuses a config on a bare dataclass.
     # pydantic itself is imported on the first typed value: `import flowledger` stays light.
-    from pydantic import ConfigDict, TypeAdapter  # here, not at the top: start-up time
+    from pydantic import ConfigDict, TypeAdapter  # noqa: PLC0415 (start-up time)
 
     try:
         return TypeAdapter(tuple[type_hint], config=ConfigDict(val_json_bytes="base64"))
@@ -237,7 +237,6 @@ def coerce_inputs(fn: Callable[..., Any], values: Mapping[str, Any], *,
     command line) values become the annotated types where pydantic's lax mode allows
     ("3" → 3, a dict → a dataclass); without it they are checked and kept as given.
     """
-    from .errors import ConfigurationError
 
     hints = parameter_hints(fn)
     parameters = inspect.signature(fn).parameters

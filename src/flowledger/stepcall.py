@@ -48,7 +48,7 @@ def error_text(exc: BaseException) -> str:
 def asyncio_module() -> Any:
     """asyncio, imported when async code first needs it (a running event loop has it
     loaded already): synchronous programs never pay for its import."""
-    import asyncio
+    import asyncio  # noqa: PLC0415 (start-up time: see the docstring)
 
     return asyncio
 

@@ -48,7 +48,7 @@ def call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[
 
 
 def _interrupt(worker: threading.Thread) -> None:
-    import ctypes  # only an overrunning step needs it (and it is slow to import)
+    import ctypes  # noqa: PLC0415 (start-up time: only an overrunning step needs it)
 
     if worker.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),

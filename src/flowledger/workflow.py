@@ -124,7 +124,7 @@ def _mark_async(wrapper: Callable[..., Any]) -> None:
     if marker is not None:
         marker(wrapper)
     else:  # Python 3.11: asyncio's own marker keeps iscoroutinefunction() truthful
-        import asyncio.coroutines  # only async code needs it
+        import asyncio.coroutines  # noqa: PLC0415 (start-up time: only async code needs it)
 
         wrapper._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers.procs import ROOT
+from tests.helpers.procs import ROOT, Child
 
 
 def flowledger(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -53,8 +53,6 @@ def test_crash_then_resume_through_the_cli(db_url: str, tmp_path: Path) -> None:
 
 
 def test_cancel_a_live_run_through_the_cli(db_url: str, tmp_path: Path) -> None:
-    from tests.helpers.procs import Child
-
     child = Child("start", db_url, "chain", "4", log=tmp_path / "log", block_at="2")
     run_id = child.expect("run ")
     child.expect("inflight 2")

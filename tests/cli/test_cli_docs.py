@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import typer.main
 
@@ -62,7 +63,6 @@ def test_global_options_are_documented() -> None:
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[p for p, _ in COMMANDS])
 def test_help_names_what_a_repeatable_option_takes(path: str, command: Any) -> None:
     """A repeatable option takes one value at a time: its help says which, not <list[str]>."""
-    import click
 
     with click.Context(command, info_name=f"flowledger {path}") as ctx:
         text = command.get_help(ctx)

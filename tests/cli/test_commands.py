@@ -7,14 +7,21 @@ import gzip
 import io
 import json
 import os
+import socket
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import flowledger as fl
+from flowledger.cli import main, render
 from flowledger.store.migrate import head_revision
 from flowledger.workflow import load_entrypoint
 from tests.cli.conftest import CLI
+from tests.contract import test_context
+from tests.contract.test_artifacts import BLOB
 from tests.helpers import cli_flows
 
 
@@ -180,7 +187,6 @@ def test_purge_with_archive_gives_back_every_run_and_step(cli: CLI, tmp_path: Pa
 
 def test_db_commands(cli: CLI, db_url: str, tmp_path: Path,
                      capsys: pytest.CaptureFixture[str]) -> None:
-    from flowledger.cli import main
 
     head = head_revision()
     if db_url.startswith("sqlite"):  # a new file: nothing has migrated it yet
@@ -222,8 +228,6 @@ def test_usage_and_cost_in_inspect_stats_and_usage(cli: CLI) -> None:
 
 
 def test_inspect_shows_context(cli: CLI) -> None:
-    from tests.contract import test_context
-
     test_context.state["fail_second"] = False
     result = cli("run", "tests.contract.test_context:flow")
     run_id = result.err.split("run ", 1)[1].split()[0]
@@ -233,8 +237,6 @@ def test_inspect_shows_context(cli: CLI) -> None:
 
 
 def test_artifacts_ls_get_and_inspect(cli: CLI, tmp_path: Path) -> None:
-    from tests.contract.test_artifacts import BLOB
-
     result = cli("run", "tests.contract.test_artifacts:producing", "-i", "label=cli")
     assert result.code == 0, result.err
     run_id = result.err.split("run ", 1)[1].split()[0]
@@ -300,7 +302,6 @@ def test_bad_inputs_are_usage_errors_before_a_run_exists(cli: CLI, tmp_path: Pat
 
 def test_db_check_on_a_missing_file_creates_nothing(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from flowledger.cli import main
 
     target = tmp_path / "absent" / "x.db"
     assert main(["--db", f"sqlite:///{target}", "db", "check"]) == 1
@@ -333,7 +334,6 @@ def test_inspect_and_stats_show_every_attempt_and_its_traceback(cli: CLI) -> Non
 
 def test_read_only_commands_do_not_create_a_missing_database(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from flowledger.cli import main
 
     target = tmp_path / "nowhere" / "ledger.db"
     url = f"sqlite:///{target}"
@@ -374,8 +374,6 @@ def test_output_reads_well_when_piped(cli: CLI) -> None:
 
 
 def test_counts_agree_with_their_nouns() -> None:
-    from flowledger.cli import render
-
     one = render.usage_line(fl.UsageTotals(calls=1, input_tokens=5, models=("m",)))
     assert one.startswith("1 call, 5 in") and "1 calls" not in one
     assert render.usage_line(fl.UsageTotals(calls=2)).startswith("2 calls,")
@@ -384,9 +382,7 @@ def test_counts_agree_with_their_nouns() -> None:
 
 def test_an_unreachable_database_is_one_line_without_its_url(
         capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
 
-    from flowledger.cli import main
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -423,8 +419,6 @@ def flow(n: int) -> int:
 def test_commands_import_modules_of_the_current_folder_as_run_does(tmp_path: Path) -> None:
     """A run started as `flowledger run local:flow` is resumed, forked and recovered
     from the same folder; recover says so (and exits 1) when it cannot take a run up."""
-    import subprocess
-    import sys
 
     (tmp_path / "local.py").write_text(LOCAL_FLOW)
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
@@ -465,9 +459,7 @@ def test_commands_import_modules_of_the_current_folder_as_run_does(tmp_path: Pat
 
 def test_read_only_commands_leave_a_database_that_is_not_flowledger_s_alone(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import sqlite3
 
-    from flowledger.cli import main
 
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -84,8 +86,6 @@ def test_bad_keys_are_rejected(art_ledger: fl.Ledger, bad: str) -> None:
 
 
 def test_delete_and_purge_collect_orphaned_content(art_ledger: fl.Ledger) -> None:
-    from datetime import timedelta
-
     keep = art_ledger.start(producing, "keep")
     drop = art_ledger.start(producing, "drop")
     keep.result(timeout=30)
@@ -159,7 +159,6 @@ def test_overwritten_content_is_collected(art_ledger: fl.Ledger) -> None:
 
 def test_unreadable_offloaded_output_leaves_the_trace_readable(db_url: str,
                                                                tmp_path: Path) -> None:
-    import shutil
 
     @fl.step()
     def big() -> str:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pathlib
 import socket
 
+import psycopg
 import pytest
+from sqlalchemy import make_url
 
 import flowledger as fl
+from tests.conftest import create_pg_database, drop_pg_database, pg_url
+from tests.helpers.proxy import OutageProxy
 
 
 class Opaque:
@@ -106,8 +111,6 @@ def test_unreachable_postgres_is_store_unavailable() -> None:
 
 
 def test_store_going_away_mid_run_is_store_unavailable(tmp_path: object) -> None:
-    import pathlib
-
     path = pathlib.Path(str(tmp_path)) / "gone.db"
     ledger = fl.Ledger(f"sqlite:///{path}")
 
@@ -133,7 +136,6 @@ def test_store_going_away_mid_run_is_store_unavailable(tmp_path: object) -> None
 def test_postgres_connections_killed_mid_run_are_replaced(pg_database: str) -> None:
     """The server drops every connection during a step (as in a restart): the step's
     writes go through on fresh connections and the run completes."""
-    import psycopg
 
     @fl.step()
     def dropping() -> int:
@@ -155,9 +157,7 @@ def test_postgres_connections_killed_mid_run_are_replaced(pg_database: str) -> N
 def test_store_outage_mid_run_is_reported_and_resumable(pg_database: str) -> None:
     """PostgreSQL becomes unreachable during a step: a readable StoreUnavailable, the
     committed steps intact, and once it is back the run resumes where it stopped."""
-    from sqlalchemy import make_url
 
-    from tests.helpers.proxy import OutageProxy
 
     target = make_url(pg_database)
     proxy = OutageProxy(target.host or "127.0.0.1", target.port or 5432)
@@ -194,8 +194,6 @@ def test_store_outage_mid_run_is_reported_and_resumable(pg_database: str) -> Non
 
 
 def test_a_reader_does_not_create_flowledger_tables_in_an_empty_postgres_database() -> None:
-    from tests.conftest import create_pg_database, drop_pg_database, pg_url
-
     name = create_pg_database("flowledger_empty")
     try:
         with pytest.raises(fl.DatabaseNotFound, match=f"PostgreSQL database '{name}'"):

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 import flowledger as fl
 from flowledger import ids
-from flowledger.store.migrate import VERSION_TABLE, head_revision
+from flowledger.store import SqlStore
+from flowledger.store.migrate import VERSION_TABLE, alembic_config, head_revision
 from flowledger.store.schema import metadata
+from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
 
 def test_migrated_schema_matches_the_declared_one(db_url: str) -> None:
@@ -35,12 +39,7 @@ def test_reopening_is_a_no_op(db_url: str) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_upgrade_from_the_first_revision_keeps_data(backend: str, tmp_path: Path) -> None:
     """A database built by revision 0001 (and holding a run) is upgraded in place on open."""
-    from alembic import command
-    from sqlalchemy import text
 
-    from flowledger.store import SqlStore
-    from flowledger.store.migrate import alembic_config
-    from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
     name = create_pg_database("flowledger_upgrade") if backend == "postgresql" else ""
     url = pg_url(name) if name else f"sqlite:///{tmp_path / 'old.db'}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -220,8 +222,6 @@ def test_async_child_workflows(ledger: fl.Ledger) -> None:
 
     @fl.workflow(name="rec_async_parent")
     async def parent(x: int) -> list[int]:
-        import asyncio
-
         return list(await asyncio.gather(child(x), child(x + 1)))
 
     handle = ledger.start(parent, 5)
@@ -241,8 +241,6 @@ class ReprSerializer:
         return repr(value)
 
     def loads(self, text: str, type_hint: object = None) -> object:
-        import ast
-
         return ast.literal_eval(text)
 
 

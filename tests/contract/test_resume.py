@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import pytest
 
@@ -236,7 +237,6 @@ def test_close_waits_for_runs_started_on_threads(db_url: str) -> None:
     def wf() -> str:
         return slow_step()
 
-    import threading
 
     ledger = fl.Ledger(db_url)
     handle = ledger.start(wf)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import pathlib
 import subprocess
 import sys
 import threading
@@ -127,8 +128,6 @@ def test_postgres_scheme_alias(pg_database: str) -> None:
 
 
 def test_sqlite_path_below_a_file_is_a_configuration_error(tmp_path: object) -> None:
-    import pathlib
-
     blocker = pathlib.Path(str(tmp_path)) / "file"
     blocker.write_text("x")
     with pytest.raises(fl.ConfigurationError, match="cannot create the folder"):

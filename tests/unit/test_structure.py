@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from flowledger import errors
+from flowledger.cli.app import EXIT_CODES
+from flowledger.http.app import STATUS
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "flowledger"
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts)
@@ -154,9 +158,6 @@ def test_no_module_reaches_into_another_objects_private_attributes(path: Path) -
 
 def test_every_error_category_has_an_answer_on_every_interface() -> None:
     """The category is declared once, on the error; the CLI and HTTP API derive theirs."""
-    from flowledger import errors
-    from flowledger.cli.app import EXIT_CODES
-    from flowledger.http.app import STATUS
 
     def subclasses(kind: type[errors.FlowledgerError]) -> list[type[errors.FlowledgerError]]:
         found = [kind]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from .. import __version__
+
 EXIT_FAILED = 1
 
 
@@ -20,11 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:  # answered without building the command tree
-        from .. import __version__
-
         print(f"flowledger {__version__}")
         return 0
-    from . import (  # noqa: F401  (registers them)
+    # The command tree is built only when a command runs (start-up time: --version).
+    from . import (  # noqa: F401, PLC0415  (importing them registers the commands)
         api_tokens,
         artifacts,
         commands,
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         queueing,
         serving,
     )
-    from .app import app
+    from .app import app  # noqa: PLC0415 (start-up time)
 
     try:
         app(args=argv, prog_name="flowledger")

@@ -168,7 +168,7 @@ def _status_line(status: SchemaStatus) -> str:
 @command("upgrade", db_app)
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending migrations (opening a Ledger does this too)."""
-    from .. import admin  # opens the store: imported by the commands that do
+    from .. import admin  # noqa: PLC0415 (start-up time: it loads SQLAlchemy)
 
     state: State = ctx.find_root().obj
     state.out.print(_status_line(admin.upgrade(state.db or _default_url())))
@@ -185,7 +185,7 @@ def _show_status(state: State, status: SchemaStatus, as_json: bool) -> None:
 @command("current", db_app)
 def db_current(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Print the schema revision of the database and the newest one this version knows."""
-    from .. import admin
+    from .. import admin  # noqa: PLC0415 (start-up time: it loads SQLAlchemy)
 
     state: State = ctx.find_root().obj
     _show_status(state, admin.schema_status(state.db or _default_url()), as_json)
@@ -194,7 +194,7 @@ def db_current(ctx: typer.Context, as_json: AsJson = False) -> None:
 @command("check", db_app)
 def db_check(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Exit 1 unless the schema is at the newest revision (changes nothing)."""
-    from .. import admin
+    from .. import admin  # noqa: PLC0415 (start-up time: it loads SQLAlchemy)
 
     state: State = ctx.find_root().obj
     status = admin.schema_status(state.db or _default_url())
@@ -204,6 +204,6 @@ def db_check(ctx: typer.Context, as_json: AsJson = False) -> None:
 
 
 def _default_url() -> str:
-    from ..ledger import default_url
+    from ..ledger import default_url  # noqa: PLC0415 (start-up time)
 
     return default_url()

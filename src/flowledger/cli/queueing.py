@@ -87,7 +87,7 @@ def worker_command(
 ) -> None:
     """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
     gracefully: running steps finish, unfinished runs go back to their queue)."""
-    from ..worker import Worker
+    from ..worker import Worker  # noqa: PLC0415 (start-up time)
 
     state = state_of(ctx, creates=True)
     import_apps(app_module or [])

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import ConfigurationError
 from ..validation import duration as parse_duration
+from ..workflow import registered_names
 from .app import command
 from .commands import state_of
 from .queueing import import_apps
@@ -57,11 +58,11 @@ def serve_command(
         help="Log every request (off by default: it costs throughput).")] = False,
 ) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) until Ctrl-C."""
-    import uvicorn
+    # FastAPI, uvicorn and the store are loaded by the one command that serves.
+    import uvicorn  # noqa: PLC0415 (start-up time)
 
-    from ..http import DEFAULT_REDACT, ServerSettings, create_app
-    from ..worker import Worker
-    from ..workflow import registered_names
+    from ..http import DEFAULT_REDACT, ServerSettings, create_app  # noqa: PLC0415 (start-up time)
+    from ..worker import Worker  # noqa: PLC0415 (start-up time)
 
     state = state_of(ctx, creates=True)
     import_apps(app_module or [])

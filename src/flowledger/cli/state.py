@@ -66,7 +66,7 @@ class State:
     def ledger(self) -> Ledger:
         if self._ledger is None:
             # Imported on first use: `flowledger --help` and `--version` never open a store.
-            from ..ledger import Ledger
+            from ..ledger import Ledger  # noqa: PLC0415 (start-up time)
 
             self._ledger = Ledger(self.db, create=self.creates)
             if self.debug:
