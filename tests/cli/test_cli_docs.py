@@ -8,17 +8,8 @@ from typing import Any
 
 import click
 import pytest
-import typer.main
 
-from flowledger.cli import (  # noqa: F401  (registers commands)
-    api_tokens,
-    artifacts,
-    commands,
-    maintenance,
-    queueing,
-    serving,
-)
-from flowledger.cli.app import app
+from flowledger.cli import tree
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
 
@@ -33,7 +24,7 @@ def _commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield path, command
 
 
-ROOT = typer.main.get_command(app)
+ROOT = tree.command
 COMMANDS = list(_commands(ROOT))
 
 

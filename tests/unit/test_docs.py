@@ -74,3 +74,13 @@ def test_every_module_is_in_the_development_layout() -> None:
         f"missing from docs/development.md's layout: {sorted(modules - documented)}"
     assert not documented - modules, \
         f"listed in docs/development.md's layout but gone: {sorted(documented - modules)}"
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_name_is_in_the_generated_reference(name: str) -> None:
+    """docs/reference/python.md renders each public name from its docstring (mkdocstrings);
+    a name left out of it would be missing from the site's API reference."""
+    reference = (ROOT / "docs" / "reference" / "python.md").read_text()
+    obj = getattr(fl, name)
+    target = obj.__name__ if inspect.ismodule(obj) else f"{obj.__module__}.{name}"
+    assert f"::: {target}\n" in reference, f"{target} is missing from docs/reference/python.md"

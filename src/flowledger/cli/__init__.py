@@ -25,15 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowledger {__version__}")
         return 0
     # The command tree is built only when a command runs (start-up time: --version).
-    from . import (  # noqa: F401, PLC0415  (importing them registers the commands)
-        api_tokens,
-        artifacts,
-        commands,
-        maintenance,
-        queueing,
-        serving,
-    )
-    from .app import app  # noqa: PLC0415 (start-up time)
+    from .tree import app  # noqa: PLC0415
 
     try:
         app(args=argv, prog_name="flowledger")
