@@ -172,6 +172,16 @@ def load_entrypoint(entrypoint: str) -> WorkflowDef:
     return definition
 
 
+def import_apps(modules: Sequence[str]) -> None:
+    """Import the modules whose workflows a worker or server serves (``--app``), which
+    registers them. Example: ``import_apps(["myapp.flows"])``."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import --app {module}: {exc}") from None
+
+
 def _import_file(path: str) -> Any:
     absolute = os.path.abspath(path)
     if not os.path.exists(absolute):

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..errors import ConfigurationError, ScheduleNotFound
+from ..errors import ScheduleNotFound
 from ..validation import duration as parse_duration
+from ..workflow import import_apps
 from . import render
 from .app import app, command
 from .commands import AsJson, InputJson, Inputs, load_target, state_of
 
 Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]
-
-
-def import_apps(modules: list[str]) -> None:
-    """Import the ``--app`` modules (the current folder is importable: see app.py)."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigurationError(f"cannot import --app {module}: {exc}") from None
 
 
 @command("submit")

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
 from typing import Annotated
 
 import typer
 
 from ..errors import ConfigurationError
 from ..validation import duration as parse_duration
-from ..workflow import registered_names
+from ..workflow import import_apps, registered_names
 from .app import command
 from .commands import state_of
-from .queueing import import_apps
 
-REQUEST_THREADS = 40  # anyio's default limit for sync routes
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
                "mib": 1024**2}
@@ -56,59 +52,55 @@ def serve_command(
         help="How often event streams read the store (e.g. 0.2s).")] = "0.2s",
     access_log: Annotated[bool, typer.Option(
         help="Log every request (off by default: it costs throughput).")] = False,
+    processes: Annotated[int, typer.Option(
+        help="Server processes sharing the port (each opens its own connections and "
+             "runs its own --workers).")] = 1,
+    request_timeout: Annotated[str, typer.Option(
+        help="Time a client has to send a whole request (headers and body); slower "
+             "clients get 408 and are disconnected.")] = "10s",
+    max_connections: Annotated[int, typer.Option(
+        help="Connections one process holds open, event streams included (more: 503).")]
+        = 1000,
 ) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) until Ctrl-C."""
     # FastAPI, uvicorn and the store are loaded by the one command that serves.
-    import uvicorn  # noqa: PLC0415 (start-up time)
-
-    from ..http import DEFAULT_REDACT, ServerSettings, create_app  # noqa: PLC0415 (start-up time)
-    from ..worker import Worker  # noqa: PLC0415 (start-up time)
+    from ..http import DEFAULT_REDACT, ServerSettings  # noqa: PLC0415 (start-up time)
+    from ..http.server import ServeOptions, serve  # noqa: PLC0415 (start-up time)
 
     state = state_of(ctx, creates=True)
-    import_apps(app_module or [])
     if not 0 <= workers <= 256:
         raise ConfigurationError("--workers must be between 0 and 256")
+    if not 1 <= processes <= 64:
+        raise ConfigurationError("--processes must be between 1 and 64")
     if not 0 < port < 65536:
         raise ConfigurationError("--port must be between 1 and 65535")
+    if not 1 <= max_connections <= 100_000:
+        raise ConfigurationError("--max-connections must be between 1 and 100000")
     poll = parse_duration(events_poll).total_seconds()
     if not 0.01 <= poll <= 60:
         raise ConfigurationError("--events-poll must be between 10ms and 60s")
-    settings = ServerSettings(
-        workflows=registered_names(), max_body_bytes=_size(max_body),
-        redact=() if no_redact else tuple(redact or DEFAULT_REDACT),
-        events_poll_interval=poll)
-    ledger = state.ledger
+    timeout = parse_duration(request_timeout).total_seconds()
+    if not 0.1 <= timeout <= 3600:
+        raise ConfigurationError("--request-timeout must be between 100ms and 1h")
+    import_apps(app_module or [])  # here too: a wrong --app is reported before serving
+    options = ServeOptions(
+        database=state.db, apps=tuple(app_module or ()), host=host, port=port,
+        processes=processes, workers=workers, queues=tuple(queue or ["default"]),
+        settings=ServerSettings(max_body_bytes=_size(max_body),
+                                redact=() if no_redact else tuple(redact or DEFAULT_REDACT),
+                                events_poll_interval=poll),
+        request_timeout=timeout, max_connections=max_connections,
+        access_log=access_log, quiet=state.quiet)
+    ledger = state.ledger  # opened (and created or migrated) once, here
     if ledger.owner is not None:
         raise ConfigurationError("serve acts for every owner through tokens: drop --owner")
-    # Routes run on the server's thread pool (40 threads): one pooled connection each.
-    ledger.store.backend.reserve_query_connections(REQUEST_THREADS)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The in-process workers log a line per run, as `flowledger worker` does.
-    logging.getLogger("flowledger.worker").setLevel(
-        logging.WARNING if state.quiet else logging.INFO)
-    worker = None
-    thread = None
-    if workers:
-        worker = Worker(ledger=ledger, queues=queue or ["default"], concurrency=workers)
-        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False},
-                                  name="flowledger-serve-worker", daemon=True)
-        thread.start()
-
-    def stop_workers() -> None:
-        """On SIGTERM or Ctrl-C, while the server shuts down: running steps finish and
-        unfinished runs go back to their queue (uvicorn then exits with the signal)."""
-        if worker is not None and thread is not None:
-            worker.stop()
-            thread.join()
-    if not settings.workflows:
+    served = registered_names()
+    if not served:
         state.hint("no --app given: clients can read runs but not start any")
-    state.hint(f"serving {len(settings.workflows)} workflow(s) on http://{host}:{port}/api/v1"
-               + (f" with {workers} in-process worker thread(s)" if workers else ""))
-    try:
-        uvicorn.run(create_app(ledger, settings, on_shutdown=stop_workers), host=host,
-                    port=port,
-                    log_level="warning" if state.quiet else "info", access_log=access_log,
-                    timeout_graceful_shutdown=5)
-    finally:
-        stop_workers()  # when the server never started (the port was taken)
+    state.hint(f"serving {len(served)} workflow(s) on http://{host}:{port}/api/v1"
+               + (f" with {processes} processes" if processes > 1 else "")
+               + (f" and {workers} worker thread(s) each" if workers and processes > 1
+                  else f" with {workers} in-process worker thread(s)" if workers else ""))
+    if processes > 1:
+        ledger.close()  # each server process opens its own
+    serve(options, ledger)

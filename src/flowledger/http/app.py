@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -220,4 +221,7 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None, *,
                        str(exc.detail), headers)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Answers over 1 KiB are compressed for clients that accept it (event streams never:
+    # Starlette leaves text/event-stream alone).
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from .. import ids
 from .auth import CallerDep
 from .params import ERRORS, IsoTime, when
 from .schemas import (
@@ -49,4 +50,5 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request) -> dict[str, Any]:
     ledger = request.app.state.ledger
     revision = ledger.schema_revision()
-    return {"status": "ready", "database": ledger.store.dialect, "schema_revision": revision}
+    return {"status": "ready", "database": ledger.store.dialect, "schema_revision": revision,
+            "process": ids.identity()}

@@ -279,3 +279,5 @@ class Ready(BaseModel):
     status: Literal["ready"]
     database: str
     schema_revision: str | None
+    process: str = Field(description="The server process that answered (host:pid:start):"
+                                     " which one, behind a load balancer or --processes.")

@@ -1,0 +1,140 @@
+"""Serving the HTTP API: one process, or several sharing one port (``--processes``).
+
+Every server process opens its own Ledger, imports the ``--app`` modules and may run
+worker threads; the processes share nothing but the database. With several, a
+supervisor (uvicorn's) binds the port, starts them, replaces one that dies, and on
+SIGTERM or Ctrl-C stops them all (each finishes its requests and hands its runs back).
+
+Example::
+
+    from flowledger.http.server import ServeOptions, serve
+    serve(ServeOptions(database="postgresql://db/app", apps=("myapp",), processes=4))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
+
+from ..ledger import Ledger
+from ..worker import Worker
+from ..workflow import import_apps, registered_names
+from .app import create_app
+from .protocol import ServerConfig
+from .settings import ServerSettings
+
+#: How a supervisor hands its options to the server processes it starts.
+OPTIONS_VARIABLE = "FLOWLEDGER_SERVE_OPTIONS"
+#: Routes run on the server's thread pool (anyio's default: 40 threads), one pooled
+#: database connection each.
+REQUEST_THREADS = 40
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``flowledger serve`` runs: where, how many processes, with which workflows.
+
+    ``workers`` worker threads per process also execute queued runs (from ``queues``);
+    ``request_timeout`` bounds the seconds a client has to send a whole request, and
+    ``max_connections`` the connections one process holds open (over it: 503).
+    ``settings.workflows`` is filled in by each process from what ``apps`` register.
+    """
+
+    database: str | None = None
+    apps: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    processes: int = 1
+    workers: int = 0
+    queues: tuple[str, ...] = ("default",)
+    settings: ServerSettings = field(default_factory=ServerSettings)
+    request_timeout: float = 10.0
+    max_connections: int = 1000
+    access_log: bool = False
+    quiet: bool = False
+
+    def to_json(self) -> str:
+        # The workflows are not passed on: each process registers its own from ``apps``.
+        return json.dumps(dataclasses.asdict(
+            self, dict_factory=lambda items: {k: v for k, v in items if k != "workflows"}))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeOptions:
+        values: dict[str, Any] = json.loads(text)
+        settings = values.pop("settings")
+        settings["redact"] = tuple(settings["redact"])
+        return cls(**{**values, "apps": tuple(values["apps"]),
+                      "queues": tuple(values["queues"]),
+                      "settings": ServerSettings(**settings)})
+
+
+def application(options: ServeOptions, ledger: Ledger | None = None) -> FastAPI:
+    """The app one server process runs, over ``ledger`` (else one opened from
+    ``options.database``): the ``apps`` imported, worker threads started, and stopped
+    when the server shuts down."""
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Worker threads log a line per run, as `flowledger worker` does.
+    logging.getLogger("flowledger.worker").setLevel(
+        logging.WARNING if options.quiet else logging.INFO)
+    import_apps(options.apps)
+    ledger = ledger or Ledger(options.database)
+    ledger.store.backend.reserve_query_connections(REQUEST_THREADS)
+    settings = dataclasses.replace(options.settings, workflows=registered_names())
+    worker = None
+    thread = None
+    if options.workers:
+        worker = Worker(ledger=ledger, queues=list(options.queues),
+                        concurrency=options.workers)
+        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False},
+                                  name="flowledger-serve-worker", daemon=True)
+        thread.start()
+
+    def stop_workers() -> None:
+        """On SIGTERM or Ctrl-C, while the server shuts down: running steps finish and
+        unfinished runs go back to their queue (uvicorn then exits with the signal)."""
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join()
+
+    app = create_app(ledger, settings, on_shutdown=stop_workers)
+    app.state.stop_workers = stop_workers
+    return app
+
+
+def application_from_environment() -> FastAPI:
+    """The app of a server process a supervisor started (its options are in
+    ``FLOWLEDGER_SERVE_OPTIONS``)."""
+    return application(ServeOptions.from_json(os.environ[OPTIONS_VARIABLE]))
+
+
+def serve(options: ServeOptions, ledger: Ledger | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C: in this process, or in ``options.processes``
+    server processes (each opens its own Ledger; ``ledger`` is then not used)."""
+    common: dict[str, Any] = {
+        "host": options.host, "port": options.port, "loop": "auto",
+        "log_level": "warning" if options.quiet else "info",
+        "access_log": options.access_log, "timeout_graceful_shutdown": 5,
+        "limit_concurrency": options.max_connections,
+        "request_timeout": options.request_timeout,
+    }
+    if options.processes == 1:
+        app = application(options, ledger)
+        try:
+            uvicorn.Server(ServerConfig(app, **common)).run()
+        finally:
+            app.state.stop_workers()  # when the server never started (the port was taken)
+        return
+    os.environ[OPTIONS_VARIABLE] = options.to_json()
+    config = ServerConfig(f"{__name__}:application_from_environment", factory=True,
+                          workers=options.processes, **common)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
