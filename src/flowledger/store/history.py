@@ -11,15 +11,11 @@ import json
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Uuid, bindparam, insert, select, text
+from sqlalchemy import Connection, bindparam, insert, select
 
-from . import statements as st
 from .rows import AttemptRow
 from .schema import artifacts, attempts, context, steps
-
-_RECORD_INTERRUPTED = text(st.RECORD_INTERRUPTED_ATTEMPTS).bindparams(
-    bindparam("rid", type_=Uuid()))
-_ATTEMPT_COLUMNS = [attempts.c[name] for name in AttemptRow.__slots__]
+from .statements import history as history_sql
 
 ABANDONED = json.dumps({
     "type": "flowledger.Interrupted", "traceback": "",
@@ -36,7 +32,8 @@ def ended_run(status: str) -> str:
 def record_interrupted(conn: Connection, run_id: uuid.UUID, now: int | None,
                        why: str = ABANDONED) -> None:
     """Record the attempts of ``run_id`` still marked running as interrupted."""
-    conn.execute(_RECORD_INTERRUPTED, {"rid": run_id, "now": now, "why": why})
+    conn.execute(history_sql.RECORD_INTERRUPTED_ATTEMPTS,
+                 {"rid": run_id, "now": now, "why": why})
 
 
 def attempts_of(conn: Connection,
@@ -45,7 +42,7 @@ def attempts_of(conn: Connection,
     found: dict[uuid.UUID, list[AttemptRow]] = {}
     if not run_ids:
         return found
-    query = (select(*_ATTEMPT_COLUMNS).where(attempts.c.run_id.in_(list(run_ids)))
+    query = (select(*history_sql.ATTEMPT_COLUMNS).where(attempts.c.run_id.in_(list(run_ids)))
              .order_by(attempts.c.run_id, attempts.c.position, attempts.c.attempt))
     for row in conn.execute(query):
         found.setdefault(row.run_id, []).append(AttemptRow(*row))

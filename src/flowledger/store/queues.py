@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
-    bindparam,
     case,
     delete,
     func,
     insert,
-    literal_column,
     or_,
     select,
     update,
@@ -31,22 +29,13 @@ from sqlalchemy import (
 
 from . import history
 from .rows import Claim, ClaimResult, NewRun, QueueRow, RunRow, ScheduleRow, WorkerRow
-from .schema import queues, runs, schedules, steps, workers
+from .schema import queues, runs, schedules, workers
+from .statements import queues as queues_sql
 
 if TYPE_CHECKING:
     from .dialects import Backend
 
 Clock = Callable[[], int]
-
-
-
-
-
-
-
-
-
-
 
 
 def _worker_lost(attempts: int) -> str:
@@ -136,7 +125,7 @@ class QueueStoreMixin:
             conn.execute(update(runs).where(runs.c.id == run_id).values(
                 lease_token=token, executor=worker, lease_expires_at=now + lease_us,
                 recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
-                resumed_from_position=_RESUME_POSITION))
+                resumed_from_position=queues_sql.RESUME_POSITION))
             history.record_interrupted(conn, run_id, None)
             taken[run_id] = (token, False, True)
 
@@ -195,7 +184,7 @@ class QueueStoreMixin:
         # Read the clock after the running counts: a run whose end let this claim in was
         # committed before them, so the recorded start never precedes that end.
         now = clock()
-        conn.execute(_CLAIM_PENDING, [
+        conn.execute(queues_sql.CLAIM_PENDING, [
             {"cid": c.id, "tok": tok, "worker": worker, "expires": now + lease_us,
              "now": now} for c, tok in zip(chosen, tokens, strict=True)])
         for candidate in chosen:
@@ -223,7 +212,7 @@ class QueueStoreMixin:
                 runs.c.id.in_(list(held)), runs.c.status == "running")).all())
             kept = [run_id for run_id, token in held.items() if current.get(run_id) == token]
             if kept:
-                conn.execute(_RENEW, [{"cid": run_id, "tok": held[run_id],
+                conn.execute(queues_sql.RENEW, [{"cid": run_id, "tok": held[run_id],
                                        "expires": now + lease_us} for run_id in kept])
             return set(held) - set(kept)
 
@@ -415,29 +404,3 @@ def _schedule_row(row: Any) -> ScheduleRow:
     values["catch_up"] = bool(values["catch_up"])
     return ScheduleRow(**values)
 
-
-def _resume_position() -> Any:
-    """The first position a resumed run executes rather than replays: its first step
-    not completed or skipped, else the one after its last step."""
-    # Literals, not parameters: the claim runs this as an executemany.
-    unfinished = select(func.min(steps.c.position)).where(
-        steps.c.run_id == runs.c.id, steps.c.status != literal_column("'completed'"),
-        steps.c.status != literal_column("'skipped'"))
-    after_last = select(func.coalesce(func.max(steps.c.position), 0) + 1).where(
-        steps.c.run_id == runs.c.id)
-    return func.coalesce(unfinished.scalar_subquery(), after_last.scalar_subquery())
-
-
-_RESUME_POSITION = _resume_position()
-_CLAIM_PENDING = (
-    update(runs).where(runs.c.id == bindparam("cid"), runs.c.status == "pending")
-    .values(status="running", lease_token=bindparam("tok"), executor=bindparam("worker"),
-            lease_expires_at=bindparam("expires"),
-            started_at=func.coalesce(runs.c.started_at, bindparam("now")),
-            resumed_at=case((runs.c.started_at.is_(None), None), else_=bindparam("now")),
-            resumed_from_position=case((runs.c.started_at.is_(None),
-                                        runs.c.resumed_from_position),
-                                       else_=_RESUME_POSITION)))
-_RENEW = (update(runs).where(runs.c.id == bindparam("cid"),
-                             runs.c.lease_token == bindparam("tok"))
-          .values(lease_expires_at=bindparam("expires")))

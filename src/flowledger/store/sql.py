@@ -10,20 +10,16 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    bindparam,
     delete,
     func,
     insert,
-    literal_column,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from ..errors import DatabaseNotFound
 from . import history, migrate
-from . import statements as st
 from .api_tokens import TokenStoreMixin
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .progress import ProgressStoreMixin
@@ -31,15 +27,16 @@ from .queues import QueueStoreMixin
 from .reads import ReadStoreMixin
 from .rows import ArtifactRow, NewRun, UsageRow
 from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
+from .statements import runs as runs_sql
+from .statements import steps as steps_sql
 from .translate import Where, safe_url, store_error, translate_errors
 
-_ACTIVE = ("pending", "running")
 
 def _compile(backend: Backend, sql: str) -> str:
     """Render ``:name`` parameters in the driver's own paramstyle."""
     if backend.name == "sqlite":
         return sql  # sqlite3 understands :name natively
-    return str(text(sql).compile(backend.engine)).strip()
+    return steps_sql.driver_sql(sql, backend.engine.dialect)
 
 
 class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
@@ -68,22 +65,20 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
             with translate_errors(self._where):
                 migrate.upgrade(self.backend)
         uuid_type = self.backend.uuid_sql_type
-        self._begin_sql = _compile(self.backend, st.BEGIN_STEP.format(uuid=uuid_type))
-        self._finish_sql = _compile(self.backend, st.FINISH_STEP)
-        self._attempt_sql = _compile(self.backend, st.RECORD_FAILED_ATTEMPT)
-        self._artifact_sql = _compile(self.backend, st.SAVE_ARTIFACT.format(uuid=uuid_type))
-        self._context_sql = _compile(self.backend, st.SET_CONTEXT.format(uuid=uuid_type))
-        self._usage_sql = _compile(self.backend, st.RECORD_USAGE.format(
+        self._begin_sql = _compile(self.backend, steps_sql.BEGIN_STEP.format(uuid=uuid_type))
+        self._finish_sql = _compile(self.backend, steps_sql.FINISH_STEP)
+        self._attempt_sql = _compile(self.backend, steps_sql.RECORD_FAILED_ATTEMPT)
+        self._artifact_sql = _compile(self.backend, steps_sql.SAVE_ARTIFACT.format(uuid=uuid_type))
+        self._context_sql = _compile(self.backend, steps_sql.SET_CONTEXT.format(uuid=uuid_type))
+        self._usage_sql = _compile(self.backend, steps_sql.RECORD_USAGE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
-        self._usage_once_sql = _compile(self.backend, st.RECORD_USAGE_ONCE.format(
+        self._usage_once_sql = _compile(self.backend, steps_sql.RECORD_USAGE_ONCE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
         self._begin_absolute_sql = _compile(self.backend,
-                                            st.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
-        self._begin_text = text(st.BEGIN_STEP.format(uuid=uuid_type))
-        self._insert_run_sql = self._compile_statement(
-            insert(runs).values({name: bindparam(name, type_=runs.c[name].type)
-                                 for name in _RUN_INSERT_COLUMNS}))
-        self._finish_run_sql = self._compile_statement(_FINISH_RUN_GUARDED)
+                                            steps_sql.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
+        self._begin_child = steps_sql.begin_child_step(uuid_type)
+        self._insert_run_sql = self._compile_statement(runs_sql.INSERT_RUN_NAMED)
+        self._finish_run_sql = self._compile_statement(runs_sql.FINISH_RUN_GUARDED)
 
     def _database_name(self) -> str:
         """The SQLite file, or PostgreSQL's database name (never a URL: messages show it)."""
@@ -156,7 +151,7 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         the owner already used is not inserted, and False is returned."""
         statement = (self.backend.insert_unless_duplicate(
             runs, ["owner", "idempotency_key"], runs.c.idempotency_key.is_not(None))
-            if unless_duplicate else _INSERT_RUN)
+            if unless_duplicate else runs_sql.INSERT_RUN)
         values = {**self._run_params(run), "id": run.id, "parent_id": run.parent_id,
                   "forked_from": run.forked_from}
         if unless_duplicate:
@@ -175,8 +170,8 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         params = {"rid": run_id, "now": now}
         why = history.ended_run("failed")
         history.record_interrupted(conn, run_id, now, why)
-        conn.execute(_INTERRUPT_STEPS, {**params, "why": why})
-        conn.execute(_FINISH_RUN, {**params, "new_status": "failed", "new_output": None,
+        conn.execute(runs_sql.INTERRUPT_STEPS, {**params, "why": why})
+        conn.execute(runs_sql.FINISH_RUN, {**params, "new_status": "failed", "new_output": None,
                                    "new_error": error_text})
 
     def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
@@ -197,19 +192,19 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         # expressions cost more than the commit itself on a fast disk.
         params = {"rid": run_id, "tok": token, "now": now}
         with self._write() as conn:
-            current = conn.execute(_OWNED_STATUS, params).scalar_one_or_none()
+            current = conn.execute(runs_sql.OWNED_STATUS, params).scalar_one_or_none()
             if current is None:
                 return False
             if status != "completed" and interrupt_steps:
                 why = history.ended_run(status)
                 history.record_interrupted(conn, run_id, now, why)
-                conn.execute(_INTERRUPT_STEPS, {**params, "why": why})
+                conn.execute(runs_sql.INTERRUPT_STEPS, {**params, "why": why})
             final = bool(current == "running")
             if final:
-                conn.execute(_FINISH_RUN, {**params, "new_status": status,
+                conn.execute(runs_sql.FINISH_RUN, {**params, "new_status": status,
                                            "new_output": output_text, "new_error": error_text})
             else:
-                conn.execute(_UPDATE_TOTALS, params)
+                conn.execute(runs_sql.UPDATE_TOTALS, params)
             return final
 
     def cancel_run(self, run_id: uuid.UUID, owner: str | None, now: int) -> bool | None:
@@ -224,15 +219,15 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
             status = conn.execute(query).scalar_one_or_none()
             if status is None:
                 return None
-            if status not in _ACTIVE:
+            if status not in runs_sql.ACTIVE:
                 return False
             pending = [run_id]
             while pending:
                 current = pending.pop()
-                conn.execute(_CANCEL_RUN, {"rid": current, "now": now})
+                conn.execute(runs_sql.CANCEL_RUN, {"rid": current, "now": now})
                 pending.extend(conn.execute(
                     select(runs.c.id).where(runs.c.parent_id == current,
-                                            runs.c.status.in_(_ACTIVE))).scalars())
+                                            runs.c.status.in_(runs_sql.ACTIVE))).scalars())
             return True
 
     def claim_run(self, run_id: uuid.UUID, expected_token: str | None, new_token: str,
@@ -282,9 +277,7 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
                           input_text: str | None, now: int, child: NewRun) -> bool:
         with self._write() as conn:
             began = conn.execute(
-                self._begin_text.bindparams(
-                    bindparam("run_id", type_=runs.c.id.type),
-                    bindparam("child_run_id", type_=runs.c.id.type)),
+                self._begin_child,
                 {"run_id": run_id, "token": token, "position": position, "name": name,
                  "input": input_text, "now": now, "child_run_id": child.id},
             ).rowcount
@@ -477,44 +470,6 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
 
     def close(self) -> None:
         self.backend.close()
-
-
-def _constant(value: str) -> Any:
-    """A literal in the SQL text: these statements also run as compiled driver SQL,
-    where SQLAlchemy's anonymous parameters would not be supplied."""
-    return literal_column(f"'{value}'")
-
-
-def _count_steps(status: str | None = None) -> Any:
-    query = select(func.count()).select_from(steps).where(
-        steps.c.run_id == bindparam("rid", type_=runs.c.id.type))
-    if status is not None:
-        query = query.where(steps.c.status == _constant(status))
-    return query.scalar_subquery()
-
-
-_TOTALS = {"total_steps": _count_steps(), "completed_steps": _count_steps("completed"),
-           "failed_steps": _count_steps("failed"), "skipped_steps": _count_steps("skipped")}
-_RUN_ID = bindparam("rid", type_=runs.c.id.type)
-_INSERT_RUN = insert(runs)
-_OWNED_STATUS = select(runs.c.status).where(runs.c.id == _RUN_ID,
-                                            runs.c.lease_token == bindparam("tok"))
-_INTERRUPT_STEPS = (update(steps).where(steps.c.run_id == _RUN_ID, steps.c.status == "running")
-                    .values(status="failed", completed_at=bindparam("now"),
-                            error=bindparam("why")))
-_UPDATE_TOTALS = update(runs).where(runs.c.id == _RUN_ID).values(**_TOTALS)
-_CANCEL_RUN = (update(runs).where(runs.c.id == _RUN_ID, runs.c.status.in_(_ACTIVE))
-               .values(status="cancelled", completed_at=bindparam("now"), **_TOTALS))
-_FINISH_RUN = update(runs).where(runs.c.id == _RUN_ID).values(
-    status=bindparam("new_status"), output=bindparam("new_output"),
-    error=bindparam("new_error"), completed_at=bindparam("now"), **_TOTALS)
-_FINISH_RUN_GUARDED = _FINISH_RUN.where(runs.c.lease_token == bindparam("tok"),
-                                        runs.c.status == _constant("running"))
-_RUN_INSERT_COLUMNS = ("id", "workflow", "version", "entrypoint", "owner", "status",
-                       "serializer", "inputs", "created_at", "started_at", "deadline_at",
-                       "parent_id", "forked_from", "forked_from_position", "executor",
-                       "lease_token", "queue", "priority", "scheduled_at", "idempotency_key",
-                       "concurrency_key")
 
 
 def _queue_params(run: NewRun) -> dict[str, Any]:
