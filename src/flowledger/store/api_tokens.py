@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 
+from .core import StoreCore
 from .rows import TokenRow
 from .schema import api_tokens
 
@@ -19,13 +19,8 @@ def _token_row(row: Any) -> TokenRow:
 _COLUMNS = [api_tokens.c[name] for name in TokenRow.__slots__]
 
 
-class TokenStoreMixin:
-    """Mixed into ``SqlStore``."""
-
-    if TYPE_CHECKING:
-        def _write(self) -> contextlib.AbstractContextManager[Connection]: ...
-
-        def _read(self) -> contextlib.AbstractContextManager[Connection]: ...
+class StoreTokens(StoreCore):
+    """API tokens; a part of ``SqlStore``."""
 
     def insert_token(self, token: TokenRow, secret_hash: str) -> None:
         with self._write() as conn:
@@ -62,5 +57,5 @@ class TokenStoreMixin:
                          .values(last_used_at=at))
 
 
-__all__ = ["TokenRow", "TokenStoreMixin"]
+__all__ = ["StoreTokens", "TokenRow"]
 

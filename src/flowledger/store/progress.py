@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from . import history
+from .core import StoreCore
 from .rows import AttemptRow, RunProgress, StepProgress
 from .schema import runs, steps
 
 _STEP_COLUMNS = [steps.c[name] for name in StepProgress.__slots__]
 
 
-class ProgressStoreMixin:
-    """Mixed into ``SqlStore``."""
-
-    if TYPE_CHECKING:
-        def _read(self) -> contextlib.AbstractContextManager[Connection]: ...
+class StoreProgress(StoreCore):
+    """Progress reads; a part of ``SqlStore``."""
 
     def run_progress(self, run_id: uuid.UUID, owner: str | None) -> RunProgress | None:
         query = select(runs.c.status, runs.c.started_at, runs.c.completed_at,
@@ -42,4 +38,4 @@ class ProgressStoreMixin:
                            tuple(tried), run.error if run.status == "failed" else None)
 
 
-__all__ = ["ProgressStoreMixin", "RunProgress", "StepProgress"]
+__all__ = ["RunProgress", "StepProgress", "StoreProgress"]

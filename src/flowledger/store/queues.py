@@ -9,12 +9,11 @@ against cannot change under the claim.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -28,12 +27,10 @@ from sqlalchemy import (
 )
 
 from . import history
+from .core import StoreCore
 from .rows import Claim, ClaimResult, NewRun, QueueRow, RunRow, ScheduleRow, WorkerRow
 from .schema import queues, runs, schedules, workers
 from .statements import queues as queues_sql
-
-if TYPE_CHECKING:
-    from .dialects import Backend
 
 Clock = Callable[[], int]
 
@@ -45,21 +42,8 @@ def _worker_lost(attempts: int) -> str:
                    "time); giving up instead of recovering it again (max_recoveries)"})
 
 
-class QueueStoreMixin:
-    """Mixed into ``SqlStore``; relies on its connections and run helpers."""
-
-    backend: Backend
-
-    if TYPE_CHECKING:
-        def _write(self) -> contextlib.AbstractContextManager[Connection]: ...
-
-        def _read(self) -> contextlib.AbstractContextManager[Connection]: ...
-
-        def _insert_run(self, conn: Connection, run: NewRun, *,
-                        unless_duplicate: bool = False) -> bool: ...
-
-        def _fail_run(self, conn: Connection, run_id: uuid.UUID, error_text: str,
-                      now: int) -> None: ...
+class StoreQueues(StoreCore):
+    """Queues, workers and schedules; a part of ``SqlStore``."""
 
     # -- submitting ----------------------------------------------------------------
     def submit_run(self, run: NewRun) -> tuple[uuid.UUID, bool]:

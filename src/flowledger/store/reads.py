@@ -1,12 +1,11 @@
 """The read side of the store: runs, steps, usage and context as rows, one query or one
-read transaction each. Mixed into ``SqlStore`` (its connections and backend)."""
+read transaction each. A part of ``SqlStore``."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -22,20 +21,13 @@ from sqlalchemy import (
 )
 
 from . import history
+from .core import StoreCore
 from .rows import AttemptRow, RunFilter, RunRow, StepRow, UsageRow
 from .schema import attempts, run_tags, runs, steps, usage
 
-if TYPE_CHECKING:
-    from .dialects import Backend
 
-
-class ReadStoreMixin:
-    """Reads of recorded runs; mixed into ``SqlStore``."""
-
-    backend: Backend
-
-    if TYPE_CHECKING:
-        def _read(self) -> contextlib.AbstractContextManager[Connection]: ...
+class StoreReads(StoreCore):
+    """Reads of recorded runs; a part of ``SqlStore``."""
 
     # -- reads ---------------------------------------------------------------------
     def get_run(self, run_id: uuid.UUID, owner: str | None) -> RunRow | None:

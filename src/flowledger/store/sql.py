@@ -2,44 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     delete,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from ..errors import DatabaseNotFound
-from . import history, migrate
-from .api_tokens import TokenStoreMixin
-from .dialects import WRITE_OPTION, Backend, Durability, open_backend
-from .progress import ProgressStoreMixin
-from .queues import QueueStoreMixin
-from .reads import ReadStoreMixin
+from . import history
+from .api_tokens import StoreTokens
+from .dialects import Durability
+from .progress import StoreProgress
+from .queues import StoreQueues
+from .reads import StoreReads
 from .rows import ArtifactRow, NewRun, UsageRow
 from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
 from .statements import runs as runs_sql
 from .statements import steps as steps_sql
-from .translate import Where, safe_url, store_error, translate_errors
+from .translate import store_error
 
 
-def _compile(backend: Backend, sql: str) -> str:
-    """Render ``:name`` parameters in the driver's own paramstyle."""
-    if backend.name == "sqlite":
-        return sql  # sqlite3 understands :name natively
-    return steps_sql.driver_sql(sql, backend.engine.dialect)
-
-
-class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
+class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -49,90 +38,27 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
 
     def __init__(self, url: str, *, durability: Durability = "full",
                  migrate_schema: bool = True, create: bool = True) -> None:
-        with translate_errors(Where("the store", safe_url(url))):
-            self.backend = open_backend(url, durability, create)
-        self._where = Where(f"{self.backend.name} store", self.backend.describe())
-        if not create:
-            with translate_errors(self._where):
-                found = migrate.current_revision(self.backend)
-            if found is None:  # a file or database, but not flowledger's: leave it be
-                self.backend.close()
-                raise DatabaseNotFound(
-                    f"no flowledger database at {self._database_name()}: it has no "
-                    "flowledger tables (`flowledger run` or `flowledger db upgrade` "
-                    "creates them; --db or FLOWLEDGER_DATABASE_URL chooses another)")
-        if migrate_schema:
-            with translate_errors(self._where):
-                migrate.upgrade(self.backend)
+        super().__init__(url, durability=durability, migrate_schema=migrate_schema,
+                         create=create)
+        # The hot path's SQL, compiled once for this backend's driver.
         uuid_type = self.backend.uuid_sql_type
-        self._begin_sql = _compile(self.backend, steps_sql.BEGIN_STEP.format(uuid=uuid_type))
-        self._finish_sql = _compile(self.backend, steps_sql.FINISH_STEP)
-        self._attempt_sql = _compile(self.backend, steps_sql.RECORD_FAILED_ATTEMPT)
-        self._artifact_sql = _compile(self.backend, steps_sql.SAVE_ARTIFACT.format(uuid=uuid_type))
-        self._context_sql = _compile(self.backend, steps_sql.SET_CONTEXT.format(uuid=uuid_type))
-        self._usage_sql = _compile(self.backend, steps_sql.RECORD_USAGE.format(
+        self._begin_sql = self._compile_text(steps_sql.BEGIN_STEP.format(uuid=uuid_type))
+        self._finish_sql = self._compile_text(steps_sql.FINISH_STEP)
+        self._attempt_sql = self._compile_text(steps_sql.RECORD_FAILED_ATTEMPT)
+        self._artifact_sql = self._compile_text(
+            steps_sql.SAVE_ARTIFACT.format(uuid=uuid_type))
+        self._context_sql = self._compile_text(steps_sql.SET_CONTEXT.format(uuid=uuid_type))
+        self._usage_sql = self._compile_text(steps_sql.RECORD_USAGE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
-        self._usage_once_sql = _compile(self.backend, steps_sql.RECORD_USAGE_ONCE.format(
+        self._usage_once_sql = self._compile_text(steps_sql.RECORD_USAGE_ONCE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
-        self._begin_absolute_sql = _compile(self.backend,
-                                            steps_sql.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
+        self._begin_absolute_sql = self._compile_text(
+            steps_sql.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
         self._begin_child = steps_sql.begin_child_step(uuid_type)
         self._insert_run_sql = self._compile_statement(runs_sql.INSERT_RUN_NAMED)
         self._finish_run_sql = self._compile_statement(runs_sql.FINISH_RUN_GUARDED)
 
-    def _database_name(self) -> str:
-        """The SQLite file, or PostgreSQL's database name (never a URL: messages show it)."""
-        path = self.backend.file
-        return str(path) if path is not None else \
-            f"PostgreSQL database {self.backend.url.database!r}"
-
-    @property
-    def dialect(self) -> str:
-        return self.backend.name
-
-    def schema_revision(self) -> tuple[str | None, str | None]:
-        """(revision the database is at, newest revision this code knows)."""
-        with translate_errors(self._where):
-            return migrate.current_revision(self.backend), migrate.head_revision()
-
-    def upgrade_schema(self) -> None:
-        with translate_errors(self._where):
-            migrate.upgrade(self.backend)
-
-    # -- connections ---------------------------------------------------------------
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with translate_errors(self._where), self.backend.engine.connect().execution_options(
-            **{WRITE_OPTION: True}
-        ) as conn, conn.begin():
-            yield conn
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with translate_errors(self._where), self.backend.engine.connect() as conn, conn.begin():
-            yield conn
-
     # -- runs ----------------------------------------------------------------------
-    def _compile_statement(self, statement: Any) -> str:
-        """A Core statement as driver SQL with named parameters, for the raw hot path."""
-        if self.backend.name == "sqlite":
-            return str(statement.compile(dialect=sqlite_dialect(paramstyle="named")))
-        return str(statement.compile(dialect=self.backend.engine.dialect))
-
-    def _run_params(self, run: NewRun) -> dict[str, Any]:
-        bind = self.backend.bind_id
-        return {
-            "id": bind(run.id), "workflow": run.workflow, "version": run.version,
-            "entrypoint": run.entrypoint, "owner": run.owner, "status": run.status,
-            "serializer": run.serializer, "inputs": run.inputs, "created_at": run.created_at,
-            "started_at": run.created_at if run.status == "running" else None,
-            "deadline_at": run.deadline_at, "parent_id": bind(run.parent_id),
-            "forked_from": bind(run.forked_from),
-            "forked_from_position": run.forked_from_position,
-            "executor": run.executor, "lease_token": run.lease_token,
-            **_queue_params(run),
-        }
-
     def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None:
         if not run.tags and copy_steps_before is None:  # the common case: one statement
             self._hot(self.backend.durable, self._insert_run_sql, self._run_params(run))
@@ -144,35 +70,6 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
                                        run.created_at)
             if run.queue is not None and run.status == "pending":
                 self.backend.notify(conn, run.queue)
-
-    def _insert_run(self, conn: Connection, run: NewRun, *,
-                    unless_duplicate: bool = False) -> bool:
-        """Insert a run and its tags. With ``unless_duplicate`` a run whose idempotency key
-        the owner already used is not inserted, and False is returned."""
-        statement = (self.backend.insert_unless_duplicate(
-            runs, ["owner", "idempotency_key"], runs.c.idempotency_key.is_not(None))
-            if unless_duplicate else runs_sql.INSERT_RUN)
-        values = {**self._run_params(run), "id": run.id, "parent_id": run.parent_id,
-                  "forked_from": run.forked_from}
-        if unless_duplicate:
-            # RETURNING, not rowcount: drivers do not all report a skipped row as 0.
-            if conn.execute(statement.returning(runs.c.id), values).first() is None:
-                return False
-        else:
-            conn.execute(statement, values)
-        if run.tags:
-            conn.execute(insert(run_tags), [{"tag": t, "run_id": run.id} for t in run.tags])
-        return True
-
-    def _fail_run(self, conn: Connection, run_id: uuid.UUID, error_text: str,
-                  now: int) -> None:
-        """Fail a run regardless of who holds it (steps left running are interrupted)."""
-        params = {"rid": run_id, "now": now}
-        why = history.ended_run("failed")
-        history.record_interrupted(conn, run_id, now, why)
-        conn.execute(runs_sql.INTERRUPT_STEPS, {**params, "why": why})
-        conn.execute(runs_sql.FINISH_RUN, {**params, "new_status": "failed", "new_output": None,
-                                   "new_error": error_text})
 
     def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
                    error_text: str | None, now: int, *, interrupt_steps: bool = True) -> bool:
@@ -252,13 +149,6 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
             return bool(claimed)
 
     # -- steps (hot path) ----------------------------------------------------------
-    def _hot(self, run: Callable[[str, dict[str, Any]], int], sql: str,
-             params: dict[str, Any]) -> int:
-        try:
-            return run(sql, params)
-        except Exception as exc:
-            raise store_error(self._where, exc) from exc
-
     def begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
                    input_text: str | None, now: int, child: NewRun | None = None,
                    attempt: int = 0) -> bool:
@@ -468,13 +358,6 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
             conn.execute(delete(runs).where(self._among(runs.c.id, ids)))
             return int(removed), contents
 
-    def close(self) -> None:
-        self.backend.close()
-
-
-def _queue_params(run: NewRun) -> dict[str, Any]:
-    return {"queue": run.queue, "priority": run.priority, "scheduled_at": run.scheduled_at,
-            "idempotency_key": run.idempotency_key, "concurrency_key": run.concurrency_key}
 
 
 def vars_of(row: ArtifactRow) -> dict[str, Any]:
