@@ -13,14 +13,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from ..errors import DatabaseNotFound
 from . import history, migrate
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .rows import NewRun
-from .schema import run_tags, runs
 from .statements import runs as runs_sql
 from .statements.steps import driver_sql
 from .translate import Where, safe_url, store_error, translate_errors
@@ -123,19 +122,17 @@ class StoreCore:
                     unless_duplicate: bool = False) -> bool:
         """Insert a run and its tags. With ``unless_duplicate`` a run whose idempotency key
         the owner already used is not inserted, and False is returned."""
-        statement = (self.backend.insert_unless_duplicate(
-            runs, ["owner", "idempotency_key"], runs.c.idempotency_key.is_not(None))
-            if unless_duplicate else runs_sql.INSERT_RUN)
         values = {**self._run_params(run), "id": run.id, "parent_id": run.parent_id,
                   "forked_from": run.forked_from}
         if unless_duplicate:
             # RETURNING, not rowcount: drivers do not all report a skipped row as 0.
-            if conn.execute(statement.returning(runs.c.id), values).first() is None:
+            statement = runs_sql.insert_unless_duplicate(self.backend)
+            if conn.execute(statement, values).first() is None:
                 return False
         else:
-            conn.execute(statement, values)
+            conn.execute(runs_sql.INSERT_RUN, values)
         if run.tags:
-            conn.execute(insert(run_tags), [{"tag": t, "run_id": run.id} for t in run.tags])
+            conn.execute(runs_sql.INSERT_TAGS, [{"tag": t, "run_id": run.id} for t in run.tags])
         return True
 
     def _fail_run(self, conn: Connection, run_id: uuid.UUID, error_text: str,

@@ -7,14 +7,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
-
 from . import history
 from .api_tokens import StoreTokens
 from .dialects import Durability
@@ -22,7 +14,9 @@ from .progress import StoreProgress
 from .queues import StoreQueues
 from .reads import StoreReads
 from .rows import ArtifactRow, NewRun, UsageRow
-from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
+from .statements import artifacts as artifacts_sql
+from .statements import bulk as bulk_sql
+from .statements import context as context_sql
 from .statements import runs as runs_sql
 from .statements import steps as steps_sql
 from .translate import store_error
@@ -98,8 +92,9 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
                 conn.execute(runs_sql.INTERRUPT_STEPS, {**params, "why": why})
             final = bool(current == "running")
             if final:
-                conn.execute(runs_sql.FINISH_RUN, {**params, "new_status": status,
-                                           "new_output": output_text, "new_error": error_text})
+                conn.execute(runs_sql.FINISH_RUN, {
+                    **params, "new_status": status, "new_output": output_text,
+                    "new_error": error_text})
             else:
                 conn.execute(runs_sql.UPDATE_TOTALS, params)
             return final
@@ -110,10 +105,7 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
         Returns None when no such run is visible, False when it had already finished.
         """
         with self._write() as conn:
-            query = select(runs.c.status).where(runs.c.id == run_id)
-            if owner is not None:
-                query = query.where(runs.c.owner == owner)
-            status = conn.execute(query).scalar_one_or_none()
+            status = conn.execute(runs_sql.status_of(run_id, owner)).scalar_one_or_none()
             if status is None:
                 return None
             if status not in runs_sql.ACTIVE:
@@ -122,28 +114,15 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
             while pending:
                 current = pending.pop()
                 conn.execute(runs_sql.CANCEL_RUN, {"rid": current, "now": now})
-                pending.extend(conn.execute(
-                    select(runs.c.id).where(runs.c.parent_id == current,
-                                            runs.c.status.in_(runs_sql.ACTIVE))).scalars())
+                pending.extend(conn.execute(runs_sql.active_children(current)).scalars())
             return True
 
     def claim_run(self, run_id: uuid.UUID, expected_token: str | None, new_token: str,
                   executor: str, now: int, resumed_from: int | None) -> bool:
         """Take over a run for a new execution (compare-and-set on its lease token)."""
         with self._write() as conn:
-            claimed = conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id,
-                       runs.c.lease_token.is_not_distinct_from(expected_token))
-                .values(status="running", lease_token=new_token, executor=executor,
-                        # Held by this process now, not by a worker's lease: workers must
-                        # not take it over; recover() can, if this process dies.
-                        lease_expires_at=None,
-                        recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
-                        resumed_from_position=resumed_from,
-                        started_at=func.coalesce(runs.c.started_at, now),
-                        completed_at=None, error=None, output=None)
-            ).rowcount
+            claimed = conn.execute(runs_sql.take_over(
+                run_id, expected_token, new_token, executor, now, resumed_from)).rowcount
             if claimed:  # attempts left running by the previous execution ended with it
                 history.record_interrupted(conn, run_id, None)
             return bool(claimed)
@@ -173,7 +152,7 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
             ).rowcount
             if not began:
                 return False
-            exists = conn.execute(select(runs.c.id).where(runs.c.id == child.id)).first()
+            exists = conn.execute(runs_sql.find_run(child.id)).first()
             if exists is None:
                 self._insert_run(conn, child)
             return True
@@ -222,29 +201,22 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
                   "now": row.created_at, "token": token}
         if token is not None:
             return self._hot(self.backend.durable, self._artifact_sql, params) > 0
-        values = vars_of(row)
         with self._write() as conn:
-            conn.execute(delete(artifacts).where(artifacts.c.run_id == row.run_id,
-                                                 artifacts.c.key == row.key))
-            conn.execute(insert(artifacts).values(**values))
+            conn.execute(artifacts_sql.delete_artifact(row.run_id, row.key))
+            conn.execute(artifacts_sql.insert_artifact(row))
         return True
 
     def artifacts_of(self, run_id: uuid.UUID, prefix: str = "") -> list[ArtifactRow]:
-        query = select(*[artifacts.c[name] for name in ArtifactRow.__slots__]).where(
-            artifacts.c.run_id == run_id)
-        if prefix:
-            query = query.where(artifacts.c.key.startswith(prefix, autoescape=True))
+        query = artifacts_sql.artifacts_of(run_id, prefix)
         with self._read() as conn:
-            return [ArtifactRow(*row) for row in conn.execute(query.order_by(artifacts.c.key))]
+            return [ArtifactRow(*row) for row in conn.execute(query)]
 
     def delete_artifact(self, run_id: uuid.UUID, key: str) -> ArtifactRow | None:
         with self._write() as conn:
-            row = conn.execute(select(*[artifacts.c[n] for n in ArtifactRow.__slots__]).where(
-                artifacts.c.run_id == run_id, artifacts.c.key == key)).first()
+            row = conn.execute(artifacts_sql.artifact(run_id, key)).first()
             if row is None:
                 return None
-            conn.execute(delete(artifacts).where(artifacts.c.run_id == run_id,
-                                                 artifacts.c.key == key))
+            conn.execute(artifacts_sql.delete_artifact(run_id, key))
             return ArtifactRow(*row)
 
     def unreferenced(self, contents: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -252,8 +224,7 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
         if not contents:
             return set()
         digests = [digest for _, digest in contents]
-        query = select(artifacts.c.owner, artifacts.c.digest).where(
-            artifacts.c.digest.in_(digests)).distinct()
+        query = artifacts_sql.referenced(digests)
         with self._read() as conn:
             used = {(r[0], r[1]) for r in conn.execute(query)}
         return contents - used
@@ -263,8 +234,7 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
         found: dict[uuid.UUID, dict[str, str | None]] = {run_id: {} for run_id in run_ids}
         if not run_ids:
             return found
-        query = (select(context.c.run_id, context.c.name, context.c.value)
-                 .where(context.c.run_id.in_(list(run_ids))).order_by(context.c.name))
+        query = context_sql.contexts_of(run_ids)
         with self._read() as conn:
             for run_id, name, value in conn.execute(query):
                 found[run_id][name] = value
@@ -272,9 +242,7 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
 
     def context_of(self, run_id: uuid.UUID) -> list[tuple[str, str | None, int, int]]:
         """(name, value, position, updated_at) of a run's context, by name."""
-        query = (select(context.c.name, context.c.value, context.c.position,
-                        context.c.updated_at)
-                 .where(context.c.run_id == run_id).order_by(context.c.name))
+        query = context_sql.context_of(run_id)
         with self._read() as conn:
             return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
 
@@ -323,19 +291,19 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
             if self.backend.name == "postgresql":
                 driver: Any = conn.connection.driver_connection
                 with driver.cursor() as cur:
-                    for table, rows in ((runs, run_rows), (steps, step_rows)):
+                    for copy_sql, rows in ((bulk_sql.copy_runs, run_rows),
+                                           (bulk_sql.copy_steps, step_rows)):
                         if not rows:
                             continue
                         columns = list(rows[0])
-                        with cur.copy(f"COPY {table.name} ({', '.join(columns)}) "
-                                      "FROM STDIN") as copy:
+                        with cur.copy(copy_sql(columns)) as copy:
                             for row in rows:
                                 copy.write_row([row[c] for c in columns])
                 return
             if run_rows:
-                conn.execute(insert(runs), list(run_rows))
+                conn.execute(bulk_sql.INSERT_RUNS, list(run_rows))
             if step_rows:
-                conn.execute(insert(steps), list(step_rows))
+                conn.execute(bulk_sql.INSERT_STEPS, list(step_rows))
 
     def delete_runs(self, run_ids: Sequence[uuid.UUID]) -> tuple[int, set[tuple[str, str]]]:
         """Delete runs with everything recorded for them, in one transaction.
@@ -348,17 +316,10 @@ class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
         ids = list(run_ids)
         with self._write() as conn:
             contents = {(r[0], r[1]) for r in conn.execute(
-                select(artifacts.c.owner, artifacts.c.digest)
-                .where(self._among(artifacts.c.run_id, ids)).distinct())}
-            for table in (artifacts, usage, context, attempts):
-                conn.execute(delete(table).where(self._among(table.c.run_id, ids)))
-            removed = conn.execute(
-                delete(steps).where(self._among(steps.c.run_id, ids))).rowcount
-            conn.execute(delete(run_tags).where(self._among(run_tags.c.run_id, ids)))
-            conn.execute(delete(runs).where(self._among(runs.c.id, ids)))
+                bulk_sql.contents_of_runs(ids, self.dialect))}
+            for statement in bulk_sql.delete_records(ids, self.dialect):
+                conn.execute(statement)
+            removed = conn.execute(bulk_sql.delete_steps(ids, self.dialect)).rowcount
+            for statement in bulk_sql.delete_runs(ids, self.dialect):
+                conn.execute(statement)
             return int(removed), contents
-
-
-
-def vars_of(row: ArtifactRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in ArtifactRow.__slots__}
