@@ -30,6 +30,7 @@ ON CONFLICT (run_id, position, attempt) DO NOTHING
 """).bindparams(bindparam("rid", type_=Uuid()))
 # The columns of an AttemptRow, in its field order.
 ATTEMPT_COLUMNS = [attempts.c[name] for name in AttemptRow.__slots__]
+# A fork's copy of its source's context values (executemany).
 INSERT_CONTEXT = insert(context)
 
 

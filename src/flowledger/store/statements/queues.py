@@ -59,6 +59,7 @@ CLAIM_PENDING = (
 RENEW = (update(runs).where(runs.c.id == bindparam("cid"),
                             runs.c.lease_token == bindparam("tok"))
          .values(lease_expires_at=bindparam("expires")))
+# (name, concurrency, key concurrency) of every queue that has limits.
 QUEUE_LIMITS = select(queues.c.name, queues.c.concurrency, queues.c.key_concurrency)
 
 

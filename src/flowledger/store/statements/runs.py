@@ -30,6 +30,7 @@ def _count_steps(status: str | None = None) -> ScalarSelect[Any]:
 # The run's step counts, as the values that end a run set them.
 TOTALS = {"total_steps": _count_steps(), "completed_steps": _count_steps("completed"),
           "failed_steps": _count_steps("failed"), "skipped_steps": _count_steps("skipped")}
+# The run a statement is about, as parameter ``rid``.
 RUN_ID = bindparam("rid", type_=runs.c.id.type)
 INSERT_RUN = insert(runs)
 INSERT_TAGS = insert(run_tags)

@@ -10,6 +10,7 @@ from sqlalchemy import Delete, Insert, Select, Update, delete, func, insert, or_
 from ..rows import WorkerRow
 from ..schema import runs, workers
 
+# Every registered worker, oldest first.
 LIST_WORKERS = select(workers).order_by(workers.c.started_at)
 
 
