@@ -156,6 +156,81 @@ def test_no_module_reaches_into_another_objects_private_attributes(path: Path) -
     assert not found, f"{module_name(path)}: {found}"
 
 
+# SQL is written in store/statements/ (and the tables in schema.py, the dialect hooks in
+# dialects.py, the schema version and scripts in migrate.py and migrations/); the rest of
+# store/ only executes what those build.
+STORE = PACKAGE / "store"
+SQL_HOMES = {"statements", "schema.py", "dialects.py", "migrate.py", "migrations"}
+STATEMENT_BUILDERS = {"select", "insert", "update", "delete", "text"}
+STORE_MODULES = sorted(p for p in STORE.rglob("*.py")
+                       if p.relative_to(STORE).parts[0] not in SQL_HOMES)
+
+
+def statements_built(source: str) -> list[str]:
+    """Calls of SQLAlchemy's statement constructors in ``source``: ``select(...)`` and the
+    like imported from any sqlalchemy module (under any name), ``sa.select(...)`` on an
+    imported sqlalchemy module, and ``runs.insert()`` on a table from the store's schema."""
+    tree = ast.parse(source)
+    functions: dict[str, str] = {}  # local name -> constructor
+    modules: set[str] = set()  # local names of sqlalchemy modules, and of schema tables
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.asname or alias.name.split(".")[0] for alias in node.names
+                           if alias.name.split(".")[0] == "sqlalchemy")
+        elif isinstance(node, ast.ImportFrom):
+            source_module = node.module or ""
+            if source_module.split(".")[0] == "sqlalchemy":
+                for alias in node.names:
+                    if alias.name in STATEMENT_BUILDERS:
+                        functions[alias.asname or alias.name] = alias.name
+                    else:  # perhaps a submodule: from sqlalchemy import sql
+                        modules.add(alias.asname or alias.name)
+            elif source_module.endswith("schema") or any(
+                    alias.name == "schema" for alias in node.names):
+                modules.update(alias.asname or alias.name for alias in node.names)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in functions:
+            found.append(f"line {node.lineno}: {func.id}(")
+        elif isinstance(func, ast.Attribute) and func.attr in STATEMENT_BUILDERS:
+            root = func.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in modules:
+                found.append(f"line {node.lineno}: {ast.unparse(func)}(")
+    return found
+
+
+def test_statements_built_finds_every_spelling() -> None:
+    source = """
+import sqlalchemy as sa
+from sqlalchemy import select, text as sql_text
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy import sql
+from .schema import runs
+select(t)
+sql_text("SELECT 1")
+insert(t)
+sa.update(t)
+sql.expression.delete(t)
+runs.insert()
+conn.execute(query.where(x))
+"""
+    assert {f.split(":")[0] for f in statements_built(source)} == {
+        "line 7", "line 8", "line 9", "line 10", "line 11", "line 12"}
+
+
+@pytest.mark.parametrize("path", STORE_MODULES,
+                         ids=[module_name(p) for p in STORE_MODULES])
+def test_store_sql_is_written_in_the_statements_package(path: Path) -> None:
+    found = statements_built(path.read_text())
+    assert not found, (f"{module_name(path)} builds SQL statements {found}: move them to "
+                       "flowledger/store/statements/ and execute what they return")
+
+
 def test_every_error_category_has_an_answer_on_every_interface() -> None:
     """The category is declared once, on the error; the CLI and HTTP API derive theirs."""
 

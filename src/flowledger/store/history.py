@@ -1,4 +1,4 @@
-"""Attempt history and fork copies: statements that run inside the caller's transaction.
+"""Attempt history and fork copies: writes and reads inside the caller's transaction.
 
 A step row describes the step's latest attempt; ``flowledger_attempts`` keeps the others
 that did not succeed (failed, or interrupted by a crash or by the run ending). Takeovers
@@ -11,15 +11,10 @@ import json
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Uuid, bindparam, insert, select, text
+from sqlalchemy import Connection
 
-from . import statements as st
 from .rows import AttemptRow
-from .schema import artifacts, attempts, context, steps
-
-_RECORD_INTERRUPTED = text(st.RECORD_INTERRUPTED_ATTEMPTS).bindparams(
-    bindparam("rid", type_=Uuid()))
-_ATTEMPT_COLUMNS = [attempts.c[name] for name in AttemptRow.__slots__]
+from .statements import history as history_sql
 
 ABANDONED = json.dumps({
     "type": "flowledger.Interrupted", "traceback": "",
@@ -36,7 +31,8 @@ def ended_run(status: str) -> str:
 def record_interrupted(conn: Connection, run_id: uuid.UUID, now: int | None,
                        why: str = ABANDONED) -> None:
     """Record the attempts of ``run_id`` still marked running as interrupted."""
-    conn.execute(_RECORD_INTERRUPTED, {"rid": run_id, "now": now, "why": why})
+    conn.execute(history_sql.RECORD_INTERRUPTED_ATTEMPTS,
+                 {"rid": run_id, "now": now, "why": why})
 
 
 def attempts_of(conn: Connection,
@@ -45,9 +41,7 @@ def attempts_of(conn: Connection,
     found: dict[uuid.UUID, list[AttemptRow]] = {}
     if not run_ids:
         return found
-    query = (select(*_ATTEMPT_COLUMNS).where(attempts.c.run_id.in_(list(run_ids)))
-             .order_by(attempts.c.run_id, attempts.c.position, attempts.c.attempt))
-    for row in conn.execute(query):
+    for row in conn.execute(history_sql.attempts_of(run_ids)):
         found.setdefault(row.run_id, []).append(AttemptRow(*row))
     return found
 
@@ -56,21 +50,11 @@ def copy_into_fork(conn: Connection, source: uuid.UUID, fork: uuid.UUID, before:
                    now: int) -> None:
     """Copy what a fork reuses: the source's steps before ``before`` with their attempts
     and offloaded outputs, and the context as those steps left it."""
-    for table in (steps, attempts):
-        cols = [c.name for c in table.columns if c.name != "run_id"]
-        rows = select(bindparam("fork_id", fork, type_=table.c.run_id.type),
-                      *[table.c[name] for name in cols]).where(
-            table.c.run_id == source, table.c.position < before)
-        conn.execute(insert(table).from_select(["run_id", *cols], rows))
-    art_cols = [c.name for c in artifacts.columns if c.name != "run_id"]
-    art_rows = select(bindparam("fork_id", fork, type_=artifacts.c.run_id.type),
-                      *[artifacts.c[name] for name in art_cols]).where(
-        artifacts.c.run_id == source, artifacts.c.position >= 1,
-        artifacts.c.position < before)
-    conn.execute(insert(artifacts).from_select(["run_id", *art_cols], art_rows))
+    for statement in history_sql.fork_copies(source, fork, before):
+        conn.execute(statement)
     values = _context_at(conn, source, before)
     if values:
-        conn.execute(insert(context), [
+        conn.execute(history_sql.INSERT_CONTEXT, [
             {"run_id": fork, "name": name, "value": value, "position": position,
              "updated_at": now} for name, (value, position) in values.items()])
 
@@ -84,16 +68,12 @@ def _context_at(conn: Connection, source: uuid.UUID,
     """
     values: dict[str, tuple[str | None, int]] = {}
     for position, recorded in conn.execute(
-            select(steps.c.position, steps.c.context)
-            .where(steps.c.run_id == source, steps.c.position < before,
-                   steps.c.context.is_not(None)).order_by(steps.c.position)):
+            history_sql.step_contexts_before(source, before)):
         for name, value in json.loads(recorded).items():
             values[name] = (value, position)
     # Steps recorded before steps kept their own context: their latest values, if set
     # before the fork point (an overwritten earlier value is not known).
     for name, value, position in conn.execute(
-            select(context.c.name, context.c.value, context.c.position)
-            .where(context.c.run_id == source, context.c.position > 0,
-                   context.c.position < before)):
+            history_sql.context_set_before(source, before)):
         values.setdefault(name, (value, position))
     return values

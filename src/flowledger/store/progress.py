@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from typing import TYPE_CHECKING
-
-from sqlalchemy import Connection, select
 
 from . import history
+from .core import StoreCore
 from .rows import AttemptRow, RunProgress, StepProgress
-from .schema import runs, steps
-
-_STEP_COLUMNS = [steps.c[name] for name in StepProgress.__slots__]
+from .statements import progress as progress_sql
 
 
-class ProgressStoreMixin:
-    """Mixed into ``SqlStore``."""
-
-    if TYPE_CHECKING:
-        def _read(self) -> contextlib.AbstractContextManager[Connection]: ...
+class StoreProgress(StoreCore):
+    """Progress reads; a part of ``SqlStore``."""
 
     def run_progress(self, run_id: uuid.UUID, owner: str | None) -> RunProgress | None:
-        query = select(runs.c.status, runs.c.started_at, runs.c.completed_at,
-                       runs.c.resumed_at, runs.c.resumed_from_position,
-                       runs.c.error).where(runs.c.id == run_id)
-        if owner is not None:
-            query = query.where(runs.c.owner == owner)
+        query = progress_sql.run_progress(run_id, owner)
         with self._read() as conn:
             run = conn.execute(query).first()
             if run is None:
                 return None
-            found = [StepProgress(*row) for row in conn.execute(
-                select(*_STEP_COLUMNS).where(steps.c.run_id == run_id)
-                .order_by(steps.c.position))]
+            found = [StepProgress(*row)
+                     for row in conn.execute(progress_sql.steps_progress(run_id))]
             tried: list[AttemptRow] = []
             if any(step.attempts > 1 or step.status == "running" for step in found):
                 tried = history.attempts_of(conn, [run_id]).get(run_id, [])
@@ -42,4 +29,4 @@ class ProgressStoreMixin:
                            tuple(tried), run.error if run.status == "failed" else None)
 
 
-__all__ = ["ProgressStoreMixin", "RunProgress", "StepProgress"]
+__all__ = ["RunProgress", "StepProgress", "StoreProgress"]

@@ -9,44 +9,22 @@ against cannot change under the claim.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    literal_column,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection
 
 from . import history
+from .core import StoreCore
 from .rows import Claim, ClaimResult, NewRun, QueueRow, RunRow, ScheduleRow, WorkerRow
-from .schema import queues, runs, schedules, steps, workers
-
-if TYPE_CHECKING:
-    from .dialects import Backend
+from .statements import queues as queues_sql
+from .statements import schedules as schedules_sql
+from .statements import workers as workers_sql
 
 Clock = Callable[[], int]
-
-
-
-
-
-
-
-
-
-
 
 
 def _worker_lost(attempts: int) -> str:
@@ -56,21 +34,8 @@ def _worker_lost(attempts: int) -> str:
                    "time); giving up instead of recovering it again (max_recoveries)"})
 
 
-class QueueStoreMixin:
-    """Mixed into ``SqlStore``; relies on its connections and run helpers."""
-
-    backend: Backend
-
-    if TYPE_CHECKING:
-        def _write(self) -> contextlib.AbstractContextManager[Connection]: ...
-
-        def _read(self) -> contextlib.AbstractContextManager[Connection]: ...
-
-        def _insert_run(self, conn: Connection, run: NewRun, *,
-                        unless_duplicate: bool = False) -> bool: ...
-
-        def _fail_run(self, conn: Connection, run_id: uuid.UUID, error_text: str,
-                      now: int) -> None: ...
+class StoreQueues(StoreCore):
+    """Queues, workers and schedules; a part of ``SqlStore``."""
 
     # -- submitting ----------------------------------------------------------------
     def submit_run(self, run: NewRun) -> tuple[uuid.UUID, bool]:
@@ -82,9 +47,8 @@ class QueueStoreMixin:
             if self._insert_run(conn, run, unless_duplicate=keyed):
                 self.backend.notify(conn, run.queue)
                 return run.id, True
-            existing = conn.execute(select(runs.c.id).where(
-                runs.c.owner == run.owner,
-                runs.c.idempotency_key == run.idempotency_key)).scalar_one()
+            existing = conn.execute(queues_sql.run_with_key(
+                run.owner, run.idempotency_key)).scalar_one()
             return existing, False
 
     # -- claiming ------------------------------------------------------------------
@@ -96,8 +60,8 @@ class QueueStoreMixin:
         queues' global and per-key concurrency limits."""
         names = list(queue_names)
         with self._write() as conn:
-            limits = {row.name: (row.concurrency, row.key_concurrency) for row in conn.execute(
-                select(queues).where(queues.c.name.in_(names)).with_for_update())}
+            limits = {row.name: (row.concurrency, row.key_concurrency)
+                      for row in conn.execute(queues_sql.lock_limits(names))}
             now = clock()  # read after the locks: claims never predate the slot they take
             result = ClaimResult([], [], None)
             # run id: (token, fresh, taken over)
@@ -109,11 +73,9 @@ class QueueStoreMixin:
                 self._claim_pending(conn, names, limits, worker, room, lease_us, now,
                                     clock, new_token, taken)
             if len(taken) < limit:
-                result.next_due = conn.execute(select(func.min(runs.c.scheduled_at)).where(
-                    runs.c.status == "pending", runs.c.queue.in_(names),
-                    runs.c.scheduled_at > now)).scalar()
+                result.next_due = conn.execute(queues_sql.next_due(names, now)).scalar()
             if taken:
-                rows = conn.execute(select(runs).where(runs.c.id.in_(list(taken)))).all()
+                rows = conn.execute(queues_sql.claimed_runs(list(taken))).all()
                 result.claimed = [Claim(RunRow.from_row(row, ()), *taken[row.id]) for row in rows]
             return result
 
@@ -121,22 +83,14 @@ class QueueStoreMixin:
                          lease_us: int, max_recoveries: int, now: int,
                          new_token: Callable[[], str], result: ClaimResult,
                          taken: dict[uuid.UUID, tuple[str, bool, bool]]) -> None:
-        expired = conn.execute(
-            select(runs.c.id, runs.c.recovery_attempts)
-            .where(runs.c.status == "running", runs.c.queue.in_(names),
-                   runs.c.lease_expires_at < now)
-            .order_by(runs.c.lease_expires_at).limit(limit)
-            .with_for_update(skip_locked=True)).all()
+        expired = conn.execute(queues_sql.expired_leases(names, now, limit)).all()
         for run_id, recoveries in expired:
             if recoveries >= max_recoveries:
                 self._fail_run(conn, run_id, _worker_lost(recoveries + 1), now)
                 result.given_up.append(run_id)
                 continue
             token = new_token()
-            conn.execute(update(runs).where(runs.c.id == run_id).values(
-                lease_token=token, executor=worker, lease_expires_at=now + lease_us,
-                recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
-                resumed_from_position=_RESUME_POSITION))
+            conn.execute(queues_sql.reclaim(run_id, token, worker, now + lease_us, now))
             history.record_interrupted(conn, run_id, None)
             taken[run_id] = (token, False, True)
 
@@ -150,30 +104,19 @@ class QueueStoreMixin:
         budget: dict[str, int] = {}
         if limited:
             running: dict[str, int] = dict(conn.execute(
-                select(runs.c.queue, func.count()).where(
-                    runs.c.status == "running", runs.c.queue.in_(limited))
-                .group_by(runs.c.queue)).all())
+                queues_sql.running_per_queue(limited)).all())
             budget = {name: (limits[name][0] or 0) - running.get(name, 0) for name in limited}
             if all(budget.get(name, 1) <= 0 for name in names):
                 return
         # Runs over a per-key limit are passed over, so look further down the queue.
         window = room * 10 + 50 if keyed else room
-        candidates = conn.execute(
-            select(runs.c.id, runs.c.queue, runs.c.concurrency_key, runs.c.started_at,
-                   runs.c.forked_from)
-            .where(runs.c.status == "pending", runs.c.queue.in_(names),
-                   or_(runs.c.scheduled_at.is_(None), runs.c.scheduled_at <= now))
-            .order_by(runs.c.priority.desc(), runs.c.id).limit(window)
-            .with_for_update(skip_locked=True)).all()
+        candidates = conn.execute(queues_sql.pending_candidates(names, now, window)).all()
         per_key: Counter[tuple[str, str]] = Counter()
         keys = {c.concurrency_key for c in candidates
                 if c.queue in keyed and c.concurrency_key is not None}
         if keys:
             for queue, key, count in conn.execute(
-                    select(runs.c.queue, runs.c.concurrency_key, func.count()).where(
-                        runs.c.status == "running", runs.c.queue.in_(list(keyed)),
-                        runs.c.concurrency_key.in_(list(keys)))
-                    .group_by(runs.c.queue, runs.c.concurrency_key)):
+                    queues_sql.running_per_key(list(keyed), list(keys))):
                 per_key[(queue, key)] = count
         chosen: list[Any] = []
         for candidate in candidates:
@@ -195,7 +138,7 @@ class QueueStoreMixin:
         # Read the clock after the running counts: a run whose end let this claim in was
         # committed before them, so the recorded start never precedes that end.
         now = clock()
-        conn.execute(_CLAIM_PENDING, [
+        conn.execute(queues_sql.CLAIM_PENDING, [
             {"cid": c.id, "tok": tok, "worker": worker, "expires": now + lease_us,
              "now": now} for c, tok in zip(chosen, tokens, strict=True)])
         for candidate in chosen:
@@ -213,17 +156,16 @@ class QueueStoreMixin:
         with self._write() as conn:
             now = clock()
             worker.heartbeat_at = now
-            touched = conn.execute(update(workers).where(workers.c.id == worker.id).values(
-                heartbeat_at=now, state=worker.state)).rowcount
+            touched = conn.execute(workers_sql.heartbeat(worker, now)).rowcount
             if not touched:
-                conn.execute(insert(workers).values(**_worker_values(worker)))
+                conn.execute(workers_sql.insert_worker(worker))
             if not held:
                 return set()
-            current = dict(conn.execute(select(runs.c.id, runs.c.lease_token).where(
-                runs.c.id.in_(list(held)), runs.c.status == "running")).all())
+            current: dict[uuid.UUID, str | None] = dict(
+                conn.execute(queues_sql.held_tokens(list(held))).all())
             kept = [run_id for run_id, token in held.items() if current.get(run_id) == token]
             if kept:
-                conn.execute(_RENEW, [{"cid": run_id, "tok": held[run_id],
+                conn.execute(queues_sql.RENEW, [{"cid": run_id, "tok": held[run_id],
                                        "expires": now + lease_us} for run_id in kept])
             return set(held) - set(kept)
 
@@ -231,11 +173,7 @@ class QueueStoreMixin:
         """Give a held run back to its queue (pending, claimable at once by any worker);
         the token changes, so the releasing execution can no longer write."""
         with self._write() as conn:
-            released = conn.execute(update(runs).where(
-                runs.c.id == run_id, runs.c.lease_token == token,
-                runs.c.status == "running").values(
-                status="pending", lease_token=None, executor=None, lease_expires_at=None,
-                scheduled_at=None)).rowcount
+            released = conn.execute(queues_sql.release(run_id, token)).rowcount
             if released:
                 self.backend.notify(conn, queue)
             return bool(released)
@@ -244,14 +182,9 @@ class QueueStoreMixin:
                     resumed_from: int, now: int) -> bool:
         """Put a failed or cancelled run back in a queue, to be resumed by a worker from
         ``resumed_from``. False when the run is not (or no longer) failed or cancelled."""
-        condition = [runs.c.id == run_id, runs.c.status.in_(("failed", "cancelled"))]
-        if owner is not None:
-            condition.append(runs.c.owner == owner)
+        query = queues_sql.requeue(run_id, owner, queue, resumed_from)
         with self._write() as conn:
-            moved = conn.execute(update(runs).where(*condition).values(
-                status="pending", queue=queue, lease_token=None, executor=None,
-                lease_expires_at=None, scheduled_at=None, completed_at=None, error=None,
-                output=None, resumed_from_position=resumed_from)).rowcount
+            moved = conn.execute(query).rowcount
             if moved:
                 self.backend.notify(conn, queue)
             return bool(moved)
@@ -260,13 +193,12 @@ class QueueStoreMixin:
     def register_worker(self, worker: WorkerRow, forget_before: int) -> None:
         """Record a worker; rows of workers silent since ``forget_before`` are dropped."""
         with self._write() as conn:
-            conn.execute(delete(workers).where(or_(workers.c.id == worker.id,
-                                                   workers.c.heartbeat_at < forget_before)))
-            conn.execute(insert(workers).values(**_worker_values(worker)))
+            conn.execute(workers_sql.forget_workers(worker.id, forget_before))
+            conn.execute(workers_sql.insert_worker(worker))
 
     def remove_worker(self, worker_id: str) -> None:
         with self._write() as conn:
-            conn.execute(delete(workers).where(workers.c.id == worker_id))
+            conn.execute(workers_sql.remove_worker(worker_id))
 
     def list_workers(self) -> list[WorkerRow]:
         with self._read() as conn:
@@ -274,13 +206,10 @@ class QueueStoreMixin:
                                concurrency=r.concurrency, state=r.state,
                                started_at=r.started_at, heartbeat_at=r.heartbeat_at,
                                lease_us=r.lease_us)
-                     for r in conn.execute(select(workers).order_by(workers.c.started_at))]
+                     for r in conn.execute(workers_sql.LIST_WORKERS)]
             if found:
                 held: dict[str, int] = dict(conn.execute(
-                    select(runs.c.executor, func.count()).where(
-                        runs.c.status == "running", runs.c.queue.is_not(None),
-                        runs.c.executor.in_([w.id for w in found]))
-                    .group_by(runs.c.executor)).all())
+                    workers_sql.held_per_worker([w.id for w in found])).all())
                 for worker in found:
                     worker.held = held.get(worker.id, 0)
             return found
@@ -289,11 +218,9 @@ class QueueStoreMixin:
     def set_queue_limits(self, name: str, concurrency: int | None,
                          key_concurrency: int | None, now: int) -> None:
         with self._write() as conn:
-            conn.execute(delete(queues).where(queues.c.name == name))
+            conn.execute(queues_sql.delete_limits(name))
             if concurrency is not None or key_concurrency is not None:
-                conn.execute(insert(queues).values(name=name, concurrency=concurrency,
-                                                   key_concurrency=key_concurrency,
-                                                   updated_at=now))
+                conn.execute(queues_sql.insert_limits(name, concurrency, key_concurrency, now))
 
     def queue_rows(self, now: int, window_us: int) -> list[QueueRow]:
         """Every queue with limits or runs: depth (ready, delayed), running, and runs
@@ -303,15 +230,10 @@ class QueueStoreMixin:
         def row(name: str) -> QueueRow:
             return found.setdefault(name, QueueRow(name, None, None))
 
-        delayed = case((runs.c.scheduled_at > now, 1), else_=0)
         with self._read() as conn:
-            for name, total, per_key in conn.execute(
-                    select(queues.c.name, queues.c.concurrency, queues.c.key_concurrency)):
+            for name, total, per_key in conn.execute(queues_sql.QUEUE_LIMITS):
                 row(name).concurrency, row(name).key_concurrency = total, per_key
-            for name, status, is_delayed, count in conn.execute(
-                    select(runs.c.queue, runs.c.status, delayed, func.count())
-                    .where(runs.c.queue.is_not(None), runs.c.status.in_(["pending", "running"]))
-                    .group_by(runs.c.queue, runs.c.status, delayed)):
+            for name, status, is_delayed, count in conn.execute(queues_sql.depths(now)):
                 entry = row(name)
                 if status == "running":
                     entry.running += count
@@ -320,9 +242,7 @@ class QueueStoreMixin:
                 else:
                     entry.ready += count
             for name, status, count in conn.execute(
-                    select(runs.c.queue, runs.c.status, func.count())
-                    .where(runs.c.queue.is_not(None), runs.c.completed_at >= now - window_us)
-                    .group_by(runs.c.queue, runs.c.status)):
+                    queues_sql.finished_since(now - window_us)):
                 if status == "completed":
                     row(name).completed += count
                 elif status == "failed":
@@ -334,29 +254,24 @@ class QueueStoreMixin:
         """Create or replace a schedule by name. Replacing keeps the next tick when the
         cron expression is unchanged (so re-declaring it on every start fires nothing)."""
         with self._write() as conn:
-            existing = conn.execute(select(schedules).where(
-                schedules.c.name == schedule.name).with_for_update()).first()
+            existing = conn.execute(schedules_sql.lock_schedule(schedule.name)).first()
             if existing is not None:
                 if existing.cron == schedule.cron:
                     schedule.next_fire_at = existing.next_fire_at
                 schedule.last_fired_at = existing.last_fired_at
                 schedule.last_run_id = existing.last_run_id
                 schedule.created_at = existing.created_at
-                conn.execute(delete(schedules).where(schedules.c.name == schedule.name))
-            conn.execute(insert(schedules).values(**_schedule_values(schedule)))
+                conn.execute(schedules_sql.delete_schedule(schedule.name, None))
+            conn.execute(schedules_sql.insert_schedule(schedule))
             return schedule
 
     def list_schedules(self, owner: str | None) -> list[ScheduleRow]:
-        query = select(schedules).order_by(schedules.c.name)
-        if owner is not None:
-            query = query.where(schedules.c.owner == owner)
+        query = schedules_sql.list_schedules(owner)
         with self._read() as conn:
             return [_schedule_row(row) for row in conn.execute(query)]
 
     def delete_schedule(self, name: str, owner: str | None) -> bool:
-        query = delete(schedules).where(schedules.c.name == name)
-        if owner is not None:
-            query = query.where(schedules.c.owner == owner)
+        query = schedules_sql.delete_schedule(name, owner)
         with self._write() as conn:
             return bool(conn.execute(query).rowcount)
 
@@ -372,8 +287,7 @@ class QueueStoreMixin:
         started: list[uuid.UUID] = []
         with self._write() as conn:
             now = clock()
-            due = conn.execute(select(schedules).where(schedules.c.next_fire_at <= now)
-                               .with_for_update(skip_locked=True)).all()
+            due = conn.execute(schedules_sql.due_schedules(now)).all()
             for raw in due:
                 schedule = _schedule_row(raw)
                 ticks, next_fire = plan(schedule, now)
@@ -384,29 +298,15 @@ class QueueStoreMixin:
                         started.append(run.id)
                         last_run = run.id
                         self.backend.notify(conn, schedule.queue)
-                conn.execute(update(schedules).where(schedules.c.name == schedule.name)
-                             .values(next_fire_at=next_fire, last_run_id=last_run,
-                                     last_fired_at=ticks[-1] if ticks
-                                     else schedule.last_fired_at))
+                conn.execute(schedules_sql.advance_schedule(
+                    schedule.name, next_fire, last_run,
+                    ticks[-1] if ticks else schedule.last_fired_at))
         return started
 
     def next_schedule_at(self) -> int | None:
         with self._read() as conn:
-            value = conn.execute(select(func.min(schedules.c.next_fire_at))).scalar()
+            value = conn.execute(schedules_sql.NEXT_FIRE_AT).scalar()
             return None if value is None else int(value)
-
-
-def _worker_values(worker: WorkerRow) -> dict[str, Any]:
-    return {"id": worker.id, "host": worker.host, "pid": worker.pid,
-            "queues": json.dumps(worker.queues), "concurrency": worker.concurrency,
-            "state": worker.state, "started_at": worker.started_at,
-            "heartbeat_at": worker.heartbeat_at, "lease_us": worker.lease_us}
-
-
-def _schedule_values(schedule: ScheduleRow) -> dict[str, Any]:
-    values = {name: getattr(schedule, name) for name in ScheduleRow.__slots__}
-    values["catch_up"] = int(schedule.catch_up)
-    return values
 
 
 def _schedule_row(row: Any) -> ScheduleRow:
@@ -415,29 +315,3 @@ def _schedule_row(row: Any) -> ScheduleRow:
     values["catch_up"] = bool(values["catch_up"])
     return ScheduleRow(**values)
 
-
-def _resume_position() -> Any:
-    """The first position a resumed run executes rather than replays: its first step
-    not completed or skipped, else the one after its last step."""
-    # Literals, not parameters: the claim runs this as an executemany.
-    unfinished = select(func.min(steps.c.position)).where(
-        steps.c.run_id == runs.c.id, steps.c.status != literal_column("'completed'"),
-        steps.c.status != literal_column("'skipped'"))
-    after_last = select(func.coalesce(func.max(steps.c.position), 0) + 1).where(
-        steps.c.run_id == runs.c.id)
-    return func.coalesce(unfinished.scalar_subquery(), after_last.scalar_subquery())
-
-
-_RESUME_POSITION = _resume_position()
-_CLAIM_PENDING = (
-    update(runs).where(runs.c.id == bindparam("cid"), runs.c.status == "pending")
-    .values(status="running", lease_token=bindparam("tok"), executor=bindparam("worker"),
-            lease_expires_at=bindparam("expires"),
-            started_at=func.coalesce(runs.c.started_at, bindparam("now")),
-            resumed_at=case((runs.c.started_at.is_(None), None), else_=bindparam("now")),
-            resumed_from_position=case((runs.c.started_at.is_(None),
-                                        runs.c.resumed_from_position),
-                                       else_=_RESUME_POSITION)))
-_RENEW = (update(runs).where(runs.c.id == bindparam("cid"),
-                             runs.c.lease_token == bindparam("tok"))
-          .values(lease_expires_at=bindparam("expires")))

@@ -2,47 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    bindparam,
-    delete,
-    func,
-    insert,
-    literal_column,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
-
-from ..errors import DatabaseNotFound
-from . import history, migrate
-from . import statements as st
-from .api_tokens import TokenStoreMixin
-from .dialects import WRITE_OPTION, Backend, Durability, open_backend
-from .progress import ProgressStoreMixin
-from .queues import QueueStoreMixin
-from .reads import ReadStoreMixin
+from . import history
+from .api_tokens import StoreTokens
+from .dialects import Durability
+from .progress import StoreProgress
+from .queues import StoreQueues
+from .reads import StoreReads
 from .rows import ArtifactRow, NewRun, UsageRow
-from .schema import artifacts, attempts, context, run_tags, runs, steps, usage
-from .translate import Where, safe_url, store_error, translate_errors
-
-_ACTIVE = ("pending", "running")
-
-def _compile(backend: Backend, sql: str) -> str:
-    """Render ``:name`` parameters in the driver's own paramstyle."""
-    if backend.name == "sqlite":
-        return sql  # sqlite3 understands :name natively
-    return str(text(sql).compile(backend.engine)).strip()
+from .statements import artifacts as artifacts_sql
+from .statements import bulk as bulk_sql
+from .statements import context as context_sql
+from .statements import runs as runs_sql
+from .statements import steps as steps_sql
+from .translate import store_error
 
 
-class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMixin):
+class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -52,92 +32,27 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
 
     def __init__(self, url: str, *, durability: Durability = "full",
                  migrate_schema: bool = True, create: bool = True) -> None:
-        with translate_errors(Where("the store", safe_url(url))):
-            self.backend = open_backend(url, durability, create)
-        self._where = Where(f"{self.backend.name} store", self.backend.describe())
-        if not create:
-            with translate_errors(self._where):
-                found = migrate.current_revision(self.backend)
-            if found is None:  # a file or database, but not flowledger's: leave it be
-                self.backend.close()
-                raise DatabaseNotFound(
-                    f"no flowledger database at {self._database_name()}: it has no "
-                    "flowledger tables (`flowledger run` or `flowledger db upgrade` "
-                    "creates them; --db or FLOWLEDGER_DATABASE_URL chooses another)")
-        if migrate_schema:
-            with translate_errors(self._where):
-                migrate.upgrade(self.backend)
+        super().__init__(url, durability=durability, migrate_schema=migrate_schema,
+                         create=create)
+        # The hot path's SQL, compiled once for this backend's driver.
         uuid_type = self.backend.uuid_sql_type
-        self._begin_sql = _compile(self.backend, st.BEGIN_STEP.format(uuid=uuid_type))
-        self._finish_sql = _compile(self.backend, st.FINISH_STEP)
-        self._attempt_sql = _compile(self.backend, st.RECORD_FAILED_ATTEMPT)
-        self._artifact_sql = _compile(self.backend, st.SAVE_ARTIFACT.format(uuid=uuid_type))
-        self._context_sql = _compile(self.backend, st.SET_CONTEXT.format(uuid=uuid_type))
-        self._usage_sql = _compile(self.backend, st.RECORD_USAGE.format(
+        self._begin_sql = self._compile_text(steps_sql.BEGIN_STEP.format(uuid=uuid_type))
+        self._finish_sql = self._compile_text(steps_sql.FINISH_STEP)
+        self._attempt_sql = self._compile_text(steps_sql.RECORD_FAILED_ATTEMPT)
+        self._artifact_sql = self._compile_text(
+            steps_sql.SAVE_ARTIFACT.format(uuid=uuid_type))
+        self._context_sql = self._compile_text(steps_sql.SET_CONTEXT.format(uuid=uuid_type))
+        self._usage_sql = self._compile_text(steps_sql.RECORD_USAGE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
-        self._usage_once_sql = _compile(self.backend, st.RECORD_USAGE_ONCE.format(
+        self._usage_once_sql = self._compile_text(steps_sql.RECORD_USAGE_ONCE.format(
             uuid=uuid_type, float=self.backend.float_sql_type))
-        self._begin_absolute_sql = _compile(self.backend,
-                                            st.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
-        self._begin_text = text(st.BEGIN_STEP.format(uuid=uuid_type))
-        self._insert_run_sql = self._compile_statement(
-            insert(runs).values({name: bindparam(name, type_=runs.c[name].type)
-                                 for name in _RUN_INSERT_COLUMNS}))
-        self._finish_run_sql = self._compile_statement(_FINISH_RUN_GUARDED)
-
-    def _database_name(self) -> str:
-        """The SQLite file, or PostgreSQL's database name (never a URL: messages show it)."""
-        path = self.backend.file
-        return str(path) if path is not None else \
-            f"PostgreSQL database {self.backend.url.database!r}"
-
-    @property
-    def dialect(self) -> str:
-        return self.backend.name
-
-    def schema_revision(self) -> tuple[str | None, str | None]:
-        """(revision the database is at, newest revision this code knows)."""
-        with translate_errors(self._where):
-            return migrate.current_revision(self.backend), migrate.head_revision()
-
-    def upgrade_schema(self) -> None:
-        with translate_errors(self._where):
-            migrate.upgrade(self.backend)
-
-    # -- connections ---------------------------------------------------------------
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with translate_errors(self._where), self.backend.engine.connect().execution_options(
-            **{WRITE_OPTION: True}
-        ) as conn, conn.begin():
-            yield conn
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with translate_errors(self._where), self.backend.engine.connect() as conn, conn.begin():
-            yield conn
+        self._begin_absolute_sql = self._compile_text(
+            steps_sql.BEGIN_STEP_ABSOLUTE.format(uuid=uuid_type))
+        self._begin_child = steps_sql.begin_child_step(uuid_type)
+        self._insert_run_sql = self._compile_statement(runs_sql.INSERT_RUN_NAMED)
+        self._finish_run_sql = self._compile_statement(runs_sql.FINISH_RUN_GUARDED)
 
     # -- runs ----------------------------------------------------------------------
-    def _compile_statement(self, statement: Any) -> str:
-        """A Core statement as driver SQL with named parameters, for the raw hot path."""
-        if self.backend.name == "sqlite":
-            return str(statement.compile(dialect=sqlite_dialect(paramstyle="named")))
-        return str(statement.compile(dialect=self.backend.engine.dialect))
-
-    def _run_params(self, run: NewRun) -> dict[str, Any]:
-        bind = self.backend.bind_id
-        return {
-            "id": bind(run.id), "workflow": run.workflow, "version": run.version,
-            "entrypoint": run.entrypoint, "owner": run.owner, "status": run.status,
-            "serializer": run.serializer, "inputs": run.inputs, "created_at": run.created_at,
-            "started_at": run.created_at if run.status == "running" else None,
-            "deadline_at": run.deadline_at, "parent_id": bind(run.parent_id),
-            "forked_from": bind(run.forked_from),
-            "forked_from_position": run.forked_from_position,
-            "executor": run.executor, "lease_token": run.lease_token,
-            **_queue_params(run),
-        }
-
     def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None:
         if not run.tags and copy_steps_before is None:  # the common case: one statement
             self._hot(self.backend.durable, self._insert_run_sql, self._run_params(run))
@@ -149,35 +64,6 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
                                        run.created_at)
             if run.queue is not None and run.status == "pending":
                 self.backend.notify(conn, run.queue)
-
-    def _insert_run(self, conn: Connection, run: NewRun, *,
-                    unless_duplicate: bool = False) -> bool:
-        """Insert a run and its tags. With ``unless_duplicate`` a run whose idempotency key
-        the owner already used is not inserted, and False is returned."""
-        statement = (self.backend.insert_unless_duplicate(
-            runs, ["owner", "idempotency_key"], runs.c.idempotency_key.is_not(None))
-            if unless_duplicate else _INSERT_RUN)
-        values = {**self._run_params(run), "id": run.id, "parent_id": run.parent_id,
-                  "forked_from": run.forked_from}
-        if unless_duplicate:
-            # RETURNING, not rowcount: drivers do not all report a skipped row as 0.
-            if conn.execute(statement.returning(runs.c.id), values).first() is None:
-                return False
-        else:
-            conn.execute(statement, values)
-        if run.tags:
-            conn.execute(insert(run_tags), [{"tag": t, "run_id": run.id} for t in run.tags])
-        return True
-
-    def _fail_run(self, conn: Connection, run_id: uuid.UUID, error_text: str,
-                  now: int) -> None:
-        """Fail a run regardless of who holds it (steps left running are interrupted)."""
-        params = {"rid": run_id, "now": now}
-        why = history.ended_run("failed")
-        history.record_interrupted(conn, run_id, now, why)
-        conn.execute(_INTERRUPT_STEPS, {**params, "why": why})
-        conn.execute(_FINISH_RUN, {**params, "new_status": "failed", "new_output": None,
-                                   "new_error": error_text})
 
     def finish_run(self, run_id: uuid.UUID, token: str, status: str, output_text: str | None,
                    error_text: str | None, now: int, *, interrupt_steps: bool = True) -> bool:
@@ -197,19 +83,20 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         # expressions cost more than the commit itself on a fast disk.
         params = {"rid": run_id, "tok": token, "now": now}
         with self._write() as conn:
-            current = conn.execute(_OWNED_STATUS, params).scalar_one_or_none()
+            current = conn.execute(runs_sql.OWNED_STATUS, params).scalar_one_or_none()
             if current is None:
                 return False
             if status != "completed" and interrupt_steps:
                 why = history.ended_run(status)
                 history.record_interrupted(conn, run_id, now, why)
-                conn.execute(_INTERRUPT_STEPS, {**params, "why": why})
+                conn.execute(runs_sql.INTERRUPT_STEPS, {**params, "why": why})
             final = bool(current == "running")
             if final:
-                conn.execute(_FINISH_RUN, {**params, "new_status": status,
-                                           "new_output": output_text, "new_error": error_text})
+                conn.execute(runs_sql.FINISH_RUN, {
+                    **params, "new_status": status, "new_output": output_text,
+                    "new_error": error_text})
             else:
-                conn.execute(_UPDATE_TOTALS, params)
+                conn.execute(runs_sql.UPDATE_TOTALS, params)
             return final
 
     def cancel_run(self, run_id: uuid.UUID, owner: str | None, now: int) -> bool | None:
@@ -218,52 +105,29 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         Returns None when no such run is visible, False when it had already finished.
         """
         with self._write() as conn:
-            query = select(runs.c.status).where(runs.c.id == run_id)
-            if owner is not None:
-                query = query.where(runs.c.owner == owner)
-            status = conn.execute(query).scalar_one_or_none()
+            status = conn.execute(runs_sql.status_of(run_id, owner)).scalar_one_or_none()
             if status is None:
                 return None
-            if status not in _ACTIVE:
+            if status not in runs_sql.ACTIVE:
                 return False
             pending = [run_id]
             while pending:
                 current = pending.pop()
-                conn.execute(_CANCEL_RUN, {"rid": current, "now": now})
-                pending.extend(conn.execute(
-                    select(runs.c.id).where(runs.c.parent_id == current,
-                                            runs.c.status.in_(_ACTIVE))).scalars())
+                conn.execute(runs_sql.CANCEL_RUN, {"rid": current, "now": now})
+                pending.extend(conn.execute(runs_sql.active_children(current)).scalars())
             return True
 
     def claim_run(self, run_id: uuid.UUID, expected_token: str | None, new_token: str,
                   executor: str, now: int, resumed_from: int | None) -> bool:
         """Take over a run for a new execution (compare-and-set on its lease token)."""
         with self._write() as conn:
-            claimed = conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id,
-                       runs.c.lease_token.is_not_distinct_from(expected_token))
-                .values(status="running", lease_token=new_token, executor=executor,
-                        # Held by this process now, not by a worker's lease: workers must
-                        # not take it over; recover() can, if this process dies.
-                        lease_expires_at=None,
-                        recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
-                        resumed_from_position=resumed_from,
-                        started_at=func.coalesce(runs.c.started_at, now),
-                        completed_at=None, error=None, output=None)
-            ).rowcount
+            claimed = conn.execute(runs_sql.take_over(
+                run_id, expected_token, new_token, executor, now, resumed_from)).rowcount
             if claimed:  # attempts left running by the previous execution ended with it
                 history.record_interrupted(conn, run_id, None)
             return bool(claimed)
 
     # -- steps (hot path) ----------------------------------------------------------
-    def _hot(self, run: Callable[[str, dict[str, Any]], int], sql: str,
-             params: dict[str, Any]) -> int:
-        try:
-            return run(sql, params)
-        except Exception as exc:
-            raise store_error(self._where, exc) from exc
-
     def begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
                    input_text: str | None, now: int, child: NewRun | None = None,
                    attempt: int = 0) -> bool:
@@ -282,15 +146,13 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
                           input_text: str | None, now: int, child: NewRun) -> bool:
         with self._write() as conn:
             began = conn.execute(
-                self._begin_text.bindparams(
-                    bindparam("run_id", type_=runs.c.id.type),
-                    bindparam("child_run_id", type_=runs.c.id.type)),
+                self._begin_child,
                 {"run_id": run_id, "token": token, "position": position, "name": name,
                  "input": input_text, "now": now, "child_run_id": child.id},
             ).rowcount
             if not began:
                 return False
-            exists = conn.execute(select(runs.c.id).where(runs.c.id == child.id)).first()
+            exists = conn.execute(runs_sql.find_run(child.id)).first()
             if exists is None:
                 self._insert_run(conn, child)
             return True
@@ -339,29 +201,22 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
                   "now": row.created_at, "token": token}
         if token is not None:
             return self._hot(self.backend.durable, self._artifact_sql, params) > 0
-        values = vars_of(row)
         with self._write() as conn:
-            conn.execute(delete(artifacts).where(artifacts.c.run_id == row.run_id,
-                                                 artifacts.c.key == row.key))
-            conn.execute(insert(artifacts).values(**values))
+            conn.execute(artifacts_sql.delete_artifact(row.run_id, row.key))
+            conn.execute(artifacts_sql.insert_artifact(row))
         return True
 
     def artifacts_of(self, run_id: uuid.UUID, prefix: str = "") -> list[ArtifactRow]:
-        query = select(*[artifacts.c[name] for name in ArtifactRow.__slots__]).where(
-            artifacts.c.run_id == run_id)
-        if prefix:
-            query = query.where(artifacts.c.key.startswith(prefix, autoescape=True))
+        query = artifacts_sql.artifacts_of(run_id, prefix)
         with self._read() as conn:
-            return [ArtifactRow(*row) for row in conn.execute(query.order_by(artifacts.c.key))]
+            return [ArtifactRow(*row) for row in conn.execute(query)]
 
     def delete_artifact(self, run_id: uuid.UUID, key: str) -> ArtifactRow | None:
         with self._write() as conn:
-            row = conn.execute(select(*[artifacts.c[n] for n in ArtifactRow.__slots__]).where(
-                artifacts.c.run_id == run_id, artifacts.c.key == key)).first()
+            row = conn.execute(artifacts_sql.artifact(run_id, key)).first()
             if row is None:
                 return None
-            conn.execute(delete(artifacts).where(artifacts.c.run_id == run_id,
-                                                 artifacts.c.key == key))
+            conn.execute(artifacts_sql.delete_artifact(run_id, key))
             return ArtifactRow(*row)
 
     def unreferenced(self, contents: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -369,8 +224,7 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         if not contents:
             return set()
         digests = [digest for _, digest in contents]
-        query = select(artifacts.c.owner, artifacts.c.digest).where(
-            artifacts.c.digest.in_(digests)).distinct()
+        query = artifacts_sql.referenced(digests)
         with self._read() as conn:
             used = {(r[0], r[1]) for r in conn.execute(query)}
         return contents - used
@@ -380,8 +234,7 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         found: dict[uuid.UUID, dict[str, str | None]] = {run_id: {} for run_id in run_ids}
         if not run_ids:
             return found
-        query = (select(context.c.run_id, context.c.name, context.c.value)
-                 .where(context.c.run_id.in_(list(run_ids))).order_by(context.c.name))
+        query = context_sql.contexts_of(run_ids)
         with self._read() as conn:
             for run_id, name, value in conn.execute(query):
                 found[run_id][name] = value
@@ -389,9 +242,7 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
 
     def context_of(self, run_id: uuid.UUID) -> list[tuple[str, str | None, int, int]]:
         """(name, value, position, updated_at) of a run's context, by name."""
-        query = (select(context.c.name, context.c.value, context.c.position,
-                        context.c.updated_at)
-                 .where(context.c.run_id == run_id).order_by(context.c.name))
+        query = context_sql.context_of(run_id)
         with self._read() as conn:
             return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
 
@@ -440,19 +291,19 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
             if self.backend.name == "postgresql":
                 driver: Any = conn.connection.driver_connection
                 with driver.cursor() as cur:
-                    for table, rows in ((runs, run_rows), (steps, step_rows)):
+                    for copy_sql, rows in ((bulk_sql.copy_runs, run_rows),
+                                           (bulk_sql.copy_steps, step_rows)):
                         if not rows:
                             continue
                         columns = list(rows[0])
-                        with cur.copy(f"COPY {table.name} ({', '.join(columns)}) "
-                                      "FROM STDIN") as copy:
+                        with cur.copy(copy_sql(columns)) as copy:
                             for row in rows:
                                 copy.write_row([row[c] for c in columns])
                 return
             if run_rows:
-                conn.execute(insert(runs), list(run_rows))
+                conn.execute(bulk_sql.INSERT_RUNS, list(run_rows))
             if step_rows:
-                conn.execute(insert(steps), list(step_rows))
+                conn.execute(bulk_sql.INSERT_STEPS, list(step_rows))
 
     def delete_runs(self, run_ids: Sequence[uuid.UUID]) -> tuple[int, set[tuple[str, str]]]:
         """Delete runs with everything recorded for them, in one transaction.
@@ -465,62 +316,10 @@ class SqlStore(ReadStoreMixin, QueueStoreMixin, TokenStoreMixin, ProgressStoreMi
         ids = list(run_ids)
         with self._write() as conn:
             contents = {(r[0], r[1]) for r in conn.execute(
-                select(artifacts.c.owner, artifacts.c.digest)
-                .where(self._among(artifacts.c.run_id, ids)).distinct())}
-            for table in (artifacts, usage, context, attempts):
-                conn.execute(delete(table).where(self._among(table.c.run_id, ids)))
-            removed = conn.execute(
-                delete(steps).where(self._among(steps.c.run_id, ids))).rowcount
-            conn.execute(delete(run_tags).where(self._among(run_tags.c.run_id, ids)))
-            conn.execute(delete(runs).where(self._among(runs.c.id, ids)))
+                bulk_sql.contents_of_runs(ids, self.dialect))}
+            for statement in bulk_sql.delete_records(ids, self.dialect):
+                conn.execute(statement)
+            removed = conn.execute(bulk_sql.delete_steps(ids, self.dialect)).rowcount
+            for statement in bulk_sql.delete_runs(ids, self.dialect):
+                conn.execute(statement)
             return int(removed), contents
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-def _constant(value: str) -> Any:
-    """A literal in the SQL text: these statements also run as compiled driver SQL,
-    where SQLAlchemy's anonymous parameters would not be supplied."""
-    return literal_column(f"'{value}'")
-
-
-def _count_steps(status: str | None = None) -> Any:
-    query = select(func.count()).select_from(steps).where(
-        steps.c.run_id == bindparam("rid", type_=runs.c.id.type))
-    if status is not None:
-        query = query.where(steps.c.status == _constant(status))
-    return query.scalar_subquery()
-
-
-_TOTALS = {"total_steps": _count_steps(), "completed_steps": _count_steps("completed"),
-           "failed_steps": _count_steps("failed"), "skipped_steps": _count_steps("skipped")}
-_RUN_ID = bindparam("rid", type_=runs.c.id.type)
-_INSERT_RUN = insert(runs)
-_OWNED_STATUS = select(runs.c.status).where(runs.c.id == _RUN_ID,
-                                            runs.c.lease_token == bindparam("tok"))
-_INTERRUPT_STEPS = (update(steps).where(steps.c.run_id == _RUN_ID, steps.c.status == "running")
-                    .values(status="failed", completed_at=bindparam("now"),
-                            error=bindparam("why")))
-_UPDATE_TOTALS = update(runs).where(runs.c.id == _RUN_ID).values(**_TOTALS)
-_CANCEL_RUN = (update(runs).where(runs.c.id == _RUN_ID, runs.c.status.in_(_ACTIVE))
-               .values(status="cancelled", completed_at=bindparam("now"), **_TOTALS))
-_FINISH_RUN = update(runs).where(runs.c.id == _RUN_ID).values(
-    status=bindparam("new_status"), output=bindparam("new_output"),
-    error=bindparam("new_error"), completed_at=bindparam("now"), **_TOTALS)
-_FINISH_RUN_GUARDED = _FINISH_RUN.where(runs.c.lease_token == bindparam("tok"),
-                                        runs.c.status == _constant("running"))
-_RUN_INSERT_COLUMNS = ("id", "workflow", "version", "entrypoint", "owner", "status",
-                       "serializer", "inputs", "created_at", "started_at", "deadline_at",
-                       "parent_id", "forked_from", "forked_from_position", "executor",
-                       "lease_token", "queue", "priority", "scheduled_at", "idempotency_key",
-                       "concurrency_key")
-
-
-def _queue_params(run: NewRun) -> dict[str, Any]:
-    return {"queue": run.queue, "priority": run.priority, "scheduled_at": run.scheduled_at,
-            "idempotency_key": run.idempotency_key, "concurrency_key": run.concurrency_key}
-
-
-def vars_of(row: ArtifactRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in ArtifactRow.__slots__}

@@ -2,9 +2,17 @@
 
 Each write is a single statement, fenced by the run's lease token in its own WHERE
 clause; ``{uuid}`` and ``{float}`` are the dialect's type names for parameter casts.
+The store formats them once when it opens and runs them on raw driver connections
+(``driver_sql`` renders their ``:name`` parameters for drivers that want another style).
+Steps that start a child run begin through SQLAlchemy instead (``begin_child_step``).
 """
 
 from __future__ import annotations
+
+from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy.engine import Dialect
+
+from ..schema import runs
 
 BEGIN_STEP = """
 INSERT INTO flowledger_steps
@@ -39,20 +47,6 @@ WHERE run_id = :run_id AND position = :position
   AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
 ON CONFLICT (run_id, position, attempt) DO NOTHING
 """
-
-# Attempts still marked running when a run is taken over (its process died or lost its
-# lease) or ends around them: they were interrupted. ``now`` is NULL when the moment the
-# attempt stopped is unknown (a crash).
-RECORD_INTERRUPTED_ATTEMPTS = """
-INSERT INTO flowledger_attempts
-    (run_id, position, attempt, status, started_at, completed_at, error, retry_at)
-SELECT run_id, position, attempts, 'interrupted', started_at, CAST(:now AS BIGINT), :why,
-       CAST(NULL AS BIGINT)
-FROM flowledger_steps
-WHERE run_id = :rid AND status = 'running'
-ON CONFLICT (run_id, position, attempt) DO NOTHING
-"""
-
 
 RECORD_USAGE = """
 INSERT INTO flowledger_usage
@@ -99,3 +93,16 @@ RECORD_USAGE_ONCE = RECORD_USAGE.replace(
                    AND model = CAST(:model AS VARCHAR(200))
                    AND recorded_at = :recorded_at)
   AND EXISTS""")
+
+
+def driver_sql(sql: str, dialect: Dialect) -> str:
+    """Text SQL with its ``:name`` parameters in the driver's own paramstyle."""
+    return str(text(sql).compile(dialect=dialect)).strip()
+
+
+def begin_child_step(uuid_type: str) -> TextClause:
+    """``BEGIN_STEP`` as a SQLAlchemy statement, for the begin that also inserts the child
+    run in the same transaction (its ids typed, so they bind as on any other statement)."""
+    return text(BEGIN_STEP.format(uuid=uuid_type)).bindparams(
+        bindparam("run_id", type_=runs.c.id.type),
+        bindparam("child_run_id", type_=runs.c.id.type))
