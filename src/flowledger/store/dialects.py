@@ -31,8 +31,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from ..errors import ConfigurationError, DatabaseNotFound
 
 Durability = Literal["strict", "full", "normal"]
 BUSY_TIMEOUT_S = 30.0
@@ -124,7 +128,7 @@ class Listener:
         self._thread.start()
 
     def _connect(self) -> Any:
-        import psycopg
+        import psycopg  # noqa: PLC0415 (optional: the postgres extra)
 
         conninfo = self._backend.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
@@ -164,7 +168,6 @@ class SqliteBackend(Backend):
     def __init__(self, url: URL, durability: Durability, create: bool = True) -> None:
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
-            from ..errors import ConfigurationError
 
             raise ConfigurationError(
                 "flowledger needs a SQLite *file* (several connections share it): "
@@ -172,7 +175,6 @@ class SqliteBackend(Backend):
             )
         self.path = Path(database).expanduser().absolute()
         if not create and not self.path.exists():
-            from ..errors import DatabaseNotFound
 
             raise DatabaseNotFound(
                 f"no flowledger database at {self.path}: nothing has been recorded there "
@@ -181,7 +183,6 @@ class SqliteBackend(Backend):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            from ..errors import ConfigurationError
 
             raise ConfigurationError(f"cannot create the folder for SQLite file {self.path}: "
                                      f"{exc.strerror or exc}") from None
@@ -238,7 +239,6 @@ class SqliteBackend(Backend):
 
     def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
                                 where: Any) -> Any:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(unique),
                                                           index_where=where)
@@ -373,7 +373,6 @@ class PostgresBackend(Backend):
 
     def insert_unless_duplicate(self, table: Table, unique: Sequence[str],
                                 where: Any) -> Any:
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
         return postgresql_insert(table).on_conflict_do_nothing(index_elements=list(unique),
                                                               index_where=where)
@@ -425,7 +424,7 @@ class PostgresBackend(Backend):
         return self._run(self._durable_engine, sql, params)
 
     def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
-        import psycopg
+        import psycopg  # noqa: PLC0415 (optional: the postgres extra)
 
         raw = self._durable_engine.raw_connection()
         try:
@@ -461,7 +460,6 @@ def _is_broken(raw: Any) -> bool:
 def open_backend(url: str, durability: Durability, create: bool = True) -> Backend:
     """Pick the backend for a URL; ``postgresql://`` uses psycopg 3. Without ``create``
     a missing SQLite file is DatabaseNotFound rather than a new, empty database."""
-    from ..errors import ConfigurationError
 
     try:
         parsed = make_url(url)
@@ -478,7 +476,7 @@ def open_backend(url: str, durability: Durability, create: bool = True) -> Backe
         if driver not in ("psycopg", ""):
             raise ConfigurationError(f"unsupported PostgreSQL driver {driver!r}: use psycopg")
         try:
-            import psycopg  # noqa: F401
+            import psycopg  # noqa: F401, PLC0415 (optional: the postgres extra)
         except ImportError:
             raise ConfigurationError(
                 "PostgreSQL needs psycopg 3: pip install 'flowledger[postgres]'"
