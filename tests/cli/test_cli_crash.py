@@ -8,18 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers.procs import ROOT, Child
+from tests.helpers.procs import CHILD_PATH, ROOT, Child
 
 
 def flowledger(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "flowledger", "--db", db_url, *args],
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=CHILD_PATH, **env),
                           capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_crash_then_resume_through_the_cli(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), BLOCK_AT="4", FLOWLEDGER_TEST_LOG=str(log))
+    env = dict(os.environ, PYTHONPATH=CHILD_PATH, BLOCK_AT="4", FLOWLEDGER_TEST_LOG=str(log))
     child = subprocess.Popen(
         [sys.executable, "-m", "flowledger", "--db", db_url, "run",
          "tests.helpers.crashy:chain", "--input", "n=6"],

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import flowledger as fl
-from tests.helpers.procs import ROOT
+from tests.helpers.procs import CHILD_PATH, ROOT
 
 limit = {"pages": 0}
 
@@ -95,7 +95,7 @@ def test_a_failed_artifact_write_leaves_no_partial_file(tmp_path: Path) -> None:
     blobs = tmp_path / "artifacts"
     done = subprocess.run([sys.executable, "-c", CHILD, f"sqlite:///{tmp_path / 'a.db'}",
                            str(blobs)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=False)
+                          timeout=60, env=dict(os.environ, PYTHONPATH=CHILD_PATH), check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("failed builtins.OSError"), done.stdout
     assert [p for p in blobs.rglob("*") if p.is_file()] == []  # the partial write is gone

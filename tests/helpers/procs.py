@@ -9,13 +9,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: PYTHONPATH of child processes: this checkout's flowledger (not whichever one the
+#: virtualenv's editable install points at) and its tests package.
+CHILD_PATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 class Child:
     """A ``tests.helpers.crashy`` process whose stdout lines the test reads as they come."""
 
     def __init__(self, *args: str, log: Path | None = None, block_at: str = "") -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), BLOCK_AT=block_at,
+        env = dict(os.environ, PYTHONPATH=CHILD_PATH, BLOCK_AT=block_at,
                    FLOWLEDGER_TEST_LOG=str(log or os.devnull))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.helpers.crashy", *args], cwd=ROOT, env=env,

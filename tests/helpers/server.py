@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.helpers.procs import ROOT
+from tests.helpers.procs import CHILD_PATH, ROOT
 from tests.helpers.workers import wait_until
 
 
@@ -28,7 +28,7 @@ class ServerProcess:
     def __init__(self, db_url: str, *options: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=CHILD_PATH)
         # A file, not a pipe: the server logs a line per run, and an unread pipe fills.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed with the object)
         self.proc = subprocess.Popen(

@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import flowledger as fl
-from tests.helpers.procs import ROOT
+from tests.helpers.procs import CHILD_PATH, ROOT
 
 
 class WorkerProcess:
     def __init__(self, db_url: str, *options: str, side_log: Path | None = None,
                  name: str = "") -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), FLOWLEDGER_WORKER_NAME=name,
+        env = dict(os.environ, PYTHONPATH=CHILD_PATH, FLOWLEDGER_WORKER_NAME=name,
                    FLOWLEDGER_SIDE_LOG=str(side_log or ""))
         # A file, not a pipe: workers log a line per run, and a pipe nobody reads until
         # the end would fill up and block them.
