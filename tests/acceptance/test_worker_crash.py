@@ -126,7 +126,7 @@ def test_a_paused_worker_cannot_write_after_its_lease_moved(db_url: str,
             wait_until(lambda: ("B", handle.id, 2, paused.pid) in side_log(log),
                        what="the first worker to reach the gate")
             first_holder = handle.get().steps[0]
-            paused.signal(signal.SIGSTOP)
+            paused.pause_holding_no_lock_on(db_url, handle.id)
             takeover = WorkerProcess(db_url, "--lease", "1s", side_log=log, name="takeover")
             wait_until(lambda: ("B", handle.id, 2, takeover.pid) in side_log(log),
                        what="the second worker to take the run over")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
+from sqlalchemy import make_url
 
 import flowledger as fl
 from tests.helpers.procs import CHILD_PATH, ROOT
@@ -38,6 +42,21 @@ class WorkerProcess:
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
+
+    def pause_holding_no_lock_on(self, db_url: str, run_id: str) -> None:
+        """SIGSTOP this worker at a moment it holds no lock on the run's row.
+
+        A process frozen inside a write transaction (a lease renewal, say) blocks every
+        other writer of that row, on SQLite of the whole database, until it resumes: a
+        real hazard of pausing processes, but not what a takeover test is about.
+        """
+        for _ in range(50):
+            self.signal(signal.SIGSTOP)
+            wait_until(lambda: _state(self.pid) == "T", timeout=10, what="the stop")
+            if _row_is_free(db_url, run_id):
+                return
+            self.signal(signal.SIGCONT)
+        raise AssertionError(f"worker {self.pid} held run {run_id} locked at 50 pauses")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -84,6 +103,37 @@ def wait_registered(db_url: str, started: list[WorkerProcess]) -> None:
 
     with fl.Ledger(db_url) as ledger:
         wait_until(registered, what="the workers to start")
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (R, S, T for stopped, ...) from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def _row_is_free(db_url: str, run_id: str) -> bool:
+    """Whether a writer can lock the run's row now (waiting at most 0.3 s)."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        lite = sqlite3.connect(url.database or "", timeout=0.3, isolation_level=None)
+        try:
+            lite.execute("BEGIN IMMEDIATE")  # the database-wide write lock
+            lite.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            lite.close()
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(
+            hide_password=False)) as conn:
+        try:
+            conn.execute("SET LOCAL lock_timeout = '300ms'")
+            conn.execute("SELECT 1 FROM flowledger_runs WHERE id = %s FOR UPDATE", (run_id,))
+            return True
+        except psycopg.errors.LockNotAvailable:
+            return False
+        finally:
+            conn.rollback()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
