@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 # does not pay for SQLAlchemy, pydantic, fsspec and the pricing data until they are needed.
 _HOME = {
     "AmbiguousRunId": "errors",
-    "ArtifactInfo": "artifacts",
+    "ArtifactInfo": "models",
     "ArtifactNotFound": "errors",
     "Attempt": "models",
     "AttemptOutcome": "models",
@@ -104,7 +104,7 @@ _HOME = {
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from . import artifacts, context
     from .api_tokens import NewToken, TokenInfo
-    from .artifacts import ArtifactInfo, RunArtifacts
+    from .artifacts import RunArtifacts
     from .concurrency import StepPool, map_steps
     from .errors import (
         AmbiguousRunId,
@@ -139,6 +139,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .handle import RunHandle
     from .ledger import Ledger
     from .models import (
+        ArtifactInfo,
         Attempt,
         AttemptOutcome,
         ErrorInfo,

@@ -27,13 +27,11 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from . import ids
 from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun, StoreError
-from .models import from_micros
+from .models import ArtifactInfo, from_micros
 from .runcontext import current_execution, step_of
 from .store import ArtifactRow, SqlStore
 
@@ -50,24 +48,6 @@ OUTPUT_PREFIX = "_outputs/"
 OUTPUT_MARKER = "@artifact:"
 OUTPUT_MEDIA = "application/vnd.flowledger.payload"
 TEMPORARY = ".tmp"  # content being written (local stores), renamed into place when whole
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """An artifact's reference: key, digest, size, media type, producing step, time."""
-
-    run_id: str
-    key: str
-    digest: str
-    size: int
-    media_type: str
-    position: int
-    created_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "key": self.key, "digest": self.digest,
-                "size": self.size, "media_type": self.media_type, "position": self.position,
-                "created_at": self.created_at.isoformat() if self.created_at else None}
 
 
 def validate_key(key: str) -> str:
@@ -228,7 +208,7 @@ class RunArtifacts:
         if not self._store.save_artifact(self._token, row):
             raise LeaseLost(f"run {self.run_id} is no longer held by this execution")
         self._collect({(old.owner, old.digest) for old in replaced if old.digest != digest})
-        return _info(row)
+        return artifact_info(row)
 
     def _collect(self, contents: set[tuple[str, str]]) -> None:
         """Remove content no artifact references any more."""
@@ -248,7 +228,7 @@ class RunArtifacts:
         raise ArtifactNotFound(f"run {self.run_id} has no artifact {key!r}")
 
     def info(self, key: str) -> ArtifactInfo:
-        return _info(self._row(key))
+        return artifact_info(self._row(key))
 
     def read_bytes(self, key: str) -> bytes:
         row = self._row(key)
@@ -260,7 +240,7 @@ class RunArtifacts:
         Example: ``info, pieces = ledger.artifacts(run_id).stream("report.pdf")``
         """
         row = self._row(key)
-        return _info(row), self._blobs.chunks(row.owner, row.digest)
+        return artifact_info(row), self._blobs.chunks(row.owner, row.digest)
 
     def get(self, key: str) -> Any:
         """The content, as saved: bytes, text (``text/*``) or JSON (``application/json``)."""
@@ -273,7 +253,7 @@ class RunArtifacts:
 
     def list(self, prefix: str = "") -> builtins.list[ArtifactInfo]:
         """References of this run's artifacts whose keys start with ``prefix``."""
-        return [_info(row) for row in self._store.artifacts_of(self.run_id, prefix)]
+        return [artifact_info(row) for row in self._store.artifacts_of(self.run_id, prefix)]
 
     def delete(self, key: str) -> bool:
         """Remove the reference; content no other artifact uses is deleted too."""
@@ -287,7 +267,8 @@ class RunArtifacts:
         return iter(self.list())
 
 
-def _info(row: ArtifactRow) -> ArtifactInfo:
+def artifact_info(row: ArtifactRow) -> ArtifactInfo:
+    """A stored artifact reference as the record users see."""
     return ArtifactInfo(str(row.run_id), row.key, row.digest, row.size, row.media_type,
                         row.position, from_micros(row.created_at))
 

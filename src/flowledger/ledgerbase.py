@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import ids, validation
@@ -30,7 +30,7 @@ from .errors import (
 from .executor import Execution, Runtime, resolve
 from .handle import RunHandle
 from .models import ErrorInfo, Run, RunStatus
-from .records import Records
+from .records import Records, revision_token
 from .serialization import NO_HINT, call_arguments, decode_inputs
 from .stepcall import asyncio_module
 from .store import RunRow, SqlStore, StepRow
@@ -108,9 +108,16 @@ class LedgerBase:
                                  f"({found[0]}, {found[1]}, …); give more characters")
         return str(found[0])
 
-    def get(self, run_id: str | uuid.UUID, *, steps: bool = True) -> Run:
-        """The run with its steps in position order. ``run_id`` may be an unambiguous
+    def get(self, run_id: str | uuid.UUID, *, steps: bool = True,
+            preview: int | None = None) -> Run:
+        """The run with its steps in position order, usage (with its child runs'),
+        context and artifacts, read from one snapshot. ``run_id`` may be an unambiguous
         prefix. Raises RunNotFound.
+
+        With ``preview``, step inputs and outputs whose serialized text is longer than
+        that many characters are the start of that text, flagged ``input_truncated`` /
+        ``output_truncated`` (``step()`` reads them whole): a run of large payloads
+        stays small to read. ``steps=False`` reads the run's row alone.
 
         Example: ``ledger.get(run_id).steps[0].attempt_history``
         """
@@ -120,14 +127,25 @@ class LedgerBase:
             if row is None:
                 raise RunNotFound(str(run_id))
             return self._records.run(row, None)
-        found = self.store.get_run_with_steps(parsed, self.owner)
+        if preview is not None and preview < 1:
+            raise ConfigurationError("preview must be at least 1 character")
+        found = self.store.read_run(parsed, self.owner, preview)
         if found is None:
             raise RunNotFound(str(run_id))
-        row, steps_, attempts = found
-        family = [parsed, *self.store.descendants(parsed)]
-        run = self._records.run(row, steps_, usage=self.store.usage_of(family),
-                                attempts=attempts)
-        return replace(run, context=self._context(parsed))
+        return self._records.read(found, preview=preview is not None)
+
+    def revision(self, run_id: str | uuid.UUID) -> str:
+        """A token that changes whenever ``get(run_id)`` would read back differently
+        (``Run.revision`` of that read); equal tokens mean nothing changed. One indexed
+        read of the run and its child runs, no steps: what polling readers compare.
+        Raises RunNotFound.
+
+        Example: ``if ledger.revision(run_id) != seen: run = ledger.get(run_id)``
+        """
+        found = self.store.revisions(self.run_uuid(run_id))
+        if not found or (self.owner is not None and found[0].owner != self.owner):
+            raise RunNotFound(str(run_id))
+        return revision_token(found)
 
     def handle(self, run_id: str | uuid.UUID) -> RunHandle:
         """A handle on an existing run, e.g. to wait for it from another process."""

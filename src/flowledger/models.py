@@ -180,6 +180,24 @@ class UsageGroup:
 
 
 @dataclass(frozen=True)
+class ArtifactInfo:
+    """An artifact's reference: key, digest, size, media type, producing step, time."""
+
+    run_id: str
+    key: str
+    digest: str
+    size: int
+    media_type: str
+    position: int
+    created_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "key": self.key, "digest": self.digest,
+                "size": self.size, "media_type": self.media_type, "position": self.position,
+                "created_at": self.created_at.isoformat() if self.created_at else None}
+
+
+@dataclass(frozen=True)
 class Step:
     """One recorded step execution, identified by its run and position (1-based)."""
 
@@ -198,6 +216,10 @@ class Step:
     usage: tuple[Usage, ...] = ()
     #: Every attempt, oldest first (``attempts`` is their count).
     attempt_history: tuple[Attempt, ...] = ()
+    #: Read with a preview size (``Ledger.get(preview=...)``): the value is then the start
+    #: of its serialized text, and ``Ledger.step`` reads it whole.
+    input_truncated: bool = False
+    output_truncated: bool = False
 
     @property
     def usage_totals(self) -> UsageTotals:
@@ -257,6 +279,11 @@ class Run:
     lease_expires_at: datetime | None = None
     #: For a run marked running whose executor is known to be gone: why, and what to do.
     stalled: str | None = None
+    #: With ``get``: the artifacts the run saved, by key.
+    artifacts: tuple[ArtifactInfo, ...] = ()
+    #: With ``get``: a token that changes whenever ``get`` would read back differently
+    #: (``Ledger.revision`` reads it alone, cheaply).
+    revision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from . import ids
+from .artifacts import OUTPUT_MARKER, artifact_info
 from .errors import FlowledgerError
 from .models import (
     Attempt,
@@ -26,7 +29,7 @@ from .models import (
     from_micros,
 )
 from .serialization import Serializer
-from .store import AttemptRow, RunRow, StepRow, UsageRow
+from .store import AttemptRow, Revision, RunRead, RunRow, StepRow, UsageRow
 
 INTERRUPTED_TYPE = "flowledger.Interrupted"
 
@@ -47,10 +50,24 @@ class Records:
             return text
         return self.serializer.loads(text)
 
+    def read(self, found: RunRead, preview: bool = False) -> Run:
+        """A run read whole (``SqlStore.read_run``): steps, usage of the run and its
+        descendants, attempts, context and artifacts."""
+        run = self.run(found.run, found.steps, usage=found.usage, attempts=found.attempts,
+                       preview=preview)
+        context = {name: None if value is None else self.serializer.loads(value)
+                   for name, value in found.context}
+        row = found.run
+        own = Revision(row.id, row.owner, row.revision, row.status, row.lease_expires_at,
+                       row.executor, row.parent_id)
+        return replace(run, context=context,
+                       artifacts=tuple(artifact_info(row) for row in found.artifacts),
+                       revision=revision_token([own, *found.descendants]))
+
     def run(self, row: RunRow, steps: list[StepRow] | None,
             live: tuple[int, int, int, int] | None = None,
             usage: Sequence[UsageRow] | None = None,
-            attempts: Sequence[AttemptRow] = ()) -> Run:
+            attempts: Sequence[AttemptRow] = (), preview: bool = False) -> Run:
         if steps is not None and not RunStatus(row.status).finished:
             live = count_steps(steps)
         counts = StepCounts(*live) if live else StepCounts(
@@ -85,7 +102,7 @@ class Records:
             deadline_at=from_micros(row.deadline_at),
             steps=tuple(self.step(run_id, row.serializer, s, by_position.get(s.position, ()),
                                   lambda text: self._payload(row, text),
-                                  tried.get(s.position, ()))
+                                  tried.get(s.position, ()), preview)
                         for s in steps or ()),
             usage=totals, queue=row.queue, priority=row.priority,
             scheduled_at=from_micros(row.scheduled_at), idempotency_key=row.idempotency_key,
@@ -111,7 +128,7 @@ class Records:
 
     def step(self, run_id: str, serializer: str, row: StepRow, usage: Sequence[Usage],
              payload: Callable[[str | None], str | None],
-             attempts: Sequence[AttemptRow] = ()) -> Step:
+             attempts: Sequence[AttemptRow] = (), preview: bool = False) -> Step:
         status = StepStatus(row.status)
         error = ErrorInfo.from_dict(json.loads(row.error)) if row.error else None
         started, completed = from_micros(row.started_at), from_micros(row.completed_at)
@@ -121,16 +138,22 @@ class Records:
         latest = Attempt(row.attempts, AttemptOutcome.INTERRUPTED if interrupted
                          else _OUTCOME[status], started, completed, duration, error,
                          interrupted)
+        # A preview is the start of the serialized text, shown as text; an offloaded
+        # output is not fetched for one (its reference is shown instead).
+        input_cut = row.input_length is not None
+        output_cut = row.output_length is not None or (
+            preview and row.output is not None and row.output.startswith(OUTPUT_MARKER))
         return Step(
             run_id=run_id, position=row.position, name=row.name,
             status=status, attempts=row.attempts,
-            input=self.load(serializer, row.input),
-            output=self.load(serializer, payload(row.output)),
+            input=row.input if input_cut else self.load(serializer, row.input),
+            output=row.output if output_cut else self.load(serializer, payload(row.output)),
             error=error, started_at=started, completed_at=completed, duration=duration,
             child_run_id=str(row.child_run_id) if row.child_run_id else None,
             usage=tuple(usage),
             attempt_history=(latest,) if row.attempts == 1 and not attempts
             else attempt_history(row.attempts, latest, attempts),
+            input_truncated=input_cut, output_truncated=output_cut,
         )
 
 
@@ -167,23 +190,46 @@ def _attempt(number: int, status: str, started: int | None, completed: int | Non
                    outcome is AttemptOutcome.INTERRUPTED, from_micros(retry_at))
 
 
+def stall_state(status: str, lease_expires_at: int | None, executor: str | None) -> str:
+    """Which kind of stall a run is in, as far as can be known from here: "" (none),
+    "expired" (its worker's lease), "worker-gone" (before the lease expires), "gone"
+    (the process that ran it, without a lease)."""
+    if status != "running":
+        return ""
+    if lease_expires_at is not None:
+        if lease_expires_at < ids.now_us():
+            return "expired"
+        return "worker-gone" if ids.is_alive_here(executor) is False else ""
+    # alive, or on another host (nothing can be known from here)
+    return "gone" if ids.is_alive_here(executor) is False else ""
+
+
+def revision_token(revisions: Sequence[Revision]) -> str:
+    """A token that changes whenever reading the run (the first of ``revisions``; the
+    rest are its descendants) would return something different: its revision, its
+    descendants' (they count in its usage), and what its ``stalled`` note says."""
+    digest = hashlib.blake2b(digest_size=8)
+    for item in sorted(revisions[1:], key=lambda r: r.id.bytes):
+        digest.update(item.id.bytes + item.revision.to_bytes(8, "big"))
+    first = revisions[0]
+    digest.update(stall_state(first.status, first.lease_expires_at, first.executor).encode())
+    return f"{first.revision}-{len(revisions) - 1}-{digest.hexdigest()}"
+
+
 def stalled(row: RunRow) -> str | None:
     """Why a run marked running is not advancing, when that is known from here: its
     worker's lease expired, or its process on this host is gone. None otherwise."""
-    if row.status != "running":
+    state = stall_state(row.status, row.lease_expires_at, row.executor)
+    if state == "expired":
+        return (f"its worker's lease expired at {from_micros(row.lease_expires_at)}: a "
+                f"worker serving queue {row.queue!r} takes it over (see flowledger "
+                "workers)")
+    if state == "worker-gone":
+        return (f"its worker (pid {_pid_of(row.executor)}) is gone: a worker serving "
+                f"queue {row.queue!r} takes it over when its lease expires at "
+                f"{from_micros(row.lease_expires_at)}")
+    if state != "gone":
         return None
-    if row.lease_expires_at is not None:
-        if row.lease_expires_at < ids.now_us():
-            return (f"its worker's lease expired at {from_micros(row.lease_expires_at)}: a "
-                    f"worker serving queue {row.queue!r} takes it over (see flowledger "
-                    "workers)")
-        if ids.is_alive_here(row.executor) is False:
-            return (f"its worker (pid {_pid_of(row.executor)}) is gone: a worker serving "
-                    f"queue {row.queue!r} takes it over when its lease expires at "
-                    f"{from_micros(row.lease_expires_at)}")
-        return None
-    if ids.is_alive_here(row.executor) is not False:
-        return None  # alive, or on another host (nothing can be known from here)
     gone = f"the process that ran it (pid {_pid_of(row.executor)}) is gone"
     if row.parent_id is not None:
         return f"{gone}: it continues when its parent run {row.parent_id} is resumed"

@@ -142,12 +142,11 @@ def _load_tree(state: State, run: Run) -> dict[str, Any]:
 def inspect_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
     """Show a run's whole trace: header, steps, timeline and child runs."""
     state = state_of(ctx)
-    run = state.ledger.get(state.ledger.resolve_id(run_id))
-    artifacts = state.ledger.artifacts(run.id).list()
+    run = state.ledger.get(run_id)
     if as_json:
-        state.print_json(_load_tree(state, run) | {"artifacts": [a.to_dict() for a in artifacts]})
+        state.print_json(_load_tree(state, run))
         return
-    state.out.print(render.inspect_view(run, state.ledger.get, artifacts))
+    state.out.print(render.inspect_view(run, state.ledger.get, run.artifacts))
 
 
 @command("resume")

@@ -18,11 +18,11 @@ _SIZE_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1
                "mib": 1024**2}
 
 
-def _size(text: str) -> int:
+def _size(text: str, option: str = "--max-body") -> int:
     """``512kb``, ``2mb``, ``1048576``."""
     match = _SIZE.match(text)
     if not match or int(match.group(1)) <= 0:
-        raise ConfigurationError(f"--max-body must be a size like 512kb or 2mb, not {text!r}")
+        raise ConfigurationError(f"{option} must be a size like 512kb or 2mb, not {text!r}")
     return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
 
 
@@ -58,6 +58,9 @@ def serve_command(
     request_timeout: Annotated[str, typer.Option(
         help="Time a client has to send a whole request (headers and body); slower "
              "clients get 408 and are disconnected.")] = "10s",
+    preview_size: Annotated[str, typer.Option(
+        help="How much of each step's input and output a run answer shows (the step "
+             "route shows all): characters, e.g. 16kb.")] = "16kb",
     max_connections: Annotated[int, typer.Option(
         help="Connections one process holds open, event streams included (more: 503).")]
         = 1000,
@@ -88,7 +91,8 @@ def serve_command(
         processes=processes, workers=workers, queues=tuple(queue or ["default"]),
         settings=ServerSettings(max_body_bytes=_size(max_body),
                                 redact=() if no_redact else tuple(redact or DEFAULT_REDACT),
-                                events_poll_interval=poll),
+                                events_poll_interval=poll,
+                                preview_chars=_size(preview_size, "--preview-size")),
         request_timeout=timeout, max_connections=max_connections,
         access_log=access_log, quiet=state.quiet)
     ledger = state.ledger  # opened (and created or migrated) once, here

@@ -189,6 +189,7 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None, *,
     app.state.ledger = ledger
     app.state.settings = settings
     app.state.redact = Redactor(settings.redact)
+    app.state.settings_tag = settings.tag()
     app.include_router(workflows_router, prefix=PREFIX)
     app.include_router(service_router, prefix=PREFIX)
     app.include_router(runs_router, prefix=PREFIX)

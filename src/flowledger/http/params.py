@@ -45,3 +45,20 @@ def settings_of(request: Request) -> ServerSettings:
 def redactor_of(request: Request) -> Redactor:
     redact: Redactor = request.app.state.redact
     return redact
+
+
+def entity_tag(request: Request, revision: str) -> str:
+    """The ETag of an answer built from a run at ``revision`` by this server (its
+    settings change answers too, so they are part of it). Weak: a compressed answer
+    is the same entity in other bytes."""
+    return f'W/"{revision}.{request.app.state.settings_tag}"'
+
+
+def not_modified(request: Request, tag: str) -> bool:
+    """Whether the request's If-None-Match names ``tag`` (or ``*``): then 304 answers."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    wanted = tag.removeprefix("W/")
+    return any(item.strip() == "*" or item.strip().removeprefix("W/") == wanted
+               for item in header.split(","))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..artifacts import ArtifactInfo
 from ..models import Run, Step
 
 REDACTED = "[redacted]"
 _LINEAGE = ("parent_id", "forked_from", "forked_from_position", "resumed_at",
             "resumed_from_position", "recovery_attempts")
-_FULL_ONLY = ("entrypoint", "inputs", "output", "steps", "usage", "context")
+_FULL_ONLY = ("entrypoint", "inputs", "output", "steps", "usage", "context", "artifacts",
+              "revision")
 
 
 class Redactor:
@@ -46,14 +46,13 @@ def run_summary(run: Run) -> dict[str, Any]:
     return _lineage(data)
 
 
-def run_full(run: Run, artifacts: list[ArtifactInfo], redact: Redactor) -> dict[str, Any]:
+def run_full(run: Run, redact: Redactor) -> dict[str, Any]:
     data = _lineage(run.to_dict())
     data["inputs"] = redact(data["inputs"])
     data["output"] = redact(data["output"])
     data["context"] = redact(data["context"])
     for step in data["steps"]:
         _redact_step(step, redact)
-    data["artifacts"] = [info.to_dict() for info in artifacts]
     return data
 
 

@@ -9,13 +9,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from ..models import RunStatus
 from ..queueing import DEFAULT_QUEUE
 from .auth import CallerDep
-from .params import ERRORS, IsoTime, RunId, redactor_of, settings_of, when
+from .params import (
+    ERRORS,
+    IsoTime,
+    RunId,
+    entity_tag,
+    not_modified,
+    redactor_of,
+    settings_of,
+    when,
+)
 from .present import run_full, run_summary, step_full
 from .schemas import (
     ActionResult,
@@ -54,12 +63,25 @@ def list_runs(caller: CallerDep,
                          "next_cursor": page.next_cursor})
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, responses=ERRORS,
+@router.get("/runs/{run_id}", response_model=RunOut,
+            responses={304: {"description": "Unchanged since the ETag given in "
+                                            "If-None-Match"}, **ERRORS},
             summary="A run with its steps, counts, usage, lineage and artifacts")
-def get_run(run_id: RunId, request: Request, caller: CallerDep) -> JSONResponse:
-    run = caller.ledger.get(run_id)
-    artifacts = caller.ledger.artifacts(run).list()
-    return JSONResponse(run_full(run, artifacts, redactor_of(request)))
+def get_run(run_id: RunId, request: Request, caller: CallerDep,
+            if_none_match: Annotated[str | None, Header(
+                max_length=8000, description="An ETag of an earlier answer: 304 if the "
+                                             "run is unchanged (no steps are read).")]
+            = None) -> Response:
+    """Step inputs and outputs longer than the server's preview size are cut, flagged
+    ``input_truncated`` / ``output_truncated``; the step route has them whole."""
+    if if_none_match:
+        tag = entity_tag(request, caller.ledger.revision(run_id))
+        if not_modified(request, tag):
+            return Response(status_code=304, headers={"ETag": tag})
+    run = caller.ledger.get(run_id, preview=settings_of(request).preview_chars)
+    assert run.revision is not None  # a full read carries it
+    return JSONResponse(run_full(run, redactor_of(request)),
+                        headers={"ETag": entity_tag(request, run.revision)})
 
 
 @router.get("/runs/{run_id}/steps/{position}", response_model=StepOut, responses=ERRORS,

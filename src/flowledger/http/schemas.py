@@ -131,6 +131,11 @@ class StepOut(BaseModel):
     child_run_id: str | None
     usage: list[UsageOut]
     attempt_history: list[AttemptOut] = Field(description="Every attempt, oldest first.")
+    input_truncated: bool = Field(description="In a run answer: the input is the start of "
+                                              "its JSON text (the step route has it all).")
+    output_truncated: bool = Field(description="In a run answer: the output is the start "
+                                               "of its JSON text (the step route has it "
+                                               "all).")
 
 
 class LineageOut(BaseModel):
@@ -189,6 +194,8 @@ class RunOut(RunSummaryOut):
     usage: UsageTotalsOut | None
     context: dict[str, Any]
     artifacts: list[ArtifactOut]
+    revision: str = Field(description="Changes whenever this answer would; the ETag "
+                                      "carries it.")
 
 
 class RunPageOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 DEFAULT_REDACT = ("password", "secret", "api_key", "apikey", "token", "access_token",
@@ -15,7 +16,9 @@ class ServerSettings:
     ``workflows`` are the names clients may start (those the ``--app`` modules
     registered); ``max_body_bytes`` bounds request bodies (413 above it); ``redact``
     names payload fields whose values answers replace with ``"[redacted]"``;
-    ``events_poll_interval`` is how often an event stream reads the store.
+    ``events_poll_interval`` is how often an event stream reads the store;
+    ``preview_chars`` is how much of a step's input and output a run answer shows (the
+    step route shows all of it).
     """
 
     workflows: frozenset[str] = frozenset()
@@ -23,3 +26,9 @@ class ServerSettings:
     redact: tuple[str, ...] = DEFAULT_REDACT
     events_poll_interval: float = 0.2
     events_ping_seconds: float = 15.0
+    preview_chars: int = 16 * 1024
+
+    def tag(self) -> str:
+        """A short digest of what shapes answers (for ETags): redaction and previews."""
+        text = f"{self.preview_chars}|{','.join(sorted(self.redact))}"
+        return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()

@@ -17,8 +17,10 @@ from .rows import (
     ClaimResult,
     NewRun,
     QueueRow,
+    Revision,
     RunFilter,
     RunProgress,
+    RunRead,
     RunRow,
     ScheduleRow,
     StepProgress,
@@ -31,6 +33,7 @@ from .spool import SpoolingStore
 from .sql import SqlStore
 
 __all__ = ["HEAD", "ArtifactRow", "AttemptRow", "Claim", "ClaimResult", "Durability",
-           "Listener", "NewRun", "QueueRow", "RunFilter", "RunProgress", "RunRow",
+           "Listener", "NewRun", "QueueRow", "Revision", "RunFilter", "RunProgress", "RunRead",
+           "RunRow",
            "ScheduleRow", "SpoolingStore", "SqlStore", "StepProgress", "StepRow", "TokenRow",
            "UsageRow", "WorkerRow", "head_revision"]

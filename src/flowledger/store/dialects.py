@@ -62,6 +62,16 @@ class Backend:
     def bind_id(self, value: uuid.UUID | None) -> Any:
         return value
 
+    def load_id(self, value: Any) -> uuid.UUID | None:
+        """An id as the raw driver returns it, as a UUID."""
+        return value  # type: ignore[no-any-return]
+
+    def read_snapshot(self, statements: list[tuple[str, dict[str, Any]]]
+                      ) -> list[list[tuple[Any, ...]]]:
+        """Run read statements (driver SQL) against one snapshot of the database, on a
+        raw driver connection; the rows of each."""
+        raise NotImplementedError
+
     def lock_for_migration(self, conn: Connection) -> None:
         """Serialize schema upgrades between processes opening the store at once."""
 
@@ -232,6 +242,22 @@ class SqliteBackend(Backend):
 
     def bind_id(self, value: uuid.UUID | None) -> Any:
         return None if value is None else value.hex
+
+    def load_id(self, value: Any) -> uuid.UUID | None:
+        return None if value is None else uuid.UUID(hex=value)
+
+    def read_snapshot(self, statements: list[tuple[str, dict[str, Any]]]
+                      ) -> list[list[tuple[Any, ...]]]:
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("BEGIN")  # a WAL read transaction: one snapshot for all of them
+            try:
+                return [cur.execute(sql, params).fetchall() for sql, params in statements]
+            finally:
+                cur.execute("COMMIT")
+        finally:
+            raw.close()
 
     @property
     def file(self) -> Path | None:
@@ -422,6 +448,33 @@ class PostgresBackend(Backend):
 
     def durable(self, sql: str, params: dict[str, Any]) -> int:
         return self._run(self._durable_engine, sql, params)
+
+    def read_snapshot(self, statements: list[tuple[str, dict[str, Any]]]
+                      ) -> list[list[tuple[Any, ...]]]:
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            # One round trip: BEGIN, the reads and COMMIT pipelined, in a repeatable-read
+            # transaction so every statement sees the same snapshot.
+            driver.autocommit = True
+            try:
+                cursors = []
+                with driver.pipeline():
+                    driver.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    for sql, params in statements:
+                        cursors.append(driver.execute(sql, params))
+                    driver.execute("COMMIT")
+                return [cur.fetchall() for cur in cursors]
+            finally:
+                driver.rollback()  # nothing to do unless a statement failed mid-way
+                driver.autocommit = False
+        except BaseException:
+            if _is_broken(raw):
+                raw.invalidate()
+            raise
+        finally:
+            raw.close()
 
     def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
         import psycopg  # noqa: PLC0415 (optional: the postgres extra)

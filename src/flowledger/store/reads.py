@@ -23,18 +23,6 @@ class StoreReads(StoreCore):
         with self._read() as conn:
             return self._get_run(conn, run_id, owner)
 
-    def get_run_with_steps(
-        self, run_id: uuid.UUID, owner: str | None
-    ) -> tuple[RunRow, list[StepRow], list[AttemptRow]] | None:
-        """A run, its steps, and the attempts of them kept in the history."""
-        with self._read() as conn:
-            run = self._get_run(conn, run_id, owner)
-            if run is None:
-                return None
-            found = self._get_steps(conn, run_id)
-            tried = history.attempts_of(conn, [run_id]) if _retried(found) else {}
-            return run, found, tried.get(run_id, [])
-
     def _get_run(self, conn: Connection, run_id: uuid.UUID, owner: str | None) -> RunRow | None:
         row = conn.execute(reads_sql.run(run_id, owner)).first()
         if row is None:
@@ -133,12 +121,6 @@ class StoreReads(StoreCore):
         with self._read() as conn:
             return [UsageRow(*row) for row in conn.execute(query)]
 
-    def descendants(self, run_id: uuid.UUID) -> list[uuid.UUID]:
-        """Child runs, their children, and so on (a recursive query)."""
-        query = reads_sql.descendants(run_id)
-        with self._read() as conn:
-            return list(conn.execute(query).scalars())
-
     def usage_groups(self, flt: RunFilter, since: int | None, until: int | None,
                      group_by: str) -> list[Any]:
         """(key, calls, input, output, cached, reasoning, cost, unpriced) per group."""
@@ -184,10 +166,4 @@ class StoreReads(StoreCore):
         query = reads_sql.running_runs(host_prefix)
         with self._read() as conn:
             return [RunRow.from_row(r, ()) for r in conn.execute(query)]
-
-
-def _retried(found: Sequence[StepRow]) -> bool:
-    """Whether any step may have attempts in the history: retried, or running (a failed
-    attempt may be waiting for its retry)."""
-    return any(row.attempts > 1 or row.status == "running" for row in found)
 

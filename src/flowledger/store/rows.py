@@ -47,12 +47,13 @@ class RunRow:
     idempotency_key: str | None = None
     concurrency_key: str | None = None
     lease_expires_at: int | None = None
+    revision: int = 0
 
     @classmethod
     def from_row(cls, row: Any, tags: tuple[str, ...]) -> RunRow:
         """A ``flowledger_runs`` row (all its columns) and the run's tags."""
         m = row._mapping
-        return cls(**{name: m[name] for name in _RUN_COLUMNS}, tags=tags)
+        return cls(**{name: m[name] for name in RUN_COLUMNS}, tags=tags)
 
 
 @dataclass(slots=True)
@@ -69,6 +70,9 @@ class StepRow:
     completed_at: int | None
     child_run_id: uuid.UUID | None
     context: str | None = None  # JSON: name -> serialized value, what this step set
+    #: When a read cut the input or output to a preview: its full length (characters).
+    input_length: int | None = None
+    output_length: int | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +87,36 @@ class AttemptRow:
     completed_at: int | None
     error: str | None
     retry_at: int | None
+
+
+@dataclass(slots=True)
+class RunRead:
+    """Everything reading a run returns, from one snapshot of the database: the run, its
+    steps (payloads maybe cut to previews), attempt history, context (name, serialized
+    value), artifacts, descendants (their revisions) and the LLM calls of the run and
+    its descendants."""
+
+    run: RunRow
+    steps: list[StepRow]
+    attempts: list[AttemptRow]
+    context: list[tuple[str, str | None]]
+    artifacts: list[ArtifactRow]
+    descendants: list[Revision]
+    usage: list[UsageRow]
+
+
+@dataclass(slots=True)
+class Revision:
+    """What says whether a run reads back differently: its revision, and what its
+    ``stalled`` note depends on (a run and each descendant, one row each)."""
+
+    id: uuid.UUID
+    owner: str
+    revision: int
+    status: str
+    lease_expires_at: int | None
+    executor: str | None
+    parent_id: uuid.UUID | None
 
 
 @dataclass(slots=True)
@@ -254,4 +288,4 @@ class RunProgress:
     error: str | None = None  # the run's, once it failed
 
 
-_RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")
+RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")

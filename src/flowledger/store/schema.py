@@ -65,12 +65,16 @@ runs = Table(
     Column("idempotency_key", String(200), nullable=True),
     Column("concurrency_key", String(200), nullable=True),
     Column("lease_expires_at", BigInteger, nullable=True),
+    # Bumped (by triggers, migration 0009) by every write that changes what reading the
+    # run returns: "unchanged?" is one indexed lookup (ETags, polling dashboards).
+    Column("revision", BigInteger, nullable=False, server_default="0"),
     # Listing filters keep the id order (newest first) inside each index, so a page is a
     # short index walk whatever the combination of status, workflow and owner.
     Index("ix_flowledger_runs_status", "status", "id"),
     Index("ix_flowledger_runs_workflow", "workflow", "status", "id"),
     Index("ix_flowledger_runs_owner", "owner", "status", "id"),
     Index("ix_flowledger_runs_workflow_id", "workflow", "id"),
+    Index("ix_flowledger_runs_queue", "queue", "id"),
     Index("ix_flowledger_runs_owner_id", "owner", "id"),
     # Partial: most runs have no parent, and a full index of NULLs looks useless to
     # SQLite's planner after ANALYZE (it would scan the table for child runs).

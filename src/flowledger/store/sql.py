@@ -14,6 +14,7 @@ from .progress import StoreProgress
 from .queues import StoreQueues
 from .reads import StoreReads
 from .rows import ArtifactRow, NewRun, UsageRow
+from .snapshots import StoreSnapshots
 from .statements import artifacts as artifacts_sql
 from .statements import bulk as bulk_sql
 from .statements import context as context_sql
@@ -22,7 +23,7 @@ from .statements import steps as steps_sql
 from .translate import store_error
 
 
-class SqlStore(StoreReads, StoreQueues, StoreTokens, StoreProgress):
+class SqlStore(StoreReads, StoreSnapshots, StoreQueues, StoreTokens, StoreProgress):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::

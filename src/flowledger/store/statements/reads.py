@@ -154,13 +154,6 @@ def family_of(run_ids: list[uuid.UUID], dialect: str) -> Select[Any]:
     return select(tree)
 
 
-def descendants(run_id: uuid.UUID) -> Select[Any]:
-    """The ids of a run's children, their children, and so on (a recursive query)."""
-    tree = select(runs.c.id).where(runs.c.parent_id == run_id).cte(recursive=True)
-    tree = tree.union_all(select(runs.c.id).where(runs.c.parent_id == tree.c.id))
-    return select(tree.c.id)
-
-
 # -- several runs' records -----------------------------------------------------------
 def steps_of(run_ids: Sequence[uuid.UUID]) -> Select[Any]:
     return (select(steps).where(steps.c.run_id.in_(list(run_ids)))

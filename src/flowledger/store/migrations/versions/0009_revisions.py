@@ -1,0 +1,99 @@
+"""A revision number on every run, bumped by each write that changes what reading the run
+returns (its row, steps, attempts, usage, context, artifacts), so readers can tell
+"unchanged" from one indexed lookup (HTTP ETags, the UI's polling); an index for listing
+by queue.
+
+The bumps are triggers, so no writer can forget one and the step hot path stays one
+statement. Existing runs start at revision 0.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+# (table, events whose rows change what a run reads back); deletes of steps, attempts and
+# usage only happen with their run, so they bump nothing.
+_CHILD_TABLES = (("flowledger_steps", ("INSERT", "UPDATE")),
+                 ("flowledger_attempts", ("INSERT", "UPDATE")),
+                 ("flowledger_usage", ("INSERT",)),
+                 ("flowledger_context", ("INSERT", "UPDATE", "DELETE")),
+                 ("flowledger_artifacts", ("INSERT", "UPDATE", "DELETE")))
+
+_PG_FUNCTIONS = """
+CREATE OR REPLACE FUNCTION flowledger_bump_revision() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        UPDATE flowledger_runs SET revision = revision + 1 WHERE id = OLD.run_id;
+        RETURN OLD;
+    END IF;
+    UPDATE flowledger_runs SET revision = revision + 1 WHERE id = NEW.run_id;
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE FUNCTION flowledger_run_revision() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.revision = OLD.revision THEN
+        NEW.revision := OLD.revision + 1;
+    END IF;
+    RETURN NEW;
+END $$;
+"""
+
+
+def _trigger_name(table: str, event: str) -> str:
+    return f"{table}_{event.lower()}_revision"
+
+
+def upgrade() -> None:
+    # A constant default: instant on both backends (no table rewrite).
+    op.add_column("flowledger_runs", sa.Column("revision", sa.BigInteger(), nullable=False,
+                                               server_default="0"))
+    op.create_index("ix_flowledger_runs_queue", "flowledger_runs", ["queue", "id"])
+    if op.get_context().dialect.name == "postgresql":
+        op.execute(_PG_FUNCTIONS)
+        op.execute("CREATE TRIGGER flowledger_runs_update_revision BEFORE UPDATE ON "
+                   "flowledger_runs FOR EACH ROW EXECUTE FUNCTION flowledger_run_revision()")
+        for table, events in _CHILD_TABLES:
+            op.execute(f"CREATE TRIGGER {table}_revision AFTER {' OR '.join(events)} ON "
+                       f"{table} FOR EACH ROW EXECUTE FUNCTION flowledger_bump_revision()")
+        return
+    # SQLite: one trigger per event; recursive triggers are off, and the WHEN clause
+    # keeps the run's own trigger from counting the bump it makes.
+    op.execute("CREATE TRIGGER flowledger_runs_update_revision AFTER UPDATE ON "
+               "flowledger_runs WHEN NEW.revision = OLD.revision BEGIN "
+               "UPDATE flowledger_runs SET revision = OLD.revision + 1 WHERE id = NEW.id; END")
+    for table, events in _CHILD_TABLES:
+        for event in events:
+            row = "OLD" if event == "DELETE" else "NEW"
+            op.execute(f"CREATE TRIGGER {_trigger_name(table, event)} AFTER {event} ON "
+                       f"{table} BEGIN UPDATE flowledger_runs SET revision = revision + 1 "
+                       f"WHERE id = {row}.run_id; END")
+
+
+def downgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS flowledger_runs_update_revision ON flowledger_runs")
+        for table, _events in _CHILD_TABLES:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_revision ON {table}")
+        op.execute("DROP FUNCTION IF EXISTS flowledger_bump_revision()")
+        op.execute("DROP FUNCTION IF EXISTS flowledger_run_revision()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS flowledger_runs_update_revision")
+        for table, events in _CHILD_TABLES:
+            for event in events:
+                op.execute(f"DROP TRIGGER IF EXISTS {_trigger_name(table, event)}")
+    op.drop_index("ix_flowledger_runs_queue", "flowledger_runs")
+    with op.batch_alter_table("flowledger_runs") as batch:
+        batch.drop_column("revision")

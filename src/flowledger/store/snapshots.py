@@ -1,0 +1,102 @@
+"""Reading one run whole, fast: the statements of ``statements/snapshot.py``, compiled once
+per store and run on a raw driver connection against one snapshot (on PostgreSQL one
+pipelined round trip). A part of ``SqlStore``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from typing import Any
+
+from .core import StoreCore
+from .rows import (
+    RUN_COLUMNS,
+    ArtifactRow,
+    AttemptRow,
+    Revision,
+    RunRead,
+    RunRow,
+    StepRow,
+    UsageRow,
+)
+from .statements import snapshot
+from .translate import translate_errors
+
+#: No preview: values are never longer than this many characters.
+WHOLE = 2**31 - 1
+
+
+class StoreSnapshots(StoreCore):
+    """``read_run`` and ``revisions``: what the run page and its ETag read."""
+
+    @functools.cached_property
+    def _snapshot_sql(self) -> tuple[str, ...]:
+        return tuple(self._compile_text(sql)
+                     for sql in snapshot.run_statements(self.backend.name))
+
+    @functools.cached_property
+    def _revisions_sql(self) -> str:
+        return self._compile_text(snapshot.revisions_statement(self.backend.name))
+
+    def read_run(self, run_id: uuid.UUID, owner: str | None,
+                 preview: int | None = None) -> RunRead | None:
+        """The run and everything shown with it, or None if ``owner`` (None: anyone)
+        cannot see it. With ``preview``, step inputs and outputs longer than that many
+        characters are cut to it (``StepRow.input_length`` / ``output_length`` then
+        give their full length)."""
+        params = {"rid": self.backend.bind_id(run_id), "preview": preview or WHOLE}
+        with translate_errors(self._where):
+            found = self.backend.read_snapshot([(sql, params) for sql in self._snapshot_sql])
+        (run_rows, step_rows, family_rows, usage_rows) = found
+        if not run_rows or (owner is not None and run_rows[0][RUN_COLUMNS.index("owner")]
+                            != owner):
+            return None
+        load = self.backend.load_id
+        row = run_rows[0]
+        columns = len(RUN_COLUMNS)
+        values = dict(zip(RUN_COLUMNS, row[:columns], strict=True))
+        for name in ("id", "parent_id", "forked_from"):
+            values[name] = load(values[name])
+        tags, context, artifacts, attempts = (_json(value) for value in row[columns:])
+        run = RunRow(**values, tags=tuple(tags))
+        return RunRead(
+            run=run,
+            steps=[StepRow(run_id, s[1], s[2], s[3], s[4], s[5], s[7], s[9], s[10], s[11],
+                           load(s[12]), None, s[6], s[8])
+                   for s in step_rows],
+            attempts=[AttemptRow(run_id, *a) for a in attempts],
+            context=[(name, value) for name, value in context],
+            artifacts=[ArtifactRow(run_id, *a) for a in artifacts],
+            descendants=[self._revision(r) for r in family_rows],
+            usage=[UsageRow(_id(load(u[0])), *u[1:]) for u in usage_rows],
+        )
+
+    def revisions(self, run_id: uuid.UUID) -> list[Revision]:
+        """The revision of a run and of each descendant (the run first), with what its
+        ``stalled`` note depends on; empty if there is no such run. One statement, no
+        steps read."""
+        params = {"rid": self.backend.bind_id(run_id)}
+        with translate_errors(self._where):
+            (rows,) = self.backend.read_snapshot([(self._revisions_sql, params)])
+        found = [self._revision(r) for r in rows]
+        found.sort(key=lambda revision: revision.id != run_id)
+        return found
+
+    def _revision(self, row: tuple[Any, ...]) -> Revision:
+        load = self.backend.load_id
+        return Revision(_id(load(row[0])), row[1], row[2], row[3], row[4], row[5],
+                        load(row[6]))
+
+
+def _json(value: Any) -> list[Any]:
+    """A folded JSON array (SQLite gives text, psycopg parses it; no rows: [] or NULL)."""
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def _id(value: uuid.UUID | None) -> uuid.UUID:
+    assert value is not None  # ids of existing rows
+    return value
+
