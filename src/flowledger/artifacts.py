@@ -167,6 +167,12 @@ class ArtifactStore:
         content: bytes = self.fs.cat_file(self.path(owner, digest))
         return content
 
+    def head(self, owner: str, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes of the content (a preview), reading no more."""
+        with self.fs.open(self.path(owner, digest), "rb") as stream:
+            content: bytes = stream.read(size)
+            return content
+
     def chunks(self, owner: str, digest: str, size: int = 64 * 1024) -> Iterator[bytes]:
         """The content in pieces, for streaming without holding it all in memory."""
         with self.fs.open(self.path(owner, digest), "rb") as stream:

@@ -80,6 +80,14 @@ class Runtime:
         key = text[len(OUTPUT_MARKER):]
         return RunArtifacts(self.store, self.artifacts, run_id, owner).read_bytes(key).decode()
 
+    def payload_head(self, owner: str, digest: str, chars: int) -> str:
+        """The start of an offloaded payload: its first ``chars`` characters at most."""
+        if self.artifacts is None:
+            return ""
+        # UTF-8 takes at most 4 bytes a character; a character cut at the end is dropped.
+        head = self.artifacts.head(owner, digest, chars * 4)
+        return head.decode("utf-8", errors="ignore")[:chars]
+
 
 def new_run(code: WorkflowDef | tuple[str, str, str], owner: str, serializer: str,
             inputs: str | None, *, executor: str | None = None, created_at: int | None = None,

@@ -121,7 +121,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
         runtime = Runtime(store, serializer or JsonSerializer(), max_payload_bytes,
                           ids.identity(), ArtifactStore(artifacts_url), offload_bytes)
         LedgerBase.__init__(self, Shared(url, persistence, store, artifacts_url, runtime,
-                                         Records(runtime.serializer, runtime.payload)), owner)
+                                         Records(runtime.serializer, runtime.payload,
+                                                 runtime.payload_head)), owner)
 
     def for_owner(self, owner: str | None) -> Ledger:
         """A view of this Ledger that sees and creates only ``owner``'s runs (None: all

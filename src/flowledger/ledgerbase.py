@@ -132,7 +132,7 @@ class LedgerBase:
         found = self.store.read_run(parsed, self.owner, preview)
         if found is None:
             raise RunNotFound(str(run_id))
-        return self._records.read(found, preview=preview is not None)
+        return self._records.read(found, preview)
 
     def revision(self, run_id: str | uuid.UUID) -> str:
         """A token that changes whenever ``get(run_id)`` would read back differently
@@ -142,10 +142,10 @@ class LedgerBase:
 
         Example: ``if ledger.revision(run_id) != seen: run = ledger.get(run_id)``
         """
-        found = self.store.revisions(self.run_uuid(run_id))
+        found, marks = self.store.revisions(self.run_uuid(run_id))
         if not found or (self.owner is not None and found[0].owner != self.owner):
             raise RunNotFound(str(run_id))
-        return revision_token(found)
+        return revision_token(found, marks)
 
     def handle(self, run_id: str | uuid.UUID) -> RunHandle:
         """A handle on an existing run, e.g. to wait for it from another process."""

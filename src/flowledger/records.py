@@ -7,7 +7,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import astuple, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from .models import (
     from_micros,
 )
 from .serialization import Serializer
-from .store import AttemptRow, Revision, RunRead, RunRow, StepRow, UsageRow
+from .store import AttemptRow, Revision, RunRead, RunRow, StepMarks, StepRow, UsageRow
 
 INTERRUPTED_TYPE = "flowledger.Interrupted"
 
@@ -39,9 +39,11 @@ class Records:
     that wrote them (text is returned as is if the run used another serializer)."""
 
     def __init__(self, serializer: Serializer,
-                 payload: Callable[[uuid.UUID, str, str | None], str | None]) -> None:
+                 payload: Callable[[uuid.UUID, str, str | None], str | None],
+                 payload_head: Callable[[str, str, int], str] | None = None) -> None:
         self.serializer = serializer
         self.payload = payload  # follows offloaded outputs to their artifact
+        self.payload_head = payload_head  # (owner, digest, characters): a preview of one
 
     def load(self, row_serializer: str, text: str | None) -> Any:
         if text is None:
@@ -50,11 +52,15 @@ class Records:
             return text
         return self.serializer.loads(text)
 
-    def read(self, found: RunRead, preview: bool = False) -> Run:
+    def read(self, found: RunRead, preview: int | None = None) -> Run:
         """A run read whole (``SqlStore.read_run``): steps, usage of the run and its
-        descendants, attempts, context and artifacts."""
-        run = self.run(found.run, found.steps, usage=found.usage, attempts=found.attempts,
-                       preview=preview)
+        descendants, attempts, context and artifacts. With ``preview`` (characters), the
+        steps' offloaded outputs are previewed from the start of their artifact."""
+        steps = found.steps
+        if preview is not None:
+            steps = [self._previewed(found, step, preview) for step in steps]
+        run = self.run(found.run, steps, usage=found.usage, attempts=found.attempts,
+                       preview=preview is not None)
         context = {name: None if value is None else self.serializer.loads(value)
                    for name, value in found.context}
         row = found.run
@@ -62,7 +68,8 @@ class Records:
                        row.executor, row.parent_id)
         return replace(run, context=context,
                        artifacts=tuple(artifact_info(row) for row in found.artifacts),
-                       revision=revision_token([own, *found.descendants]))
+                       revision=revision_token([own, *found.descendants],
+                                               StepMarks.of(found.steps)))
 
     def run(self, row: RunRow, steps: list[StepRow] | None,
             live: tuple[int, int, int, int] | None = None,
@@ -109,6 +116,22 @@ class Records:
             executor=row.executor, lease_expires_at=from_micros(row.lease_expires_at),
             stalled=stalled(row),
         )
+
+    def _previewed(self, found: RunRead, step: StepRow, chars: int) -> StepRow:
+        """The step with an offloaded output replaced by the start of its content."""
+        text = step.output
+        if text is None or not text.startswith(OUTPUT_MARKER) or self.payload_head is None:
+            return step
+        key = text[len(OUTPUT_MARKER):]
+        stored = next((a for a in found.artifacts if a.key == key), None)
+        if stored is None:
+            return step
+        try:
+            head = self.payload_head(stored.owner, stored.digest, chars)
+        except OSError as exc:
+            head = json.dumps({"$artifact": key, "unavailable": f"{type(exc).__name__}: {exc}"})
+        whole = len(head.encode()) == stored.size
+        return replace(step, output=head, output_length=None if whole else stored.size)
 
     def _payload(self, row: RunRow, text: str | None) -> str | None:
         """An offloaded output's content; if its artifact cannot be read here, a note
@@ -204,13 +227,15 @@ def stall_state(status: str, lease_expires_at: int | None, executor: str | None)
     return "gone" if ids.is_alive_here(executor) is False else ""
 
 
-def revision_token(revisions: Sequence[Revision]) -> str:
+def revision_token(revisions: Sequence[Revision], marks: StepMarks) -> str:
     """A token that changes whenever reading the run (the first of ``revisions``; the
-    rest are its descendants) would return something different: its revision, its
-    descendants' (they count in its usage), and what its ``stalled`` note says."""
+    rest are its descendants) would return something different: its revision and its
+    steps' marks, its descendants' revisions (they count in its usage), and what its
+    ``stalled`` note says."""
     digest = hashlib.blake2b(digest_size=8)
     for item in sorted(revisions[1:], key=lambda r: r.id.bytes):
         digest.update(item.id.bytes + item.revision.to_bytes(8, "big"))
+    digest.update(repr(astuple(marks)).encode())
     first = revisions[0]
     digest.update(stall_state(first.status, first.lease_expires_at, first.executor).encode())
     return f"{first.revision}-{len(revisions) - 1}-{digest.hexdigest()}"

@@ -23,6 +23,7 @@ from .rows import (
     RunRead,
     RunRow,
     ScheduleRow,
+    StepMarks,
     StepProgress,
     StepRow,
     TokenRow,
@@ -34,6 +35,5 @@ from .sql import SqlStore
 
 __all__ = ["HEAD", "ArtifactRow", "AttemptRow", "Claim", "ClaimResult", "Durability",
            "Listener", "NewRun", "QueueRow", "Revision", "RunFilter", "RunProgress", "RunRead",
-           "RunRow",
-           "ScheduleRow", "SpoolingStore", "SqlStore", "StepProgress", "StepRow", "TokenRow",
-           "UsageRow", "WorkerRow", "head_revision"]
+           "RunRow", "ScheduleRow", "SpoolingStore", "SqlStore", "StepMarks", "StepProgress",
+           "StepRow", "TokenRow", "UsageRow", "WorkerRow", "head_revision"]

@@ -119,6 +119,30 @@ class Revision:
     parent_id: uuid.UUID | None
 
 
+@dataclass(frozen=True, slots=True)
+class StepMarks:
+    """What every step write changes: counts (steps, attempts, completed, failed,
+    skipped) and the latest start and end (microseconds; 0 when none)."""
+
+    steps: int = 0
+    attempts: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    last_started: int = 0
+    last_completed: int = 0
+
+    @classmethod
+    def of(cls, steps: Sequence[StepRow]) -> StepMarks:
+        """The marks of steps already read (the same as the store's aggregate)."""
+        statuses = [row.status for row in steps]
+        return cls(len(steps), sum(row.attempts for row in steps),
+                   statuses.count("completed"), statuses.count("failed"),
+                   statuses.count("skipped"),
+                   max((row.started_at or 0 for row in steps), default=0),
+                   max((row.completed_at or 0 for row in steps), default=0))
+
+
 @dataclass(slots=True)
 class UsageRow:
     run_id: uuid.UUID

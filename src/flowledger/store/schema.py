@@ -65,8 +65,9 @@ runs = Table(
     Column("idempotency_key", String(200), nullable=True),
     Column("concurrency_key", String(200), nullable=True),
     Column("lease_expires_at", BigInteger, nullable=True),
-    # Bumped (by triggers, migration 0009) by every write that changes what reading the
-    # run returns: "unchanged?" is one indexed lookup (ETags, polling dashboards).
+    # Bumped (by triggers, migration 0009) by every write to the run's row, attempts,
+    # usage, context and artifacts; with its steps' counts and times it tells readers
+    # "unchanged" cheaply (ETags, polling dashboards).
     Column("revision", BigInteger, nullable=False, server_default="0"),
     # Listing filters keep the id order (newest first) inside each index, so a page is a
     # short index walk whatever the combination of status, workflow and owner.

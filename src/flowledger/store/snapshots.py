@@ -17,6 +17,7 @@ from .rows import (
     Revision,
     RunRead,
     RunRow,
+    StepMarks,
     StepRow,
     UsageRow,
 )
@@ -36,8 +37,9 @@ class StoreSnapshots(StoreCore):
                      for sql in snapshot.run_statements(self.backend.name))
 
     @functools.cached_property
-    def _revisions_sql(self) -> str:
-        return self._compile_text(snapshot.revisions_statement(self.backend.name))
+    def _revisions_sql(self) -> tuple[str, ...]:
+        return tuple(self._compile_text(sql)
+                     for sql in snapshot.revisions_statements(self.backend.name))
 
     def read_run(self, run_id: uuid.UUID, owner: str | None,
                  preview: int | None = None) -> RunRead | None:
@@ -72,16 +74,17 @@ class StoreSnapshots(StoreCore):
             usage=[UsageRow(_id(load(u[0])), *u[1:]) for u in usage_rows],
         )
 
-    def revisions(self, run_id: uuid.UUID) -> list[Revision]:
+    def revisions(self, run_id: uuid.UUID) -> tuple[list[Revision], StepMarks]:
         """The revision of a run and of each descendant (the run first), with what its
-        ``stalled`` note depends on; empty if there is no such run. One statement, no
-        steps read."""
+        ``stalled`` note depends on, and the marks of its steps; no runs if there is
+        no such run. Two statements, one snapshot, no step payload read."""
         params = {"rid": self.backend.bind_id(run_id)}
         with translate_errors(self._where):
-            (rows,) = self.backend.read_snapshot([(self._revisions_sql, params)])
+            rows, marks = self.backend.read_snapshot([(sql, params)
+                                                      for sql in self._revisions_sql])
         found = [self._revision(r) for r in rows]
         found.sort(key=lambda revision: revision.id != run_id)
-        return found
+        return found, StepMarks(*(int(value) for value in marks[0]))
 
     def _revision(self, row: tuple[Any, ...]) -> Revision:
         load = self.backend.load_id

@@ -10,9 +10,14 @@ one pipelined round trip):
    descendant (child runs, theirs, ...);
 4. ``USAGE``: the LLM calls of the run and its descendants.
 
-``REVISIONS`` is the light read behind an ETag: the revision, status, lease and executor
-of the run and of each descendant, no steps. Each statement is text SQL with ``:name``
-parameters; ``{json_array}``-style slots are the one place the dialects differ.
+``REVISIONS`` and ``STEP_MARKS`` are the light read behind an ETag: the revision, status,
+lease and executor of the run and of each descendant, and the counts and latest times of
+the run's steps (an aggregate over the steps' primary key range: no payload is read).
+Step writes bump no revision (they are the hot path); every step write changes one of
+these marks instead: a begin adds a step or an attempt, an end changes a status count.
+
+Each statement is text SQL with ``:name`` parameters; the JSON aggregation functions are
+the one place the dialects differ.
 """
 
 from __future__ import annotations
@@ -81,6 +86,15 @@ SELECT """ + _REVISION_COLUMNS + """
 FROM flowledger_runs AS r WHERE r.id IN (SELECT id FROM family)""")
 
 
+_STEP_MARKS = """
+SELECT count(*), coalesce(sum(attempts), 0),
+       coalesce(sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN status = 'skipped' THEN 1 ELSE 0 END), 0),
+       coalesce(max(started_at), 0), coalesce(max(completed_at), 0)
+FROM flowledger_steps WHERE run_id = :rid"""
+
+
 def run_statements(dialect: str) -> tuple[str, str, str, str]:
     """The four statements of a run read (``:rid``, ``:preview``), as text SQL."""
     run = _RUN.format(**_JSON[dialect])
@@ -88,9 +102,9 @@ def run_statements(dialect: str) -> tuple[str, str, str, str]:
             _typed(_USAGE, dialect))
 
 
-def revisions_statement(dialect: str) -> str:
-    """The run's and its descendants' revisions (``:rid``), as text SQL."""
-    return _typed(_REVISIONS, dialect)
+def revisions_statements(dialect: str) -> tuple[str, str]:
+    """The run's and its descendants' revisions, and its steps' marks (``:rid``)."""
+    return _typed(_REVISIONS, dialect), _typed(_STEP_MARKS, dialect)
 
 
 def _typed(sql: str, dialect: str) -> str:
