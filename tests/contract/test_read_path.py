@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -18,6 +16,7 @@ import pytest
 from sqlalchemy import event
 
 import flowledger as fl
+from tests.helpers import checkpoints
 
 
 @fl.step(retries=1, backoff=0)
@@ -123,78 +122,26 @@ def test_get_reads_a_run_in_four_statements_whatever_its_size(
             assert len(wire.statements) <= 6, wire.statements
 
 
-def test_the_revision_changes_with_every_write_get_would_show(ledger: fl.Ledger,
-                                                                 tmp_path: Path) -> None:
-    reached: list[str] = []
-    proceed = threading.Event()
-    arrived = threading.Event()
-
-    def checkpoint(name: str) -> None:
-        reached.append(name)
-        arrived.set()
-        assert proceed.wait(60), "the test never let the workflow go on"
-        proceed.clear()
-
-    @fl.step
-    def gated(label: str) -> str:
-        checkpoint(f"{label}-begun")
-        return label
-
-    @fl.step
-    def with_usage() -> int:
-        fl.record_usage("gpt-4o-mini", input_tokens=5, output_tokens=1)
-        checkpoint("usage")
-        return 1
-
-    @fl.step
-    def child_usage() -> int:
-        checkpoint("child-begun")
-        fl.record_usage("gpt-4o-mini", input_tokens=5, output_tokens=1)
-        checkpoint("child-usage")  # only the child wrote: its parent reads differently
-        return 1
-
-    @fl.workflow(name="read-revisions-child")
-    def gated_child() -> int:
-        return child_usage()
-
-    @fl.workflow(name="read-revisions")
-    def flow() -> str:
-        checkpoint("started")
-        gated("a")
-        checkpoint("a-ended")
-        fl.context.set("k", 1)
-        checkpoint("context")
-        fl.artifacts.save("x.txt", b"x")
-        checkpoint("artifact")
-        with_usage()
-        gated_child()
-        checkpoint("child")
-        return "done"
-
+def test_the_revision_changes_with_every_write_get_would_show(ledger: fl.Ledger) -> None:
+    walk = checkpoints.fresh()
     seen: list[str] = []
+    handle = ledger.start(checkpoints.flow)
 
-    def step_through(expect: list[str], finished: Callable[[], Any]) -> None:
-        for name in expect:
-            assert arrived.wait(60), f"the workflow never reached {name}"
-            arrived.clear()
-            assert reached[-1] == name
-            revision = ledger.revision(handle.id)
-            assert revision not in seen, f"{name}: revision unchanged ({revision})"
-            assert ledger.revision(handle.id) == revision  # nothing wrote meanwhile
-            assert ledger.get(handle.id).revision == revision
-            seen.append(revision)
-            proceed.set()
-        finished()
+    def look(name: str) -> None:
+        revision = ledger.revision(handle.id)
+        assert revision not in seen, f"{name}: revision unchanged ({revision})"
+        assert ledger.revision(handle.id) == revision  # nothing wrote meanwhile
+        assert ledger.get(handle.id).revision == revision
+        seen.append(revision)
 
-    handle = ledger.start(flow)
-    step_through(["started", "a-begun", "a-ended", "context", "artifact", "usage",
-                  "child-begun", "child-usage", "child"], handle.result)
+    walk.walk(look)
+    assert handle.result(timeout=60) == "done"
     final = ledger.revision(handle.id)
     assert final not in seen  # the final status
     assert ledger.get(handle.id).revision == final
 
     # cancelling and resuming a queued run change it too; reading it does not
-    queued = ledger.submit(flow)
+    queued = ledger.submit(checkpoints.flow)
     before = ledger.revision(queued.id)
     ledger.get(queued.id)
     assert ledger.revision(queued.id) == before
