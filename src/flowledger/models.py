@@ -294,6 +294,26 @@ class Run:
 
 
 @dataclass(frozen=True)
+class SummaryPage:
+    """One page of ``Ledger.summaries()``: run summaries as JSON-ready dicts (the shape
+    of the HTTP API's run list), the cursor of the next page, and a token that changes
+    whenever this page would read back differently (``Ledger.summaries_revision``).
+
+    Example: ``[s["status"] for s in ledger.summaries(limit=10).runs]``
+    """
+
+    runs: list[dict[str, Any]]
+    next_cursor: str | None
+    revision: str
+
+    def __iter__(self) -> Any:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+@dataclass(frozen=True)
 class RunPage:
     """One page of ``Ledger.runs()``; pass ``next_cursor`` back to get the next page."""
 

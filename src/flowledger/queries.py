@@ -22,7 +22,17 @@ from .errors import (
     StepNotFound,
 )
 from .ledgerbase import LedgerBase
-from .models import Run, RunPage, RunStatus, Step, UsageGroup, UsageTotals, usd
+from .models import (
+    Run,
+    RunPage,
+    RunStatus,
+    Step,
+    SummaryPage,
+    UsageGroup,
+    UsageTotals,
+    usd,
+)
+from .records import marks_token, summary
 from .reports import RunDiff, Stats, compute_stats, diff_runs
 from .retention import FINISHED, PurgeReport, iter_runs, purge
 from .store import RunFilter, RunRow, StepRow, UsageRow
@@ -45,7 +55,8 @@ def _seal(run_id: uuid.UUID, flt: RunFilter) -> bytes:
     up, mangled, or taken from another listing is refused rather than misread. (The
     time window is left out: "2h ago" moves between pages.)"""
     listing = json.dumps([sorted(flt.status), flt.workflow, flt.owner, flt.tag,
-                          str(flt.parent_id) if flt.parent_id else None])
+                          str(flt.parent_id) if flt.parent_id else None]
+                         + ([flt.queue] if flt.queue is not None else []))
     return hashlib.blake2b(run_id.bytes + listing.encode(), digest_size=4,
                            person=b"flowledger-page").digest()
 
@@ -95,7 +106,8 @@ class LedgerQueries(LedgerBase):
              owner: str | None = None, tag: str | None = None,
              since: datetime | timedelta | None = None,
              until: datetime | timedelta | None = None, parent: str | None = None,
-             limit: int = 50, cursor: str | None = None) -> RunPage:
+             limit: int = 50, cursor: str | None = None, queue: str | None = None
+             ) -> RunPage:
         """Runs newest first, filtered, one page at a time (keyset pagination).
 
         ``since`` is inclusive and ``until`` exclusive; a timedelta means "that long
@@ -105,7 +117,7 @@ class LedgerQueries(LedgerBase):
         """
         if not 1 <= limit <= 1000:
             raise ConfigurationError("limit must be between 1 and 1000")
-        flt = self._filter(status, workflow, owner, tag, since, until, parent)
+        flt = self._filter(status, workflow, owner, tag, since, until, parent, queue)
         rows = self.store.list_runs(flt, limit + 1,
                                     decode_cursor(cursor, flt) if cursor else None)
         more = len(rows) > limit
@@ -114,6 +126,58 @@ class LedgerQueries(LedgerBase):
                                             if not RunStatus(r.status).finished])
         runs = tuple(self._to_run(r, None, live.get(r.id)) for r in rows)
         return RunPage(runs, encode_cursor(rows[-1].id, flt) if more and rows else None)
+
+    def summaries(self, *, status: str | Iterable[str] | None = None,
+                  workflow: str | None = None, owner: str | None = None,
+                  tag: str | None = None, queue: str | None = None,
+                  since: datetime | timedelta | None = None,
+                  until: datetime | timedelta | None = None, parent: str | None = None,
+                  limit: int = 50, cursor: str | None = None) -> SummaryPage:
+        """Run summaries, newest first, one page at a time: what a list of runs shows
+        (status, step counts, duration, tokens and cost of the run's own LLM calls, tags,
+        lineage), as JSON-ready dicts, read in one statement without inputs or outputs,
+        so a page costs the same whatever the payloads. Filters and cursors as
+        ``runs()`` (the cursors are interchangeable). ``SummaryPage.revision`` changes
+        whenever the page would read back differently.
+
+        Example: ``ledger.summaries(status="failed", queue="emails").runs[0]["counts"]``
+        """
+        flt, limit, before = self._listing(status, workflow, owner, tag, since, until,
+                                           parent, queue, limit, cursor)
+        rows = self.store.run_summaries(flt, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        load = self.store.backend.load_id
+        page = [summary(row, load) for row in rows]
+        last = load(rows[-1][0]) if rows else None
+        marks = [(row[0], row[22], row[4], row[21], row[16], *row[23:27]) for row in rows]
+        return SummaryPage(page, encode_cursor(last, flt) if more and last else None,
+                           marks_token(marks, more))
+
+    def summaries_revision(self, *, status: str | Iterable[str] | None = None,
+                           workflow: str | None = None, owner: str | None = None,
+                           tag: str | None = None, queue: str | None = None,
+                           since: datetime | timedelta | None = None,
+                           until: datetime | timedelta | None = None,
+                           parent: str | None = None, limit: int = 50,
+                           cursor: str | None = None) -> str:
+        """``summaries(...).revision`` read cheaply (one light statement): what a
+        dashboard polling a list compares. Example:
+        ``if ledger.summaries_revision(status="running") != seen: ...``"""
+        flt, limit, before = self._listing(status, workflow, owner, tag, since, until,
+                                           parent, queue, limit, cursor)
+        rows = self.store.run_marks(flt, limit + 1, before)
+        return marks_token(rows[:limit], len(rows) > limit)
+
+    def _listing(self, status: str | Iterable[str] | None, workflow: str | None,
+                 owner: str | None, tag: str | None, since: datetime | timedelta | None,
+                 until: datetime | timedelta | None, parent: str | None,
+                 queue: str | None, limit: int, cursor: str | None
+                 ) -> tuple[RunFilter, int, uuid.UUID | None]:
+        if not 1 <= limit <= 1000:
+            raise ConfigurationError("limit must be between 1 and 1000")
+        flt = self._filter(status, workflow, owner, tag, since, until, parent, queue)
+        return flt, limit, decode_cursor(cursor, flt) if cursor else None
 
     def diff(self, run_a: str | uuid.UUID, run_b: str | uuid.UUID) -> RunDiff:
         """Compare two runs position by position: status, duration and output changes."""
@@ -209,7 +273,8 @@ class LedgerQueries(LedgerBase):
 
     def _filter(self, status: str | Iterable[str] | None, workflow: str | None,
                 owner: str | None, tag: str | None, since: datetime | timedelta | None,
-                until: datetime | timedelta | None, parent: str | None) -> RunFilter:
+                until: datetime | timedelta | None, parent: str | None,
+                queue: str | None = None) -> RunFilter:
         statuses = _statuses(status)
         workflow = validation.optional_name(workflow, "the workflow filter")
         owner = validation.optional_name(owner, "the owner filter")
@@ -224,7 +289,8 @@ class LedgerQueries(LedgerBase):
             scope = "#" * 201  # another owner's runs from a scoped Ledger: no valid owner
         return RunFilter(owner=scope, status=statuses, workflow=workflow,
                          tag=tag, since=_micros(since, "since"), until=_micros(until, "until"),
-                         parent_id=parent_id)
+                         parent_id=parent_id,
+                         queue=validation.optional_name(queue, "the queue filter"))
 
     def _to_run(self, row: RunRow, steps: list[StepRow] | None,
                 live: tuple[int, int, int, int] | None = None) -> Run:

@@ -27,6 +27,7 @@ from .models import (
     UsageTotals,
     duration_between,
     from_micros,
+    usd,
 )
 from .serialization import Serializer
 from .store import AttemptRow, Revision, RunRead, RunRow, StepMarks, StepRow, UsageRow
@@ -244,22 +245,87 @@ def revision_token(revisions: Sequence[Revision], marks: StepMarks) -> str:
 def stalled(row: RunRow) -> str | None:
     """Why a run marked running is not advancing, when that is known from here: its
     worker's lease expired, or its process on this host is gone. None otherwise."""
-    state = stall_state(row.status, row.lease_expires_at, row.executor)
+    return stalled_note(str(row.id), row.status, row.lease_expires_at, row.executor,
+                        row.queue, row.parent_id)
+
+
+def stalled_note(run_id: str, status: str, lease_expires_at: int | None,
+                 executor: str | None, queue: str | None,
+                 parent_id: uuid.UUID | str | None) -> str | None:
+    """``stalled`` from the columns it depends on."""
+    state = stall_state(status, lease_expires_at, executor)
     if state == "expired":
-        return (f"its worker's lease expired at {from_micros(row.lease_expires_at)}: a "
-                f"worker serving queue {row.queue!r} takes it over (see flowledger "
-                "workers)")
+        return (f"its worker's lease expired at {from_micros(lease_expires_at)}: a "
+                f"worker serving queue {queue!r} takes it over (see flowledger workers)")
     if state == "worker-gone":
-        return (f"its worker (pid {_pid_of(row.executor)}) is gone: a worker serving "
-                f"queue {row.queue!r} takes it over when its lease expires at "
-                f"{from_micros(row.lease_expires_at)}")
+        return (f"its worker (pid {_pid_of(executor)}) is gone: a worker serving "
+                f"queue {queue!r} takes it over when its lease expires at "
+                f"{from_micros(lease_expires_at)}")
     if state != "gone":
         return None
-    gone = f"the process that ran it (pid {_pid_of(row.executor)}) is gone"
-    if row.parent_id is not None:
-        return f"{gone}: it continues when its parent run {row.parent_id} is resumed"
-    return (f"{gone}: continue it with `flowledger resume {row.id}` or "
+    gone = f"the process that ran it (pid {_pid_of(executor)}) is gone"
+    if parent_id is not None:
+        return f"{gone}: it continues when its parent run {parent_id} is resumed"
+    return (f"{gone}: continue it with `flowledger resume {run_id}` or "
             "`flowledger recover`")
+
+
+def _iso(micros: int | None) -> str | None:
+    return None if micros is None else from_micros(micros).isoformat()  # type: ignore[union-attr]
+
+
+def _error(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return {"type": str(data.get("type", "")), "message": str(data.get("message", "")),
+            "traceback": str(data.get("traceback", ""))}
+
+
+def summary(row: Sequence[Any], load_id: Callable[[Any], uuid.UUID | None]) -> dict[str, Any]:
+    """A run summary (``Ledger.summaries``) as JSON-ready values, straight from a listing
+    row (``SUMMARY_COLUMNS``, the four counts, tags, calls, tokens, cost)."""
+    (run_id, workflow, version, owner, status, error, created_at, started_at, completed_at,
+     deadline_at, recovery_attempts, parent_id, forked_from, forked_from_position,
+     resumed_at, resumed_from_position, executor, queue, priority, scheduled_at,
+     idempotency_key, lease_expires_at, _revision, total, completed, failed, skipped, tags,
+     calls, tokens, cost) = row
+    text_id = str(load_id(run_id))
+    parent = load_id(parent_id)
+    fork = load_id(forked_from)
+    return {
+        "id": text_id, "workflow": workflow, "version": version, "owner": owner,
+        "tags": sorted(tags.split("\t")) if tags else [], "status": status,
+        "error": _error(error), "created_at": _iso(created_at),
+        "started_at": _iso(started_at), "completed_at": _iso(completed_at),
+        "duration": None if started_at is None or completed_at is None
+        else (completed_at - started_at) / 1_000_000,
+        "counts": {"total": total, "completed": completed, "failed": failed,
+                   "skipped": skipped},
+        "deadline_at": _iso(deadline_at), "queue": queue, "priority": priority,
+        "scheduled_at": _iso(scheduled_at), "idempotency_key": idempotency_key,
+        "executor": executor, "lease_expires_at": _iso(lease_expires_at),
+        "stalled": stalled_note(text_id, status, lease_expires_at, executor, queue, parent),
+        "lineage": {"parent_id": str(parent) if parent else None,
+                    "forked_from": str(fork) if fork else None,
+                    "forked_from_position": forked_from_position,
+                    "resumed_at": _iso(resumed_at),
+                    "resumed_from_position": resumed_from_position,
+                    "recovery_attempts": recovery_attempts},
+        "own_usage": {"calls": calls, "tokens": int(tokens or 0),
+                  "cost_usd": None if cost is None else usd(float(cost))},
+    }
+
+
+def marks_token(rows: Sequence[Sequence[Any]], more: bool) -> str:
+    """A token that changes whenever a page of summaries would read back differently,
+    from its light rows (``MARK_COLUMNS`` and the four counts)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for run_id, revision, status, lease, executor, *counts in rows:
+        digest.update(repr((str(run_id), revision, status, stall_state(status, lease, executor),
+                            counts)).encode())
+    digest.update(b"+" if more else b".")
+    return digest.hexdigest()
 
 
 def _pid_of(executor: str | None) -> str:

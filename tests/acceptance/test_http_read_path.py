@@ -103,3 +103,33 @@ def test_a_run_answer_previews_large_payloads_and_the_step_route_has_them_whole(
             assert whole.status_code == 200
             assert whole.json()["output"] == "x" * size
             assert whole.json()["output_truncated"] is False
+
+
+def test_a_run_list_answers_304_while_unchanged_and_filters_by_queue(db_url: str) -> None:
+    with fl.Ledger(db_url) as ledger:
+        token = _token(ledger)
+        first = ledger.submit(payloads, 10, queue="reports")
+        ledger.submit(payloads, 20)
+    with fl.Ledger(db_url) as ledger, serving(db_url) as server, \
+            server.client(token) as api:
+        listing = api.get("/runs", params={"queue": "reports"})
+        assert listing.status_code == 200
+        assert [r["id"] for r in listing.json()["runs"]] == [first.id]
+        assert listing.json()["runs"][0]["own_usage"] == {"calls": 0, "tokens": 0,
+                                                          "cost_usd": None}
+        tag = listing.headers["etag"]
+        unchanged = api.get("/runs", params={"queue": "reports"},
+                            headers={"If-None-Match": tag})
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        # another listing has its own tag; a change on the page changes it
+        assert api.get("/runs", headers={"If-None-Match": tag}).status_code == 200
+        ledger.cancel(first.id)
+        changed = api.get("/runs", params={"queue": "reports"},
+                          headers={"If-None-Match": tag})
+        assert changed.status_code == 200 and changed.headers["etag"] != tag
+        assert changed.json()["runs"][0]["status"] == "cancelled"
+        # a new run on the page changes it too
+        ledger.submit(payloads, 30, queue="reports")
+        grown = api.get("/runs", params={"queue": "reports"},
+                        headers={"If-None-Match": changed.headers["etag"]})
+        assert grown.status_code == 200 and len(grown.json()["runs"]) == 2

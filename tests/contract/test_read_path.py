@@ -7,7 +7,9 @@ Statements are counted on the wire: SQLite's trace callback, libpq's protocol tr
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,3 +176,64 @@ def test_previews_keep_large_payloads_out_of_a_run_read(ledger: fl.Ledger) -> No
     assert ledger.get(handle.id).steps[0].output == whole.output  # no preview asked
     with pytest.raises(fl.ConfigurationError, match="preview"):
         ledger.get(handle.id, preview=0)
+
+
+@fl.workflow(name="read-payload")
+def payload(blob: str) -> int:
+    return len(blob)
+
+
+def test_a_listing_reads_no_payload_whatever_its_size(ledger: fl.Ledger) -> None:
+    blob = "x" * (512 * 1024)
+    for _ in range(20):
+        ledger.run(payload, blob)
+    with Wire.watching(ledger) as wire:
+        ledger.summaries(limit=50)
+    if ledger.store.dialect == "sqlite":  # the wire shows the SQL: no payload column in it
+        [listing] = [s for s in wire.statements if "FROM flowledger_runs" in s]
+        assert not re.search(r"\bflowledger_runs\.(inputs|output)\b", listing), listing
+        # and SQLite, which reads a row's columns in order, stops before the payloads
+        with ledger.store.backend.engine.connect() as conn:
+            columns = [row[1] for row in conn.exec_driver_sql(
+                "PRAGMA table_info(flowledger_runs)")]
+        assert columns[-2:] == ["inputs", "output"]
+    else:
+        assert len(wire.statements) == 3 and wire.round_trips <= 2  # BEGIN, page, COMMIT
+    tracemalloc.start()
+    page = ledger.summaries(limit=50)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(page.runs) == 20
+    assert peak < 1024 * 1024, f"a page of 20 summaries took {peak} bytes"  # 10 MiB of inputs
+
+
+def test_summaries_show_what_a_list_of_runs_shows(ledger: fl.Ledger) -> None:
+    finished = ledger.start(wide, 4, tags=["b", "a"])
+    finished.result()
+    queued = ledger.submit(wide, 2, queue="emails")
+    failing = ledger.submit(payload, "x", queue="emails")
+    ledger.cancel(failing.id)
+    page = ledger.summaries(limit=2)
+    assert [s["id"] for s in page.runs] == [failing.id, queued.id]
+    assert page.next_cursor is not None
+    rest = ledger.summaries(limit=2, cursor=page.next_cursor)
+    assert rest.runs and rest.runs[0]["workflow"] == "read-child"  # child runs are runs too
+    top = ledger.summaries(workflow="read-wide", status="completed").runs[0]
+    assert top["id"] == finished.id
+    run = ledger.get(finished.id)
+    assert top["tags"] == ["a", "b"] and top["status"] == "completed"
+    assert top["counts"] == {"total": 6, "completed": 6, "failed": 0, "skipped": 0}
+    own = [u for step in run.steps for u in step.usage]
+    assert top["own_usage"]["calls"] == len(own) == 4
+    assert top["own_usage"]["tokens"] == sum(u.input_tokens + u.output_tokens for u in own)
+    assert top["duration"] == pytest.approx(run.duration.total_seconds())  # type: ignore[union-attr]
+    assert [s["id"] for s in ledger.summaries(queue="emails").runs] == [failing.id, queued.id]
+    assert ledger.summaries(status="cancelled", queue="emails").runs[0]["id"] == failing.id
+    # cursors of runs() and summaries() are the same
+    assert [r.id for r in ledger.runs(limit=2, cursor=page.next_cursor)] == \
+        [s["id"] for s in rest.runs]
+    # the page's revision: unchanged by reading, changed by a write on the page
+    revision = ledger.summaries_revision(limit=2)
+    assert revision == page.revision == ledger.summaries(limit=2).revision
+    ledger.cancel(queued.id)
+    assert ledger.summaries_revision(limit=2) != revision

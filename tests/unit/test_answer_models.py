@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 import flowledger as fl
 from flowledger.http import schemas
-from flowledger.http.present import Redactor, run_full, run_summary, step_full
+from flowledger.http.present import Redactor, run_full, step_full
 from flowledger.http.routes_workflows import parameters
 from flowledger.workflow import registered
 
@@ -101,12 +101,11 @@ def test_a_run_answer_has_exactly_the_declared_fields(
     assert any(step.error for step in run.steps)
     assert run.artifacts and run.artifacts == tuple(ledger.artifacts(run).list())
     assert_matches(schemas.RunOut, run_full(run, Redactor(["label"])))
-    assert_matches(schemas.RunSummaryOut, run_summary(run))
     for step in run.steps:
         assert_matches(schemas.StepOut, step_full(step, Redactor([])), f"step {step.position}")
-    assert_matches(schemas.RunPageOut,
-                   {"runs": [run_summary(found) for found in ledger.runs()],
-                    "next_cursor": None})
+    page = ledger.summaries()
+    assert len(page.runs) == 2 and any(s["own_usage"]["calls"] for s in page.runs)
+    assert_matches(schemas.RunPageOut, {"runs": page.runs, "next_cursor": page.next_cursor})
     ledger.close()
 
 
@@ -122,6 +121,9 @@ def test_a_failed_run_answer_has_exactly_the_declared_fields(tmp_path: Path) -> 
         run = ledger.get(handle.id)
         assert run.error is not None
         assert_matches(schemas.RunOut, run_full(run, Redactor([])))
+        listed = ledger.summaries().runs[0]
+        assert listed["error"]["type"] == "builtins.RuntimeError"
+        assert_matches(schemas.RunSummaryOut, listed)
 
 
 def test_reports_events_and_workflows_answers_match_their_models(

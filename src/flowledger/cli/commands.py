@@ -105,6 +105,8 @@ def runs_command(
         help="Created at or after: a duration ago (2h, 7d) or a date (2026-11-01).")] = None,
     until: Annotated[str | None, typer.Option(
         help="Created before: a duration ago or a date.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only runs submitted to this queue.")]
+    = None,
     limit: Annotated[int, typer.Option(help="At most this many runs (1-1000).")] = 20,
     cursor: Annotated[str | None, typer.Option(
         help="Continue after a previous page (its next cursor).")] = None,
@@ -112,21 +114,20 @@ def runs_command(
 ) -> None:
     """List runs, newest first."""
     state = state_of(ctx)
-    page = state.ledger.runs(status=status, workflow=workflow, owner=owner, tag=tag,
-                             since=parse_when(since), until=parse_when(until), limit=limit,
-                             cursor=cursor)
+    page = state.ledger.summaries(status=status, workflow=workflow, owner=owner, tag=tag,
+                                  queue=queue, since=parse_when(since),
+                                  until=parse_when(until), limit=limit, cursor=cursor)
     if as_json:
-        state.print_json({"runs": [r.to_dict() for r in page.runs],
-                          "next_cursor": page.next_cursor})
+        state.print_json({"runs": page.runs, "next_cursor": page.next_cursor})
         return
     state.show(render.runs_table(page.runs), empty=not page.runs,
                nothing="no runs match" if cursor or any(
-                   (status, workflow, owner, tag, since, until)) else "no runs yet")
-    stalled = [run for run in page.runs if run.stalled]
+                   (status, workflow, owner, tag, queue, since, until)) else "no runs yet")
+    stalled = [run for run in page.runs if run["stalled"]]
     if stalled:
         state.hint(f"{len(stalled)} run{'s' if len(stalled) > 1 else ''} marked running "
                    f"{'have' if len(stalled) > 1 else 'has'} no live executor: "
-                   f"`flowledger inspect {stalled[0].id[:13]}` says why and what to do")
+                   f"`flowledger inspect {stalled[0]['id'][:13]}` says why and what to do")
     if page.next_cursor:
         state.hint(f"more: --cursor {page.next_cursor}")
 
@@ -185,7 +186,7 @@ def recover_command(ctx: typer.Context, as_json: AsJson = False) -> None:
         state.print_json({"recovered": [r.to_dict() for r in outcomes],
                           "not_recovered": refused})
     elif outcomes:
-        state.out.print(render.runs_table(outcomes))
+        state.out.print(render.runs_table([render.as_summary(r) for r in outcomes]))
     elif not refused:
         state.hint("nothing to recover")
     if refused or any(r.status is not RunStatus.COMPLETED for r in outcomes):

@@ -75,19 +75,37 @@ def error_summary(step: Step | Run, width: int = 50) -> str:
     return compact(f"{kind}: {step.error.message}", width).strip('"')
 
 
-def runs_table(runs: Sequence[Run]) -> Table:
+def runs_table(summaries: Sequence[dict[str, Any]]) -> Table:
+    """Run summaries (``Ledger.summaries``) as a table."""
     table = Table(show_edge=False, header_style="bold")
-    for column in ("id", "workflow", "status", "created", "duration", "steps", "owner", "tags"):
+    for column in ("id", "workflow", "status", "created", "duration", "steps", "cost",
+                   "owner", "tags"):
         table.add_column(column, no_wrap=column not in ("workflow", "tags"),
-                         overflow="fold" if column in ("workflow", "tags") else "ellipsis")
-    for run in runs:
-        table.add_row(short_id(run.id), f"{run.workflow} v{run.version}",
-                      status_text(run.status) + (Text(" (stalled)", style="yellow")
-                                                 if run.stalled else ""),
-                      when(run.created_at), duration(run.duration),
-                      f"{run.counts.completed}/{run.counts.total}", run.owner,
-                      ", ".join(run.tags))
+                         overflow="fold" if column in ("workflow", "tags") else "ellipsis",
+                         justify="right" if column in ("duration", "steps", "cost")
+                         else "left")
+    for run in summaries:
+        seconds, counts, cost = run["duration"], run["counts"], run["own_usage"]["cost_usd"]
+        table.add_row(short_id(run["id"]), f"{run['workflow']} v{run['version']}",
+                      status_text(RunStatus(run["status"])) + (
+                          Text(" (stalled)", style="yellow") if run["stalled"] else ""),
+                      when(datetime.fromisoformat(run["created_at"])),
+                      duration(None if seconds is None else timedelta(seconds=seconds)),
+                      f"{counts['completed']}/{counts['total']}",
+                      "—" if cost is None else f"${cost:.4f}", run["owner"],
+                      ", ".join(run["tags"]))
     return table
+
+
+def as_summary(run: Run) -> dict[str, Any]:
+    """What ``runs_table`` shows of a run record."""
+    return {"id": run.id, "workflow": run.workflow, "version": run.version,
+            "status": run.status.value, "stalled": run.stalled,
+            "created_at": run.created_at.isoformat(),
+            "duration": run.duration.total_seconds() if run.duration else None,
+            "counts": {"completed": run.counts.completed, "total": run.counts.total},
+            "own_usage": {"cost_usd": run.usage.cost_usd if run.usage else None},
+            "owner": run.owner, "tags": list(run.tags)}
 
 
 def run_header(run: Run) -> Table:

@@ -39,13 +39,6 @@ def _lineage(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def run_summary(run: Run) -> dict[str, Any]:
-    data = run.to_dict()
-    for name in _FULL_ONLY:
-        data.pop(name)
-    return _lineage(data)
-
-
 def run_full(run: Run, redact: Redactor) -> dict[str, Any]:
     data = _lineage(run.to_dict())
     data["inputs"] = redact(data["inputs"])

@@ -25,7 +25,7 @@ from .params import (
     settings_of,
     when,
 )
-from .present import run_full, run_summary, step_full
+from .present import run_full, step_full
 from .schemas import (
     ActionResult,
     EventOut,
@@ -41,26 +41,39 @@ from .schemas import (
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/runs", response_model=RunPageOut, responses=ERRORS,
+@router.get("/runs", response_model=RunPageOut,
+            responses={304: {"description": "Unchanged since the ETag given in "
+                                            "If-None-Match"}, **ERRORS},
             summary="Runs, newest first, one page at a time")
-def list_runs(caller: CallerDep,
+def list_runs(request: Request, caller: CallerDep,
               status: Annotated[list[RunStatusName] | None, Query()] = None,
               workflow: Annotated[str | None, Query(max_length=200)] = None,
               tag: Annotated[str | None, Query(max_length=200)] = None,
+              queue: Annotated[str | None, Query(max_length=200)] = None,
               owner: Annotated[str | None, Query(
                   max_length=200, description="Admin tokens: that owner's runs (other "
                                               "tokens see only their own).")] = None,
               since: IsoTime = None, until: IsoTime = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-              cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{27}$")] = None
-              ) -> JSONResponse:
-    """``since`` is inclusive, ``until`` exclusive; pass ``next_cursor`` back as ``cursor``."""
-    page = caller.ledger.runs(status=status, workflow=workflow, tag=tag,
-                              owner=owner,
-                              since=when(since, "since"), until=when(until, "until"), limit=limit,
-                              cursor=cursor)
-    return JSONResponse({"runs": [run_summary(run) for run in page.runs],
-                         "next_cursor": page.next_cursor})
+              cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{27}$")] = None,
+              if_none_match: Annotated[str | None, Header(
+                  max_length=8000, description="The ETag of an earlier answer: 304 if the "
+                                               "page is unchanged.")] = None,
+              ) -> Response:
+    """``since`` is inclusive, ``until`` exclusive; pass ``next_cursor`` back as ``cursor``.
+    The answer's ETag changes whenever the page would; send it back in If-None-Match to
+    get 304 while nothing changed (one light query)."""
+    listing: dict[str, Any] = {
+        "status": status, "workflow": workflow, "tag": tag, "owner": owner, "queue": queue,
+        "since": when(since, "since"), "until": when(until, "until"), "limit": limit,
+        "cursor": cursor}
+    if if_none_match:
+        tag_now = entity_tag(request, caller.ledger.summaries_revision(**listing))
+        if not_modified(request, tag_now):
+            return Response(status_code=304, headers={"ETag": tag_now})
+    page = caller.ledger.summaries(**listing)
+    return JSONResponse({"runs": page.runs, "next_cursor": page.next_cursor},
+                        headers={"ETag": entity_tag(request, page.revision)})
 
 
 @router.get("/runs/{run_id}", response_model=RunOut,

@@ -147,8 +147,8 @@ class LineageOut(BaseModel):
     recovery_attempts: int
 
 
-class RunSummaryOut(BaseModel):
-    """A run as listed: no payloads or steps (fetch the run for those)."""
+class RunFieldsOut(BaseModel):
+    """What a run as listed and a run in full both show."""
 
     id: str
     workflow: str
@@ -174,6 +174,20 @@ class RunSummaryOut(BaseModel):
     lineage: LineageOut
 
 
+class OwnUsageOut(BaseModel):
+    calls: int
+    tokens: int = Field(description="Input plus output tokens.")
+    cost_usd: float | None = Field(description="Null when no call could be priced.")
+
+
+class RunSummaryOut(RunFieldsOut):
+    """A run as listed: no payloads or steps (fetch the run for those)."""
+
+    own_usage: OwnUsageOut = Field(description="The LLM calls of this run's own steps "
+                                               "(the run answer's usage adds its child "
+                                               "runs').")
+
+
 class ArtifactOut(BaseModel):
     run_id: str
     key: str
@@ -184,7 +198,7 @@ class ArtifactOut(BaseModel):
     created_at: datetime | None
 
 
-class RunOut(RunSummaryOut):
+class RunOut(RunFieldsOut):
     """A run in full: inputs, output, steps, usage totals, context and artifacts."""
 
     entrypoint: str

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +71,11 @@ class Backend:
         """Run read statements (driver SQL) against one snapshot of the database, on a
         raw driver connection; the rows of each."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def migrating(self, conn: Connection) -> Iterator[None]:
+        """Around a migration's transaction (SQLite turns foreign keys off for it)."""
+        yield
 
     def lock_for_migration(self, conn: Connection) -> None:
         """Serialize schema upgrades between processes opening the store at once."""
@@ -245,6 +250,20 @@ class SqliteBackend(Backend):
 
     def load_id(self, value: Any) -> uuid.UUID | None:
         return None if value is None else uuid.UUID(hex=value)
+
+    @contextlib.contextmanager
+    def migrating(self, conn: Connection) -> Iterator[None]:
+        # A migration that rebuilds a table drops the old one: with foreign keys on, that
+        # would delete every row referencing it. The pragma only works outside a
+        # transaction, so it is set on the driver connection before the migration's begins
+        # (and checked by the migration with PRAGMA foreign_key_check).
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
+            raw.execute("PRAGMA foreign_keys = ON")
 
     def read_snapshot(self, statements: list[tuple[str, dict[str, Any]]]
                       ) -> list[list[tuple[Any, ...]]]:

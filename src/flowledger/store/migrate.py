@@ -56,7 +56,7 @@ def upgrade(backend: Backend) -> None:
     # One write transaction holds the migration lock (SQLite: BEGIN IMMEDIATE, PostgreSQL:
     # an advisory lock); a process that waited on it finds the schema at head and stops.
     with backend.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, \
-            conn.begin():
+            backend.migrating(conn), conn.begin():
         backend.lock_for_migration(conn)
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

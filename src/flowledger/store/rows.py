@@ -208,6 +208,7 @@ class RunFilter:
     parent_id: uuid.UUID | None = None
     # Only runs at the top of a tree: no parent, or a parent no longer recorded.
     roots: bool = False
+    queue: str | None = None
 
 
 # -- queues and workers ---------------------------------------------------------------

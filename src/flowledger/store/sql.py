@@ -20,10 +20,12 @@ from .statements import bulk as bulk_sql
 from .statements import context as context_sql
 from .statements import runs as runs_sql
 from .statements import steps as steps_sql
+from .summaries import StoreSummaries
 from .translate import store_error
 
 
-class SqlStore(StoreReads, StoreSnapshots, StoreQueues, StoreTokens, StoreProgress):
+class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
+               StoreProgress):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::

@@ -2,6 +2,11 @@
 context or artifacts, so readers can tell "unchanged" cheaply (HTTP ETags, the UI's
 polling); an index for listing by queue.
 
+On SQLite the runs table is also rebuilt with its inputs and output last: SQLite reads a
+row's columns in order, walking the overflow pages of every large value before the
+column asked for, so run listings (which never read payloads) cost as much as the
+payloads were large. After the rebuild they stop before them.
+
 The bumps are triggers, so no writer can forget one. Step writes bump nothing: they are
 the hot path (a trigger cost SQLite ~15 µs a write, 40% of a step), and readers derive
 their part from the steps' own counts and times instead (``statements/snapshot.py``).
@@ -56,10 +61,38 @@ def _trigger_name(table: str, event: str) -> str:
     return f"{table}_{event.lower()}_revision"
 
 
+def _payloads_last() -> None:
+    """Rebuild SQLite's runs table with ``inputs`` and ``output`` as its last columns,
+    keeping every row, index and constraint (the migration runs with foreign keys off,
+    so dropping the old table deletes no step: ``migrate.upgrade`` sees to it)."""
+    conn = op.get_bind()
+    columns = conn.exec_driver_sql("PRAGMA table_xinfo(flowledger_runs)").all()
+    indexes = [row[0] for row in conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' "
+        "AND tbl_name = 'flowledger_runs' AND sql IS NOT NULL")]
+    ordered = sorted(columns, key=lambda c: c[1] in ("inputs", "output"))
+    definitions = [f"{c[1]} {c[2]}" + (f" DEFAULT {c[4]}" if c[4] is not None else "")
+                   + (" NOT NULL" if c[3] else "") for c in ordered]
+    names = ", ".join(c[1] for c in ordered)
+    conn.exec_driver_sql(f"CREATE TABLE flowledger_runs_rebuilt ({', '.join(definitions)}, "
+                         "PRIMARY KEY (id))")
+    conn.exec_driver_sql(f"INSERT INTO flowledger_runs_rebuilt ({names}) "
+                         f"SELECT {names} FROM flowledger_runs")
+    conn.exec_driver_sql("DROP TABLE flowledger_runs")
+    conn.exec_driver_sql("ALTER TABLE flowledger_runs_rebuilt RENAME TO flowledger_runs")
+    for index in indexes:
+        conn.exec_driver_sql(index)
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise RuntimeError(f"rebuilding flowledger_runs broke references: {broken[:5]}")
+
+
 def upgrade() -> None:
     # A constant default: instant on both backends (no table rewrite).
     op.add_column("flowledger_runs", sa.Column("revision", sa.BigInteger(), nullable=False,
                                                server_default="0"))
+    if op.get_context().dialect.name == "sqlite":
+        _payloads_last()
     op.create_index("ix_flowledger_runs_queue", "flowledger_runs", ["queue", "id"])
     if op.get_context().dialect.name == "postgresql":
         op.execute(_PG_FUNCTIONS)
