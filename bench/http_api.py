@@ -8,11 +8,14 @@ default redaction). Then, for 1, 8 and 32 concurrent clients (asyncio + httpx, o
 as soon as the previous one is answered), each for a fixed time after a warm-up:
 
 - ``GET /api/v1/runs/{id}`` of a run picked at random among the N (run, steps, artifacts),
+- the same with ``If-None-Match`` set to that run's ETag: answered 304 (unchanged),
+- ``GET /api/v1/runs/{id}`` of one run of 1,000 steps,
 - ``GET /api/v1/runs?limit=50``, the first page,
 - ``GET /api/v1/runs?limit=50&cursor=…``, a page half-way through the store, whose cursor
   is found by following ``next_cursor`` from the first page (that walk is timed too),
 - and for reference ``GET /api/v1/healthz`` (no token check, no database): the cost of
-  the HTTP stack alone.
+  the HTTP stack alone. Every other row's throughput is also given as a ratio of it
+  (same store, same number of clients, same invocation), next to the issue's targets.
 
 For each: successful requests/s, p50 / p99 latency, errors, the CPU time per request
 spent by the server process, by PostgreSQL (all its processes, from /proc) and by this
@@ -62,7 +65,11 @@ sys.path.insert(0, str(ROOT))  # run as a script: the bench package is importabl
 from bench.scale import Payloads, synthetic_batches  # noqa: E402
 
 STEPS = 5
+LONG = 1000
 OWNER = "bench"
+#: The issue's targets for 8 clients: (row label, minimum ratio of /healthz's req/s).
+RATIO_TARGETS = {"GET /runs/{id} (random run)": 0.5, "GET /runs?limit=50 (first page)": 0.35,
+                 "GET /runs?limit=50 (page": 0.35, "GET /runs/{id} answered 304": 0.8}
 PAGE = 50
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -85,19 +92,28 @@ def fill(ledger: fl.Ledger, runs: int) -> tuple[list[str], int]:
     return run_ids, step_count
 
 
-def prepare(url: str, runs: int) -> tuple[list[str], str, str]:
-    """Fill the store, analyze it, create the token; (run ids, token, fill summary)."""
+def prepare(url: str, runs: int) -> tuple[list[str], str, str, str]:
+    """Fill the store (and one run of 1,000 steps), analyze it, create the token; (run
+    ids, the long run's id, token, fill summary)."""
     with fl.Ledger(url, durability="normal") as ledger:
         started = time.perf_counter()
         run_ids, steps = fill(ledger, runs)
         elapsed = time.perf_counter() - started
+        long_rows, long_steps = next(synthetic_batches(
+            1, steps=LONG, owners=[OWNER], span_days=60,
+            payloads=Payloads(step_input='{"i": 1}', step_output='{"value": 1}')))
+        long_rows[0] |= {"status": "completed", "total_steps": LONG,
+                         "completed_steps": LONG, "failed_steps": 0}
+        ledger.store.load_records(long_rows, long_steps)
+        long_id = str(long_rows[0]["id"])
         if ledger.store.backend.name == "postgresql":
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
         else:
             ledger.store.backend._hot.execute("ANALYZE")  # type: ignore[attr-defined]
         token = ledger.create_token(OWNER, note="bench/http_api.py").secret
-    return run_ids, token, f"{runs:,} runs / {steps:,} steps loaded in {elapsed:.1f} s"
+    return (run_ids, long_id, token,
+            f"{runs:,} runs / {steps:,} steps loaded in {elapsed:.1f} s")
 
 
 @contextmanager
@@ -275,8 +291,16 @@ class Result:
         return f"{cpu / max(self.requests, 1) * 1000:.2f}" if cpu is not None else "-"
 
 
+@dataclass
+class Scenario:
+    label: str
+    path: Callable[[], str]
+    headers: Callable[[str], dict[str, str]] | None = None  # from the path
+    expect: int = 200
+
+
 async def _phase(clients: list[httpx.AsyncClient], seconds: float,
-                 path: Callable[[], str]) -> tuple[int, list[float], Counter[str], float]:
+                 scenario: Scenario) -> tuple[int, list[float], Counter[str], float]:
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     count = 0
@@ -287,15 +311,17 @@ async def _phase(clients: list[httpx.AsyncClient], seconds: float,
         nonlocal count
         while time.perf_counter() < deadline:
             began = time.perf_counter()
+            path = scenario.path()
+            headers = scenario.headers(path) if scenario.headers else None
             try:
-                response = await client.get(path())
+                response = await client.get(path, headers=headers)
                 await response.aread()
             except httpx.HTTPError as exc:
                 errors[type(exc).__name__] += 1
                 count += 1
                 continue
             count += 1
-            if response.status_code == 200:
+            if response.status_code == scenario.expect:
                 latencies.append((time.perf_counter() - began) * 1000)
             else:
                 errors[f"HTTP {response.status_code}"] += 1
@@ -305,8 +331,8 @@ async def _phase(clients: list[httpx.AsyncClient], seconds: float,
 
 
 async def _measure(server: Server, token: str, clients: int, warmup: float, seconds: float,
-                   path: Callable[[], str]) -> tuple[int, list[float], Counter[str], float,
-                                                     CpuSnapshot, CpuSnapshot]:
+                   scenario: Scenario) -> tuple[int, list[float], Counter[str], float,
+                                                CpuSnapshot, CpuSnapshot]:
     # One AsyncClient of one keep-alive connection per simulated client: a single client
     # with a pool of 32 connections costs ~4x the CPU per request in httpcore's pool (and
     # triples the p99), which on 2 cores is taken from the server.
@@ -314,17 +340,18 @@ async def _measure(server: Server, token: str, clients: int, warmup: float, seco
         pool = [await stack.enter_async_context(httpx.AsyncClient(
             base_url=server.base, limits=httpx.Limits(max_connections=1), timeout=60,
             headers={"Authorization": f"Bearer {token}"})) for _ in range(clients)]
-        await _phase(pool, warmup, path)
+        await _phase(pool, warmup, scenario)
         before = CpuSnapshot.take(server)
-        count, latencies, errors, elapsed = await _phase(pool, seconds, path)
+        count, latencies, errors, elapsed = await _phase(pool, seconds, scenario)
         after = CpuSnapshot.take(server)
     return count, latencies, errors, elapsed, before, after
 
 
-def measure(backend: str, label: str, server: Server, token: str, clients: int,
-            warmup: float, seconds: float, path: Callable[[], str]) -> Result:
+def measure(backend: str, scenario: Scenario, server: Server, token: str, clients: int,
+            warmup: float, seconds: float) -> Result:
+    label = scenario.label
     count, latencies, errors, elapsed, before, after = asyncio.run(
-        _measure(server, token, clients, warmup, seconds, path))
+        _measure(server, token, clients, warmup, seconds, scenario))
     db = (after.db - before.db) if after.db is not None and before.db is not None else None
     cores = max(after.total - before.total, 1e-9)
     busy = (after.busy - before.busy) / cores
@@ -363,6 +390,14 @@ def deep_cursor(server: Server, token: str, pages: int) -> tuple[str, float]:
     return cursor, pages / (time.perf_counter() - started)
 
 
+def run_etags(server: Server, token: str, run_ids: list[str]) -> dict[str, str]:
+    """The ETag of each of these runs, as the server answers it."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server.base, headers=headers, timeout=30) as client:
+        return {run_id: client.get(f"/api/v1/runs/{run_id}").headers["etag"]
+                for run_id in run_ids}
+
+
 def sanity_check(server: Server, token: str, run_ids: list[str]) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     run = httpx.get(f"{server.base}/api/v1/runs/{run_ids[0]}", headers=headers, timeout=30)
@@ -378,7 +413,7 @@ def sanity_check(server: Server, token: str, run_ids: list[str]) -> None:
 def bench_backend(backend: str, url: str, args: argparse.Namespace, workdir: Path,
                   problems: list[str], notes: list[str]) -> list[Result]:
     print(f"\n{backend}: filling the store…", flush=True)
-    run_ids, token, summary = prepare(url, args.runs)
+    run_ids, long_id, token, summary = prepare(url, args.runs)
     notes.append(f"{backend}: {summary}")
     print(f"{backend}: {summary}; starting the server", flush=True)
     server = start_server(url, workdir)
@@ -395,20 +430,67 @@ def bench_backend(backend: str, url: str, args: argparse.Namespace, workdir: Pat
         notes.append(f"{backend}: following next_cursor through {pages:,} pages of {PAGE} "
                      f"(one client): {pages_per_s:,.0f} pages/s")
         rng = random.Random(11)
-        scenarios: list[tuple[str, Callable[[], str]]] = [
-            ("GET /healthz (HTTP stack only)", lambda: "/api/v1/healthz"),
-            ("GET /runs/{id} (random run)", lambda: f"/api/v1/runs/{rng.choice(run_ids)}"),
-            (f"GET /runs?limit={PAGE} (first page)", lambda: f"/api/v1/runs?limit={PAGE}"),
-            (f"GET /runs?limit={PAGE} (page {pages + 1:,})",
-             lambda: f"/api/v1/runs?limit={PAGE}&cursor={cursor}"),
+        sample = rng.sample(run_ids, min(2000, len(run_ids)))
+        etags = run_etags(server, token, sample)
+
+        def random_run() -> str:
+            return f"/api/v1/runs/{rng.choice(sample)}"
+
+        scenarios = [
+            Scenario("GET /healthz (HTTP stack only)", lambda: "/api/v1/healthz"),
+            Scenario("GET /runs/{id} (random run)", random_run),
+            Scenario("GET /runs/{id} answered 304", random_run,
+                     lambda path: {"If-None-Match": etags[path.rsplit("/", 1)[1]]}, 304),
+            Scenario(f"GET /runs/{{id}} ({LONG:,} steps)", lambda: f"/api/v1/runs/{long_id}"),
+            Scenario(f"GET /runs?limit={PAGE} (first page)", lambda: f"/api/v1/runs?limit={PAGE}"),
+            Scenario(f"GET /runs?limit={PAGE} (page {pages + 1:,})",
+                     lambda: f"/api/v1/runs?limit={PAGE}&cursor={cursor}"),
         ]
-        for label, path in scenarios:
+        for scenario in scenarios:
             for clients in args.clients:
-                results.append(measure(backend, label, server, token, clients, args.warmup,
-                                       args.seconds, path))
+                results.append(measure(backend, scenario, server, token, clients,
+                                       args.warmup, args.seconds))
     finally:
         stop_server(server, problems)
     return results
+
+
+def _p50(r: Result) -> float:
+    return statistics.median(r.latencies) if r.latencies else float("nan")
+
+
+def _p99(r: Result) -> float:
+    if len(r.latencies) < 2:
+        return _p50(r)
+    return statistics.quantiles(r.latencies, n=100, method="inclusive")[98]
+
+
+def targets(results: list[Result], health: dict[tuple[str, int], float]) -> list[str]:
+    """Each target of the read-path issue, with the figure measured and whether it holds."""
+    lines = []
+
+    def check(backend: str, what: str, value: float, limit: float, at_least: bool,
+              unit: str = "") -> None:
+        held = value >= limit if at_least else value <= limit
+        lines.append(f"{backend:<11} {what:<52} {value:>8.2f}{unit} "
+                     f"(target {'≥' if at_least else '≤'} {limit:g}{unit}): "
+                     f"{'reached' if held else 'NOT reached'}")
+
+    for r in results:
+        if r.clients == 8:
+            for label, limit in RATIO_TARGETS.items():
+                if r.request.startswith(label):
+                    ratio = r.rate / max(health.get((r.backend, 8), 0), 1e-9)
+                    check(r.backend, f"{r.request}, 8 clients", ratio, limit, True, "x")
+        if r.clients == 1 and r.request.startswith("GET /runs/{id} (random"):
+            check(r.backend, "GET /runs/{id} p50, 1 client", _p50(r), 3, False, " ms")
+        if r.clients == 1 and r.request.startswith(f"GET /runs/{{id}} ({LONG:,}"):
+            check(r.backend, f"GET /runs/{{id}} of {LONG:,} steps p50, 1 client", _p50(r),
+                  25, False, " ms")
+        if r.clients == 8 and r.request.startswith("GET /runs/{id} (random"):
+            check(r.backend, "server CPU per GET /runs/{id}, 8 clients",
+                  r.server_cpu / max(r.requests, 1) * 1000, 1.5, False, " ms")
+    return lines
 
 
 def report(results: list[Result], args: argparse.Namespace, notes: list[str],
@@ -416,19 +498,23 @@ def report(results: list[Result], args: argparse.Namespace, notes: list[str],
     print(f"\n{args.runs:,} runs of up to {STEPS} steps, one owner; {args.seconds:g} s per "
           f"row after {args.warmup:g} s of warm-up; {os.cpu_count()} cores shared by the "
           "load generator, the server and the database\n")
-    print(f"{'store':<11} {'request':<34} {'clients':>7} {'req/s':>7} {'p50 ms':>7}"
-          f" {'p99 ms':>7} {'errors':>6}   {'CPU ms/request: server':>22} {'db':>5}"
-          f" {'client':>6}  {'new db sessions':>15}  {'cores busy (other)':>18}")
+    health = {(r.backend, r.clients): r.rate for r in results
+              if r.request.startswith("GET /healthz")}
+    print(f"{'store':<11} {'request':<34} {'clients':>7} {'req/s':>7} {'x healthz':>9}"
+          f" {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}   {'CPU ms/request: server':>22}"
+          f" {'db':>5} {'client':>6}  {'new db sessions':>15}  {'cores busy (other)':>18}")
     for r in results:
         sessions = (f"{r.sessions / max(r.requests, 1) * 1000:,.0f} per 1k req"
                     if r.sessions is not None else "-")
-        p50 = statistics.median(r.latencies) if r.latencies else float("nan")
-        p99 = (statistics.quantiles(r.latencies, n=100, method="inclusive")[98]
-               if len(r.latencies) > 1 else p50)
-        print(f"{r.backend:<11} {r.request:<34} {r.clients:>7} {r.rate:>7,.0f} {p50:>7.2f}"
-              f" {p99:>7.2f} {sum(r.errors.values()):>6}   {r.per_request(r.server_cpu):>22}"
-              f" {r.per_request(r.db_cpu):>5} {r.per_request(r.client_cpu):>6}"
-              f"  {sessions:>15}  {r.busy:>11.0%} ({r.other:.0%})")
+        ratio = r.rate / max(health.get((r.backend, r.clients), 0), 1e-9)
+        print(f"{r.backend:<11} {r.request:<34} {r.clients:>7} {r.rate:>7,.0f} {ratio:>9.2f}"
+              f" {_p50(r):>7.2f} {_p99(r):>7.2f} {sum(r.errors.values()):>6}"
+              f"   {r.per_request(r.server_cpu):>22} {r.per_request(r.db_cpu):>5}"
+              f" {r.per_request(r.client_cpu):>6}  {sessions:>15}  {r.busy:>11.0%}"
+              f" ({r.other:.0%})")
+    print()
+    for line in targets(results, health):
+        print(line)
     print()
     for note in notes:
         print(note)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -327,12 +327,17 @@ class RunPage:
         return len(self.runs)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def record_to_dict(record: Any) -> dict[str, Any]:
     """A record (dataclass) as a JSON-ready dict: its fields, values converted."""
-    out: dict[str, Any] = {}
-    for item in fields(record):
-        out[item.name] = _value(getattr(record, item.name))
-    return out
+    kind = type(record)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:  # worked out once per class: a run page converts thousands
+        names = _FIELD_NAMES[kind] = tuple(item.name for item in fields(record))
+    return {name: _value(getattr(record, name)) for name in names}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -341,21 +346,41 @@ def to_jsonable(value: Any) -> Any:
 
 
 def _value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {key: _value(item) for key, item in value.items()}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, tuple | list):
-        return [_value(v) for v in value]
-    if is_dataclass(value) and not isinstance(value, type):
-        return record_to_dict(value)
-    return value
+    kind = type(value)
+    if kind in _AS_IS:  # the common case first (exact types: an enum is not a str here)
+        return value
+    convert = _CONVERTERS.get(kind)
+    if convert is None:
+        convert = _CONVERTERS[kind] = _converter(kind)
+    return convert(value)
+
+
+def _finite(value: float) -> Any:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _converter(kind: type) -> Callable[[Any], Any]:
+    """How values of one type become JSON-ready (chosen once per type)."""
+    if issubclass(kind, enum.Enum):
+        return lambda value: value.value
+    if issubclass(kind, float):
+        return _finite
+    if issubclass(kind, dict):
+        return lambda value: {key: _value(item) for key, item in value.items()}
+    if issubclass(kind, datetime):
+        return datetime.isoformat
+    if issubclass(kind, timedelta):
+        return timedelta.total_seconds
+    if issubclass(kind, tuple | list):
+        return lambda value: [_value(item) for item in value]
+    if hasattr(kind, "__dataclass_fields__"):
+        return record_to_dict
+    return lambda value: value
+
+
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
 
 
 __all__ = [

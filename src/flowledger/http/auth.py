@@ -1,5 +1,7 @@
 """Bearer-token authentication: every /api/v1 route but /healthz needs a live token; the
-Ledger a request acts through is scoped to the token's owner (admin tokens: every owner)."""
+Ledger a request acts through is scoped to the token's owner (admin tokens: every owner).
+Every request asks the database (one precompiled lookup), so a revoked token stops
+working at once."""
 
 from __future__ import annotations
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .core import StoreCore
 from .rows import TokenRow
 from .statements import api_tokens as api_tokens_sql
+from .translate import translate_errors
 
 
 def _token_row(row: Any) -> TokenRow:
@@ -21,11 +23,20 @@ class StoreTokens(StoreCore):
         with self._write() as conn:
             conn.execute(api_tokens_sql.insert_token(token, secret_hash))
 
+    @functools.cached_property
+    def _token_by_hash_sql(self) -> str:
+        return self._compile_statement(api_tokens_sql.TOKEN_BY_HASH)
+
     def token_by_hash(self, secret_hash: str) -> TokenRow | None:
-        """The live (not revoked) token with this secret hash."""
-        with self._read() as conn:
-            row = conn.execute(api_tokens_sql.token_by_hash(secret_hash)).first()
-            return None if row is None else _token_row(row)
+        """The live (not revoked) token with this secret hash (every HTTP request asks:
+        one precompiled statement on a raw connection)."""
+        with translate_errors(self._where):
+            (rows,) = self.backend.read_snapshot([(self._token_by_hash_sql,
+                                                   {"hash": secret_hash})])
+        if not rows:
+            return None
+        found = rows[0]
+        return TokenRow(found[0], found[1], bool(found[2]), *found[3:])
 
     def list_tokens(self, include_revoked: bool) -> list[TokenRow]:
         query = api_tokens_sql.list_tokens(include_revoked)

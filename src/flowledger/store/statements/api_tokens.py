@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Select, Update, insert, select, update
+from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
 
 from ..rows import TokenRow
 from ..schema import api_tokens
@@ -19,10 +19,10 @@ def insert_token(token: TokenRow, secret_hash: str) -> Insert:
         admin=int(token.admin), note=token.note, created_at=token.created_at)
 
 
-def token_by_hash(secret_hash: str) -> Select[Any]:
-    """The live (not revoked) token with this secret hash."""
-    return select(*TOKEN_COLUMNS).where(api_tokens.c.secret_hash == secret_hash,
-                                        api_tokens.c.revoked_at.is_(None))
+# The live (not revoked) token with this secret hash: run on every HTTP request, so
+# compiled once and run on a raw driver connection.
+TOKEN_BY_HASH = select(*TOKEN_COLUMNS).where(api_tokens.c.secret_hash == bindparam("hash"),
+                                             api_tokens.c.revoked_at.is_(None))
 
 
 def list_tokens(include_revoked: bool) -> Select[Any]:
