@@ -6,7 +6,11 @@ realistic mix of statuses, owners and workflows spread over 30 days, plus one ru
 
 - the first page of ``runs(status="failed", workflow=...)``,
 - a page deep in the cursor (half-way through the store), filtered and unfiltered,
-- ``get()`` of the 1,000-step run,
+- ``get()`` of the 1,000-step run, and its ``revision()`` (what a 304 reads),
+- ``summaries()`` (what ``GET /runs`` and ``flowledger runs`` list): first page and
+  half-way through,
+- whole ``flowledger runs`` and ``flowledger inspect`` (of the 1,000-step run) processes,
+  interpreter start included,
 - ``stats()`` for one workflow over a day,
 - ``purge`` of the oldest 10% of runs (runs/s),
 
@@ -21,6 +25,8 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -143,6 +149,12 @@ def timed(fn: Callable[[], object], repeat: int = 7) -> float:
     return statistics.median(samples)
 
 
+def _cli(url: str, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "flowledger", "--db", url, *args], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "COLUMNS": "160"})
+
+
 def database_bytes(ledger: fl.Ledger, url: str) -> int:
     backend = ledger.store.backend
     if backend.name == "sqlite":
@@ -185,6 +197,14 @@ def measure(name: str, url: str, runs: int) -> list[tuple[str, str, str, str]]:
             ("runs(owner=…, tag-less) first page",
              lambda: ledger.runs(owner="team_4"), "≤ 10 ms"),
             ("get() of a 1,000-step run", lambda: ledger.get(big), "≤ 20 ms"),
+            ("revision() of the 1,000-step run", lambda: ledger.revision(big), "(a 304)"),
+            ("summaries() first page", ledger.summaries, "(GET /runs)"),
+            ("summaries() half-way through (cursor)",
+             lambda: ledger.summaries(cursor=cursor), "(GET /runs?cursor=)"),
+            ("flowledger runs (whole process)",
+             lambda: _cli(url, "runs"), "wall time, interpreter start included"),
+            ("flowledger inspect <1,000-step run> (whole process)",
+             lambda: _cli(url, "inspect", big), "wall time, interpreter start included"),
             ("stats(workflow=…) over a day",
              lambda: ledger.stats(workflow="workflow_3", since=timedelta(days=1)), "≤ 200 ms"),
         ]

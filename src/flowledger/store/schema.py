@@ -75,7 +75,8 @@ runs = Table(
     Index("ix_flowledger_runs_workflow", "workflow", "status", "id"),
     Index("ix_flowledger_runs_owner", "owner", "status", "id"),
     Index("ix_flowledger_runs_workflow_id", "workflow", "id"),
-    Index("ix_flowledger_runs_queue", "queue", "id"),
+    Index("ix_flowledger_runs_queue", "queue", "id", sqlite_where=text("queue IS NOT NULL"),
+          postgresql_where=text("queue IS NOT NULL")),
     Index("ix_flowledger_runs_owner_id", "owner", "id"),
     # Partial: most runs have no parent, and a full index of NULLs looks useless to
     # SQLite's planner after ANALYZE (it would scan the table for child runs).

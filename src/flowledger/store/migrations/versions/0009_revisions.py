@@ -93,7 +93,10 @@ def upgrade() -> None:
                                                server_default="0"))
     if op.get_context().dialect.name == "sqlite":
         _payloads_last()
-    op.create_index("ix_flowledger_runs_queue", "flowledger_runs", ["queue", "id"])
+    # Partial: runs started in-process (no queue) pay nothing for it.
+    op.create_index("ix_flowledger_runs_queue", "flowledger_runs", ["queue", "id"],
+                    sqlite_where=sa.text("queue IS NOT NULL"),
+                    postgresql_where=sa.text("queue IS NOT NULL"))
     if op.get_context().dialect.name == "postgresql":
         op.execute(_PG_FUNCTIONS)
         op.execute("CREATE TRIGGER flowledger_runs_update_revision BEFORE UPDATE ON "
