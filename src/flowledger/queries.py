@@ -33,7 +33,7 @@ from .models import (
     usd,
 )
 from .records import marks_token, summary
-from .reports import RunDiff, Stats, compute_stats, diff_runs
+from .reports import RunDiff, Stats, Trends, compute_stats, compute_trends, diff_runs
 from .retention import FINISHED, PurgeReport, iter_runs, purge
 from .store import RunFilter, RunRow, StepRow, UsageRow
 
@@ -197,6 +197,33 @@ class LedgerQueries(LedgerBase):
                                None if row[6] is None else usd(float(row[6])))
                  for row in self.store.usage_groups(flt, None, None, "workflow")}
         return compute_stats(*self.store.timing_rows(flt), usage_by_workflow=usage)
+
+    def trends(self, *, since: datetime | timedelta = timedelta(days=1),
+               until: datetime | timedelta | None = None, workflow: str | None = None,
+               buckets: int = 48) -> Trends:
+        """Analytics over a window cut into ``buckets`` equal buckets: runs created per
+        bucket by status, p50/p95 duration of the completed ones, LLM tokens and cost by
+        model and by workflow over time, and the window's slowest and most failing
+        steps. Example: ``ledger.trends(since=timedelta(days=7), buckets=28).success_rate``
+        """
+        if not 1 <= buckets <= 1000:
+            raise ConfigurationError("buckets must be between 1 and 1000")
+        start = _micros(since, "since")
+        end = _micros(until, "until") or ids.now_us()
+        if start is None:
+            raise ConfigurationError("since is required")
+        if end <= start:
+            raise ConfigurationError("the window is empty: until must be after since")
+        bucket_us = max(-(-(end - start) // buckets) // 1_000_000, 1) * 1_000_000
+        first = start // bucket_us
+        count = (end - 1) // bucket_us - first + 1
+        flt = RunFilter(owner=self.owner,
+                        workflow=validation.optional_name(workflow, "the workflow filter"),
+                        since=first * bucket_us, until=end)
+        counts, durations, spending = self.store.trend_rows(flt, first * bucket_us, end,
+                                                            bucket_us)
+        return compute_trends(first, count, bucket_us, counts, durations, spending,
+                              self.stats(workflow=workflow, since=since, until=until).steps)
 
     def usage(self, *, since: datetime | timedelta | None = None,
               until: datetime | timedelta | None = None, group_by: str = "workflow",

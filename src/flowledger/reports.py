@@ -203,3 +203,115 @@ def compute_stats(run_rows: Iterable[Any], step_rows: Iterable[Any],
                                percentile(timings, 0.95), tries, failures.get(key, 0),
                                retried))
     return Stats(tuple(workflows), tuple(steps))
+
+
+@dataclass(frozen=True)
+class Trends:
+    """What ``Ledger.trends`` returns: a window cut into equal buckets, with per bucket
+    the runs created by final status, the p50/p95 duration of those that completed, and
+    LLM tokens and cost by model and by workflow; plus the window's slowest and most
+    failing steps.
+
+    ``starts`` are the buckets' start times (seconds since the epoch, UTC); every series
+    has one value per bucket.
+    """
+
+    bucket_seconds: int
+    starts: tuple[int, ...]
+    runs: dict[str, list[int]]
+    p50_seconds: list[float | None]
+    p95_seconds: list[float | None]
+    tokens_by_model: dict[str, list[int]]
+    cost_by_model: dict[str, list[float]]
+    tokens_by_workflow: dict[str, list[int]]
+    cost_by_workflow: dict[str, list[float]]
+    slowest_steps: tuple[StepStats, ...]
+    failing_steps: tuple[StepStats, ...]
+
+    @property
+    def total_runs(self) -> int:
+        return sum(sum(series) for series in self.runs.values())
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed among finished runs of the window (None when none finished)."""
+        done = {name: sum(series) for name, series in self.runs.items()}
+        finished = done.get("completed", 0) + done.get("failed", 0) + done.get("cancelled", 0)
+        return done.get("completed", 0) / finished if finished else None
+
+    @property
+    def total_cost(self) -> float:
+        return round(sum(sum(series) for series in self.cost_by_model.values()), 6)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(sum(series) for series in self.tokens_by_model.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        def steps(items: tuple[StepStats, ...]) -> list[dict[str, Any]]:
+            return [record_to_dict(s) | {"failure_rate": s.failure_rate,
+                                         "retry_rate": s.retry_rate} for s in items]
+
+        return {"bucket_seconds": self.bucket_seconds, "starts": list(self.starts),
+                "runs": self.runs, "p50_seconds": self.p50_seconds,
+                "p95_seconds": self.p95_seconds,
+                "tokens_by_model": self.tokens_by_model, "cost_by_model": self.cost_by_model,
+                "tokens_by_workflow": self.tokens_by_workflow,
+                "cost_by_workflow": self.cost_by_workflow,
+                "total_runs": self.total_runs, "success_rate": self.success_rate,
+                "total_cost": self.total_cost, "total_tokens": self.total_tokens,
+                "slowest_steps": steps(self.slowest_steps),
+                "failing_steps": steps(self.failing_steps)}
+
+
+def compute_trends(first_bucket: int, buckets: int, bucket_us: int,
+                   counts: Iterable[Any], durations: Iterable[Any], spending: Iterable[Any],
+                   steps: Sequence[StepStats], top: int = 10) -> Trends:
+    """Series over ``buckets`` buckets from bucket number ``first_bucket``; rows outside
+    the window (a run created before it but still listed) are left out."""
+
+    def index(bucket: Any) -> int | None:
+        at = int(bucket) - first_bucket
+        return at if 0 <= at < buckets else None
+
+    runs: dict[str, list[int]] = {}
+    for bucket, status, n in counts:
+        at = index(bucket)
+        if at is not None:
+            runs.setdefault(str(status), [0] * buckets)[at] += int(n)
+    per_bucket: list[list[int]] = [[] for _ in range(buckets)]
+    for bucket, micros in durations:
+        at = index(bucket)
+        if at is not None and micros is not None:
+            per_bucket[at].append(int(micros))
+    p50: list[float | None] = []
+    p95: list[float | None] = []
+    for values in per_bucket:
+        values.sort()
+        for series, fraction in ((p50, 0.5), (p95, 0.95)):
+            found = percentile(values, fraction)
+            series.append(None if found is None else found.total_seconds())
+    tokens_model: dict[str, list[int]] = {}
+    cost_model: dict[str, list[float]] = {}
+    tokens_flow: dict[str, list[int]] = {}
+    cost_flow: dict[str, list[float]] = {}
+    for bucket, model, workflow, _calls, tokens, cost in spending:
+        at = index(bucket)
+        if at is None:
+            continue
+        for key, token_series, cost_series in ((str(model), tokens_model, cost_model),
+                                               (str(workflow), tokens_flow, cost_flow)):
+            token_series.setdefault(key, [0] * buckets)[at] += int(tokens or 0)
+            cost_series.setdefault(key, [0.0] * buckets)[at] += float(cost or 0.0)
+    for costs in (cost_model, cost_flow):
+        for name, amounts in costs.items():
+            costs[name] = [round(amount, 6) for amount in amounts]
+    bucket_seconds = bucket_us // 1_000_000
+    slowest = sorted((s for s in steps if s.p95 is not None),
+                     key=lambda s: s.p95 or timedelta(0), reverse=True)[:top]
+    failing = sorted((s for s in steps if s.failed or s.failed_attempts),
+                     key=lambda s: (s.failed_attempts, s.failed), reverse=True)[:top]
+    return Trends(bucket_seconds,
+                  tuple((first_bucket + i) * bucket_seconds for i in range(buckets)),
+                  runs, p50, p95, tokens_model, cost_model, tokens_flow, cost_flow,
+                  tuple(slowest), tuple(failing))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Annotated
 
 import typer
@@ -64,8 +65,12 @@ def serve_command(
     max_connections: Annotated[int, typer.Option(
         help="Connections one process holds open, event streams included (more: 503).")]
         = 1000,
+    ui: Annotated[bool, typer.Option(
+        "--ui/--no-ui", help="Serve the web UI under /ui/ (log in with an API token).")]
+        = True,
 ) -> None:
-    """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) until Ctrl-C."""
+    """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) and the web UI
+    (/ui/, logins with API tokens) until Ctrl-C."""
     # FastAPI, uvicorn and the store are loaded by the one command that serves.
     from ..http import DEFAULT_REDACT, ServerSettings  # noqa: PLC0415 (start-up time)
     from ..http.server import ServeOptions, serve  # noqa: PLC0415 (start-up time)
@@ -94,7 +99,7 @@ def serve_command(
                                 events_poll_interval=poll,
                                 preview_chars=_size(preview_size, "--preview-size")),
         request_timeout=timeout, max_connections=max_connections,
-        access_log=access_log, quiet=state.quiet)
+        access_log=access_log, quiet=state.quiet, ui="tokens" if ui else "off")
     ledger = state.ledger  # opened (and created or migrated) once, here
     if ledger.owner is not None:
         raise ConfigurationError("serve acts for every owner through tokens: drop --owner")
@@ -105,6 +110,66 @@ def serve_command(
                + (f" with {processes} processes" if processes > 1 else "")
                + (f" and {workers} worker thread(s) each" if workers and processes > 1
                   else f" with {workers} in-process worker thread(s)" if workers else ""))
+    if ui:
+        state.hint(f"web UI on http://{host}:{port}/ui/ (log in with a token from "
+                   "`flowledger tokens create`)")
     if processes > 1:
         ledger.close()  # each server process opens its own
     serve(options, ledger)
+
+
+def _open_when_listening(url: str, host: str, port: int) -> None:
+    """Open ``url`` in the browser once the server accepts connections."""
+    import socket  # noqa: PLC0415 (start-up time: only --open needs it)
+    import webbrowser  # noqa: PLC0415 (start-up time: only --open needs it)
+
+    for _ in range(600):
+        try:
+            with socket.create_connection((host, port), timeout=0.1):
+                break
+        except OSError:
+            threading.Event().wait(0.05)  # the server is still starting
+    webbrowser.open(url)
+
+
+@command("ui")
+def ui_command(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to listen on (on 127.0.0.1 only).")] = 8765,
+    open_browser: Annotated[bool, typer.Option(
+        "--open", help="Open the UI in the default browser.")] = False,
+    app_module: Annotated[list[str] | None, typer.Option(
+        "--app", metavar="MODULE",
+        help="A module whose workflows resumed, forked and re-run runs execute with; "
+             "repeatable.")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Execute queued runs (resumes, forks, re-runs) here, this many "
+                          "at once (0: leave them to `flowledger worker`).")] = 0,
+) -> None:
+    """Open the web UI for yourself: binds 127.0.0.1 only and prints a one-time login
+    URL, so nobody else on this machine can read the ledger. Ctrl-C stops it."""
+    import secrets  # noqa: PLC0415 (start-up time)
+
+    from ..http import ServerSettings  # noqa: PLC0415 (start-up time)
+    from ..http.server import ServeOptions, serve  # noqa: PLC0415 (start-up time)
+
+    state = state_of(ctx, creates=True)
+    if not 0 < port < 65536:
+        raise ConfigurationError("--port must be between 1 and 65535")
+    if not 0 <= workers <= 256:
+        raise ConfigurationError("--workers must be between 0 and 256")
+    import_apps(app_module or [])
+    token = secrets.token_urlsafe(24)
+    host = "127.0.0.1"
+    options = ServeOptions(database=state.db, apps=tuple(app_module or ()), host=host,
+                           port=port, workers=workers, settings=ServerSettings(),
+                           quiet=True, ui="local", login_token=token)
+    url = f"http://{host}:{port}/ui/login?token={token}"
+    typer.echo(f"flowledger UI for {state.ledger.store.backend.describe()}\n"
+               f"  open {url}\n"
+               "  (the link works once; restart `flowledger ui` for a new one). "
+               "Ctrl-C stops it.", err=False)
+    if open_browser:
+        threading.Thread(target=_open_when_listening, args=(url, host, port),
+                         daemon=True).start()
+    serve(options, state.ledger)

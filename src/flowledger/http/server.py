@@ -23,9 +23,11 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from uvicorn.supervisors import Multiprocess
 
 from ..ledger import Ledger
+from ..ui import Access, LocalAccess, TokenAccess, create_ui
 from ..worker import Worker
 from ..workflow import import_apps, registered_names
 from .app import create_app
@@ -61,6 +63,10 @@ class ServeOptions:
     max_connections: int = 1000
     access_log: bool = False
     quiet: bool = False
+    #: The web UI under /ui: "tokens" (log in with API tokens), "local" (the one-time
+    #: ``login_token`` of ``flowledger ui``; one process only) or "off".
+    ui: str = "tokens"
+    login_token: str | None = None
 
     def to_json(self) -> str:
         # The workflows are not passed on: each process registers its own from ``apps``.
@@ -108,6 +114,14 @@ def application(options: ServeOptions, ledger: Ledger | None = None) -> FastAPI:
 
     app = create_app(ledger, settings, on_shutdown=stop_workers)
     app.state.stop_workers = stop_workers
+    if options.ui != "off":
+        access: Access = (LocalAccess(ledger, options.login_token) if options.ui == "local"
+                          else TokenAccess(ledger))
+        app.mount("/ui", create_ui(ledger, access, settings))
+
+        @app.get("/", include_in_schema=False)
+        def home() -> RedirectResponse:
+            return RedirectResponse("/ui/", 307)
     return app
 
 

@@ -13,6 +13,7 @@ from . import history
 from .core import StoreCore
 from .rows import AttemptRow, RunFilter, RunRow, StepRow, UsageRow
 from .statements import reads as reads_sql
+from .statements import trends as trends_sql
 
 
 class StoreReads(StoreCore):
@@ -143,6 +144,19 @@ class StoreReads(StoreCore):
         with self._read() as conn:
             return (list(conn.execute(run_query)), list(conn.execute(step_query)),
                     list(conn.execute(failures)))
+
+    def trend_rows(self, flt: RunFilter, since: int | None, until: int | None,
+                   bucket_us: int) -> tuple[list[Any], list[Any], list[Any]]:
+        """For analytics, from one snapshot: (bucket, status, runs), (bucket, duration)
+        of completed runs, and (bucket, model, workflow, calls, tokens, cost) of LLM
+        calls recorded between ``since`` and ``until``."""
+        window = RunFilter(owner=flt.owner, workflow=flt.workflow, tag=flt.tag,
+                           queue=flt.queue)
+        with self._read() as conn:
+            return (list(conn.execute(trends_sql.run_counts(flt, bucket_us))),
+                    list(conn.execute(trends_sql.run_durations(flt, bucket_us))),
+                    list(conn.execute(trends_sql.usage_series(window, since, until,
+                                                              bucket_us))))
 
     def live_step_counts(
         self, run_ids: Sequence[uuid.UUID]
