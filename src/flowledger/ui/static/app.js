@@ -143,6 +143,7 @@
     var failed = 0;
     rows.forEach(function (r) { r.a.forEach(function (a) { if (a[2] === "failed" || a[2] === "interrupted") failed++; }); });
     this.box.dataset.bars = String(rows.filter(function (r) { return r.depth === 0; }).length);
+    this.box.dataset.rows = String(rows.length);
     this.box.dataset.failedAttempts = String(failed);
     this.box.dataset.status = data.status;
     this.canvas.setAttribute("aria-label", "Timeline of " + this.box.dataset.bars +
