@@ -144,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"output: {json.dumps(output)}")
     # Show the trace from a separate process: what it prints comes from the store alone.
     print(f"\n$ flowledger inspect {handle.id}")
-    return subprocess.call([sys.executable, "-m", "flowledger", "--db", ledger.url,
+    code = subprocess.call([sys.executable, "-m", "flowledger", "--db", ledger.url,
                             "inspect", handle.id])
+    print("\nSee it in the web UI (timeline, steps, attempts): .venv/bin/flowledger ui --open\n"
+          f"then open run {handle.id[:13]}.")
+    return code
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Gates are files, as in ``http_app``: the server executes queued runs in another 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -96,3 +97,10 @@ def many(count: int) -> int:
 def parent(n: int) -> str:
     load(n)
     return pipeline(n, "child", 10)
+
+
+def finished(handle: fl.RunHandle) -> str:
+    """The run's id once it has ended (failed runs included): pages then show it whole."""
+    with contextlib.suppress(fl.RunFailed):
+        handle.result(timeout=60)
+    return handle.id

@@ -17,7 +17,7 @@ from tests.ui.conftest import errors_of
 def test_flowledger_ui_logs_in_once_with_the_url_it_prints(db_url: str,
                                                             new_context: Any) -> None:
     with fl.Ledger(db_url) as ledger:
-        run = ledger.start(ui_app.pipeline, 1).id
+        run = ui_app.finished(ledger.start(ui_app.pipeline, 1))
     ui = LocalUi(db_url)
     try:
         assert ui.login_url.startswith(f"http://127.0.0.1:{ui.port}/ui/login?token=")
@@ -62,8 +62,8 @@ def login(context: Any, base: str, token: str) -> Any:
 def test_serve_logs_in_with_api_tokens_and_shows_only_the_owners_runs(
         db_url: str, new_context: Any) -> None:
     with fl.Ledger(db_url) as ledger:
-        alice_run = ledger.start(ui_app.pipeline, 1, owner="alice").id
-        bob_run = ledger.start(ui_app.pipeline, 2, owner="bob").id
+        alice_run = ui_app.finished(ledger.start(ui_app.pipeline, 1, owner="alice"))
+        bob_run = ui_app.finished(ledger.start(ui_app.pipeline, 2, owner="bob"))
         alice = ledger.create_token("alice")
         bob = ledger.create_token("bob").secret
         server = team_server(db_url)

@@ -36,8 +36,7 @@ def test_the_runs_list_filters_pages_and_shows_new_runs_live(db_url: str,
             ledger.run(ui_app.pipeline, n, tags=["batch"] if n % 2 else [])
         failed = []
         for _ in range(3):
-            handle = ledger.start(ui_app.failing)
-            failed.append(handle.id)
+            failed.append(ui_app.finished(ledger.start(ui_app.failing)))
         ui, page = open_ui(db_url, new_context)
         try:
             problems = errors_of(page)
@@ -65,7 +64,7 @@ def test_the_runs_list_filters_pages_and_shows_new_runs_live(db_url: str,
             expect(rows(page)).to_have_count(50)
             # a run started now appears without a reload
             page.evaluate("window.__stay = 'same page'")
-            fresh = ledger.start(ui_app.pipeline, 99).id
+            fresh = ui_app.finished(ledger.start(ui_app.pipeline, 99))
             expect(page.locator(f"#runs-body tr[data-id='{fresh}']")).to_be_visible()
             assert page.evaluate("window.__stay") == "same page"
             assert problems == []
@@ -76,9 +75,9 @@ def test_the_runs_list_filters_pages_and_shows_new_runs_live(db_url: str,
 def test_a_run_page_shows_its_timeline_steps_attempts_and_errors(db_url: str,
                                                                  new_context: Any) -> None:
     with fl.Ledger(db_url) as ledger:
-        run = ledger.start(ui_app.pipeline, 4, "summarise", 2000).id
-        broken = ledger.start(ui_app.failing, "bad row 7").id
-        parent = ledger.start(ui_app.parent, 5).id
+        run = ui_app.finished(ledger.start(ui_app.pipeline, 4, "summarise", 2000))
+        broken = ui_app.finished(ledger.start(ui_app.failing, "bad row 7"))
+        parent = ui_app.finished(ledger.start(ui_app.parent, 5))
     ui, page = open_ui(db_url, new_context)
     try:
         problems = errors_of(page)
@@ -165,7 +164,7 @@ def test_cancel_resume_and_fork_from_the_ui(db_url: str, tmp_path: Path,
     gates = [str(tmp_path / "a"), str(tmp_path / "b")]
     with fl.Ledger(db_url) as ledger:
         token = ledger.create_token("default").secret
-        source = ledger.start(ui_app.pipeline, 6, "original").id
+        source = ui_app.finished(ledger.start(ui_app.pipeline, 6, "original"))
         server = team_server(db_url)
         base = f"http://127.0.0.1:{server.port}"
         try:

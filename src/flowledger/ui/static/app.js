@@ -32,7 +32,7 @@
     var text = button.dataset.copy;
     if (text === undefined && button.dataset.copyTarget) {
       var el = document.querySelector(button.dataset.copyTarget);
-      text = el ? el.textContent : "";
+      text = !el ? "" : el.tagName === "TEMPLATE" ? el.content.textContent : el.textContent;
     }
     var done = function () {
       var before = button.textContent; button.textContent = "Copied";
@@ -338,8 +338,16 @@
           width: 2, points: {show: data.starts.length < 80}, spanGaps: el.dataset.chart === "durations"};
       }));
       var axis = {stroke: muted, grid: {stroke: grid}, ticks: {stroke: grid}};
+      var unit = def[2];
+      var label = function (v) {
+        if (v === null) return "";
+        if (unit === "s") return fmtMs(v * 1000);
+        var text = Math.abs(v) >= 1000 ? v.toLocaleString() : String(Number(v.toPrecision(3)));
+        return unit === "$" ? "$" + text : text;
+      };
       new uPlot({width: Math.max(el.clientWidth, 280), height: 220, series: series,
-        axes: [axis, Object.assign({}, axis, {label: def[2], size: 60})],
+        axes: [axis, Object.assign({}, axis, {label: unit === "s" ? "" : unit, size: 70,
+          values: function (u, splits) { return splits.map(label); }})],
         scales: {x: {time: true}}, legend: {show: true}},
         [data.starts].concat(names.map(function (n) { return named[n]; })), el);
     });
