@@ -153,10 +153,28 @@
     this.resize();
     this.box.dataset.ready = "1";
   };
+  // Fitted, the axis spans the rows in view (the whole run when every row is in view):
+  // scrolling a 10,000-step run then shows each stretch of steps at a readable scale.
   Timeline.prototype.fit = function (quiet) {
-    var pad = this.span * 0.02;
-    this.v0 = -pad; this.v1 = this.span + pad; this.fitted = true;
+    this.fitted = true; this.fitRows();
     if (!quiet) this.draw();
+  };
+  Timeline.prototype.fitRows = function () {
+    var first = Math.floor(this.scroll / ROW);
+    var last = Math.min(this.rows.length, Math.ceil((this.scroll + (this.h || 300) - AXIS) / ROW));
+    var lo = Infinity, hi = -Infinity;
+    for (var i = first; i < last; i++) {
+      var r = this.rows[i];
+      if (r.t0 !== null && r.t0 < lo) lo = r.t0;
+      if (r.t1 !== null && r.t1 > hi) hi = r.t1;
+    }
+    if (last - first >= this.rows.length || !isFinite(lo)) { lo = 0; hi = this.span; }
+    var pad = Math.max((hi - lo) * 0.02, 0.01);
+    this.v0 = lo - pad; this.v1 = hi + pad;
+  };
+  Timeline.prototype.whole = function () {
+    var pad = this.span * 0.02;
+    this.v0 = -pad; this.v1 = this.span + pad; this.fitted = false; this.draw();
   };
   Timeline.prototype.resize = function () {
     var r = window.devicePixelRatio || 1, w = this.box.clientWidth, h = this.box.clientHeight;
@@ -177,6 +195,7 @@
     requestAnimationFrame(function () { self.pending = false; self.paint(); });
   };
   Timeline.prototype.paint = function () {
+    if (this.fitted) this.fitRows();
     var c = this.ctx, css = getComputedStyle(document.documentElement);
     var v = function (name) { return css.getPropertyValue(name).trim(); };
     c.clearRect(0, 0, this.w, this.h);
@@ -295,7 +314,9 @@
     document.querySelectorAll("[data-tl]").forEach(function (b) {
       b.addEventListener("click", function () {
         var what = b.dataset.tl;
-        if (what === "fit") self.fit(); else self.zoom(what === "in" ? 0.5 : 2);
+        if (what === "fit") self.fit();
+        else if (what === "whole") self.whole();
+        else self.zoom(what === "in" ? 0.5 : 2);
       });
     });
     // A live update swaps in a new data element (out of band): redraw from it, keeping
@@ -319,10 +340,20 @@
     var data = JSON.parse(source.textContent);
     var muted = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
     var grid = getComputedStyle(document.documentElement).getPropertyValue("--border").trim();
+    var zeros = data.starts.map(function () { return 0; });
+    var of = function (name) { return data.runs[name] || zeros; };
+    // completed among finished runs per bucket (null where none finished)
+    var success = data.starts.map(function (_, i) {
+      var done = of("completed")[i] + of("failed")[i] + of("cancelled")[i];
+      return done ? Math.round(1000 * of("completed")[i] / done) / 10 : null;
+    });
     var defs = {
       runs: [data.runs, function (n) { return STATUS_COLORS[n]; }, "runs"],
+      success: [data.total_runs ? {"success %": success} : {}, null, "%"],
       durations: [{"p50": data.p50_seconds, "p95": data.p95_seconds}, null, "s"],
       cost_by_model: [data.cost_by_model, null, "$"],
+      cost_by_workflow: [data.cost_by_workflow, null, "$"],
+      tokens_by_model: [data.tokens_by_model, null, "tokens"],
       tokens_by_workflow: [data.tokens_by_workflow, null, "tokens"]
     };
     document.querySelectorAll("[data-chart]").forEach(function (el) {
@@ -335,7 +366,8 @@
       if (!names.length) { el.innerHTML = '<p class="muted">Nothing recorded in this window.</p>'; return; }
       var series = [{}].concat(names.map(function (n, i) {
         return {label: n, stroke: (def[1] && def[1](n)) || SERIES_COLORS[i % SERIES_COLORS.length],
-          width: 2, points: {show: data.starts.length < 80}, spanGaps: el.dataset.chart === "durations"};
+          width: 2, points: {show: data.starts.length < 80},
+          spanGaps: el.dataset.chart === "durations" || el.dataset.chart === "success"};
       }));
       var axis = {stroke: muted, grid: {stroke: grid}, ticks: {stroke: grid}};
       var unit = def[2];
