@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 
 class Gate:
@@ -19,3 +21,13 @@ class Gate:
 
     def open(self) -> None:
         self._open.set()
+
+
+def wait_for_file(path: str, timeout: float = 60.0) -> None:
+    """A gate across processes: return once the test has created ``path`` (a step in a
+    server or worker process waits on it; there is no in-process event to share)."""
+    deadline = time.monotonic() + timeout  # a broken test must not hang forever
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {path} never opened")
+        time.sleep(0.01)

@@ -7,18 +7,10 @@ runs in another process, so there is no in-process event to wait on).
 from __future__ import annotations
 
 import enum
-import time
 from pathlib import Path
 
 import flowledger as fl
-
-
-def _wait_for(path: str) -> None:
-    deadline = time.monotonic() + 60  # a broken test must not hang forever
-    while not Path(path).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gate {path} never opened")
-        time.sleep(0.01)
+from tests.helpers.gate import wait_for_file
 
 
 @fl.step
@@ -51,7 +43,7 @@ def flaky(n: int, flag: str) -> list[object]:
 
 @fl.step
 def gated_step(gate: str, position: int) -> int:
-    _wait_for(gate)
+    wait_for_file(gate)
     return position
 
 

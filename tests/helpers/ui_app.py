@@ -6,18 +6,9 @@ Gates are files, as in ``http_app``: the server executes queued runs in another 
 from __future__ import annotations
 
 import contextlib
-import time
-from pathlib import Path
 
 import flowledger as fl
-
-
-def _wait_for(path: str) -> None:
-    deadline = time.monotonic() + 60  # a broken test must not hang forever
-    while not Path(path).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gate {path} never opened")
-        time.sleep(0.01)
+from tests.helpers.gate import wait_for_file
 
 
 @fl.step
@@ -73,7 +64,7 @@ def failing(message: str = "the input was malformed") -> str:
 
 @fl.step
 def gated(gate: str, position: int) -> int:
-    _wait_for(gate)
+    wait_for_file(gate)
     return position
 
 

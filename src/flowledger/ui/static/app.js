@@ -93,6 +93,19 @@
     setInterval(tick, Number(table.dataset.poll || 2000));
   }
 
+  // -- colours from the stylesheet --------------------------------------------------------
+  // Custom properties hold light-dark() pairs, which only an element's computed colour
+  // resolves: a hidden probe element reads them for the canvas and the charts.
+  var probe = null;
+  function cssColor(name) {
+    if (!probe) {
+      probe = document.createElement("span"); probe.hidden = true;
+      document.body.appendChild(probe);
+    }
+    probe.style.color = "var(" + name + ")";
+    return getComputedStyle(probe).color;
+  }
+
   // -- the timeline ---------------------------------------------------------------------
   var COLORS = {completed: "--bar-ok", failed: "--bar-bad", running: "--bar-run",
     pending: "--bar-wait", skipped: "--bar-wait", cancelled: "--bar-cancel",
@@ -196,10 +209,10 @@
   };
   Timeline.prototype.paint = function () {
     if (this.fitted) this.fitRows();
-    var c = this.ctx, css = getComputedStyle(document.documentElement);
-    var v = function (name) { return css.getPropertyValue(name).trim(); };
+    var c = this.ctx, colors = {};
+    var v = function (name) { return colors[name] || (colors[name] = cssColor(name)); };
     c.clearRect(0, 0, this.w, this.h);
-    c.font = "12px " + v("--font"); c.textBaseline = "middle";
+    c.font = "12px " + getComputedStyle(document.body).fontFamily; c.textBaseline = "middle";
     // axis
     var step = niceStep(this.v1 - this.v0, this.w - LABEL);
     c.fillStyle = v("--muted"); c.strokeStyle = v("--border"); c.lineWidth = 1;
@@ -338,8 +351,7 @@
     var source = document.getElementById("analytics-data");
     if (!source || !window.uPlot) return;
     var data = JSON.parse(source.textContent);
-    var muted = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
-    var grid = getComputedStyle(document.documentElement).getPropertyValue("--border").trim();
+    var muted = cssColor("--muted"), grid = cssColor("--border");
     var zeros = data.starts.map(function () { return 0; });
     var of = function (name) { return data.runs[name] || zeros; };
     // completed among finished runs per bucket (null where none finished)
