@@ -66,7 +66,7 @@ def cost(value: float | None) -> str:
         return "$0"
     if value >= 1:
         return f"${value:,.2f}"
-    decimals = min(max(2, 1 - math.floor(math.log10(abs(value))) + 1), 8)
+    decimals = min(max(2, 1 - math.floor(math.log10(abs(value)))), 8)  # two significant digits
     return f"${value:.{decimals}f}"
 
 
