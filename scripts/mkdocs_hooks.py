@@ -21,7 +21,8 @@ from mkdocs.structure.pages import Page
 PAGES = {"README.md": "index.md", "CHANGELOG.md": "changelog.md",
          "bench/README.md": "benchmarks.md", "bench/peers/README.md": "benchmarks-peers.md"}
 DOCS = "docs/"
-_LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]+)\)")
+# Links and images: [text](target), ![alt](target).
+_LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(([^)\s]+)\)")
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -60,4 +61,4 @@ def _rewrite(target: str, here: str, text: str) -> str:
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files,
                      **_: Any) -> str:
     here = _repository_path(page)
-    return _LINK.sub(lambda found: _rewrite(found[2], here, found[1]), markdown)
+    return _LINK.sub(lambda found: found[1] + _rewrite(found[3], here, found[2]), markdown)
