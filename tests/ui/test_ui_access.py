@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 from playwright.sync_api import expect
 
 import flowledger as fl
@@ -81,7 +82,13 @@ def test_serve_logs_in_with_api_tokens_and_shows_only_the_owners_runs(
             expect(page.locator(f"tr[data-id='{bob_run}']")).to_have_count(0)
             cookie = next(c for c in context.cookies() if c["name"] == "flowledger_session")
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-            assert not cookie["secure"]  # plain http here; https sets Secure
+            assert not cookie["secure"]  # plain http here; https sets Secure:
+            behind_proxy = httpx.post(f"{base}/ui/login", data={"token": bob},
+                                      headers={"X-Forwarded-Proto": "https"})
+            assert behind_proxy.status_code == 303
+            set_cookie = behind_proxy.headers["set-cookie"].lower()
+            assert "secure" in set_cookie and "httponly" in set_cookie
+            assert "samesite=strict" in set_cookie
 
             answer = page.goto(f"{base}/ui/runs/{bob_run}")
             assert answer is not None and answer.status == 404
