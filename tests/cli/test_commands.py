@@ -478,3 +478,14 @@ def test_a_text_parameter_takes_its_input_as_text(cli: CLI) -> None:
     failed = cli("run", "tests.helpers.cli_flows:flaky", "-i", "n=-3")
     assert failed.code == 1 and "sometimes" in failed.err  # the step table, on stderr
     assert all(line == line.rstrip() for line in failed.err.splitlines())
+
+
+def test_ui_refuses_a_taken_port_before_printing_a_login_link(cli: CLI) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("ui", "--port", str(port))
+    assert result.code == 2
+    assert f"127.0.0.1:{port} is already in use" in result.err
+    assert "token=" not in result.out + result.err

@@ -118,6 +118,18 @@ def serve_command(
     serve(options, ledger)
 
 
+def _refuse_taken_port(host: str, port: int) -> None:
+    import socket  # noqa: PLC0415 (start-up time: only serving needs it)
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise ConfigurationError(
+                f"{host}:{port} is already in use (another flowledger ui or server?); "
+                "choose a free port with --port") from None
+
+
 def _open_when_listening(url: str, host: str, port: int) -> None:
     """Open ``url`` in the browser once the server accepts connections."""
     import socket  # noqa: PLC0415 (start-up time: only --open needs it)
@@ -161,6 +173,7 @@ def ui_command(
     import_apps(app_module or [])
     token = secrets.token_urlsafe(24)
     host = "127.0.0.1"
+    _refuse_taken_port(host, port)  # before printing a login link that would not work
     options = ServeOptions(database=state.db, apps=tuple(app_module or ()), host=host,
                            port=port, workers=workers, settings=ServerSettings(),
                            quiet=True, ui="local", login_token=token)
