@@ -470,10 +470,7 @@ class PostgresBackend(Backend):
 
     def read_snapshot(self, statements: list[tuple[str, dict[str, Any]]]
                       ) -> list[list[tuple[Any, ...]]]:
-        raw = self.engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None
+        with _driver_of(self.engine) as driver:
             # One round trip: BEGIN, the reads and COMMIT pipelined, in a repeatable-read
             # transaction so every statement sees the same snapshot.
             driver.autocommit = True
@@ -488,40 +485,42 @@ class PostgresBackend(Backend):
             finally:
                 driver.rollback()  # nothing to do unless a statement failed mid-way
                 driver.autocommit = False
-        except BaseException:
-            if _is_broken(raw):
-                raw.invalidate()
-            raise
-        finally:
-            raw.close()
 
     def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
         import psycopg  # noqa: PLC0415 (optional: the postgres extra)
 
-        raw = self._durable_engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None
-            with driver.transaction() as transaction:
-                count = 0
-                cur = driver.cursor()
-                for sql, params in statements:
-                    cur.execute(sql, params)
-                    count = cur.rowcount
-                if not count:
-                    raise psycopg.Rollback(transaction)  # caught by the block: no commit
-            return int(count)
-        except BaseException:
-            if _is_broken(raw):
-                raw.invalidate()
-            raise
-        finally:
-            raw.close()
+        with _driver_of(self._durable_engine) as driver, \
+                driver.transaction() as transaction:
+            count = 0
+            cur = driver.cursor()
+            for sql, params in statements:
+                cur.execute(sql, params)
+                count = cur.rowcount
+            if not count:
+                raise psycopg.Rollback(transaction)  # caught by the block: no commit
+        return int(count)
 
     def close(self) -> None:
         self._marker_engine.dispose()
         self._durable_engine.dispose()
         super().close()
+
+
+@contextlib.contextmanager
+def _driver_of(engine: Engine) -> Iterator[Any]:
+    """A pooled connection's psycopg connection, for statements SQLAlchemy need not see;
+    one the server dropped is invalidated rather than returned to the pool."""
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        yield driver
+    except BaseException:
+        if _is_broken(raw):
+            raw.invalidate()
+        raise
+    finally:
+        raw.close()
 
 
 def _is_broken(raw: Any) -> bool:
