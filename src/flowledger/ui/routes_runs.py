@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from sse_starlette import EventSourceResponse
 
 from ..errors import ConfigurationError, RunNotFound
+from ..http.params import entity_tag, not_modified
 from ..models import Run, RunStatus
 from ..queueing import DEFAULT_QUEUE
 from .common import acting_viewer, render, viewer_of
@@ -59,7 +60,8 @@ def _query(filters: dict[str, Any], **changes: Any) -> str:
 
 
 def _etag(request: Request, revision: str) -> str:
-    return f'W/"{revision}.{request.app.state.settings_tag}.ui1"'
+    """The API's entity tag, marked as the UI's (its rows are HTML, not JSON)."""
+    return entity_tag(request, f"{revision}.ui")
 
 
 @router.get("/runs")
@@ -93,7 +95,7 @@ def runs_rows(request: Request) -> Response:
     listing = _listing(filters, viewer.admin)
     if request.headers.get("if-none-match"):
         tag = _etag(request, viewer.ledger.summaries_revision(**listing))
-        if request.headers["if-none-match"] == tag:
+        if not_modified(request, tag):
             return Response(status_code=304, headers={"ETag": tag})
     page = viewer.ledger.summaries(**listing)
     return render(request, "_runs_rows.html", viewer=viewer, page=page,
@@ -132,13 +134,18 @@ def run_parts(request: Request, run_id: RunId,
 
 
 @router.get("/runs/{run_id}/live")
-async def run_live(request: Request, run_id: RunId) -> EventSourceResponse:
-    """An event stream that says ``changed`` whenever the run's revision moves (one
-    indexed read per poll, no steps read) and ``end`` once the run is finished."""
+async def run_live(request: Request, run_id: RunId,
+                   revision: Annotated[str | None, Query(max_length=200)] = None
+                   ) -> EventSourceResponse:
+    """An event stream that says ``changed`` whenever the run's revision moves from
+    ``revision`` (the one the page shows; one indexed read per poll, no steps read) and
+    ``end`` once the run is finished."""
     viewer = viewer_of(request)
     ledger = viewer.ledger
     every = request.app.state.live_poll_seconds
-    seen = await run_in_threadpool(ledger.revision, run_id)
+    # From the page's revision, not the current one: a change between rendering the
+    # page and opening the stream (the run's end, say) is still announced.
+    seen = revision or await run_in_threadpool(ledger.revision, run_id)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         nonlocal seen
@@ -176,10 +183,10 @@ def step_panel(request: Request, run_id: RunId,
     redact = request.app.state.redact
     values = {}
     for field in ("input", "output"):
-        text = json.dumps(redact(getattr(step, field)), indent=2, default=str,
-                          ensure_ascii=False)
+        shown = redact(getattr(step, field))
+        text = json.dumps(shown, indent=2, default=str, ensure_ascii=False)
         cut = limit is not None and len(text) > limit
-        values[field] = {"value": None if cut else redact(getattr(step, field)),
+        values[field] = {"value": None if cut else shown,
                          "text": text[:limit] if cut else text, "cut": cut,
                          "size": len(text)}
     return render(request, "_step_panel.html", viewer=viewer, step=step, values=values,

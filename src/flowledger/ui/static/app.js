@@ -369,7 +369,11 @@
       tokens_by_workflow: [data.tokens_by_workflow, null, "tokens"]
     };
     document.querySelectorAll("[data-chart]").forEach(function (el) {
-      var def = defs[el.dataset.chart], named = def[0], names = Object.keys(named);
+      var def = defs[el.dataset.chart], named = def[0];
+      // a series with no value in the window (no completed run: no duration) draws nothing
+      var names = Object.keys(named).filter(function (n) {
+        return named[n].some(function (x) { return x !== null; });
+      });
       el.innerHTML = "";
       var total = 0;
       names.forEach(function (n) { named[n].forEach(function (x) { total += x || 0; }); });
