@@ -108,7 +108,7 @@ def new_run(code: WorkflowDef | tuple[str, str, str], owner: str, serializer: st
         status="running" if executor is not None else "pending", serializer=serializer,
         inputs=inputs, created_at=ids.now_us() if created_at is None else created_at,
         executor=executor, lease_token=None if executor is None else ids.new_token(),
-        **options)
+        spec_text=None if isinstance(code, tuple) else code.source, **options)
 
 
 def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
@@ -263,10 +263,14 @@ class Execution:
 
     # -- steps ---------------------------------------------------------------------
     def call(self, definition: StepDef, position: int, args: Sequence[Any],
-             kwargs: dict[str, Any]) -> Any:
+             kwargs: dict[str, Any], input_text: Callable[[], str | None] | None = None
+             ) -> Any:
+        """Run (or replay) a step at ``position``; ``input_text`` records another input
+        than the arguments (a spec step records its request, secrets masked)."""
         attempt = StepCall(self, definition.name, position, definition.policy,
                             definition.timeout, definition.return_hint,
-                            lambda: self._encode_input(definition, args, kwargs))
+                            input_text or (lambda: self._encode_input(definition, args,
+                                                                      kwargs)))
         hit, value = attempt.replay()
         if hit:
             return value
@@ -322,9 +326,11 @@ class Execution:
         return self.call_async(definition, self.allocate(), args, kwargs)
 
     def record_child(self, definition: WorkflowDef, args: Sequence[Any],
-                     kwargs: dict[str, Any]) -> Any:
-        """A call of a synchronous workflow from this one: a child run, one step here."""
-        attempt, build, call_args, call_kwargs = self.child(definition, args, kwargs)
+                     kwargs: dict[str, Any], position: int | None = None) -> Any:
+        """A call of a synchronous workflow from this one: a child run, one step here
+        (at the next position, or at ``position`` taken earlier)."""
+        attempt, build, call_args, call_kwargs = self.child(definition, args, kwargs,
+                                                            position)
         hit, value = attempt.replay()
         if hit:
             return value
@@ -365,11 +371,12 @@ class Execution:
         return run()
 
     # -- child workflows -----------------------------------------------------------
-    def child(self, definition: WorkflowDef, args: Sequence[Any], kwargs: dict[str, Any]
+    def child(self, definition: WorkflowDef, args: Sequence[Any], kwargs: dict[str, Any],
+              position: int | None = None
               ) -> tuple[StepCall, Callable[[], Execution | CompletedChild], list[Any],
                          dict[str, Any]]:
         """Prepare a child-run call: the parent step, and how to build the child."""
-        position = self.allocate()
+        position = self.allocate() if position is None else position
         values, inputs_text = prepare_inputs(self.runtime, definition, args, kwargs)
         attempt = StepCall(self, definition.name, position, _NO_RETRY, None,
                             definition.return_hint, lambda: inputs_text)

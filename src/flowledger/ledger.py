@@ -34,7 +34,6 @@ from .executor import (
     executing_here,
     new_run,
     prepare_inputs,
-    resolve,
     resume_position,
 )
 from .handle import RunHandle, done_future
@@ -267,7 +266,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
             raise ConfigurationError(f"the fork position (from_position, --from-step) must "
                                      f"be between 1 and {last + 1} for run {source.id} "
                                      f"(it has {last} recorded steps), not {from_position}")
-        definition = resolve(source.workflow, source.entrypoint)
+        definition = self.code_of(source)
         values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
         unknown = set(inputs or {}) - set(definition.signature.parameters)
         if unknown:

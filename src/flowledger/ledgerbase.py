@@ -25,6 +25,7 @@ from .errors import (
     RunCancelled,
     RunFailed,
     RunNotFound,
+    WorkflowNotFound,
     WorkflowVersionMismatch,
 )
 from .executor import Execution, Runtime, resolve
@@ -33,7 +34,7 @@ from .models import ErrorInfo, Run, RunStatus
 from .records import Records, revision_token
 from .serialization import NO_HINT, call_arguments, decode_inputs
 from .stepcall import asyncio_module
-from .store import RunRow, SqlStore, StepRow
+from .store import SPEC_ENTRYPOINT, RunRow, SqlStore, StepRow
 from .workflow import WorkflowDef, registered
 
 DEFAULT_OWNER = "default"
@@ -201,13 +202,26 @@ class LedgerBase:
     def workflow_of(self, row: RunRow) -> WorkflowDef:
         """The code of a recorded run, checked against the version it was recorded with.
         Raises WorkflowNotFound, WorkflowVersionMismatch."""
-        definition = resolve(row.workflow, row.entrypoint)
+        definition = self.code_of(row)
         if definition.version != row.version:
             raise WorkflowVersionMismatch(
                 f"run {row.id} was recorded with {row.workflow!r} version {row.version!r}, "
                 f"the code is version {definition.version!r}; fork the run to continue it "
                 "on the new version")
         return definition
+
+    def code_of(self, row: RunRow) -> WorkflowDef:
+        """The code a recorded run executes: its Python entrypoint, or for a spec run the
+        spec text stored with it (never the file, which may have changed since)."""
+        if not row.entrypoint.startswith(SPEC_ENTRYPOINT):
+            return resolve(row.workflow, row.entrypoint)
+        from .specs.document import recorded_definition  # noqa: PLC0415 (start-up time)
+
+        stored = self.store.spec_text(row.owner, row.entrypoint.removeprefix(SPEC_ENTRYPOINT))
+        if stored is None:
+            raise WorkflowNotFound(f"run {row.id} was recorded from a spec whose text is "
+                                   "missing from the store")
+        return recorded_definition(stored.text, f"<spec of run {row.id}>")
 
     def prepare(self, row: RunRow, token: str, recorded: Sequence[StepRow] | None = None,
                 definition: WorkflowDef | None = None) -> Prepared:

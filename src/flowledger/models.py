@@ -133,6 +133,8 @@ class Usage:
     cost_usd: float | None
     prices_version: str
     recorded_at: datetime | None
+    # Served from the LLM response cache: no tokens were spent, the cost is zero.
+    cache_hit: bool = False
 
     @property
     def total_tokens(self) -> int:

@@ -336,7 +336,7 @@ def _pid_of(executor: str | None) -> str:
 def usage_record(row: UsageRow) -> Usage:
     return Usage(row.model, row.provider, row.input_tokens, row.output_tokens,
                  row.cached_input_tokens, row.reasoning_tokens, row.cost_usd,
-                 row.prices_version, from_micros(row.recorded_at))
+                 row.prices_version, from_micros(row.recorded_at), bool(row.cache_hit))
 
 
 def count_steps(steps: Sequence[StepRow]) -> tuple[int, int, int, int]:

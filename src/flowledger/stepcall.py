@@ -158,6 +158,11 @@ class StepCall:
         deadline = self.execution.deadline_at
         if spent < self.policy.max_attempts and self.policy.retryable(exc):
             delay = self.policy.delay(spent)
+            # An error that says when to try again (an HTTP Retry-After) is waited for,
+            # up to the policy's longest backoff.
+            wanted = getattr(exc, "retry_after", None)
+            if isinstance(wanted, int | float) and wanted > delay:
+                delay = min(float(wanted), max(self.policy.max_backoff, delay))
             now = ids.now_us()
             retry_at = now + int(delay * 1_000_000)
             if deadline is None or retry_at < deadline:

@@ -59,12 +59,13 @@ def _count(name: str, value: Any) -> int:
 
 def record_usage(model: str, *, input_tokens: int = 0, output_tokens: int = 0,
                  cached_input_tokens: int = 0, reasoning_tokens: int = 0,
-                 provider: str | None = None) -> Usage:
+                 provider: str | None = None, cache_hit: bool = False) -> Usage:
     """Record one LLM call on the current step; callable several times per step.
 
     The record is written at once, so tokens spent by an attempt that later fails are
     counted too. ``input_tokens`` includes cached prompt tokens; ``reasoning_tokens``
-    are part of ``output_tokens`` (as providers bill them).
+    are part of ``output_tokens`` (as providers bill them). ``cache_hit`` records an
+    answer served from a response cache (``fl.llm_cache``): its cost is zero.
 
     Example::
 
@@ -87,16 +88,17 @@ def record_usage(model: str, *, input_tokens: int = 0, output_tokens: int = 0,
     if counts["reasoning_tokens"] > counts["output_tokens"]:
         raise ConfigurationError("reasoning_tokens counts part of output_tokens, so it "
                                  "cannot exceed it")
-    cost = price(model, provider, counts["input_tokens"], counts["output_tokens"],
-                 counts["cached_input_tokens"])
+    cost = 0.0 if cache_hit else price(model, provider, counts["input_tokens"],
+                                       counts["output_tokens"], counts["cached_input_tokens"])
     row = UsageRow(execution.run_id, step.position, model, provider, counts["input_tokens"],
                    counts["output_tokens"], counts["cached_input_tokens"],
-                   counts["reasoning_tokens"], cost, prices_version(), ids.now_us())
+                   counts["reasoning_tokens"], cost, prices_version(), ids.now_us(),
+                   cache_hit)
     if not execution.runtime.store.record_usage(execution.token, row):
         raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
     return Usage(model, provider, row.input_tokens, row.output_tokens, row.cached_input_tokens,
                  row.reasoning_tokens, cost, row.prices_version,
-                 datetime.fromtimestamp(row.recorded_at / 1e6, UTC))
+                 datetime.fromtimestamp(row.recorded_at / 1e6, UTC), cache_hit)
 
 
 def _get(source: Any, name: str) -> Any:

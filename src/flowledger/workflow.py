@@ -93,6 +93,8 @@ class WorkflowDef:
     deadline: float | None
     is_async: bool
     signature: inspect.Signature = field(repr=False)
+    # A spec workflow's text (stored with each of its runs); None for Python code.
+    source: str | None = field(default=None, repr=False)
 
     @functools.cached_property
     def return_hint(self) -> Any:

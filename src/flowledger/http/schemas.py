@@ -100,6 +100,7 @@ class UsageOut(BaseModel):
     cost_usd: float | None
     prices_version: str
     recorded_at: datetime | None
+    cache_hit: bool = False
 
 
 class AttemptOut(BaseModel):

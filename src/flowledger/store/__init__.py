@@ -8,6 +8,7 @@ What the rest of flowledger uses is exported here: the store (``SqlStore``, and
 
 from __future__ import annotations
 
+from .core import SPEC_ENTRYPOINT
 from .dialects import Durability, Listener
 from .migrate import HEAD, head_revision
 from .rows import (
@@ -23,6 +24,7 @@ from .rows import (
     RunRead,
     RunRow,
     ScheduleRow,
+    SpecRow,
     StepMarks,
     StepProgress,
     StepRow,
@@ -33,7 +35,8 @@ from .rows import (
 from .spool import SpoolingStore
 from .sql import SqlStore
 
-__all__ = ["HEAD", "ArtifactRow", "AttemptRow", "Claim", "ClaimResult", "Durability",
-           "Listener", "NewRun", "QueueRow", "Revision", "RunFilter", "RunProgress", "RunRead",
-           "RunRow", "ScheduleRow", "SpoolingStore", "SqlStore", "StepMarks", "StepProgress",
-           "StepRow", "TokenRow", "UsageRow", "WorkerRow", "head_revision"]
+__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Claim", "ClaimResult",
+           "Durability", "Listener", "NewRun", "QueueRow", "Revision", "RunFilter",
+           "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
+           "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
+           "WorkerRow", "head_revision"]

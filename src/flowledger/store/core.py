@@ -19,10 +19,14 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from ..errors import DatabaseNotFound
 from . import history, migrate
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
-from .rows import NewRun
+from .rows import NewRun, SpecRow
 from .statements import runs as runs_sql
+from .statements import specs as specs_sql
 from .statements.steps import driver_sql
 from .translate import Where, safe_url, store_error, translate_errors
+
+# A spec workflow's runs have ``spec:<digest of its text>`` as their entrypoint.
+SPEC_ENTRYPOINT = "spec:"
 
 
 class StoreCore:
@@ -131,6 +135,10 @@ class StoreCore:
                 return False
         else:
             conn.execute(runs_sql.INSERT_RUN, values)
+        if run.spec_text is not None:
+            conn.execute(specs_sql.SAVE_TEXT, specs_sql.text_params(SpecRow(
+                run.owner, run.entrypoint.removeprefix(SPEC_ENTRYPOINT), run.workflow,
+                run.version, run.spec_text, run.created_at, None)))
         if run.tags:
             conn.execute(runs_sql.INSERT_TAGS, [{"tag": t, "run_id": run.id} for t in run.tags])
         return True

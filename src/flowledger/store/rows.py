@@ -156,6 +156,7 @@ class UsageRow:
     cost_usd: float | None
     prices_version: str
     recorded_at: int
+    cache_hit: bool = False
 
 
 @dataclass(slots=True)
@@ -195,6 +196,21 @@ class NewRun:
     scheduled_at: int | None = None
     idempotency_key: str | None = None
     concurrency_key: str | None = None
+    # A spec workflow's text, stored (once per owner and digest) with the run.
+    spec_text: str | None = None
+
+
+@dataclass(slots=True)
+class SpecRow:
+    """A stored workflow spec text; ``registered_at`` is set when it was registered."""
+
+    owner: str
+    digest: str
+    name: str
+    version: str
+    text: str
+    created_at: int
+    registered_at: int | None
 
 
 @dataclass(slots=True)

@@ -167,6 +167,8 @@ usage = Table(
     Column("cost_usd", Float, nullable=True),
     Column("prices_version", String(50), nullable=False),
     Column("recorded_at", BigInteger, nullable=False),
+    # 1: the answer came from the LLM response cache (no tokens spent, zero cost).
+    Column("cache_hit", Integer, nullable=False, server_default=text("0")),
     Index("ix_flowledger_usage_run", "run_id", "position"),
     Index("ix_flowledger_usage_recorded", "recorded_at"),
 )
@@ -264,4 +266,33 @@ api_tokens = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("last_used_at", BigInteger, nullable=True),
     Column("revoked_at", BigInteger, nullable=True),
+)
+
+
+# Workflow spec texts by content digest, per owner: every run of a spec names its digest
+# (its entrypoint is ``spec:<digest>``), so a resume anywhere reads the exact text it was
+# recorded with. ``registered_at`` marks the texts an owner registered by name.
+specs = Table(
+    "flowledger_specs",
+    metadata,
+    Column("owner", String(200), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("registered_at", BigInteger, nullable=True),
+    Index("ix_flowledger_specs_name", "owner", "name", "registered_at"),
+)
+
+
+# Recorded LLM responses by the canonical hash of their request, per owner.
+llm_cache = Table(
+    "flowledger_llm_cache",
+    metadata,
+    Column("owner", String(200), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )

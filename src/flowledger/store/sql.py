@@ -15,6 +15,7 @@ from .queues import StoreQueues
 from .reads import StoreReads
 from .rows import ArtifactRow, NewRun, UsageRow
 from .snapshots import StoreSnapshots
+from .specs import StoreSpecs
 from .statements import artifacts as artifacts_sql
 from .statements import bulk as bulk_sql
 from .statements import context as context_sql
@@ -25,7 +26,7 @@ from .translate import store_error
 
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
-               StoreProgress):
+               StoreProgress, StoreSpecs):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -57,7 +58,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
 
     # -- runs ----------------------------------------------------------------------
     def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None:
-        if not run.tags and copy_steps_before is None:  # the common case: one statement
+        # The common case (no tags, no fork, no spec text to store): one statement.
+        if not run.tags and copy_steps_before is None and run.spec_text is None:
             self._hot(self.backend.durable, self._insert_run_sql, self._run_params(run))
             return
         with self._write() as conn:
@@ -281,7 +283,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
                 "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
                 "cached_input_tokens": row.cached_input_tokens,
                 "reasoning_tokens": row.reasoning_tokens, "cost_usd": row.cost_usd,
-                "prices_version": row.prices_version, "recorded_at": row.recorded_at}
+                "prices_version": row.prices_version, "recorded_at": row.recorded_at,
+                "cache_hit": int(row.cache_hit)}
 
     def load_records(self, run_rows: Sequence[dict[str, Any]],
                      step_rows: Sequence[dict[str, Any]]) -> None:

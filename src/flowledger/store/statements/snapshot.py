@@ -72,7 +72,8 @@ WHERE r.id IN (SELECT id FROM family) ORDER BY r.id""")
 
 _USAGE = (_DESCENDANTS + """
 SELECT run_id, position, model, provider, input_tokens, output_tokens,
-       cached_input_tokens, reasoning_tokens, cost_usd, prices_version, recorded_at
+       cached_input_tokens, reasoning_tokens, cost_usd, prices_version, recorded_at,
+       cache_hit
 FROM flowledger_usage
 WHERE run_id = :rid OR run_id IN (SELECT id FROM family)
 ORDER BY recorded_at, run_id, position""")

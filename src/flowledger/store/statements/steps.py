@@ -51,11 +51,11 @@ ON CONFLICT (run_id, position, attempt) DO NOTHING
 RECORD_USAGE = """
 INSERT INTO flowledger_usage
     (run_id, position, model, provider, input_tokens, output_tokens, cached_input_tokens,
-     reasoning_tokens, cost_usd, prices_version, recorded_at)
+     reasoning_tokens, cost_usd, prices_version, recorded_at, cache_hit)
 SELECT CAST(:run_id AS {uuid}), :position, CAST(:model AS VARCHAR(200)), :provider,
        :input_tokens, :output_tokens,
        :cached_input_tokens, :reasoning_tokens, CAST(:cost_usd AS {float}), :prices_version,
-       :recorded_at
+       :recorded_at, :cache_hit
 WHERE EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
 """
 

@@ -1,0 +1,74 @@
+"""The ``llm`` and ``mcp`` spec steps: calls through the official SDKs, with the tokens
+and cost of each LLM call recorded on its step, and an optional response cache.
+
+A cached LLM answer is keyed by the canonical hash of the request (provider, model,
+messages, parameters, base URL) per owner; a hit returns the recorded answer and is
+recorded on the step as a cache hit with no tokens and zero cost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import ids
+from ..errors import NonRetryable
+from ..runcontext import current_call
+from ..usage import record_usage
+from .kinds import StepFailed, StepRefused, attempt_timeout
+from .llm_client import LlmError, call_llm, request_key
+
+if TYPE_CHECKING:
+    from .mcp_client import McpSessions
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def llm(request: Mapping[str, Any]) -> dict[str, Any]:
+    """One LLM call (or a cache hit when ``cache`` is on)."""
+    call = current_call("an llm step")
+    execution = call.execution
+    store = execution.runtime.store
+    key = request_key(request["provider"], request["model"], request["messages"],
+                      request["params"], request["base_url"])
+    if request["cache"]:
+        hit = store.cached_response(execution.owner, key)
+        if hit is not None:
+            answer = json.loads(hit)
+            record_usage(answer.get("model") or request["model"],
+                         provider=request["provider"], cache_hit=True)
+            return {**answer, "cached": True}
+    try:
+        reply = call_llm(request["provider"], request["model"], request["messages"],
+                         params=request["params"], base_url=request["base_url"],
+                         api_key_env=request["api_key_env"], timeout=attempt_timeout())
+    except LlmError as exc:
+        status = exc.status
+        if status is None or status >= 500 or status in RETRYABLE_STATUS:
+            raise StepFailed(str(exc), exc.retry_after) from None
+        raise StepRefused(str(exc)) from None
+    except (ValueError, ImportError) as exc:
+        raise StepRefused(str(exc)) from None
+    record_usage(reply.model, provider=reply.provider, input_tokens=reply.input_tokens,
+                 output_tokens=reply.output_tokens,
+                 cached_input_tokens=reply.cached_input_tokens,
+                 reasoning_tokens=reply.reasoning_tokens)
+    answer = reply.to_dict()
+    if request["cache"]:
+        store.cache_response(execution.owner, key, reply.model, json.dumps(answer),
+                             ids.now_us())
+    return {**answer, "cached": False}
+
+
+def mcp(sessions: McpSessions, request: Mapping[str, Any]) -> dict[str, Any]:
+    """One MCP tool call on a server of the run (started at its first call)."""
+    from .mcp_client import McpToolError  # noqa: PLC0415 (the SDK loads slowly)
+
+    try:
+        return sessions.call_tool(request["server"], request["tool"], request["arguments"],
+                                  timeout=attempt_timeout())
+    except McpToolError as exc:
+        raise StepFailed(str(exc)) from None
+    except ValueError as exc:
+        raise NonRetryable(str(exc)) from None
