@@ -65,6 +65,12 @@ _HOME = {
     "SerializationError": "errors",
     "Serializer": "serialization",
     "SkipStep": "errors",
+    "Spec": "specs",
+    "SpecError": "specs",
+    "SpecInfo": "spec_registry",
+    "SpecNotFound": "errors",
+    "SpecProblem": "specs",
+    "SpecVersionConflict": "errors",
     "Stats": "reports",
     "Step": "models",
     "StepChange": "reports",
@@ -94,7 +100,10 @@ _HOME = {
     "context": "context",
     "current_run_id": "runcontext",
     "current_step": "runcontext",
+    "llm_cache": "llm_cache",
+    "load_spec": "specs",
     "map_steps": "concurrency",
+    "parse_spec": "specs",
     "read_archive": "retention",
     "record_anthropic_usage": "usage",
     "record_openai_usage": "usage",
@@ -103,7 +112,7 @@ _HOME = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from . import artifacts, context
+    from . import artifacts, context, llm_cache
     from .api_tokens import NewToken, TokenInfo
     from .artifacts import RunArtifacts
     from .concurrency import StepPool, map_steps
@@ -126,6 +135,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         ScheduleNotFound,
         SerializationError,
         SkipStep,
+        SpecNotFound,
+        SpecVersionConflict,
         StepNotFound,
         StepTimeout,
         StoreError,
@@ -161,6 +172,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .runcontext import StepInfo, current_run_id, current_step
     from .schedules import Schedule, schedule
     from .serialization import JsonSerializer, Serializer
+    from .spec_registry import SpecInfo
+    from .specs import Spec, SpecError, SpecProblem, load_spec, parse_spec
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
     from .worker import Worker
     from .workflow import RetryPolicy, step, workflow
@@ -221,6 +234,12 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "SkipStep",
+    "Spec",
+    "SpecError",
+    "SpecInfo",
+    "SpecNotFound",
+    "SpecProblem",
+    "SpecVersionConflict",
     "Stats",
     "Step",
     "StepChange",
@@ -249,7 +268,10 @@ __all__ = [
     "context",
     "current_run_id",
     "current_step",
+    "llm_cache",
+    "load_spec",
     "map_steps",
+    "parse_spec",
     "read_archive",
     "record_anthropic_usage",
     "record_openai_usage",

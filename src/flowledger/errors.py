@@ -118,6 +118,19 @@ class WorkflowNotFound(FlowledgerError, LookupError):
     category = "not_found"
 
 
+class SpecNotFound(FlowledgerError, LookupError):
+    """No spec of that name (and version) is registered for this owner."""
+
+    category = "not_found"
+
+
+class SpecVersionConflict(FlowledgerError):
+    """Another text is already registered under this spec name and version: versions are
+    immutable (change ``version:``, or leave it out to version by content)."""
+
+    category = "conflict"
+
+
 class WorkflowVersionMismatch(FlowledgerError):
     """The code's workflow version differs from the version the run was recorded with."""
 

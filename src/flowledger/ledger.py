@@ -49,6 +49,7 @@ from .serialization import (
     coerce_inputs,
     decode_inputs,
 )
+from .spec_registry import LedgerSpecs
 from .stepcall import asyncio_module
 from .store import Durability, RunRow, SpoolingStore, SqlStore
 from .workflow import WorkflowDef, definition_of
@@ -76,7 +77,7 @@ def default_url() -> str:
     return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
 
 
-class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents):
+class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

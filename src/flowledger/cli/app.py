@@ -91,8 +91,11 @@ def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
                 if debugging:
                     traceback.print_exc()
                 database = getattr(exc, "database", None) if debugging else None
-                print(f"error: {one_line(exc)}"
-                      + (f" (database {database})" if database else ""), file=sys.stderr)
+                for problem in getattr(exc, "problems", ()):  # a spec's: one line each
+                    print(f"error: {problem}", file=sys.stderr)
+                if not getattr(exc, "problems", ()):
+                    print(f"error: {one_line(exc)}"
+                          + (f" (database {database})" if database else ""), file=sys.stderr)
                 raise typer.Exit(_exit_code(exc)) from None
             except Exception as exc:  # a bug or an unforeseen input: still one line
                 if "--debug" in sys.argv or _debugging(args, kwargs):

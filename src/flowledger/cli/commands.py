@@ -20,6 +20,7 @@ from .state import State, choice, parse_inputs
 
 if TYPE_CHECKING:
     from ..handle import RunHandle
+    from ..specs import Spec
 
 RunId = Annotated[str, typer.Argument(help="Run id, or an unambiguous prefix of it.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -39,10 +40,22 @@ def state_of(ctx: typer.Context, *, creates: bool = False) -> State:
     return state
 
 
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def spec_file(target: str) -> Spec:
+    """A spec file named on the command line, validated."""
+    from ..specs import load_spec  # noqa: PLC0415 (start-up time: YAML, Jinja2, pydantic)
+
+    return load_spec(target)
+
+
 def load_target(target: str, inputs: list[str] | None,
                 input_json: str | None) -> tuple[WorkflowDef, dict[str, Any]]:
-    """The workflow named on the command line, and its inputs (checked by the Ledger)."""
-    definition = load_entrypoint(target)
+    """The workflow named on the command line (Python code, or a spec file), and its
+    inputs (checked by the Ledger)."""
+    definition = (spec_file(target).definition if target.lower().endswith(SPEC_SUFFIXES)
+                  else load_entrypoint(target))
     text = frozenset(name for name, hint in parameter_hints(definition.fn).items()
                      if hint is str)
     return definition, parse_inputs(inputs or [], input_json, text)
@@ -76,7 +89,8 @@ def _finish(state: State, handle: RunHandle, as_json: bool) -> None:
 def run_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(
-        help="The workflow: package.module:workflow or path/to/file.py:workflow.")],
+        help="The workflow: package.module:workflow, path/to/file.py:workflow, or a spec "
+             "file (.yaml, .yml, .json).")],
     inputs: Inputs = None,
     input_json: InputJson = None,
     owner: Annotated[str | None, typer.Option(help="Owner of the new run.")] = None,

@@ -23,7 +23,8 @@ Queue = Annotated[str, typer.Option("--queue", help="The queue to submit to.")]
 def submit_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(
-        help="The workflow: package.module:workflow or path/to/file.py:workflow.")],
+        help="The workflow: package.module:workflow, path/to/file.py:workflow, or a spec "
+             "file (.yaml, .yml, .json).")],
     inputs: Inputs = None,
     input_json: InputJson = None,
     queue: Queue = "default",
@@ -168,7 +169,8 @@ app.add_typer(schedule_app, name="schedule")
 def schedule_add_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(
-        help="The workflow: package.module:workflow or path/to/file.py:workflow.")],
+        help="The workflow: package.module:workflow, path/to/file.py:workflow, or a spec "
+             "file (.yaml, .yml, .json).")],
     cron: Annotated[str, typer.Option(
         help="Cron expression in UTC, e.g. '*/5 * * * *' (six fields: seconds last).")],
     name: Annotated[str | None, typer.Option(

@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     maintenance,
     queueing,
     serving,
+    specs,
 )
 from .app import app
 

@@ -34,6 +34,7 @@ from .present import Redactor
 from .reference import reference_page
 from .routes_runs import router as runs_router
 from .routes_service import router as service_router
+from .routes_specs import router as specs_router
 from .routes_workflows import router as workflows_router
 from .settings import ServerSettings
 
@@ -61,6 +62,11 @@ _CODES = {401: "unauthorized", 404: "not_found",
 def problem(status: int, code: str, message: str,
             headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status, headers=headers)
+
+
+def _spec_problem(found: Any) -> dict[str, Any]:
+    return {"line": found.line, "column": found.column, "path": found.path,
+            "message": found.message}
 
 
 def _readable(exc: RequestValidationError) -> str:
@@ -213,6 +219,7 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None, *,
     app.state.redact = Redactor(settings.redact)
     app.state.settings_tag = settings.tag()
     app.include_router(workflows_router, prefix=PREFIX)
+    app.include_router(specs_router, prefix=PREFIX)
     app.include_router(service_router, prefix=PREFIX)
     app.include_router(runs_router, prefix=PREFIX)
 
@@ -229,7 +236,13 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None, *,
         if code == "failed":  # not a client's mistake: a bug or a run's failure
             log.exception("unexpected flowledger error", exc_info=exc)
             return problem(500, "internal", "internal error")
-        return problem(STATUS[code], code, str(exc) or type(exc).__name__)
+        answer = problem(STATUS[code], code, str(exc) or type(exc).__name__)
+        problems = getattr(exc, "problems", None)
+        if problems:  # a spec's: each with its line, column and path
+            return JSONResponse({"error": code, "message": str(exc),
+                                 "problems": [_spec_problem(p) for p in problems]},
+                                STATUS[code])
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from ..errors import ConfigurationError, WorkflowNotFound
+from ..errors import ConfigurationError, SpecNotFound, WorkflowNotFound
 from ..models import to_jsonable
 from ..serialization import parameter_hints
 from ..workflow import WorkflowDef, registered
@@ -22,13 +22,22 @@ router = APIRouter()
 
 @router.get("/workflows", response_model=list[WorkflowOut], responses=ERRORS,
             tags=["workflows"], summary="Workflows this server can start")
-def list_workflows(request: Request, _caller: CallerDep) -> list[dict[str, Any]]:
+def list_workflows(request: Request, caller: CallerDep) -> list[dict[str, Any]]:
     found = []
     for name in sorted(settings_of(request).workflows):
         definition = registered(name)
         if definition is not None:
             found.append({"name": name, "version": definition.version,
                           "parameters": parameters(definition)})
+    served = {entry["name"] for entry in found}
+    newest: dict[str, Any] = {}
+    for info in caller.ledger.specs():
+        if info.owner == caller.token.owner and info.name not in served:
+            newest.setdefault(info.name, info)
+    for name, info in sorted(newest.items()):
+        definition = caller.ledger.spec(name, owner=caller.token.owner).definition
+        found.append({"name": name, "version": info.version, "kind": "spec",
+                      "parameters": parameters(definition)})
     return found
 
 
@@ -72,8 +81,12 @@ def start_run(name: str, body: StartRun, request: Request, caller: CallerDep,
               ) -> JSONResponse:
     """Answers 202 at once with the new run (``pending``); a worker executes it."""
     definition = registered(name) if name in settings_of(request).workflows else None
-    if definition is None:
-        raise WorkflowNotFound(f"no workflow {name!r} on this server")
+    if definition is None:  # a spec this owner registered
+        try:
+            definition = caller.ledger.spec(name, owner=caller.token.owner).definition
+        except SpecNotFound:
+            raise WorkflowNotFound(f"no workflow {name!r} on this server, and no spec of "
+                                   "that name registered for this owner") from None
     key = body.idempotency_key
     if idempotency_key is not None and key is not None and idempotency_key != key:
         raise ConfigurationError("the Idempotency-Key header and idempotency_key differ")

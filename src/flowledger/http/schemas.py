@@ -13,11 +13,20 @@ RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled"
 StepStatusName = Literal["running", "completed", "failed", "skipped"]
 
 
+class SpecProblemOut(BaseModel):
+    line: int
+    column: int
+    path: str
+    message: str
+
+
 class Problem(BaseModel):
     """Every error answer: a short code and a readable message."""
 
     error: str = Field(examples=["not_found"])
     message: str = Field(examples=["run 0190f… not found"])
+    problems: list[SpecProblemOut] | None = Field(
+        None, description="An invalid spec's problems, each with its place in the text.")
 
 
 class StartRun(BaseModel):
@@ -233,6 +242,19 @@ class WorkflowOut(BaseModel):
     name: str
     version: str
     parameters: list[ParameterOut]
+    kind: str = Field("python", description="python (code) or spec (a registered spec).")
+
+
+class SpecOut(BaseModel):
+    name: str
+    version: str
+    digest: str
+    owner: str
+    registered_at: datetime | None
+    description: str | None
+    steps: list[str]
+    inputs: dict[str, Any]
+    text: str | None = None
 
 
 class WorkflowStatsOut(BaseModel):

@@ -12,9 +12,8 @@ Example::
 
 from __future__ import annotations
 
-from .document import Spec, is_spec_path, load_spec, parse_spec
+from .document import Spec, load_spec, parse_spec
 from .model import spec_schema
 from .source import SpecError, SpecProblem
 
-__all__ = ["Spec", "SpecError", "SpecProblem", "is_spec_path", "load_spec", "parse_spec",
-           "spec_schema"]
+__all__ = ["Spec", "SpecError", "SpecProblem", "load_spec", "parse_spec", "spec_schema"]

@@ -1,23 +1,21 @@
 """The ``llm`` and ``mcp`` spec steps: calls through the official SDKs, with the tokens
 and cost of each LLM call recorded on its step, and an optional response cache.
 
-A cached LLM answer is keyed by the canonical hash of the request (provider, model,
-messages, parameters, base URL) per owner; a hit returns the recorded answer and is
-recorded on the step as a cache hit with no tokens and zero cost.
+With ``cache: true`` an answer is kept in ``fl.llm_cache`` under the canonical hash of the
+request (provider, model, messages, parameters, base URL; never the API key), per owner;
+a hit returns the kept answer and is recorded on the step as a cache hit with zero cost.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import ids
+from .. import llm_cache
 from ..errors import NonRetryable
-from ..runcontext import current_call
 from ..usage import record_usage
 from .kinds import StepFailed, StepRefused, attempt_timeout
-from .llm_client import LlmError, call_llm, request_key
+from .llm_client import LlmError, call_llm
 
 if TYPE_CHECKING:
     from .mcp_client import McpSessions
@@ -27,18 +25,12 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 def llm(request: Mapping[str, Any]) -> dict[str, Any]:
     """One LLM call (or a cache hit when ``cache`` is on)."""
-    call = current_call("an llm step")
-    execution = call.execution
-    store = execution.runtime.store
-    key = request_key(request["provider"], request["model"], request["messages"],
-                      request["params"], request["base_url"])
+    cached_as = {name: request[name] for name in ("provider", "model", "messages", "params",
+                                                  "base_url")}
     if request["cache"]:
-        hit = store.cached_response(execution.owner, key)
+        hit = llm_cache.get(cached_as)
         if hit is not None:
-            answer = json.loads(hit)
-            record_usage(answer.get("model") or request["model"],
-                         provider=request["provider"], cache_hit=True)
-            return {**answer, "cached": True}
+            return {**hit, "cached": True}
     try:
         reply = call_llm(request["provider"], request["model"], request["messages"],
                          params=request["params"], base_url=request["base_url"],
@@ -56,8 +48,7 @@ def llm(request: Mapping[str, Any]) -> dict[str, Any]:
                  reasoning_tokens=reply.reasoning_tokens)
     answer = reply.to_dict()
     if request["cache"]:
-        store.cache_response(execution.owner, key, reply.model, json.dumps(answer),
-                             ids.now_us())
+        llm_cache.put(cached_as, answer)
     return {**answer, "cached": False}
 
 

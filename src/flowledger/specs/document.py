@@ -139,12 +139,12 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(text, str(path))
 
 
-def is_spec_path(target: str) -> bool:
-    """Whether a command-line target names a spec file rather than Python code."""
-    return target.lower().endswith((".yaml", ".yml", ".json"))
-
-
 @functools.lru_cache(maxsize=256)
+def recorded_spec(text: str, file: str) -> Spec:
+    """A spec text stored in the ledger, parsed once per process."""
+    return parse_spec(text, file)
+
+
 def recorded_definition(text: str, file: str) -> WorkflowDef:
-    """The workflow definition of a spec text stored with a run (parsed once per process)."""
-    return parse_spec(text, file).definition
+    """The workflow definition of a spec text stored with a run."""
+    return recorded_spec(text, file).definition
