@@ -90,7 +90,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with psycopg.connect(make_url(url).render_as_string(hide_password=False),
                          autocommit=True) as conn:
         conn.execute("TRUNCATE flowledger_runs, flowledger_queues, flowledger_workers, "
-                     "flowledger_schedules, flowledger_api_tokens CASCADE")
+                     "flowledger_schedules, flowledger_api_tokens, flowledger_specs, "
+                     "flowledger_llm_cache CASCADE")
     yield url
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 
-def llm(request: Mapping[str, Any]) -> dict[str, Any]:
+def llm(request: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """One LLM call (or a cache hit when ``cache`` is on)."""
     cached_as = {name: request[name] for name in ("provider", "model", "messages", "params",
                                                   "base_url")}
@@ -34,7 +34,8 @@ def llm(request: Mapping[str, Any]) -> dict[str, Any]:
     try:
         reply = call_llm(request["provider"], request["model"], request["messages"],
                          params=request["params"], base_url=request["base_url"],
-                         api_key_env=request["api_key_env"], timeout=attempt_timeout())
+                         api_key_env=request["api_key_env"],
+                         timeout=attempt_timeout(timeout))
     except LlmError as exc:
         status = exc.status
         if status is None or status >= 500 or status in RETRYABLE_STATUS:
@@ -52,13 +53,14 @@ def llm(request: Mapping[str, Any]) -> dict[str, Any]:
     return {**answer, "cached": False}
 
 
-def mcp(sessions: McpSessions, request: Mapping[str, Any]) -> dict[str, Any]:
+def mcp(sessions: McpSessions, request: Mapping[str, Any],
+        timeout: float | None = None) -> dict[str, Any]:
     """One MCP tool call on a server of the run (started at its first call)."""
     from .mcp_client import McpToolError  # noqa: PLC0415 (the SDK loads slowly)
 
     try:
         return sessions.call_tool(request["server"], request["tool"], request["arguments"],
-                                  timeout=attempt_timeout())
+                                  timeout=attempt_timeout(timeout))
     except McpToolError as exc:
         raise StepFailed(str(exc)) from None
     except ValueError as exc:

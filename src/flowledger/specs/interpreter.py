@@ -196,11 +196,15 @@ class SpecRun:
         if step.workflow is not None:
             return self._child(task, scope)
         request = self._request(step, scope)
-        body: Callable[[Mapping[str, Any]], Any] = _BODIES[step.kind]
-        if step.kind == "mcp":
-            body = functools.partial(calls.mcp, self._sessions())
-        definition = StepDef(body, task.name, self._policy(step), self._timeout(step),
-                             False, False, _signature(kinds.python))
+        timeout = self._timeout(step)
+        body: Callable[..., Any] = (
+            functools.partial(calls.mcp, self._sessions()) if step.kind == "mcp"
+            else _BODIES[step.kind])
+        if step.kind != "python":  # the kind enforces it, leaving nothing running
+            body = functools.partial(body, timeout=timeout)
+        definition = StepDef(body, task.name, self._policy(step),
+                             timeout if step.kind == "python" else None, False, False,
+                             _signature(kinds.python))
         return execution.call(definition, task.position, (request,), {},
                               input_text=lambda: self._record(request, task.name))
 
@@ -291,7 +295,7 @@ class SpecRun:
         return parse_spec(found[0].text, f"<registered spec {name}>").definition
 
 
-_BODIES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+_BODIES: dict[str, Callable[..., Any]] = {
     "python": kinds.python, "shell": kinds.shell, "http": kinds.http, "llm": calls.llm,
     "set": kinds.set_context}
 

@@ -40,18 +40,23 @@ class StepRefused(NonRetryable):
     """A spec step failed in a way another attempt cannot fix (e.g. HTTP 404)."""
 
 
-def attempt_timeout() -> float | None:
-    """The current attempt's time limit: the step's timeout within the run's deadline."""
-    return current_call("a spec step").timeout()
+def attempt_timeout(own: float | None) -> float | None:
+    """The current attempt's time limit: the step's own ``timeout`` within the run's
+    deadline. Kinds other than ``python`` enforce it themselves (a killed command, a
+    closed connection), so nothing is left running behind a timed-out attempt."""
+    left = current_call("a spec step").timeout()  # the deadline's part
+    if own is None:
+        return left
+    return own if left is None else min(own, left)
 
 
 # -- http ----------------------------------------------------------------------------
-def http(request: Mapping[str, Any]) -> dict[str, Any]:
+def http(request: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """One HTTP request. 429 and 5xx and connection errors are retried (honouring
     ``Retry-After``); other 4xx fail at once. The output: status, headers, json, text."""
     import httpx  # noqa: PLC0415 (start-up time: only http steps need it)
 
-    timeout = attempt_timeout() or 30.0
+    timeout = attempt_timeout(timeout) or 30.0
     headers = {"Idempotency-Key": current_call("an http step").execution.run_id_text
                + f":{current_call('an http step').position}", **request["headers"]}
     try:
@@ -100,11 +105,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 # -- shell ---------------------------------------------------------------------------
-def shell(request: Mapping[str, Any]) -> dict[str, Any]:
+def shell(request: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """Run a command (an argv list, never through a shell). A non-zero exit fails the
     attempt with the exit code and the end of stderr; a timeout kills the command."""
     argv = [str(part) for part in request["argv"]]
-    timeout = attempt_timeout()
+    timeout = attempt_timeout(timeout)
     step = current_call("a shell step")
     environment = {**os.environ, "FLOWLEDGER_RUN_ID": step.execution.run_id_text,
                    "FLOWLEDGER_STEP_KEY": f"{step.execution.run_id_text}:{step.position}"}
@@ -123,6 +128,7 @@ def shell(request: Mapping[str, Any]) -> dict[str, Any]:
                           "and was killed") from None
     except BaseException:
         _kill_group(process)  # the step was interrupted: leave no orphan behind
+        process.wait()
         raise
     out = stdout.decode(errors="replace")[:MAX_TEXT]
     err = stderr.decode(errors="replace")
@@ -161,7 +167,7 @@ def import_function(target: str) -> Callable[..., Any]:
     return found  # type: ignore[no-any-return]
 
 
-def python(request: Mapping[str, Any]) -> Any:
+def python(request: Mapping[str, Any], timeout: float | None = None) -> Any:
     """Call ``module:function`` with the step's ``with`` values as keyword arguments."""
     function = import_function(request["function"])
     try:
@@ -174,7 +180,7 @@ def python(request: Mapping[str, Any]) -> Any:
 
 
 # -- set -----------------------------------------------------------------------------
-def set_context(request: Mapping[str, Any]) -> dict[str, Any]:
+def set_context(request: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """Set run context variables (committed with this step's result)."""
     values = dict(request["values"])
     for name, value in values.items():

@@ -42,8 +42,17 @@ def seconds(value: Duration | None, what: str = "duration") -> float | None:
     return number
 
 
+class At(ValueError):
+    """A model's problem with one of its fields (or items): messages point at that one."""
+
+    def __init__(self, field: str | int, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: no quiet conversions (``retries: true`` is not 1, ``name: !!binary`` no name)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class InputSpec(Strict):
@@ -85,8 +94,10 @@ class McpServer(Strict):
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServer:
-        if (self.command is None) == (self.url is None):
-            raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
+        if self.command is not None and self.url is not None:
+            raise At("url", "give command (stdio) or url (streamable HTTP), not both")
+        if self.command is None and self.url is None:
+            raise ValueError("give command (stdio) or url (streamable HTTP)")
         return self
 
 
@@ -108,7 +119,7 @@ class HttpCall(Strict):
     @model_validator(mode="after")
     def _one_body(self) -> HttpCall:
         if self.json_body is not None and self.body is not None:
-            raise ValueError("give json or body, not both")
+            raise At("body", "give json or body, not both")
         return self
 
 
@@ -175,9 +186,9 @@ class StepSpec(Strict):
         if len(given) > 1:
             raise ValueError(f"a step has one kind, this one has {' and '.join(given)}")
         if self.concurrency is not None and self.for_each is None:
-            raise ValueError("concurrency applies to for_each steps only")
+            raise At("concurrency", "concurrency applies to for_each steps only")
         if self.arguments is not None and given[0] not in ("python", "workflow"):
-            raise ValueError(f"with: gives arguments to python and workflow steps, not to "
+            raise At("with", f"with: gives arguments to python and workflow steps, not to "
                              f"{given[0]} steps")
         return self
 
@@ -201,6 +212,13 @@ class SpecModel(Strict):
     steps: list[StepSpec] = Field(min_length=1)
     output: Any = None
 
+    @field_validator("flowledger", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if type(value) is not int:  # 1.0 and true equal 1, but are not the format's number
+            raise ValueError(f"must be {FORMAT_VERSION} (the format's version)")
+        return value
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -213,23 +231,23 @@ class SpecModel(Strict):
     def _input_names(cls, value: dict[str, InputSpec]) -> dict[str, InputSpec]:
         for name in value:
             if not re.match(ID_PATTERN, name):
-                raise ValueError(f"input name {name!r} must be an identifier "
+                raise At(name, f"input name {name!r} must be an identifier "
                                  "(letters, digits, _; not starting with a digit)")
         return value
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: list[str]) -> list[str]:
-        for name in value:
+        for index, name in enumerate(value):
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-                raise ValueError(f"{name!r} is not an environment variable name")
+                raise At(index, f"{name!r} is not an environment variable name")
         return value
 
     @field_validator("deadline")
     @classmethod
     def _deadline(cls, value: Duration | None) -> Duration | None:
-        if seconds(value, "deadline") == 0:
-            raise ValueError("deadline must be positive")
+        if seconds(value) == 0:
+            raise ValueError("must be positive")
         return value
 
 

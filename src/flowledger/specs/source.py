@@ -4,7 +4,9 @@ value so each problem can point at its place: ``flow.yaml:14:9 steps[2].llm.mode
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,79 +84,156 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
+class _NotYaml(Exception):
+    """The text is not YAML; ``problem`` says where."""
+
+    def __init__(self, problem: SpecProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
 def parse(text: str, file: str = "<spec>") -> Located:
-    """Parse spec text (YAML, or JSON) into values with positions. Raises SpecError."""
+    """Parse spec text (YAML, or JSON) into values with positions. Raises SpecError.
+
+    JSON text keeps JSON's values (YAML would read ``1e5`` as a string); its positions
+    come from reading it as YAML too (tabs, JSON whitespace that YAML refuses, as spaces).
+    """
+    looks_json = text.lstrip("\ufeff \t\r\n").startswith("{")
+    try:
+        located = _parse_yaml(text, file)
+    except _NotYaml as exc:
+        if not looks_json:
+            raise SpecError([exc.problem]) from None
+        value = _json_value(text, file)
+        try:
+            located = _parse_yaml(text.replace("\t", " "), file)
+        except _NotYaml:
+            return Located(file, value, {(): (1, 1)}, {})
+        located.value = value
+        return located
+    if looks_json:
+        with contextlib.suppress(json.JSONDecodeError):  # else YAML flow style, not JSON
+            located.value = json.loads(text.lstrip("\ufeff"))
+    return located
+
+
+def _parse_yaml(text: str, file: str) -> Located:
+    """YAML text to values with positions: _NotYaml if it is not YAML, SpecError if its
+    values are wrong (duplicate keys, tags that are not JSON values)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        if text.lstrip().startswith("{"):
-            return _parse_json(text, file)
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise SpecError([SpecProblem(file, line, column, "",
-                                     f"not valid YAML: {message}")]) from None
+        message = exc.problem or "cannot be read"
+        if exc.context:
+            began = exc.context_mark
+            message += f" ({exc.context}" + (
+                f" at line {began.line + 1}, column {began.column + 1})"
+                if began and began is not mark else ")")
+        raise _NotYaml(SpecProblem(file, line, column, "",
+                                   f"not valid YAML: {message}")) from None
     except yaml.YAMLError as exc:
-        raise SpecError([SpecProblem(file, 1, 1, "", f"not valid YAML: {exc}")]) from None
+        raise _NotYaml(SpecProblem(file, 1, 1, "", f"not valid YAML: {exc}")) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, 1, 1, "", "values are nested too deeply")]) from None
     finally:
         loader.dispose()
     if node is None:
         raise SpecError([SpecProblem(file, 1, 1, "", "the file is empty")])
-    positions: dict[Path, Position] = {}
-    keys: dict[Path, Position] = {}
-    problems: list[SpecProblem] = []
-    value = _convert(loader, node, (), positions, keys, problems, file)
-    if problems:
-        raise SpecError(problems)
-    return Located(file, value, positions, keys)
+    converter = _Converter(loader, file)
+    value = converter.convert(node, ())
+    if converter.problems:
+        raise SpecError(converter.problems)
+    return Located(file, value, converter.positions, converter.keys)
 
 
 def _mark(node: yaml.Node) -> Position:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path,
-             positions: dict[Path, Position], keys: dict[Path, Position],
-             problems: list[SpecProblem], file: str) -> Any:
-    positions[path] = _mark(node)
-    if isinstance(node, yaml.MappingNode):
+MAX_VALUES = 100_000  # a spec's values after YAML aliases are expanded ("billion laughs")
+MAX_DEPTH = 100
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+class _Converter:
+    """YAML nodes to plain values, recording positions and the problems found."""
+
+    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+        self.loader = loader
+        self.file = file
+        self.positions: dict[Path, Position] = {}
+        self.keys: dict[Path, Position] = {}
+        self.problems: list[SpecProblem] = []
+        self.count = 0
+        self.inside: set[int] = set()  # the collections being converted (alias cycles)
+
+    def _problem(self, node: yaml.Node, path: Path, message: str) -> None:
+        line, column = _mark(node)
+        self.problems.append(SpecProblem(self.file, line, column, dotted(path), message))
+
+    def convert(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            line, column = _mark(node)
+            raise SpecError([SpecProblem(self.file, line, column, dotted(path),
+                                         f"the spec has more than {MAX_VALUES} values "
+                                         "(YAML aliases expand where they are used)")])
+        self.positions[path] = _mark(node)
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in self.inside or len(path) > MAX_DEPTH:
+                self._problem(node, path, "an alias refers to a value that contains it"
+                              if id(node) in self.inside else
+                              f"values are nested more than {MAX_DEPTH} levels deep")
+                return None
+            self.inside.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path)
+                return [self.convert(item, (*path, index))
+                        for index, item in enumerate(node.value)]
+            finally:
+                self.inside.discard(id(node))
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            self._problem(node, path, f"bad value: {exc.problem or exc}")
+            return None
+        except yaml.YAMLError as exc:
+            self._problem(node, path, f"bad value: {exc}")
+            return None
+        if not isinstance(value, _JSON_SCALARS) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            self._problem(node, path, f"bad value: {node.value!r} is not a JSON value "
+                                      "(a string, number, true/false or null)")
+            return None
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        loader.flatten_mapping(node)
+        self.loader.flatten_mapping(node)
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node) \
+            key = self.loader.construct_object(key_node) \
                 if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str | int | float | bool) or key is None:
-                line, column = _mark(key_node)
-                problems.append(SpecProblem(file, line, column, dotted(path),
-                                            "keys must be plain strings"))
+                self._problem(key_node, path, "keys must be plain strings")
                 continue
             name = str(key)
             child = (*path, name)
             if name in result:
-                line, column = _mark(key_node)
-                first = keys[child]
-                problems.append(SpecProblem(file, line, column, dotted(child),
-                                            f"duplicate key (first at line {first[0]})"))
+                first = self.keys[child]
+                self._problem(key_node, child, f"duplicate key (first at line {first[0]})")
                 continue
-            keys[child] = _mark(key_node)
-            result[name] = _convert(loader, value_node, child, positions, keys, problems, file)
+            self.keys[child] = _mark(key_node)
+            result[name] = self.convert(value_node, child)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(loader, item, (*path, index), positions, keys, problems, file)
-                for index, item in enumerate(node.value)]
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
-        line, column = _mark(node)
-        problems.append(SpecProblem(file, line, column, dotted(path), f"bad value: {exc}"))
-        return None
 
 
-def _parse_json(text: str, file: str) -> Located:
+def _json_value(text: str, file: str) -> Any:
     try:
-        value = json.loads(text)
+        return json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
         raise SpecError([SpecProblem(file, exc.lineno, exc.colno, "",
                                      f"not valid JSON: {exc.msg}")]) from None
-    return Located(file, value, {(): (1, 1)}, {})

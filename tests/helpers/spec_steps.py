@@ -1,0 +1,74 @@
+"""Python functions the spec tests' ``python:`` steps call (``tests.helpers.spec_steps:…``).
+
+State shared with the test lives here: the test process runs the spec in-process, so a
+barrier or counter set up by the test is the one the steps see.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import flowledger as fl
+
+calls: list[str] = []
+lock = threading.Lock()
+active = 0
+most_active = 0
+barrier = threading.Barrier(2, timeout=20)
+
+
+def double(x: int) -> int:
+    calls.append(f"double {x}")
+    return x * 2
+
+
+def together(name: str) -> str:
+    """Returns only once another step is also inside ``together``: proves concurrency."""
+    barrier.wait()
+    return name
+
+
+def paired(item: int) -> int:
+    """Counts how many items run at once; each waits for a partner."""
+    global active, most_active
+    with lock:
+        active += 1
+        most_active = max(most_active, active)
+    try:
+        barrier.wait()
+    finally:
+        with lock:
+            active -= 1
+    return item
+
+
+def fail_unless(path: str) -> str:
+    """Fails until the file exists (a test creates it before resuming)."""
+    if not Path(path).exists():
+        raise RuntimeError(f"{path} is missing")
+    return "ok"
+
+
+def log_line(path: str, text: str) -> str:
+    """Appends a line to a side-effect log (what ran, how often) and returns it."""
+    with open(path, "a") as sink:
+        sink.write(text + "\n")
+    return text
+
+
+def block_at(path: str, text: str, gate: str) -> str:
+    """Logs, announces it is in flight, then waits for ``gate`` (a test SIGKILLs first)."""
+    log_line(path, text)
+    Path(gate + ".arrived").write_text(str(os.getpid()))
+    from tests.helpers.gate import wait_for_file  # noqa: PLC0415
+
+    wait_for_file(gate)
+    return text
+
+
+def artifact(name: str, text: str) -> dict[str, Any]:
+    info = fl.artifacts.save(name, text.encode(), media_type="text/plain")
+    return {"key": info.key, "size": info.size}
