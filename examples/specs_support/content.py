@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 ANGLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Why {topic} matters", ("the problem it solves", "who feels the pain",
+    ("The case for {topic}", ("the problem it solves", "who feels the pain",
                              "what failure costs")),
     ("Core ideas behind {topic}", ("the vocabulary", "the mental model",
                                    "the guarantees to expect")),
@@ -53,7 +53,7 @@ def outline(topic: str, sections: int) -> dict[str, Any]:
         raise ValueError("topic must not be empty")
     if not 1 <= sections <= len(ANGLES):
         raise ValueError(f"sections must be between 1 and {len(ANGLES)}, not {sections}")
-    chosen = ANGLES[:sections - 1] + (ANGLES[-1],) if sections > 1 else ANGLES[:1]
+    chosen = (*ANGLES[:sections - 1], ANGLES[-1]) if sections > 1 else ANGLES[:1]
     return {"title": f"A practical guide to {topic}",
             "sections": [{"heading": heading.format(topic=topic), "points": list(points)}
                          for heading, points in chosen]}

@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db_url: str, *options: str) -> None:
+    def __init__(self, db_url: str, *options: str,
+                 app: str | None = "tests.helpers.http_app") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
         env = dict(os.environ, PYTHONPATH=CHILD_PATH)
@@ -33,7 +34,7 @@ class ServerProcess:
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed with the object)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowledger", "--db", db_url, "serve",
-             "--app", "tests.helpers.http_app", "--port", str(self.port), *options],
+             *(["--app", app] if app else []), "--port", str(self.port), *options],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         wait_until(self._healthy, timeout=60, what="the server to answer /healthz")
 
@@ -68,8 +69,9 @@ class ServerProcess:
 
 
 @contextmanager
-def serving(db_url: str, *options: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(db_url, *options)
+def serving(db_url: str, *options: str,
+            app: str | None = "tests.helpers.http_app") -> Iterator[ServerProcess]:
+    server = ServerProcess(db_url, *options, app=app)
     try:
         yield server
     finally:

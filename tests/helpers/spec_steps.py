@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import flowledger as fl
+from tests.helpers.gate import wait_for_file
 
 calls: list[str] = []
 lock = threading.Lock()
@@ -59,13 +60,13 @@ def log_line(path: str, text: str) -> str:
     return text
 
 
-def block_at(path: str, text: str, gate: str) -> str:
-    """Logs, announces it is in flight, then waits for ``gate`` (a test SIGKILLs first)."""
+def maybe_block(path: str, text: str, gate: str, block: bool) -> str:
+    """Logs; with ``block``, announces it is in flight (``gate``.arrived) and waits until
+    the test creates ``gate`` (a test SIGKILLs the process first, then opens it)."""
     log_line(path, text)
-    Path(gate + ".arrived").write_text(str(os.getpid()))
-    from tests.helpers.gate import wait_for_file  # noqa: PLC0415
-
-    wait_for_file(gate)
+    if block:
+        Path(gate + ".arrived").write_text(str(os.getpid()))
+        wait_for_file(gate)
     return text
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import expressions
 from .model import (
+    At,
     Defaults,
     HttpCall,
     InputSpec,
@@ -29,8 +30,8 @@ _MODELS: tuple[type[BaseModel], ...] = (SpecModel, StepSpec, InputSpec, Defaults
                                         HttpCall, LlmCall, Message, McpCall)
 _FIELDS = sorted({info.alias or name for model in _MODELS
                   for name, info in model.model_fields.items()})
-_TYPE_WORDS = {"string": "a string", "int": "an integer", "float": "a number",
-               "bool": "true or false", "list": "a list", "dict": "a mapping"}
+_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number",
+               "boolean": "true or false", "list": "a list", "dictionary": "a mapping"}
 
 
 def shape(located: Located) -> tuple[SpecModel | None, list[SpecProblem]]:
@@ -47,6 +48,10 @@ def _problems(located: Located, exc: ValidationError) -> list[SpecProblem]:
     for error in exc.errors():
         path = _data_path(located.value, tuple(error["loc"]), error["type"])
         message = _message(error)
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, At) and _has(_at(located.value, path), cause.field):
+            path = (*path, cause.field)  # the field the model's check is about
+            keyed.add(path)
         if error["type"] == "extra_forbidden":
             keyed.add(path)
         if message not in merged.setdefault(path, []):
@@ -73,6 +78,12 @@ def _data_path(data: Any, loc: Path, kind: str) -> Path:
     return tuple(path)
 
 
+def _at(data: Any, path: Path) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
 def _has(value: Any, part: str | int) -> bool:
     if isinstance(value, dict):
         return part in value
@@ -87,6 +98,18 @@ def _message(error: Any) -> str:
         field = str(error["loc"][-1])
         close = difflib.get_close_matches(field, _FIELDS, n=1)
         return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    context = error.get("ctx", {})
+    if kind in ("too_short", "string_too_short"):
+        least = int(context.get("min_length", 1))
+        unit = "character" if kind == "string_too_short" else "item"
+        return "must not be empty" if least == 1 else f"must have at least {least} {unit}s"
+    if kind in ("too_long", "string_too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        return f"must have at most {context.get('max_length')} {unit}"
+    if kind == "greater_than_equal":
+        return f"must be at least {context.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {context.get('le')}"
     if text.startswith("Value error, "):
         return text.removeprefix("Value error, ")
     if text.startswith("Input should be a valid "):
@@ -214,9 +237,12 @@ def references(located: Located, spec: SpecModel,
             problems.append(located.problem(
                 path, f"environment variable {name!r} is not declared under env: "
                       "(only declared variables are visible)"))
-        if not loops and ({"item", "index"} & _names(text)):
+        if loops is not True and ({"item", "index"} & _names(text)):
             problems.append(located.problem(path, "item and index exist only in "
-                                                  "for_each steps"))
+                                                  "for_each steps" if loops is False else
+                                                  f"item and index are not defined in "
+                                                  f"{path[2]}: (it is evaluated once, "
+                                                  "before the items)"))
     return problems
 
 
@@ -228,13 +254,15 @@ def _names(text: str) -> set[str]:
 
 
 def _expressions(spec: SpecModel, before: dict[str, set[str]], every: set[str]
-                 ) -> Iterator[tuple[Path, str, set[str], bool]]:
-    """(path, expression, steps visible to it, whether item/index exist) of each one."""
+                 ) -> Iterator[tuple[Path, str, set[str], bool | None]]:
+    """(path, expression, steps visible to it, whether item/index exist: None in the
+    ``if`` and ``for_each`` of a for_each step) of each one."""
     for index, step in enumerate(spec.steps):
         data = step.model_dump(by_alias=True, exclude_none=True, exclude={"id", "needs"})
         visible = before.get(step.id, set())
         for path, text in expressions.strings(data):
-            in_loop = step.for_each is not None and path[:1] not in (("for_each",), ("if",))
+            in_loop = step.for_each is not None and (
+                None if path[:1] in (("for_each",), ("if",)) else True)
             yield ("steps", index, *path), text, visible, in_loop
     for path, text in expressions.strings(spec.output):
         yield ("output", *path), text, every, False

@@ -186,9 +186,9 @@ class StepSpec(Strict):
         if len(given) > 1:
             raise ValueError(f"a step has one kind, this one has {' and '.join(given)}")
         if self.concurrency is not None and self.for_each is None:
-            raise At("concurrency", "concurrency applies to for_each steps only")
+            raise At("concurrency", "applies to for_each steps only")
         if self.arguments is not None and given[0] not in ("python", "workflow"):
-            raise At("with", f"with: gives arguments to python and workflow steps, not to "
+            raise At("with", f"gives arguments to python and workflow steps, not to "
                              f"{given[0]} steps")
         return self
 

@@ -127,11 +127,12 @@ def _parse_yaml(text: str, file: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = exc.problem or "cannot be read"
-        if exc.context:
-            began = exc.context_mark
-            message += f" ({exc.context}" + (
-                f" at line {began.line + 1}, column {began.column + 1})"
-                if began and began is not mark else ")")
+        began = exc.context_mark
+        if exc.context and exc.context.startswith("while ") and began and began is not mark:
+            # where the unfinished collection began: the problem is often at the file's end
+            message += f" ({exc.context} at line {began.line + 1}, column {began.column + 1})"
+        elif exc.context:
+            message = f"{exc.context} {message}"
         raise _NotYaml(SpecProblem(file, line, column, "",
                                    f"not valid YAML: {message}")) from None
     except yaml.YAMLError as exc:
