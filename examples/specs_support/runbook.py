@@ -3,7 +3,7 @@
 ``count_by_extension`` and ``checksums`` walk the directory (they run concurrently with
 the spec's shell steps); ``build_report`` combines every branch's findings and
 ``save_report`` stores the report and the checksum manifest as artifacts of the run
-(``fl.artifacts.save``), so they can be read back later with ``flowledger artifacts``
+(``fl.artifacts.save``), so they can be read back later with ``flowledger artifacts get``
 or ``ledger.artifacts(run_id)``.
 """
 

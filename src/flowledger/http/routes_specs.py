@@ -23,6 +23,7 @@ _SPEC_BODY = {"content": {"application/yaml": {"schema": {"type": "string"}},
 
 
 @router.put("/specs/{name}", response_model=SpecOut, responses=ERRORS,
+            response_model_exclude_unset=True,
             summary="Register a spec (YAML or JSON text) under its name",
             openapi_extra={"requestBody": _SPEC_BODY})
 async def register_spec(name: str, request: Request, caller: CallerDep) -> dict[str, Any]:
@@ -42,6 +43,7 @@ async def register_spec(name: str, request: Request, caller: CallerDep) -> dict[
 
 
 @router.get("/specs", response_model=list[SpecOut], responses=ERRORS,
+            response_model_exclude_unset=True,
             summary="Registered specs, newest version first")
 def list_specs(caller: CallerDep,
                name: Annotated[str | None, Query(min_length=1, max_length=200)] = None
