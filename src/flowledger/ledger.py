@@ -52,12 +52,11 @@ from .serialization import (
 from .spec_registry import LedgerSpecs
 from .stepcall import asyncio_module
 from .store import Durability, RunRow, SpoolingStore, SqlStore
-from .workflow import WorkflowDef, definition_of
+from .workflow import WorkflowRef, definition_of
 
 log = logging.getLogger("flowledger")
 DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024
 DEFAULT_OFFLOAD = 1024 * 1024
-WorkflowRef = Callable[..., Any] | WorkflowDef
 
 
 def default_artifacts_url(store: SqlStore) -> str:

@@ -3,7 +3,7 @@ and what workers and queues are doing. ``Ledger`` inherits these methods."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ from .schedules import (
     tick_key,
 )
 from .store import NewRun, RunRow, ScheduleRow
-from .workflow import WorkflowDef, definition_of
+from .workflow import WorkflowRef, definition_of
 
 DEFAULT_QUEUE = "default"
 PRIORITY_RANGE = 1_000_000
@@ -103,7 +103,7 @@ def _priority(value: int) -> int:
 class LedgerQueueing(LedgerBase):
     """Queue operations, a part of ``Ledger``."""
 
-    def submit(self, workflow: Callable[..., Any] | WorkflowDef, /, *args: Any,
+    def submit(self, workflow: WorkflowRef, /, *args: Any,
                queue: str = DEFAULT_QUEUE, priority: int = 0,
                idempotency_key: str | None = None, delay: float | timedelta | None = None,
                concurrency_key: str | None = None, owner: str | None = None,
@@ -202,7 +202,7 @@ class LedgerQueueing(LedgerBase):
         return found
 
     # -- schedules -------------------------------------------------------------------
-    def add_schedule(self, workflow: Callable[..., Any] | WorkflowDef, *, cron: str,
+    def add_schedule(self, workflow: WorkflowRef, *, cron: str,
                      name: str | None = None, inputs: Mapping[str, Any] | None = None,
                      queue: str = DEFAULT_QUEUE, priority: int = 0,
                      catch_up: bool = False, owner: str | None = None) -> Schedule:

@@ -9,14 +9,14 @@ latest fires) unless the schedule asks to ``catch_up``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ConfigurationError
 from .models import from_micros
-from .workflow import WorkflowDef, definition_of
+from .workflow import WorkflowDef, WorkflowRef, definition_of
 
 
 def _croniter() -> Any:
@@ -70,7 +70,7 @@ _declared: dict[str, ScheduleDecl] = {}
 _declared_lock = threading.Lock()
 
 
-def schedule(workflow: Callable[..., Any] | WorkflowDef, *, cron: str, name: str | None = None,
+def schedule(workflow: WorkflowRef, *, cron: str, name: str | None = None,
              inputs: Mapping[str, Any] | None = None, queue: str = "default",
              priority: int = 0, catch_up: bool = False) -> ScheduleDecl:
     """Declare that ``workflow`` is submitted on every tick of ``cron`` (UTC).

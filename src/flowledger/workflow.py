@@ -13,7 +13,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from . import validation
 from .errors import ConfigurationError, NonRetryable, WorkflowNotFound
@@ -321,6 +321,18 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
     return decorate(fn) if fn is not None else decorate
 
 
+class DefinesWorkflow(Protocol):
+    """Anything that carries a workflow definition: a decorated function, a ``Spec``."""
+
+    @property
+    def __flowledger_workflow__(self) -> WorkflowDef: ...
+
+
+# What the Ledger's methods take as a workflow: a @workflow function, its definition,
+# or anything carrying one (a Spec).
+WorkflowRef = Callable[..., Any] | WorkflowDef | DefinesWorkflow
+
+
 def definition_of(target: Any) -> WorkflowDef:
     """The WorkflowDef behind a decorated function (or a WorkflowDef itself)."""
     if isinstance(target, WorkflowDef):
@@ -331,5 +343,6 @@ def definition_of(target: Any) -> WorkflowDef:
     return definition
 
 
-__all__ = ["NO_HINT", "RetryPolicy", "StepDef", "WorkflowDef", "definition_of",
+__all__ = ["NO_HINT", "DefinesWorkflow", "RetryPolicy", "StepDef", "WorkflowDef", "WorkflowRef",
+           "definition_of",
            "entrypoint_of", "load_entrypoint", "registered", "step", "workflow"]

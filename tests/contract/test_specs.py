@@ -43,7 +43,7 @@ def llm_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
 def _reset_steps() -> None:
     spec_steps.calls.clear()
     spec_steps.barrier.reset()
-    spec_steps.most_active = 0
+    spec_steps.running.update(now=0, most=0)
 
 
 def test_python_shell_set_for_each_and_output(ledger: fl.Ledger) -> None:
@@ -109,7 +109,10 @@ def test_shell_exit_code_and_stderr_tail_fail_the_step(ledger: fl.Ledger) -> Non
           - id: boom
             retries: 1
             backoff: 0
-            shell: [python3, -c, "import sys; print('out'); sys.stderr.write('disk on fire'); sys.exit(3)"]
+            shell:
+              - python3
+              - -c
+              - "import sys; print('out'); sys.stderr.write('disk on fire'); sys.exit(3)"
         """)
     with pytest.raises(fl.RunFailed) as failed:
         ledger.run(flow)
@@ -127,7 +130,12 @@ def test_shell_timeout_kills_the_command(ledger: fl.Ledger, tmp_path: Path) -> N
         steps:
           - id: sleepy
             timeout: 0.5s
-            shell: [python3, -c, "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"]
+            shell:
+              - python3
+              - -c
+              - "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid()));
+                 time.sleep(60)"
+              - {pid_file}
         """)
     with pytest.raises(fl.RunFailed) as failed:
         ledger.run(flow)
@@ -302,15 +310,23 @@ def test_mcp_tool_calls(ledger: fl.Ledger, tmp_path: Path, transport: str) -> No
               tracker: {server}
             steps:
               - id: fetch
-                mcp: {{server: tracker, tool: get_issue, arguments: {{issue: "{{{{ inputs.issue }}}}"}}}}
+                mcp:
+                  server: tracker
+                  tool: get_issue
+                  arguments: {{issue: "{{{{ inputs.issue }}}}"}}
               - id: remember
                 set: {{title: "{{{{ steps.fetch.output.structured.title }}}}"}}
               - id: label
-                mcp: {{server: tracker, tool: add_label, arguments: {{issue: "{{{{ inputs.issue }}}}", label: triaged}}}}
+                mcp:
+                  server: tracker
+                  tool: add_label
+                  arguments: {{issue: "{{{{ inputs.issue }}}}", label: triaged}}
               - id: pid
                 mcp: {{server: tracker, tool: server_info}}
-            output: {{title: "{{{{ context.title }}}}", pid: "{{{{ steps.pid.output.structured.pid }}}}",
-                      labels: "{{{{ steps.label.output.structured.labels }}}}"}}
+            output:
+              title: "{{{{ context.title }}}}"
+              pid: "{{{{ steps.pid.output.structured.pid }}}}"
+              labels: "{{{{ steps.label.output.structured.labels }}}}"
             """)
         output = ledger.run(flow, issue=1)
         return output, ledger.get(ledger.runs(workflow=f"mcp-{transport}").runs[0].id)
@@ -358,7 +374,9 @@ def test_independent_branches_run_concurrently(ledger: fl.Ledger) -> None:
         steps:
           - {{id: left, python: "{STEPS}:together", with: {{name: left}}}}
           - {{id: right, needs: [], python: "{STEPS}:together", with: {{name: right}}}}
-          - {{id: join, needs: [left, right], set: {{both: "{{{{ [steps.left.output, steps.right.output] }}}}"}}}}
+          - id: join
+            needs: [left, right]
+            set: {{both: "{{{{ [steps.left.output, steps.right.output] }}}}"}}
         output: "{{{{ context.both }}}}"
         """)
     assert ledger.run(flow) == ["left", "right"]  # each waited for the other: concurrent
@@ -380,7 +398,7 @@ def test_for_each_keeps_to_its_concurrency(ledger: fl.Ledger) -> None:
             with: {{item: "{{{{ item }}}}"}}
         """)
     assert ledger.run(flow) == [1, 2, 3, 4, 5, 6]
-    assert spec_steps.most_active == 2
+    assert spec_steps.running["most"] == 2
 
 
 def test_a_false_condition_records_a_skipped_step(ledger: fl.Ledger) -> None:

@@ -16,8 +16,7 @@ from tests.helpers.gate import wait_for_file
 
 calls: list[str] = []
 lock = threading.Lock()
-active = 0
-most_active = 0
+running = {"now": 0, "most": 0}  # items of a fan-out inside `paired` now, and at most
 barrier = threading.Barrier(2, timeout=20)
 
 
@@ -34,15 +33,14 @@ def together(name: str) -> str:
 
 def paired(item: int) -> int:
     """Counts how many items run at once; each waits for a partner."""
-    global active, most_active
     with lock:
-        active += 1
-        most_active = max(most_active, active)
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
     try:
         barrier.wait()
     finally:
         with lock:
-            active -= 1
+            running["now"] -= 1
     return item
 
 

@@ -105,7 +105,8 @@ def serve_command(
         raise ConfigurationError("serve acts for every owner through tokens: drop --owner")
     served = registered_names()
     if not served:
-        state.hint("no --app given: clients can read runs but not start any")
+        state.hint("no --app given: clients can start the specs their owner registered, "
+                   "and read runs")
     state.hint(f"serving {len(served)} workflow(s) on http://{host}:{port}/api/v1"
                + (f" with {processes} processes" if processes > 1 else "")
                + (f" and {workers} worker thread(s) each" if workers and processes > 1

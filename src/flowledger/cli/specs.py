@@ -25,7 +25,8 @@ Version = Annotated[str | None, typer.Option(help="One version (default: the new
 
 @command("validate")
 def validate_command(
-    files: Annotated[list[Path], typer.Argument(help="Spec files to check.", dir_okay=False)],
+    files: Annotated[list[str], typer.Argument(help="Spec files to check.",
+                                                metavar="FILE...")],
     as_json: AsJson = False,
 ) -> None:
     """Check spec files: exit 0 when all are valid, else print each problem as

@@ -34,10 +34,13 @@ _TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a numbe
                "boolean": "true or false", "list": "a list", "dictionary": "a mapping"}
 
 
-def shape(located: Located) -> tuple[SpecModel | None, list[SpecProblem]]:
-    """The spec's model, or the problems that keep it from being one."""
+def shape(located: Located, ignore: frozenset[str] = frozenset()
+          ) -> tuple[SpecModel | None, list[SpecProblem]]:
+    """The spec's model, or the problems that keep it from being one (top-level keys in
+    ``ignore`` are left out)."""
+    data = {key: value for key, value in located.value.items() if key not in ignore}
     try:
-        return SpecModel.model_validate(located.value), []
+        return SpecModel.model_validate(data), []
     except ValidationError as exc:
         return None, _problems(located, exc)
 

@@ -23,6 +23,8 @@ from . import checks
 from .model import SpecModel, seconds
 from .source import SpecError, SpecProblem, parse
 
+# Top-level keys for tools and people, not the engine: a JSON spec's schema and comment.
+ANNOTATIONS = frozenset({"$schema", "$comment"})
 _TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool,
                           "array": list[Any], "object": dict[str, Any], "any": Any}
 
@@ -62,7 +64,7 @@ class Spec:
         """The workflow definition that runs this spec (its entrypoint names the digest)."""
         from .interpreter import interpreter  # noqa: PLC0415 (the interpreter imports this)
 
-        run = interpreter(self)
+        run = interpreter(self, recorded_spec)
         parameters = []
         annotations: dict[str, Any] = {"return": Any}
         for name, declared in self.model.inputs.items():
@@ -97,7 +99,7 @@ def parse_spec(text: str, file: str = "<spec>") -> Spec:
     if not isinstance(located.value, dict):
         raise SpecError([located.problem((), "a spec is a mapping (flowledger: 1, name:, "
                                              "steps: …)")])
-    model, problems = checks.shape(located)
+    model, problems = checks.shape(located, ignore=ANNOTATIONS)
     if model is None:
         raise SpecError(problems)
     problems = _names(located, model)

@@ -12,6 +12,7 @@ import contextvars
 import functools
 import inspect
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,15 +54,17 @@ class Task:
         return self.step.id if self.index is None else f"{self.step.id}[{self.index}]"
 
 
-def interpreter(spec: Spec) -> Callable[..., Any]:
-    """The workflow function of a spec: binds its inputs and runs its steps."""
+def interpreter(spec: Spec, load: Callable[[str, str], Spec]) -> Callable[..., Any]:
+    """The workflow function of a spec: binds its inputs and runs its steps. ``load``
+    parses the text of a registered spec a ``workflow`` step starts."""
     signature_of: list[inspect.Signature] = []
 
     def run(*args: Any, **kwargs: Any) -> Any:
         signature = signature_of[0] if signature_of else inspect.signature(run)
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return SpecRun(spec, current_execution("a spec workflow"), dict(bound.arguments)).run()
+        return SpecRun(spec, current_execution("a spec workflow"), dict(bound.arguments),
+                       load).run()
 
     return run
 
@@ -77,8 +80,10 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
 class SpecRun:
     """One execution of a spec's steps."""
 
-    def __init__(self, spec: Spec, execution: Execution, inputs: dict[str, Any]) -> None:
+    def __init__(self, spec: Spec, execution: Execution, inputs: dict[str, Any],
+                 load: Callable[[str, str], Spec]) -> None:
         self.spec = spec
+        self.load = load
         self.model = spec.model
         self.execution = execution
         self.inputs = inputs
@@ -267,8 +272,9 @@ class SpecRun:
             if self._mcp is None:
                 from .mcp_client import McpSessions  # noqa: PLC0415 (the SDK loads slowly)
 
-                servers = {name: self._evaluate(server.model_dump(exclude_none=True),
-                                                self.scope(), f"mcp_servers.{name}")
+                servers = {name: _this_python(self._evaluate(
+                                   server.model_dump(exclude_none=True), self.scope(),
+                                   f"mcp_servers.{name}"))
                            for name, server in self.model.mcp_servers.items()}
                 self._mcp = McpSessions(servers)
             return self._mcp
@@ -290,14 +296,21 @@ class SpecRun:
             raise SpecRuntimeError(f"no workflow named {name!r}: neither a Python "
                                    "@workflow imported by this process nor a spec "
                                    "registered by this owner")
-        from .document import parse_spec  # noqa: PLC0415 (document imports this module)
-
-        return parse_spec(found[0].text, f"<registered spec {name}>").definition
+        return self.load(found[0].text, f"<registered spec {name}>").definition
 
 
 _BODIES: dict[str, Callable[..., Any]] = {
     "python": kinds.python, "shell": kinds.shell, "http": kinds.http, "llm": calls.llm,
     "set": kinds.set_context}
+
+
+def _this_python(server: dict[str, Any]) -> dict[str, Any]:
+    """A stdio server started as ``python …`` runs under this interpreter, so it sees the
+    packages the workflow sees (``python3`` on the PATH may be another one)."""
+    command = server.get("command")
+    if command and command[0] in ("python", "python3"):
+        server["command"] = [sys.executable, *command[1:]]
+    return server
 
 
 def _truthy(value: Any) -> bool:

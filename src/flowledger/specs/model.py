@@ -257,4 +257,6 @@ def spec_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://flowledger.dev/schema/spec-v1.json"
     schema["title"] = "flowledger workflow spec"
+    for annotation in ("$schema", "$comment"):  # allowed at the top, ignored by the engine
+        schema["properties"][annotation] = {"type": "string"}
     return schema

@@ -38,14 +38,14 @@ def upgrade() -> None:
         sa.Column("response", sa.Text(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
     )
-    with op.batch_alter_table("flowledger_usage") as batch:
-        batch.add_column(sa.Column("cache_hit", sa.Integer(), nullable=False,
-                                   server_default=sa.text("0")))
+    # A plain ADD COLUMN on both backends: batch mode would rebuild the SQLite table and
+    # drop the revision triggers migration 0009 put on it.
+    op.add_column("flowledger_usage", sa.Column("cache_hit", sa.Integer(), nullable=False,
+                                                server_default=sa.text("0")))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("flowledger_usage") as batch:
-        batch.drop_column("cache_hit")
+    op.execute("ALTER TABLE flowledger_usage DROP COLUMN cache_hit")
     op.drop_table("flowledger_llm_cache")
     op.drop_index("ix_flowledger_specs_name", table_name="flowledger_specs")
     op.drop_table("flowledger_specs")
