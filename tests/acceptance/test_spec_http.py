@@ -5,6 +5,7 @@ see none of it."""
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import flowledger as fl
@@ -101,3 +102,27 @@ def test_invalid_specs_are_refused_with_their_positions(db_url: str) -> None:
         binary = client.put("/specs/triage", content=b"\xff\xfe\x00", headers=YAML)
         assert binary.status_code == 422 and "UTF-8" in binary.json()["message"]
         assert client.get("/specs").json() == []
+
+
+def test_a_server_can_refuse_specs_that_run_commands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kinds.db'}"
+    with fl.Ledger(url) as ledger:
+        token = ledger.create_token("alice").secret
+    with serving(url, "--spec-kind", "set", "--spec-kind", "mcp", app=None) as server:
+        client = server.client(token)
+        refused = client.put("/specs/triage", content=SPEC, headers=YAML)
+        assert refused.status_code == 422
+        assert refused.json()["message"].startswith(
+            "this server does not accept specs with python, shell steps")
+        stdio = textwrap.dedent("""
+            flowledger: 1
+            name: tools
+            mcp_servers: {tracker: {command: [python3, tracker.py]}}
+            steps: [{id: fetch, mcp: {server: tracker, tool: list_issues}}]
+            """)
+        answer = client.put("/specs/tools", content=stdio, headers=YAML)
+        assert answer.status_code == 422 and "stdio MCP server counts as shell" in \
+            answer.json()["message"]
+        remote = stdio.replace("{command: [python3, tracker.py]}", "{url: 'http://x/mcp'}")
+        assert client.put("/specs/tools", content=remote, headers=YAML).status_code == 200
+        assert [s["name"] for s in client.get("/specs").json()] == ["tools"]

@@ -27,6 +27,18 @@ def _size(text: str, option: str = "--max-body") -> int:
     return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
 
 
+def _spec_kinds(chosen: list[str] | None) -> tuple[str, ...]:
+    from ..http.settings import SPEC_KINDS  # noqa: PLC0415 (start-up time)
+
+    if not chosen:
+        return SPEC_KINDS
+    unknown = sorted(set(chosen) - set(SPEC_KINDS))
+    if unknown:
+        raise ConfigurationError(f"--spec-kind {unknown[0]!r} is not a step kind "
+                                 f"({', '.join(SPEC_KINDS)})")
+    return tuple(kind for kind in SPEC_KINDS if kind in chosen)
+
+
 @command("serve")
 def serve_command(
     ctx: typer.Context,
@@ -68,6 +80,11 @@ def serve_command(
     ui: Annotated[bool, typer.Option(
         "--ui/--no-ui", help="Serve the web UI under /ui/ (log in with an API token).")]
         = True,
+    spec_kind: Annotated[list[str] | None, typer.Option(
+        "--spec-kind", metavar="KIND",
+        help="A step kind specs registered over HTTP may use; repeatable (default: "
+             "all). Token holders who register specs with shell or python steps (or "
+             "stdio MCP servers) run commands on your workers.")] = None,
 ) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) and the web UI
     (/ui/, logins with API tokens) until Ctrl-C."""
@@ -97,7 +114,8 @@ def serve_command(
         settings=ServerSettings(max_body_bytes=_size(max_body),
                                 redact=() if no_redact else tuple(redact or DEFAULT_REDACT),
                                 events_poll_interval=poll,
-                                preview_chars=_size(preview_size, "--preview-size")),
+                                preview_chars=_size(preview_size, "--preview-size"),
+                                spec_kinds=_spec_kinds(spec_kind)),
         request_timeout=timeout, max_connections=max_connections,
         access_log=access_log, quiet=state.quiet, ui="tokens" if ui else "off")
     ledger = state.ledger  # opened (and created or migrated) once, here

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from ..errors import ConfigurationError, SpecNotFound
 from ..specs import parse_spec
 from .auth import CallerDep
-from .params import ERRORS
+from .params import ERRORS, settings_of
 from .schemas import SpecOut
 
 router = APIRouter(tags=["specs"])
@@ -38,6 +38,12 @@ async def register_spec(name: str, request: Request, caller: CallerDep) -> dict[
     if spec.name != name:
         raise ConfigurationError(f"the spec is named {spec.name!r}, not {name!r} (the "
                                  "name in the path)")
+    refused = sorted(spec.kinds - set(settings_of(request).spec_kinds))
+    if refused:
+        raise ConfigurationError(
+            f"this server does not accept specs with {', '.join(refused)} steps"
+            + (" (a stdio MCP server counts as shell)" if "shell" in refused else "")
+            + f"; allowed: {', '.join(settings_of(request).spec_kinds) or 'none'}")
     info = caller.ledger.register_spec(text, owner=caller.token.owner, file=name)
     return info.to_dict(text=False)
 

@@ -78,6 +78,7 @@ class ServeOptions:
         values: dict[str, Any] = json.loads(text)
         settings = values.pop("settings")
         settings["redact"] = tuple(settings["redact"])
+        settings["spec_kinds"] = tuple(settings["spec_kinds"])
         return cls(**{**values, "apps": tuple(values["apps"]),
                       "queues": tuple(values["queues"]),
                       "settings": ServerSettings(**settings)})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+# The step kinds of a spec (its stdio MCP servers count as shell: they start commands).
+SPEC_KINDS = ("python", "shell", "http", "llm", "mcp", "workflow", "set")
 DEFAULT_REDACT = ("password", "secret", "api_key", "apikey", "token", "access_token",
                   "authorization")
 
@@ -18,7 +20,8 @@ class ServerSettings:
     names payload fields whose values answers replace with ``"[redacted]"``;
     ``events_poll_interval`` is how often an event stream reads the store;
     ``preview_chars`` is how much of a step's input and output a run answer shows (the
-    step route shows all of it).
+    step route shows all of it); ``spec_kinds`` are the step kinds a spec registered
+    over HTTP may use.
     """
 
     workflows: frozenset[str] = frozenset()
@@ -27,6 +30,7 @@ class ServerSettings:
     events_poll_interval: float = 0.2
     events_ping_seconds: float = 15.0
     preview_chars: int = 16 * 1024
+    spec_kinds: tuple[str, ...] = SPEC_KINDS
 
     def tag(self) -> str:
         """A short digest of what shapes answers (for ETags): redaction and previews."""

@@ -59,6 +59,15 @@ class Spec:
     def step_ids(self) -> list[str]:
         return [step.id for step in self.model.steps]
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The step kinds it uses; a stdio MCP server counts as ``shell`` (it starts a
+        command on the worker)."""
+        used = {step.kind for step in self.model.steps}
+        if any(server.command for server in self.model.mcp_servers.values()):
+            used.add("shell")
+        return frozenset(used)
+
     @functools.cached_property
     def definition(self) -> WorkflowDef:
         """The workflow definition that runs this spec (its entrypoint names the digest)."""
