@@ -128,9 +128,7 @@ def run_spec(ledger: fl.Ledger, file: str, inputs: dict[str, Any]) -> str:
     """Run one spec to its end (in this thread); the new run's id, failed or not."""
     spec = fl.load_spec(SPECS / file)
     try:
-        # ledger.run(spec, ...) works too, but Ledger.run's annotation (WorkflowRef) does
-        # not name Spec, so strict mypy refuses it; spec.definition is the same workflow.
-        output = ledger.run(spec.definition, **inputs)
+        output = ledger.run(spec, **inputs)
     except fl.RunFailed as exc:
         return exc.run_id
     text = json.dumps(output, ensure_ascii=False)
@@ -162,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("content phases", "content_phases.yaml", {"topic": "durable workflows"}),
                 ("runbook", "runbook.yaml", {"path": "src/flowledger"}),
                 ("MCP tools", "mcp_tools.json",
-                 {"tracker_db": str(Path(temp) / "tracker.json"), "issue": 3,
-                  "python": sys.executable}),
+                 {"tracker_db": str(Path(temp) / "tracker.json"), "issue": 3}),
             ]
             for label, file, inputs in plan:
                 runs.append((label, run_spec(ledger, file, inputs)))

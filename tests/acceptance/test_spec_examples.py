@@ -14,7 +14,8 @@ from tests.helpers.procs import CHILD_PATH, ROOT
 
 def test_the_example_specs_run_offline_and_record_what_they_did(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "examples/specs/run_all.py", "--ledger-dir",
-                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                           str(tmp_path)], check=False, cwd=ROOT, capture_output=True,
+                          text=True,
                           timeout=300, env=dict(os.environ, PYTHONPATH=CHILD_PATH))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all 5 runs completed" in done.stdout

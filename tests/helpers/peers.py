@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +66,7 @@ class Peer:
 
 
 @contextmanager
-def llm_replay(folder: Path, answers: dict[str, object] | None = None) -> Iterator[Peer]:
+def llm_replay(folder: Path, answers: Mapping[str, object] | None = None) -> Iterator[Peer]:
     """The LLM replay server (OpenAI and Anthropic wire formats); ``url`` is its root."""
     port = free_port()
     argv = [sys.executable, str(EXAMPLES / "llm_replay_server.py"), "--port", str(port)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
 
 from flowledger.errors import ConfigurationError
 from flowledger.specs import SpecError, load_spec, parse_spec, spec_schema
