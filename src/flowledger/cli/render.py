@@ -113,7 +113,9 @@ def run_header(run: Run) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("run", run.id)
-    grid.add_row("workflow", f"{run.workflow} v{run.version}  [dim]{run.entrypoint}[/dim]")
+    code = (f"spec {run.entrypoint[5:17]}" if run.entrypoint.startswith("spec:")
+            else run.entrypoint)
+    grid.add_row("workflow", f"{run.workflow} v{run.version}  [dim]{code}[/dim]")
     grid.add_row("status", status_text(run.status) + (
         Text(f"  (stalled: {run.stalled})", style="yellow") if run.stalled else ""))
     grid.add_row("owner", run.owner + (f"   tags: {', '.join(run.tags)}" if run.tags else ""))
