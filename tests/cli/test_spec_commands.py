@@ -32,6 +32,7 @@ BROKEN = textwrap.dedent("""
       - id: a
         llm: {provider: openai, messages: [{role: user, content: hi}]}
       - id: b
+        needs: [c]
         shell: [echo]
         retries: -1
     """)
@@ -53,11 +54,12 @@ def test_validate_reports_each_problem_with_its_place(cli: CLI, tmp_path: Path) 
     assert result.code == 2
     assert result.err.splitlines() == [
         f"{bad}:6:10 steps[0].llm.model: required",
-        f"{bad}:9:14 steps[1].retries: must be at least 0",
+        f"{bad}:8:13 steps[1].needs[0]: unknown step 'c'",
+        f"{bad}:10:14 steps[1].retries: must be at least 0",
     ]
     as_json = cli("validate", str(bad), "--json")
     assert as_json.code == 2
-    assert as_json.json()[0]["valid"] is False and len(as_json.json()[0]["problems"]) == 2
+    assert as_json.json()[0]["valid"] is False and len(as_json.json()[0]["problems"]) == 3
     missing = cli("validate", str(tmp_path / "nope.yaml"))
     assert missing.code == 2 and "does not exist" in missing.err
 
@@ -72,7 +74,8 @@ def test_run_and_submit_a_spec_file(cli: CLI, db_url: str, tmp_path: Path) -> No
     broken = cli("run", str(write(tmp_path, "bad.yaml", BROKEN)))
     assert broken.code == 2
     assert [line.split(" ", 2)[1] for line in broken.err.splitlines()] == [
-        f"{tmp_path / 'bad.yaml'}:6:10", f"{tmp_path / 'bad.yaml'}:9:14"]
+        f"{tmp_path / 'bad.yaml'}:6:10", f"{tmp_path / 'bad.yaml'}:8:13",
+        f"{tmp_path / 'bad.yaml'}:10:14"]
     queued = cli("submit", str(file), "-i", "n=1", "--queue", "specs", "--json")
     assert queued.code == 0, queued.err
     with fl.Ledger(db_url) as ledger:

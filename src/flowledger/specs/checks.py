@@ -6,8 +6,8 @@ Every problem is reported with its line and column."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -132,12 +132,43 @@ _PATTERN_HINTS = {
 }
 
 
-def graph(located: Located, spec: SpecModel) -> tuple[dict[str, list[str]], list[SpecProblem]]:
+class StepRef(NamedTuple):
+    """What the graph checks need of a step: its id and its ``needs``."""
+
+    id: str
+    needs: list[str] | None
+
+
+def step_refs(spec: SpecModel) -> list[StepRef | None]:
+    return [StepRef(step.id, step.needs) for step in spec.steps]
+
+
+def raw_step_refs(data: Any) -> list[StepRef | None]:
+    """The ids and needs of a spec that failed validation, where they are usable, so
+    graph problems are reported with the others (None: a step without a usable id)."""
+    steps = data.get("steps") if isinstance(data, dict) else None
+    refs: list[StepRef | None] = []
+    for step in steps if isinstance(steps, list) else []:
+        ident = step.get("id") if isinstance(step, dict) else None
+        if not isinstance(ident, str):
+            refs.append(None)
+            continue
+        needs = step.get("needs")
+        needs = [needs] if isinstance(needs, str) else needs
+        usable = isinstance(needs, list) and all(isinstance(n, str) for n in needs)
+        refs.append(StepRef(ident, needs if usable else None))
+    return refs
+
+
+def graph(located: Located, steps: Sequence[StepRef | None]
+          ) -> tuple[dict[str, list[str]], list[SpecProblem]]:
     """Each step's dependencies (``needs``, by default the previous step), and the
     problems: duplicate ids, unknown steps, cycles."""
     problems: list[SpecProblem] = []
     first: dict[str, int] = {}
-    for index, step in enumerate(spec.steps):
+    for index, step in enumerate(steps):
+        if step is None:
+            continue
         if step.id in first:
             line = located.position(("steps", first[step.id], "id"))[0]
             problems.append(located.problem(("steps", index, "id"),
@@ -146,11 +177,12 @@ def graph(located: Located, spec: SpecModel) -> tuple[dict[str, list[str]], list
         else:
             first[step.id] = index
     needs: dict[str, list[str]] = {}
-    for index, step in enumerate(spec.steps):
-        if step.id in needs:
+    for index, step in enumerate(steps):
+        if step is None or step.id in needs:
             continue
+        previous = steps[index - 1] if index else None
         wanted = step.needs if step.needs is not None else (
-            [spec.steps[index - 1].id] if index else [])
+            [previous.id] if previous is not None else [])
         for number, name in enumerate(step.needs or []):
             if name not in first:
                 problems.append(located.problem(("steps", index, "needs", number),

@@ -109,10 +109,13 @@ def parse_spec(text: str, file: str = "<spec>") -> Spec:
         raise SpecError([located.problem((), "a spec is a mapping (flowledger: 1, name:, "
                                              "steps: …)")])
     model, problems = checks.shape(located, ignore=ANNOTATIONS)
-    if model is None:
-        raise SpecError(problems)
+    if model is None:  # the graph's problems too, where ids and needs are usable
+        _, graph_problems = checks.graph(located, checks.raw_step_refs(located.value))
+        seen = {problem.path for problem in problems}
+        problems += [problem for problem in graph_problems if problem.path not in seen]
+        raise SpecError(sorted(problems, key=lambda p: (p.line, p.column, p.path)))
     problems = _names(located, model)
-    needs, graph_problems = checks.graph(located, model)
+    needs, graph_problems = checks.graph(located, checks.step_refs(model))
     problems += graph_problems
     if not problems:
         problems += checks.references(located, model, needs)
