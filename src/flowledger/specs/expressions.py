@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateNotFound, UndefinedError
 from jinja2.meta import find_undeclared_variables
 from jinja2.runtime import Context, LoopContext
@@ -284,8 +284,7 @@ def _evaluate_text(text: str, scope: Mapping[str, Any]) -> Any:
     budget = _work.set([MAX_WORK])
     try:
         if whole and "{{" not in whole["expr"] and "{%" not in whole["expr"]:
-            return _defined(ENV.compile_expression(whole["expr"], undefined_to_none=False)(
-                **scope))
+            return _defined(_expression(whole["expr"])(**scope))
         return _render(text, scope)
     except SecurityError as exc:
         raise ExpressionError(f"{text!r}: not allowed: {exc}") from None
@@ -301,14 +300,33 @@ def _evaluate_text(text: str, scope: Mapping[str, Any]) -> Any:
         _work.reset(budget)
 
 
-def _render(text: str, scope: Mapping[str, Any]) -> str:
+# Compiled once per text and process: a spec evaluates the same strings at every step
+# and on every run, and compiling costs far more than evaluating.
+@functools.lru_cache(maxsize=4096)
+def _expression(source: str) -> Callable[..., Any]:
+    return ENV.compile_expression(source, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(text: str) -> Template:
     tree = ENV.parse(text)
     if any(True for _ in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport,
                                         nodes.Extends))):
         raise SecurityError("expressions cannot include or import templates (no files)")
+    return ENV.from_string(_Bounded().visit(tree))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> nodes.Template:
+    """The syntax tree of an expression string, for the checks (never rendered: the
+    renderer rewrites its own)."""
+    return ENV.parse(text)
+
+
+def _render(text: str, scope: Mapping[str, Any]) -> str:
     output: list[str] = []
     size = 0
-    for chunk in ENV.from_string(_Bounded().visit(tree)).generate(**scope):
+    for chunk in _template(text).generate(**scope):
         size += len(chunk)
         if size > MAX_SIZE:
             _built(size)  # refuses it
@@ -345,10 +363,10 @@ def _undefined(message: str) -> str:
 def check(text: str) -> list[str]:
     """Problems with one expression string found without running it (syntax, names)."""
     try:
-        tree = ENV.parse(text)
+        tree = _parsed(text)
     except TemplateError as exc:
         return [f"bad expression: {exc}"]
-    unknown = sorted(find_undeclared_variables(tree) - NAMES)
+    unknown = sorted(find_names(text) - NAMES)
     problems = [f"unknown name {name!r} in {text!r} (expressions see "
                 f"{', '.join(sorted(NAMES))})" for name in unknown]
     if any(True for _ in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport,
@@ -360,7 +378,7 @@ def check(text: str) -> list[str]:
 def references(text: str, root: str) -> set[str]:
     """The names used as ``root.NAME`` or ``root['NAME']`` in an expression string."""
     try:
-        tree = ENV.parse(text)
+        tree = _parsed(text)
     except TemplateError:
         return set()
     found: set[str] = set()
@@ -390,6 +408,7 @@ def strings(value: Any, path: tuple[str | int, ...] = ()
             yield from strings(item, (*path, key))
 
 
-def find_names(text: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def find_names(text: str) -> frozenset[str]:
     """The top-level names an expression string uses."""
-    return set(find_undeclared_variables(ENV.parse(text)))
+    return frozenset(find_undeclared_variables(_parsed(text)))

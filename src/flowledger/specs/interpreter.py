@@ -73,8 +73,9 @@ def _skip(reason: str) -> Any:
     raise SkipStep(reason)
 
 
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
+_SKIP_SIGNATURE = inspect.signature(_skip)
+_BODY_SIGNATURE = inspect.signature(kinds.python)
+_NO_RETRY = RetryPolicy()
 
 
 class SpecRun:
@@ -88,6 +89,7 @@ class SpecRun:
         self.execution = execution
         self.inputs = inputs
         self.outputs: dict[str, Any] = {}
+        self.visible: dict[str, dict[str, Any]] = {}  # ``steps`` as expressions see it
         self.env = {name: os.environ.get(name) for name in self.model.env}
         # Declared environment values never reach the record: inputs show the name.
         self.secrets = {value: name for name, value in self.env.items()
@@ -109,8 +111,7 @@ class SpecRun:
 
     def scope(self, task: Task | None = None) -> dict[str, Any]:
         execution = self.execution
-        scope: dict[str, Any] = {"inputs": self.inputs,
-                 "steps": {name: {"output": value} for name, value in self.outputs.items()},
+        scope: dict[str, Any] = {"inputs": self.inputs, "steps": self.visible,
                  "context": dict(execution.context), "env": self.env,
                  "run": {"id": execution.run_id_text, "workflow": self.model.name,
                          "version": self.spec.version}}
@@ -145,6 +146,7 @@ class SpecRun:
                          for index, item in enumerate(items))
             if not items:
                 self.outputs[step.id] = []
+                self.visible[step.id] = {"output": []}
         return tasks
 
     def _run_wave(self, steps: list[StepSpec]) -> None:
@@ -160,6 +162,8 @@ class SpecRun:
             else:
                 fanned.setdefault(task.step.id, []).append(results[number])
         self.outputs.update(fanned)
+        self.visible.update({task.step.id: {"output": self.outputs[task.step.id]}
+                             for task in tasks})
 
     def _run_concurrently(self, tasks: list[Task]) -> dict[int, Any]:
         limits = {task.step.id: threading.Semaphore(task.step.concurrency or 1)
@@ -193,8 +197,8 @@ class SpecRun:
         step = task.step
         execution = self.execution
         if task.skip is not None:
-            definition = StepDef(_skip, task.name, RetryPolicy(), None, False, False,
-                                 _signature(_skip))
+            definition = StepDef(_skip, task.name, _NO_RETRY, None, False, False,
+                                 _SKIP_SIGNATURE)
             return execution.call(definition, task.position, (task.skip,), {},
                                   input_text=lambda: None)
         scope = self.scope(task)
@@ -202,14 +206,15 @@ class SpecRun:
             return self._child(task, scope)
         request = self._request(step, scope)
         timeout = self._timeout(step)
-        body: Callable[..., Any] = (
-            functools.partial(calls.mcp, self._sessions()) if step.kind == "mcp"
-            else _BODIES[step.kind])
-        if step.kind != "python":  # the kind enforces it, leaving nothing running
-            body = functools.partial(body, timeout=timeout)
+        # Kinds other than python enforce the timeout themselves, leaving nothing running.
+        # (A partial also has no return annotation to resolve at every call.)
+        body = (functools.partial(calls.mcp, self._sessions(), timeout=timeout)
+                if step.kind == "mcp" else
+                functools.partial(_BODIES[step.kind],
+                                  timeout=None if step.kind == "python" else timeout))
         definition = StepDef(body, task.name, self._policy(step),
                              timeout if step.kind == "python" else None, False, False,
-                             _signature(kinds.python))
+                             _BODY_SIGNATURE)
         return execution.call(definition, task.position, (request,), {},
                               input_text=lambda: self._record(request, task.name))
 
