@@ -442,6 +442,29 @@ def test_workflow_steps_start_child_runs(ledger: fl.Ledger) -> None:
         ledger.run(missing)
 
 
+def test_python_steps_await_async_functions_and_start_python_children(
+        ledger: fl.Ledger) -> None:
+    flow = spec(f"""
+        flowledger: 1
+        name: mixed
+        steps:
+          - {{id: awaited, python: "{STEPS}:double_async", with: {{x: 4}}}}
+          - id: child
+            workflow: spec-child-python
+            with: {{x: "{{{{ steps.awaited.output }}}}"}}
+        """)
+    assert ledger.run(flow) == 17
+    child = ledger.get(ledger.runs(workflow="spec-child-python").runs[0].id)
+    assert [s.name for s in child.steps] == ["doubled"] and child.parent_id is not None
+    refused = spec("""
+        flowledger: 1
+        name: async-child
+        steps: [{id: child, workflow: spec-child-async, with: {x: 1}}]
+        """)
+    with pytest.raises(fl.RunFailed, match="is async"):
+        ledger.run(refused)
+
+
 def test_resume_and_fork_use_the_recorded_text(ledger: fl.Ledger, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     text = textwrap.dedent(f"""

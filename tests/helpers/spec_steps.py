@@ -71,3 +71,24 @@ def maybe_block(path: str, text: str, gate: str, block: bool) -> str:
 def artifact(name: str, text: str) -> dict[str, Any]:
     info = fl.artifacts.save(name, text.encode(), media_type="text/plain")
     return {"key": info.key, "size": info.size}
+
+
+async def double_async(x: int) -> int:
+    """An async function a python step awaits on its own event loop."""
+    return x * 2
+
+
+@fl.step()
+def doubled(x: int) -> int:
+    return x * 2
+
+
+@fl.workflow(name="spec-child-python")
+def child_python(x: int) -> int:
+    """A Python workflow a spec's workflow step starts as a child run."""
+    return doubled(x) + 1
+
+
+@fl.workflow(name="spec-child-async")
+async def child_async(x: int) -> int:
+    return x

@@ -289,6 +289,10 @@ class SpecRun:
         assert step.workflow is not None
         arguments = self._evaluate(step.arguments or {}, scope, f"step {step.id!r} with")
         definition = self._workflow(step.workflow)
+        if definition.is_async:
+            raise SpecRuntimeError(f"step {step.id!r}: workflow {definition.name!r} is "
+                                   "async; a spec's workflow steps start synchronous "
+                                   "workflows and specs")
         return self.execution.record_child(definition, (), arguments, task.position)
 
     def _workflow(self, name: str) -> WorkflowDef:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from typing import Any
 from .. import context
 from ..errors import ConfigurationError, NonRetryable, StepTimeout
 from ..runcontext import current_call
+from ..stepcall import asyncio_module
 
 STDERR_TAIL = 2000
 MAX_TEXT = 1024 * 1024  # response bodies and command output kept on the record
@@ -171,6 +173,8 @@ def python(request: Mapping[str, Any], timeout: float | None = None) -> Any:
     """Call ``module:function`` with the step's ``with`` values as keyword arguments."""
     function = import_function(request["function"])
     try:
+        if inspect.iscoroutinefunction(function):  # its own event loop, on this thread
+            return asyncio_module().run(function(**request["with"]))
         return function(**request["with"])
     except TypeError as exc:
         if "argument" in str(exc) and exc.__traceback__ is not None \
