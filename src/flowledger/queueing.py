@@ -23,7 +23,7 @@ from .schedules import (
     plan_ticks,
     tick_key,
 )
-from .store import NewRun, RunRow, ScheduleRow
+from .store import SPEC_ENTRYPOINT, NewRun, RunRow, ScheduleRow, SpecRow
 from .workflow import WorkflowRef, definition_of
 
 DEFAULT_QUEUE = "default"
@@ -216,9 +216,14 @@ class LedgerQueueing(LedgerBase):
         _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}),
                                         convert=True)
         now = ids.now_us()
+        who = self._owner_for(owner)
+        if definition.source is not None:  # a spec: its ticks' runs name the stored text
+            self.store.save_spec_text(SpecRow(
+                who, definition.entrypoint.removeprefix(SPEC_ENTRYPOINT), definition.name,
+                definition.version, definition.source, now, None))
         row = ScheduleRow(
             name=_name(name or definition.name, "schedule name") or definition.name,
-            owner=self._owner_for(owner), workflow=definition.name,
+            owner=who, workflow=definition.name,
             version=definition.version, entrypoint=definition.entrypoint,
             serializer=self._runtime.serializer.name, inputs=inputs_text, cron=expression,
             queue=_name(queue, "queue") or DEFAULT_QUEUE, priority=_priority(priority),

@@ -9,12 +9,14 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import genai_prices
 import pytest
 
 import flowledger as fl
+from tests.contract.test_queueing import running_worker
 from tests.helpers import spec_steps
 from tests.helpers.peers import EXAMPLES, Peer, flaky_http, llm_replay, mcp_tracker
 
@@ -463,6 +465,23 @@ def test_python_steps_await_async_functions_and_start_python_children(
         """)
     with pytest.raises(fl.RunFailed, match="is async"):
         ledger.run(refused)
+
+
+def test_a_scheduled_and_a_submitted_spec_run_on_a_worker(ledger: fl.Ledger,
+                                                           db_url: str) -> None:
+    flow = spec(f"""
+        flowledger: 1
+        name: scheduled-spec
+        inputs: {{x: {{type: integer, default: 2}}}}
+        steps: [{{id: twice, python: "{STEPS}:double", with: {{x: "{{{{ inputs.x }}}}"}}}}]
+        """)
+    ledger.add_schedule(flow, cron="* * * * *", owner="alice")
+    (ticked,) = ledger.fire_schedules(now=datetime.now(UTC) + timedelta(minutes=2))
+    submitted = ledger.submit(flow, x=5, owner="bob")
+    with running_worker(db_url):
+        assert ledger.result(ticked, timeout=60) == 4
+        assert submitted.result(timeout=60) == 10
+    assert ledger.get(ticked).owner == "alice" and ledger.get(submitted.id).owner == "bob"
 
 
 def test_resume_and_fork_use_the_recorded_text(ledger: fl.Ledger, tmp_path: Path) -> None:

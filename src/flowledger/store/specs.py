@@ -10,6 +10,12 @@ from .statements import specs as specs_sql
 class StoreSpecs(StoreCore):
     """Workflow spec texts and the LLM cache; a part of ``SqlStore``."""
 
+    def save_spec_text(self, row: SpecRow) -> None:
+        """Store a spec text (once per owner and digest) without registering it: what a
+        schedule of a spec needs before its first run is created."""
+        with self._write() as conn:
+            conn.execute(specs_sql.SAVE_TEXT, specs_sql.text_params(row))
+
     def spec_text(self, owner: str, digest: str) -> SpecRow | None:
         with self._read() as conn:
             found = conn.execute(specs_sql.spec(owner, digest)).first()
