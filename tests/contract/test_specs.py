@@ -484,6 +484,24 @@ def test_a_scheduled_and_a_submitted_spec_run_on_a_worker(ledger: fl.Ledger,
     assert ledger.get(ticked).owner == "alice" and ledger.get(submitted.id).owner == "bob"
 
 
+def test_later_steps_see_outputs_as_recorded_so_a_resume_sees_the_same(
+        ledger: fl.Ledger, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    flow = spec(f"""
+        flowledger: 1
+        name: recorded-form
+        steps:
+          - {{id: when, python: "{STEPS}:today"}}
+          - {{id: gate, python: "{STEPS}:fail_unless", with: {{path: "{flag}"}}}}
+        output: "{{{{ steps.when.output[:4] }}}}"
+        """)
+    with pytest.raises(fl.RunFailed) as failed:
+        ledger.run(flow)
+    flag.write_text("")
+    assert ledger.resume(failed.value.run_id).result() == "2026"  # replayed: a string
+    assert ledger.run(flow) == "2026"  # the first execution sees the same
+
+
 def test_resume_and_fork_use_the_recorded_text(ledger: fl.Ledger, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     text = textwrap.dedent(f"""

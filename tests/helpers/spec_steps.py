@@ -92,3 +92,10 @@ def child_python(x: int) -> int:
 @fl.workflow(name="spec-child-async")
 async def child_async(x: int) -> int:
     return x
+
+
+def today() -> Any:
+    """A value whose JSON form differs from itself: a date (a string once recorded)."""
+    import datetime  # noqa: PLC0415
+
+    return datetime.date(2026, 12, 2)

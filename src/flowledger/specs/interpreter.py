@@ -57,11 +57,8 @@ class Task:
 def interpreter(spec: Spec, load: Callable[[str, str], Spec]) -> Callable[..., Any]:
     """The workflow function of a spec: binds its inputs and runs its steps. ``load``
     parses the text of a registered spec a ``workflow`` step starts."""
-    signature_of: list[inspect.Signature] = []
-
     def run(*args: Any, **kwargs: Any) -> Any:
-        signature = signature_of[0] if signature_of else inspect.signature(run)
-        bound = signature.bind(*args, **kwargs)
+        bound = inspect.signature(run).bind(*args, **kwargs)
         bound.apply_defaults()
         return SpecRun(spec, current_execution("a spec workflow"), dict(bound.arguments),
                        load).run()
@@ -157,10 +154,13 @@ class SpecRun:
             results = self._run_concurrently(tasks)
         fanned: dict[str, list[Any]] = {}
         for number, task in enumerate(tasks):
+            # What later steps see is the output as recorded (its JSON form): a resumed
+            # run, which reads it back, must see the same (a date is a string in both).
+            output = self._as_recorded(results[number])
             if task.index is None:
-                self.outputs[task.step.id] = results[number]
+                self.outputs[task.step.id] = output
             else:
-                fanned.setdefault(task.step.id, []).append(results[number])
+                fanned.setdefault(task.step.id, []).append(output)
         self.outputs.update(fanned)
         self.visible.update({task.step.id: {"output": self.outputs[task.step.id]}
                              for task in tasks})
@@ -246,6 +246,12 @@ class SpecRun:
                                                "number") from None
             request["params"] = params
         return request
+
+    def _as_recorded(self, value: Any) -> Any:
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        serializer = self.execution.runtime.serializer
+        return serializer.loads(serializer.dumps(value))
 
     def _policy(self, step: StepSpec) -> RetryPolicy:
         defaults = self.model.defaults
