@@ -251,12 +251,14 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
 
     def fork(self, run_id: str | uuid.UUID, from_position: int,
              inputs: Mapping[str, Any] | None = None, *,
-             queue: str | None = None) -> RunHandle:
+             queue: str | None = None, workflow: WorkflowRef | None = None) -> RunHandle:
         """A new run that reuses the source's steps before ``from_position`` and runs on.
 
         ``inputs`` overrides some or all of the source's inputs. Lineage is recorded
         as ``forked_from`` / ``forked_from_position``. With ``queue`` the fork is queued
-        (``pending``) for a worker instead of executed here.
+        (``pending``) for a worker instead of executed here. ``workflow`` runs the fork
+        with other code of the same name — an edited spec (``fl.load_spec``), say — instead
+        of the source's; the reused steps must be the ones it calls at those positions.
 
         Example: ``ledger.fork(run_id, 3, inputs={"model": "gpt-4.1"}).result()``
         """
@@ -266,7 +268,10 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
             raise ConfigurationError(f"the fork position (from_position, --from-step) must "
                                      f"be between 1 and {last + 1} for run {source.id} "
                                      f"(it has {last} recorded steps), not {from_position}")
-        definition = self.code_of(source)
+        definition = self.code_of(source) if workflow is None else definition_of(workflow)
+        if definition.name != source.workflow:
+            raise ConfigurationError(f"run {source.id} is a run of {source.workflow!r}; a "
+                                     f"fork of it cannot run {definition.name!r}")
         values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
         unknown = set(inputs or {}) - set(definition.signature.parameters)
         if unknown:

@@ -525,3 +525,10 @@ def test_resume_and_fork_use_the_recorded_text(ledger: fl.Ledger, tmp_path: Path
     forked = ledger.fork(failed.value.run_id, 3, inputs={"x": 100}).result()
     assert forked == 20  # the fork reuses `first` (before position 3) from the source
     assert ledger.get(failed.value.run_id).workflow == "resumable"
+    # Onto the edited text: the reused steps come along, the rest runs from the new file.
+    edited = fl.parse_spec(text.replace("steps.first.output", "steps.first.output + 1"))
+    moved = ledger.fork(failed.value.run_id, 3, workflow=edited)
+    assert moved.result() == 22
+    assert ledger.get(moved.id).entrypoint == f"spec:{edited.digest}"
+    with pytest.raises(fl.ConfigurationError, match="cannot run 'changed'"):
+        ledger.fork(failed.value.run_id, 3, workflow=fl.load_spec(file))

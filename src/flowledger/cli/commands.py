@@ -230,13 +230,18 @@ def fork_command(
         "--from-step", help="Re-execute from this position; earlier steps are reused.")],
     inputs: Inputs = None,
     input_json: InputJson = None,
+    spec: Annotated[str | None, typer.Option(
+        "--spec", metavar="FILE",
+        help="Run the fork with this spec file (an edited version of the run's spec) "
+             "instead of the text the run recorded.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Start a new run that reuses a run's steps before a position and runs on from there."""
     state = state_of(ctx)
     full = state.ledger.resolve_id(run_id)
     overrides = parse_inputs(inputs or [], input_json)
-    handle = state.ledger.fork(full, from_step, inputs=overrides or None)
+    handle = state.ledger.fork(full, from_step, inputs=overrides or None,
+                               workflow=None if spec is None else spec_file(spec))
     state.hint(f"run {handle.id} (fork of {run_id} from position {from_step})")
     _finish(state, handle, as_json)
 
