@@ -326,11 +326,13 @@ class Execution:
         return self.call_async(definition, self.allocate(), args, kwargs)
 
     def record_child(self, definition: WorkflowDef, args: Sequence[Any],
-                     kwargs: dict[str, Any], position: int | None = None) -> Any:
+                     kwargs: dict[str, Any], position: int | None = None,
+                     name: str | None = None) -> Any:
         """A call of a synchronous workflow from this one: a child run, one step here
-        (at the next position, or at ``position`` taken earlier)."""
+        (at the next position, or at ``position`` taken earlier; named after the
+        workflow, or ``name``)."""
         attempt, build, call_args, call_kwargs = self.child(definition, args, kwargs,
-                                                            position)
+                                                            position, name)
         hit, value = attempt.replay()
         if hit:
             return value
@@ -372,13 +374,13 @@ class Execution:
 
     # -- child workflows -----------------------------------------------------------
     def child(self, definition: WorkflowDef, args: Sequence[Any], kwargs: dict[str, Any],
-              position: int | None = None
+              position: int | None = None, name: str | None = None
               ) -> tuple[StepCall, Callable[[], Execution | CompletedChild], list[Any],
                          dict[str, Any]]:
         """Prepare a child-run call: the parent step, and how to build the child."""
         position = self.allocate() if position is None else position
         values, inputs_text = prepare_inputs(self.runtime, definition, args, kwargs)
-        attempt = StepCall(self, definition.name, position, _NO_RETRY, None,
+        attempt = StepCall(self, name or definition.name, position, _NO_RETRY, None,
                             definition.return_hint, lambda: inputs_text)
         recorded = self.recorded.get(position)
         now = ids.now_us()

@@ -38,12 +38,13 @@ def test_a_registered_spec_runs_on_a_worker_and_stays_with_its_owner(db_url: str
     with serving(db_url, app=None) as server:
         alice, bob = server.client(alice_token), server.client(bob_token)
         registered = alice.put("/specs/triage", content=SPEC, headers=YAML)
-        assert registered.status_code == 200, registered.text
+        assert registered.status_code == 201, registered.text
         info = registered.json()
         assert (info["name"], info["version"], info["owner"]) == ("triage", "1", "alice")
         assert info["steps"] == ["double", "greet"] and "text" not in info
         again = alice.put("/specs/triage", content=SPEC, headers=YAML)
-        assert again.json()["digest"] == info["digest"]  # the same text: nothing changes
+        assert again.status_code == 200  # the same text: nothing changes
+        assert again.json() == info
         changed = alice.put("/specs/triage", content=SPEC.replace("hello", "hi"), headers=YAML)
         assert changed.status_code == 409 and "already registered" in changed.json()["message"]
 
@@ -79,7 +80,7 @@ def test_a_registered_spec_runs_on_a_worker_and_stays_with_its_owner(db_url: str
 
         # Bob's spec of the same name is his alone.
         mine = bob.put("/specs/triage", content=SPEC.replace("hello", "hey"), headers=YAML)
-        assert mine.status_code == 200 and mine.json()["digest"] != info["digest"]
+        assert mine.status_code == 201 and mine.json()["digest"] != info["digest"]
         assert [s["owner"] for s in alice.get("/specs").json()] == ["alice"]
         assert alice.delete("/specs/triage").status_code == 204
         assert alice.get("/specs/triage").status_code == 404
@@ -108,8 +109,11 @@ def test_a_server_can_refuse_specs_that_run_commands(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kinds.db'}"
     with fl.Ledger(url) as ledger:
         token = ledger.create_token("alice").secret
+        ledger.register_spec(SPEC, owner="alice")  # before the server had its rules
     with serving(url, "--spec-kind", "set", "--spec-kind", "mcp", app=None) as server:
         client = server.client(token)
+        started = client.post("/workflows/triage/runs", json={"inputs": {"n": 1}})
+        assert started.status_code == 422 and "python, shell" in started.json()["message"]
         refused = client.put("/specs/triage", content=SPEC, headers=YAML)
         assert refused.status_code == 422
         assert refused.json()["message"].startswith(
@@ -124,5 +128,7 @@ def test_a_server_can_refuse_specs_that_run_commands(tmp_path: Path) -> None:
         assert answer.status_code == 422 and "stdio MCP server counts as shell" in \
             answer.json()["message"]
         remote = stdio.replace("{command: [python3, tracker.py]}", "{url: 'http://x/mcp'}")
-        assert client.put("/specs/tools", content=remote, headers=YAML).status_code == 200
-        assert [s["name"] for s in client.get("/specs").json()] == ["tools"]
+        assert client.put("/specs/tools", content=remote, headers=YAML).status_code == 201
+        assert [s["name"] for s in client.get("/specs").json()] == ["tools", "triage"]
+    with fl.Ledger(url) as ledger:
+        assert ledger.runs().runs == ()  # the refused start recorded nothing

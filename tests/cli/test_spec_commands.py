@@ -49,7 +49,7 @@ def test_validate_reports_each_problem_with_its_place(cli: CLI, tmp_path: Path) 
     bad = write(tmp_path, "bad.yaml", BROKEN)
     ok = cli("validate", str(good))
     assert ok.code == 0, ok.err
-    assert "good.yaml: ok — cli-spec version" in ok.out and "1 steps in 1 waves" in ok.out
+    assert "good.yaml: ok — cli-spec version" in ok.out and "1 step in 1 wave" in ok.out
     result = cli("validate", str(good), str(bad))
     assert result.code == 2
     assert result.err.splitlines() == [
@@ -101,7 +101,9 @@ def test_register_list_show_and_remove(cli: CLI, tmp_path: Path) -> None:
     registered = cli("spec", "register", str(file), "--json")
     assert registered.code == 0, registered.err
     assert registered.json()["version"] == "1" and "text" not in registered.json()
-    assert cli("spec", "register", str(file)).code == 0  # the same text: nothing changes
+    assert registered.json()["already_registered"] is False
+    again = cli("spec", "register", str(file))  # the same text: nothing changes
+    assert again.code == 0 and again.out.startswith("already registered: cli-spec version 1")
     file.write_text(file.read_text().replace("x: ", "x:  "))
     conflict = cli("spec", "register", str(file))
     assert conflict.code == 1 and "already registered" in conflict.err
@@ -112,6 +114,11 @@ def test_register_list_show_and_remove(cli: CLI, tmp_path: Path) -> None:
     shown = cli("spec", "show", "cli-spec")
     assert shown.code == 0 and shown.out.startswith("\nflowledger: 1\nname: cli-spec")
     assert cli("spec", "show", "cli-spec", "--version", "9").code == 3
+    other = write(tmp_path, "other.yaml", SPEC.replace("name: cli-spec", "name: theirs"))
+    assert cli("spec", "register", str(other), "--owner", "alice").code == 0
+    assert cli("spec", "show", "theirs").code == 3  # another owner's, unless asked
+    assert cli("spec", "show", "theirs", "--owner", "alice").out.startswith("\nflowledger")
+    assert cli("spec", "rm", "theirs", "--owner", "alice").code == 0
     assert cli("spec", "rm", "cli-spec", "--version", "9").code == 3
     removed = cli("spec", "rm", "cli-spec")
     assert removed.code == 0 and "unregistered 1 version of cli-spec" in removed.out

@@ -196,7 +196,9 @@ def test_http_client_errors_are_not_retried(ledger: fl.Ledger, http_peer: Peer) 
     with pytest.raises(fl.RunFailed) as failed:
         ledger.run(flow)
     step = ledger.get(failed.value.run_id).steps[0]
-    assert step.attempts == 1 and step.error is not None and "404" in step.error.message
+    assert step.attempts == 1 and step.error is not None
+    assert step.error.message == (f"GET {http_peer.url}/issues/404 answered 404: "
+                                  '{"detail":"no issue 404"}')
 
 
 def test_declared_secrets_reach_the_peer_but_not_the_record(
@@ -268,6 +270,25 @@ def test_llm_steps_record_tokens_and_cost_through_both_sdks(
     assert run.usage is not None and run.usage.cost_usd == pytest.approx(
         (openai_call.cost_usd or 0) + (anthropic_call.cost_usd or 0))
     assert "sk-sentinel-key-0042" not in repr(run.to_dict())  # keys are never recorded
+
+
+def test_a_missing_api_key_fails_the_llm_step_without_retrying(
+        ledger: fl.Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    flow = spec("""
+        flowledger: 1
+        name: no-key
+        defaults: {retries: 3, backoff: 0}
+        steps:
+          - id: ask
+            llm: {provider: anthropic, model: claude-3-5-haiku-latest,
+                  messages: [{role: user, content: hi}]}
+        """)
+    with pytest.raises(fl.RunFailed) as failed:
+        ledger.run(flow)
+    step = ledger.get(failed.value.run_id).steps[0]
+    assert step.attempts == 1 and step.error is not None
+    assert "ANTHROPIC_API_KEY is not set" in step.error.message
 
 
 def test_llm_cache_serves_identical_requests_at_zero_cost(
@@ -435,12 +456,14 @@ def test_workflow_steps_start_child_runs(ledger: fl.Ledger) -> None:
     parent = ledger.get(ledger.runs(workflow="parent-spec").runs[0].id)
     child = ledger.get(ledger.runs(workflow="child-spec").runs[0].id)
     assert child.parent_id == parent.id and parent.steps[0].child_run_id == child.id
+    assert parent.steps[0].name == "call"  # the step id, not the child's workflow name
     missing = spec("""
         flowledger: 1
         name: orphan
         steps: [{id: call, workflow: nobody-registered-this}]
         """)
-    with pytest.raises(fl.RunFailed, match="no workflow named 'nobody-registered-this'"):
+    with pytest.raises(fl.RunFailed,
+                       match="step 'call': no workflow named 'nobody-registered-this'"):
         ledger.run(missing)
 
 

@@ -149,7 +149,7 @@ BROKEN = [
                  "gives arguments to python and workflow steps, not to shell steps",
                  id="with-on-shell-step"),
     pytest.param(one_step("id: a\npython: mypkg.analyze\n"), "5:13", "steps[0].python",
-                 "names a function as package.module:function", id="python-without-colon"),
+                 "names a function as module:function", id="python-without-colon"),
     pytest.param(one_step("id: a\nhttp: {method: FETCH, url: 'http://x'}\n"), "5:20",
                  "steps[0].http.method", "unknown HTTP method 'FETCH'", id="bad-http-method"),
     pytest.param(one_step("""\
@@ -501,3 +501,30 @@ def test_every_example_spec_validates() -> None:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
         errors = [error.message for error in validator.iter_errors(data)]
         assert errors == [], f"{file.name}: {errors}"
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ("n: {type: integer, default: x}", "inputs.n: the default 'x' is not of type integer"),
+    ("n: {type: integer, default: true}", "inputs.n: the default True is not of type integer"),
+    ("n: {type: string, enum: [a, b], default: c}",
+     "inputs.n: the default 'c' is not one of the enum's values"),
+])
+def test_input_defaults_must_fit_their_type(inputs: str, message: str) -> None:
+    [problem] = problems_of(one_step("id: a\nset: {x: 1}\n", f"inputs:\n  {inputs}\n"))
+    assert problem.endswith(message), problem
+    assert parse_spec(one_step("id: a\nset: {x: 1}\n",
+                               "inputs:\n  n: {type: integer, default: null}\n"))
+
+
+def test_shell_arguments_may_be_numbers_but_not_bare_booleans() -> None:
+    parsed = parse_spec(one_step("id: a\nshell: [sleep, 1, 0.5]\n"))
+    assert parsed.model.steps[0].shell == ["sleep", "1", "0.5"]
+    [problem] = problems_of(one_step("id: a\nshell: [echo, yes]\n"))
+    assert "shell: true is a boolean in YAML: quote the argument" in problem
+
+
+def test_a_json_file_is_read_as_json_not_yaml() -> None:
+    text = '{"flowledger": 1, "name": "t", "steps": [{"id": "a", "shell": ["echo"]},]}'
+    [problem] = problems_of(text, "flow.json")
+    assert problem.startswith("flow.json:1:") and "not valid JSON" in problem
+    assert parse_spec(text, "flow.yaml")  # YAML's flow style allows the trailing comma

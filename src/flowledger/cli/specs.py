@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,8 @@ app.add_typer(spec_app, name="spec")
 SpecFile = Annotated[Path, typer.Argument(help="A spec file (.yaml, .yml or .json).",
                                           dir_okay=False)]
 Version = Annotated[str | None, typer.Option(help="One version (default: the newest).")]
+Owner = Annotated[str | None, typer.Option(
+    help="The owner whose spec it is (default: default; `spec ls` shows every owner's).")]
 
 
 @command("validate")
@@ -40,20 +43,25 @@ def validate_command(
             spec = load_spec(file)
         except SpecError as exc:
             problems.extend(str(problem) for problem in exc.problems)
-            checked.append({"file": str(file), "valid": False,
-                            "problems": [str(problem) for problem in exc.problems]})
+            checked.append({"file": str(file), "valid": False, "problems": [
+                {"line": p.line, "column": p.column, "path": p.path, "message": p.message}
+                for p in exc.problems]})
             continue
         checked.append({"file": str(file), "valid": True, "name": spec.name,
                         "version": spec.version, "steps": spec.step_ids})
         if not as_json:
             print(f"{file}: ok — {spec.name} version {spec.version}, "
-                  f"{len(spec.step_ids)} steps in {len(spec.waves)} waves")
+                  f"{_count(len(spec.step_ids), 'step')} in {_count(len(spec.waves), 'wave')}")
     if as_json:
         sys.stdout.write(json.dumps(checked, indent=2) + "\n")
     for problem in problems if not as_json else ():
         print(problem, file=sys.stderr)
     if problems:
         raise typer.Exit(2)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @command("schema", spec_app)
@@ -67,18 +75,20 @@ def spec_schema_command() -> None:
 @command("register", spec_app)
 def spec_register_command(ctx: typer.Context, file: SpecFile,
                           owner: Annotated[str | None, typer.Option(
-                              help="Owner to register it for.")] = None,
+                              help="Owner to register it for (default: default).")] = None,
                           as_json: AsJson = False) -> None:
     """Validate a spec file and register it in the ledger under its name and version."""
     state = state_of(ctx, creates=True)
     spec_file(str(file))  # problems are reported with this file's name and positions
+    started = datetime.now(UTC)
     info = state.ledger.register_spec(file.read_text(encoding="utf-8"), owner=owner,
                                       file=str(file))
+    fresh = info.registered_at is not None and info.registered_at >= started
     if as_json:
-        state.print_json(info.to_dict(text=False))
+        state.print_json({**info.to_dict(text=False), "already_registered": not fresh})
     else:
-        state.out.print(f"registered {info.name} version {info.version} "
-                        f"({info.digest[:12]}) for owner {info.owner}")
+        state.out.print(f"{'registered' if fresh else 'already registered:'} {info.name} "
+                        f"version {info.version} ({info.digest[:12]}) for owner {info.owner}")
 
 
 @command("ls", spec_app)
@@ -104,10 +114,11 @@ def spec_ls_command(ctx: typer.Context,
 @command("show", spec_app)
 def spec_show_command(ctx: typer.Context,
                       name: Annotated[str, typer.Argument(help="The spec's name.")],
-                      version: Version = None, as_json: AsJson = False) -> None:
+                      version: Version = None, owner: Owner = None,
+                      as_json: AsJson = False) -> None:
     """Print a registered spec's text (newest version unless --version)."""
     state = state_of(ctx)
-    info = state.ledger.spec_info(name, version)
+    info = state.ledger.spec_info(name, version, owner=owner)
     if as_json:
         state.print_json(info.to_dict())
     else:
@@ -118,10 +129,11 @@ def spec_show_command(ctx: typer.Context,
 def spec_rm_command(ctx: typer.Context,
                     name: Annotated[str, typer.Argument(help="The spec's name.")],
                     version: Annotated[str | None, typer.Option(
-                        help="Only this version (default: every version).")] = None) -> None:
+                        help="Only this version (default: every version).")] = None,
+                    owner: Owner = None) -> None:
     """Unregister a spec; runs of it keep their recorded text."""
     state = state_of(ctx)
-    removed = state.ledger.unregister_spec(name, version)
+    removed = state.ledger.unregister_spec(name, version, owner=owner)
     if not removed:
         which = name + (f" version {version}" if version else "")
         print(f"error: no registered spec {which}", file=sys.stderr)

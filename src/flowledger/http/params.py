@@ -3,8 +3,9 @@ settings and redactor."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Path, Query, Request
 
@@ -13,6 +14,9 @@ from ..errors import ConfigurationError
 from .present import Redactor
 from .schemas import Problem
 from .settings import ServerSettings
+
+if TYPE_CHECKING:
+    from ..specs import Spec
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem} for status in (401, 404, 409, 413, 422, 503)}
@@ -62,3 +66,13 @@ def not_modified(request: Request, tag: str) -> bool:
     wanted = tag.removeprefix("W/")
     return any(item.strip() == "*" or item.strip().removeprefix("W/") == wanted
                for item in header.split(","))
+
+
+def refuse_kinds(spec: Spec, allowed: Sequence[str]) -> None:
+    """A spec using a step kind this server does not accept is refused (422)."""
+    refused = sorted(spec.kinds - set(allowed))
+    if refused:
+        raise ConfigurationError(
+            f"this server does not accept specs with {', '.join(refused)} steps"
+            + (" (a stdio MCP server counts as shell)" if "shell" in refused else "")
+            + f"; allowed: {', '.join(allowed) or 'none'}")

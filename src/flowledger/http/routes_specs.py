@@ -3,14 +3,16 @@ Runs of a registered spec start through ``POST /workflows/{name}/runs``."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from ..errors import ConfigurationError, SpecNotFound
 from ..specs import parse_spec
 from .auth import CallerDep
-from .params import ERRORS, settings_of
+from .params import ERRORS, refuse_kinds, settings_of
 from .schemas import SpecOut
 
 router = APIRouter(tags=["specs"])
@@ -22,14 +24,14 @@ _SPEC_BODY = {"content": {"application/yaml": {"schema": {"type": "string"}},
               "required": True, "description": "The spec's text, YAML or JSON."}
 
 
-@router.put("/specs/{name}", response_model=SpecOut, responses=ERRORS,
-            response_model_exclude_unset=True,
+@router.put("/specs/{name}", response_model=SpecOut, status_code=200,
+            responses={201: {"model": SpecOut, "description": "Registered now"}, **ERRORS},
             summary="Register a spec (YAML or JSON text) under its name",
             openapi_extra={"requestBody": _SPEC_BODY})
-async def register_spec(name: str, request: Request, caller: CallerDep) -> dict[str, Any]:
-    """The body is the spec's text; its ``name:`` must be the name in the path. The same
-    text registered again changes nothing; another text under an explicit version that
-    is already registered is a 409."""
+async def register_spec(name: str, request: Request, caller: CallerDep) -> JSONResponse:
+    """The body is the spec's text; its ``name:`` must be the name in the path. 201 when
+    it is registered now; 200 when this text already was (nothing changes); another text
+    under an explicit version that is already registered is a 409."""
     try:
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError:
@@ -38,14 +40,12 @@ async def register_spec(name: str, request: Request, caller: CallerDep) -> dict[
     if spec.name != name:
         raise ConfigurationError(f"the spec is named {spec.name!r}, not {name!r} (the "
                                  "name in the path)")
-    refused = sorted(spec.kinds - set(settings_of(request).spec_kinds))
-    if refused:
-        raise ConfigurationError(
-            f"this server does not accept specs with {', '.join(refused)} steps"
-            + (" (a stdio MCP server counts as shell)" if "shell" in refused else "")
-            + f"; allowed: {', '.join(settings_of(request).spec_kinds) or 'none'}")
+    refuse_kinds(spec, settings_of(request).spec_kinds)
+    started = datetime.now(UTC)
     info = caller.ledger.register_spec(text, owner=caller.token.owner, file=name)
-    return info.to_dict(text=False)
+    fresh = info.registered_at is not None and info.registered_at >= started
+    return JSONResponse(SpecOut.model_validate(info.to_dict(text=False)).model_dump(
+        mode="json", exclude_unset=True), 201 if fresh else 200)
 
 
 @router.get("/specs", response_model=list[SpecOut], responses=ERRORS,

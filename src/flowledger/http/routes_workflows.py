@@ -14,7 +14,7 @@ from ..models import to_jsonable
 from ..serialization import parameter_hints
 from ..workflow import WorkflowDef, registered
 from .auth import CallerDep
-from .params import ERRORS, settings_of
+from .params import ERRORS, refuse_kinds, settings_of
 from .schemas import RunAccepted, StartRun, WorkflowOut
 
 router = APIRouter()
@@ -83,10 +83,12 @@ def start_run(name: str, body: StartRun, request: Request, caller: CallerDep,
     definition = registered(name) if name in settings_of(request).workflows else None
     if definition is None:  # a spec this owner registered
         try:
-            definition = caller.ledger.spec(name, owner=caller.token.owner).definition
+            spec = caller.ledger.spec(name, owner=caller.token.owner)
         except SpecNotFound:
             raise WorkflowNotFound(f"no workflow {name!r} on this server, and no spec of "
                                    "that name registered for this owner") from None
+        refuse_kinds(spec, settings_of(request).spec_kinds)  # registered under other rules
+        definition = spec.definition
     key = body.idempotency_key
     if idempotency_key is not None and key is not None and idempotency_key != key:
         raise ConfigurationError("the Idempotency-Key header and idempotency_key differ")

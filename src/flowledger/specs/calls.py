@@ -8,6 +8,7 @@ a hit returns the kept answer and is recorded on the step as a cache hit with ze
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,10 @@ def llm(request: Mapping[str, Any], timeout: float | None = None) -> dict[str, A
         hit = llm_cache.get(cached_as)
         if hit is not None:
             return {**hit, "cached": True}
+    key = request["api_key_env"] or f"{request['provider'].upper()}_API_KEY"
+    if not request["base_url"] and not os.environ.get(key):  # no attempt can fix that
+        raise StepRefused(f"llm step: {key} is not set (set it, or give base_url: for a "
+                          "local server that needs no key)")
     try:
         reply = call_llm(request["provider"], request["model"], request["messages"],
                          params=request["params"], base_url=request["base_url"],

@@ -127,7 +127,7 @@ def _message(error: Any) -> str:
 
 _PATTERN_HINTS = {
     "id": "step ids are identifiers (letters, digits, _; not starting with a digit)",
-    "python": "python: names a function as package.module:function",
+    "python": "python: names a function as module:function (package.module:function)",
     "api_key_env": "api_key_env names an environment variable",
 }
 

@@ -294,22 +294,23 @@ class SpecRun:
         step = task.step
         assert step.workflow is not None
         arguments = self._evaluate(step.arguments or {}, scope, f"step {step.id!r} with")
-        definition = self._workflow(step.workflow)
+        definition = self._workflow(step.id, step.workflow)
         if definition.is_async:
             raise SpecRuntimeError(f"step {step.id!r}: workflow {definition.name!r} is "
                                    "async; a spec's workflow steps start synchronous "
                                    "workflows and specs")
-        return self.execution.record_child(definition, (), arguments, task.position)
+        return self.execution.record_child(definition, (), arguments, task.position,
+                                           task.name)
 
-    def _workflow(self, name: str) -> WorkflowDef:
+    def _workflow(self, step: str, name: str) -> WorkflowDef:
         definition = registered(name)
         if definition is not None:
             return definition
         execution = self.execution
         found = execution.runtime.store.registered_specs(execution.owner, name)
         if not found:
-            raise SpecRuntimeError(f"no workflow named {name!r}: neither a Python "
-                                   "@workflow imported by this process nor a spec "
+            raise SpecRuntimeError(f"step {step!r}: no workflow named {name!r}: neither a "
+                                   "Python @workflow imported by this process nor a spec "
                                    "registered by this owner")
         return self.load(found[0].text, f"<registered spec {name}>").definition
 

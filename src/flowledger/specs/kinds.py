@@ -77,12 +77,13 @@ def http(request: Mapping[str, Any], timeout: float | None = None) -> dict[str, 
         raise StepRefused(f"invalid URL {request['url']!r}: {exc}") from None
     text = response.text[:MAX_TEXT]
     status = response.status_code
-    if status == 429 or status >= 500:
-        raise StepFailed(f"{request['method']} {request['url']} answered {status}: "
-                         f"{text[:500]}", _retry_after(response.headers.get("retry-after")))
     if status >= 400:
-        raise StepRefused(f"{request['method']} {request['url']} answered {status}: "
-                          f"{text[:500]}")
+        said = " ".join(text[:2000].split())  # an HTML error page: its words, on one line
+        what = f"{request['method']} {request['url']} answered {status}" + (
+            f": {said[:300]}{'…' if len(said) > 300 else ''}" if said else "")
+        if status == 429 or status >= 500:
+            raise StepFailed(what, _retry_after(response.headers.get("retry-after")))
+        raise StepRefused(what)
     try:
         parsed = response.json() if text else None
     except ValueError:

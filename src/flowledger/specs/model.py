@@ -67,6 +67,27 @@ class InputSpec(Strict):
     def required(self) -> bool:
         return "default" not in self.model_fields_set
 
+    @model_validator(mode="after")
+    def _default_fits(self) -> InputSpec:
+        value = self.default
+        if value is None or "default" not in self.model_fields_set:
+            return self  # null: optional, with no value
+        if not _fits(self.type, value):
+            raise ValueError(f"the default {value!r} is not of type {self.type}")
+        if self.enum is not None and value not in self.enum:
+            raise ValueError(f"the default {value!r} is not one of the enum's values")
+        return self
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether a JSON value is of an input type."""
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    found = {"string": str, "boolean": bool, "array": list, "object": dict}.get(kind)
+    return found is None or isinstance(value, found)
+
 
 class Defaults(Strict):
     """Retry and timeout defaults for every step."""
@@ -171,6 +192,19 @@ class StepSpec(Strict):
     @classmethod
     def _needs_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("shell", mode="before")
+    @classmethod
+    def _shell_words(cls, value: Any) -> Any:
+        """Numbers are arguments as written (``[sleep, 1]``); YAML's booleans (``yes``,
+        ``no``, ``true``) are refused: their spelling is lost, so they must be quoted."""
+        if not isinstance(value, list):
+            return value
+        for item in value:
+            if isinstance(item, bool):
+                raise ValueError(f"{str(item).lower()} is a boolean in YAML: quote the "
+                                 "argument ('yes', 'true') to pass it as text")
+        return [str(item) if isinstance(item, int | float) else item for item in value]
 
     @field_validator("timeout", "backoff")
     @classmethod

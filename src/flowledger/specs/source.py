@@ -109,6 +109,14 @@ def parse(text: str, file: str = "<spec>") -> Located:
     JSON text keeps JSON's values (YAML would read ``1e5`` as a string); its positions
     come from reading it as YAML too (tabs, JSON whitespace that YAML refuses, as spaces).
     """
+    if file.lower().endswith(".json"):  # a .json file is JSON: no YAML leniency
+        value = _json_value(text, file)
+        try:
+            located = _parse_yaml(text.replace("\t", " "), file)
+        except (_NotYaml, SpecError):
+            return Located(file, value, {(): (1, 1)}, {})
+        located.value = value
+        return located
     looks_json = text.lstrip("\ufeff \t\r\n").startswith("{")
     try:
         located = _parse_yaml(text, file)

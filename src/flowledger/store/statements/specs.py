@@ -43,7 +43,10 @@ def registered(owner: str | None, name: str | None = None,
 
 
 def register(owner: str, digest: str, now: int) -> Update:
-    return (update(specs).where(specs.c.owner == owner, specs.c.digest == digest)
+    """Register a stored text; one registered already keeps its time (and its place
+    among the versions: registering it again does not make it the newest)."""
+    return (update(specs).where(specs.c.owner == owner, specs.c.digest == digest,
+                                specs.c.registered_at.is_(None))
             .values(registered_at=now))
 
 
