@@ -67,6 +67,12 @@ class QueueInfo:
     per_second: float
     concurrency: int | None
     key_concurrency: int | None
+    paused_at: datetime | None = None  # set while the queue is paused
+    pause_reason: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
 
 def _name(value: str | None, what: str) -> str | None:
@@ -175,8 +181,27 @@ class LedgerQueueing(LedgerBase):
             raise ConfigurationError("window must be positive")
         return [QueueInfo(row.name, row.ready, row.delayed, row.running, row.completed,
                           row.failed, window, row.completed / window.total_seconds(),
-                          row.concurrency, row.key_concurrency)
+                          row.concurrency, row.key_concurrency, from_micros(row.paused_at),
+                          row.pause_reason)
                 for row in self.store.queue_rows(ids.now_us(), window_us)]
+
+    def pause_queue(self, queue: str, *, reason: str | None = None) -> bool:
+        """Stop workers from claiming ``queue``'s runs (pending ones and lost ones alike)
+        until ``resume_queue``; runs already executing carry on. Returns False when it
+        was paused already (its first pause, and reason, stand).
+
+        Example: ``ledger.pause_queue("llm", reason="provider outage")``
+        """
+        if reason is not None and not 1 <= len(reason) <= 500:
+            raise ConfigurationError("a pause reason has 1 to 500 characters")
+        return self.store.pause_queue(queue_name(queue), ids.now_us(), reason)
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let workers claim ``queue``'s runs again; False when it was not paused.
+
+        Example: ``ledger.resume_queue("llm")``
+        """
+        return self.store.resume_queue(queue_name(queue))
 
     def workers(self, *, include_lost: bool = False,
                 stale_after: timedelta | None = None) -> list[WorkerInfo]:

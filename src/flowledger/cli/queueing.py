@@ -131,15 +131,17 @@ def queues_command(
     state = state_of(ctx)
     found = state.ledger.queues(window=parse_duration(window))
     if as_json:
-        state.print_json([dataclasses.asdict(q) for q in found])
+        state.print_json([{**dataclasses.asdict(q), "paused": q.paused} for q in found])
         return
     table = Table("queue", "ready", "delayed", "running", f"done/{window}",
-                  f"failed/{window}", "runs/s", "limit", "per key", box=None)
+                  f"failed/{window}", "runs/s", "limit", "per key", "state", box=None)
     for q in found:
         table.add_row(q.name, str(q.ready), str(q.delayed), str(q.running), str(q.completed),
                       str(q.failed), f"{q.per_second:.2f}",
                       "-" if q.concurrency is None else str(q.concurrency),
-                      "-" if q.key_concurrency is None else str(q.key_concurrency))
+                      "-" if q.key_concurrency is None else str(q.key_concurrency),
+                      "[yellow]paused[/yellow]" + (f" ({q.pause_reason})" if q.pause_reason
+                                                   else "") if q.paused else "claiming")
     state.show(table, empty=not found,
                nothing="no queues yet (queue a run with: flowledger submit)")
 
@@ -159,6 +161,31 @@ def queue_limits_command(
                                   key_concurrency=key_concurrency)
     state.out.print(f"{queue}: concurrency {concurrency or 'unlimited'}, per key "
                     f"{key_concurrency or 'unlimited'}")
+
+
+queue_app = typer.Typer(help="Pause and resume a queue's claims.", no_args_is_help=True)
+app.add_typer(queue_app, name="queue")
+
+
+@command("pause", queue_app)
+def queue_pause_command(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Argument(help="The queue.")],
+    reason: Annotated[str | None, typer.Option(help="Why (shown by `queues`).")] = None,
+) -> None:
+    """Stop workers from claiming the queue's runs; runs already executing carry on."""
+    state = state_of(ctx, creates=True)
+    changed = state.ledger.pause_queue(queue, reason=reason)
+    state.out.print(f"{queue}: paused" if changed else f"{queue}: already paused")
+
+
+@command("resume", queue_app)
+def queue_resume_command(ctx: typer.Context,
+                         queue: Annotated[str, typer.Argument(help="The queue.")]) -> None:
+    """Let workers claim the queue's runs again."""
+    state = state_of(ctx)
+    changed = state.ledger.resume_queue(queue)
+    state.out.print(f"{queue}: resumed" if changed else f"{queue}: was not paused")
 
 
 schedule_app = typer.Typer(help="Cron schedules: add, list, remove.", no_args_is_help=True)

@@ -58,8 +58,11 @@ class StoreQueues(StoreCore):
         """Claim up to ``limit`` runs for ``worker``: runs whose lease expired first (they
         resume), then pending runs by priority (highest first), then age, within the
         queues' global and per-key concurrency limits."""
-        names = list(queue_names)
         with self._write() as conn:
+            paused = set(conn.execute(queues_sql.paused_among(list(queue_names))).scalars())
+            names = [name for name in queue_names if name not in paused]
+            if not names:
+                return ClaimResult([], [], None)
             limits = {row.name: (row.concurrency, row.key_concurrency)
                       for row in conn.execute(queues_sql.lock_limits(names))}
             now = clock()  # read after the locks: claims never predate the slot they take
@@ -222,15 +225,32 @@ class StoreQueues(StoreCore):
             if concurrency is not None or key_concurrency is not None:
                 conn.execute(queues_sql.insert_limits(name, concurrency, key_concurrency, now))
 
+    def pause_queue(self, name: str, now: int, reason: str | None) -> bool:
+        """Stop claims from a queue. False when it was paused already."""
+        with self._write() as conn:
+            return bool(conn.execute(queues_sql.PAUSE_QUEUE,
+                                     {"name": name, "now": now, "reason": reason}).rowcount)
+
+    def resume_queue(self, name: str) -> bool:
+        """Let workers claim from a queue again (waking those that listen). False when it
+        was not paused."""
+        with self._write() as conn:
+            resumed = bool(conn.execute(queues_sql.resume_queue(name)).rowcount)
+            if resumed:
+                self.backend.notify(conn, name)
+            return resumed
+
     def queue_rows(self, now: int, window_us: int) -> list[QueueRow]:
-        """Every queue with limits or runs: depth (ready, delayed), running, and runs
-        finished in the last ``window_us``."""
+        """Every queue with limits, runs or a pause: depth (ready, delayed), running, runs
+        finished in the last ``window_us``, and when and why it was paused."""
         found: dict[str, QueueRow] = {}
 
         def row(name: str) -> QueueRow:
             return found.setdefault(name, QueueRow(name, None, None))
 
         with self._read() as conn:
+            for name, paused_at, reason in conn.execute(queues_sql.PAUSED_QUEUES):
+                row(name).paused_at, row(name).pause_reason = paused_at, reason
             for name, total, per_key in conn.execute(queues_sql.QUEUE_LIMITS):
                 row(name).concurrency, row(name).key_concurrency = total, per_key
             for name, status, is_delayed, count in conn.execute(queues_sql.depths(now)):

@@ -269,6 +269,8 @@ class QueueRow:
     running: int = 0
     completed: int = 0
     failed: int = 0
+    paused_at: int | None = None
+    pause_reason: str | None = None
 
 
 @dataclass(slots=True)

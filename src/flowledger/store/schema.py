@@ -215,6 +215,15 @@ queues = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
+# Paused queues: workers claim none of their runs (runs already executing carry on).
+queue_pauses = Table(
+    "flowledger_queue_pauses",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("paused_at", BigInteger, nullable=False),
+    Column("reason", String(500), nullable=True),
+)
+
 workers = Table(
     "flowledger_workers",
     metadata,

@@ -25,10 +25,11 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 
-from ..schema import queues, runs, steps
+from ..schema import queue_pauses, queues, runs, steps
 from .common import constant
 
 
@@ -71,6 +72,24 @@ def run_with_key(owner: str, idempotency_key: str | None) -> Select[Any]:
 
 
 # -- claiming ------------------------------------------------------------------------
+def paused_among(names: list[str]) -> Select[Any]:
+    """Which of these queues are paused."""
+    return select(queue_pauses.c.name).where(queue_pauses.c.name.in_(names))
+
+
+PAUSED_QUEUES = select(queue_pauses.c.name, queue_pauses.c.paused_at, queue_pauses.c.reason)
+
+# Pausing a paused queue keeps its first pause (when and why).
+PAUSE_QUEUE = text("""
+INSERT INTO flowledger_queue_pauses (name, paused_at, reason) VALUES (:name, :now, :reason)
+ON CONFLICT (name) DO NOTHING
+""")
+
+
+def resume_queue(name: str) -> Delete:
+    return delete(queue_pauses).where(queue_pauses.c.name == name)
+
+
 def lock_limits(names: list[str]) -> Select[Any]:
     """The limits of these queues, their rows locked for the claim."""
     return select(queues).where(queues.c.name.in_(names)).with_for_update()
