@@ -161,6 +161,18 @@ class RunCancelled(FlowledgerError):
         self.run_id = run_id
 
 
+class RunPaused(FlowledgerError):
+    """The run was paused (``Ledger.pause``) before it finished: it stopped before its
+    next step; ``Ledger.resume`` continues it."""
+
+    category = "conflict"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was paused; resume it to continue "
+                         f"(flowledger resume {run_id})")
+        self.run_id = run_id
+
+
 class NonDeterminismError(FlowledgerError):
     """On resume the workflow called a different step than the one recorded at a position."""
 
@@ -223,6 +235,10 @@ class LeaseLost(RunInterrupted):
 
 class CancelledSignal(RunInterrupted):
     """The run was cancelled; workflow code stops before its next step."""
+
+
+class PausedSignal(RunInterrupted):
+    """The run was paused; workflow code stops before its next step."""
 
 
 class WorkerStopping(RunInterrupted):

@@ -21,8 +21,10 @@ from .errors import (
     ConfigurationError,
     LeaseLost,
     NonDeterminismError,
+    PausedSignal,
     RunCancelled,
     RunFailed,
+    RunPaused,
     SerializationError,
     SkipStep,
     StoreFull,
@@ -200,8 +202,17 @@ class Execution:
             self._finish_error(exc)
             raise
         if not store.finish_run(self.run_id, self.token, "completed", text, None, ids.now_us()):
-            raise RunCancelled(self.run_id_text)
+            self._stopped_by_another()
         return result
+
+    def _stopped_by_another(self) -> None:
+        """The run could not be finished: it was paused (it rests until resumed; a resume
+        replays what completed) or cancelled meanwhile."""
+        state = self.runtime.store.get_status(self.run_id)
+        if state is not None and state[0] == "paused":
+            self.runtime.store.release_paused(self.run_id, self.token)
+            raise RunPaused(self.run_id_text)
+        raise RunCancelled(self.run_id_text)
 
     def _finish_error(self, exc: BaseException) -> None:
         store = self.runtime.store
@@ -212,12 +223,15 @@ class Execution:
         if isinstance(exc, CancelledSignal):
             store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())
             raise RunCancelled(self.run_id_text) from None
+        if isinstance(exc, PausedSignal):  # nothing failed: the run rests, held by no one
+            store.release_paused(self.run_id, self.token)
+            raise RunPaused(self.run_id_text) from None
         # A non-determinism error changes nothing recorded: the step left running by the
         # previous execution stays as it was.
         if not store.finish_run(self.run_id, self.token, "failed", None, error_text(exc),
                                 ids.now_us(),
                                 interrupt_steps=not isinstance(exc, NonDeterminismError)):
-            raise RunCancelled(self.run_id_text) from exc  # cancelled while it was failing
+            self._stopped_by_another()  # paused or cancelled while it was failing
         if isinstance(exc, Exception):
             kind = type(exc)
             raise RunFailed(self.run_id_text, f"{kind.__module__}.{kind.__qualname__}",

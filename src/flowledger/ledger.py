@@ -211,19 +211,23 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
     # -- acting on existing runs ---------------------------------------------------
     def resume(self, run_id: str | uuid.UUID, *, force: bool = False,
                queue: str | None = None) -> RunHandle:
-        """Continue a failed, cancelled or crashed run from its first unfinished step.
+        """Continue a failed, cancelled, paused or crashed run from its first unfinished
+        step.
 
         Completed steps return their recorded outputs; the rest run again. A completed
         run is not executed again: its handle returns the recorded output. ``force``
         resumes a run marked running by a process on another host (which cannot be
         checked for liveness from here). With ``queue`` a failed or cancelled run is
-        not executed here but put back in that queue (``pending``) for a worker.
+        not executed here but put back in that queue (``pending``) for a worker; a paused
+        run goes back to its own queue (or ``queue``) if it was queued, else resumes here.
 
         Example: ``ledger.resume(run_id).result()`` or ``ledger.resume(run_id, queue="default")``
         """
         row = self._visible(run_id)
         if row.status == RunStatus.COMPLETED:
             return RunHandle(self, str(row.id), done_future(self._decoded_output(row)))
+        if row.status == RunStatus.PAUSED:
+            return self._unpause(row, queue)
         if queue is not None:
             return self._requeue(row, queue)
         if row.status == RunStatus.RUNNING:
@@ -233,6 +237,38 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
                 raise RunAlreadyRunning(f"run {row.id} is being executed by process "
                                         f"{row.executor} on {where}")
         return self._launch(self._takeover(row))
+
+    def _unpause(self, row: RunRow, queue: str | None) -> RunHandle:
+        """A paused run continues: a queued one (or with ``queue``) goes back to its queue,
+        one started in a process resumes here."""
+        if row.lease_token is not None and self._executor_alive(row) is not False:
+            raise RunAlreadyRunning(f"run {row.id} is pausing: its execution is finishing "
+                                    "the step in flight; resume it once that is recorded")
+        target = queue or row.queue
+        if target is not None:
+            if not self.store.unpause_to_queue(row.id, queue_name(target)):
+                raise RunAlreadyRunning(f"run {row.id} is no longer paused")
+            return RunHandle(self, str(row.id))
+        return self._launch(self._takeover(row))
+
+    def pause(self, run_id: str | uuid.UUID, *, reason: str | None = None,
+              by: str | None = None) -> bool:
+        """Pause a pending or running run, from any process: it is claimed no more, and
+        a running one stops before its next step (the step in flight finishes and is
+        recorded), then holds no worker and no lease. ``resume`` continues it. Records
+        when, ``reason`` and ``by`` (default: this Ledger's owner, or this process).
+        Returns False when the run had already finished or was paused.
+
+        Example: ``ledger.pause(run_id, reason="waiting for the new API key")``
+        """
+        if reason is not None and not 1 <= len(reason) <= 500:
+            raise ConfigurationError("a pause reason has 1 to 500 characters")
+        who = validation.name(by or self.owner or self._runtime.identity, "by")
+        before = self.store.pause_run(self.run_uuid(run_id), self.owner, ids.now_us(),
+                                      reason, who)
+        if before is None:
+            raise RunNotFound(str(run_id))
+        return before in (RunStatus.PENDING, RunStatus.RUNNING)
 
     def _executor_alive(self, row: RunRow) -> bool | None:
         """Whether the run's executor still executes it (None: another host, unknown)."""

@@ -11,13 +11,15 @@ from typing import Any
 
 
 class RunStatus(enum.StrEnum):
-    """Where a run is: ``pending → running → completed | failed | cancelled``."""
+    """Where a run is: ``pending → running → completed | failed | cancelled``, and
+    ``paused`` (by ``Ledger.pause``) until it is resumed."""
 
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
 
     @property
     def finished(self) -> bool:
@@ -286,6 +288,10 @@ class Run:
     #: With ``get``: a token that changes whenever ``get`` would read back differently
     #: (``Ledger.revision`` reads it alone, cheaply).
     revision: str | None = None
+    #: A paused run: when, why and by whom (``Ledger.pause``).
+    paused_at: datetime | None = None
+    pause_reason: str | None = None
+    paused_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).

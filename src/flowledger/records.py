@@ -115,7 +115,8 @@ class Records:
             usage=totals, queue=row.queue, priority=row.priority,
             scheduled_at=from_micros(row.scheduled_at), idempotency_key=row.idempotency_key,
             executor=row.executor, lease_expires_at=from_micros(row.lease_expires_at),
-            stalled=stalled(row),
+            stalled=stalled(row), paused_at=from_micros(row.paused_at),
+            pause_reason=row.pause_reason, paused_by=row.paused_by,
         )
 
     def _previewed(self, found: RunRead, step: StepRow, chars: int) -> StepRow:

@@ -16,6 +16,7 @@ from .errors import (
     DeadlineExceeded,
     LeaseLost,
     NonDeterminismError,
+    PausedSignal,
     SkipStep,
     StepTimeout,
     WorkerStopping,
@@ -112,6 +113,8 @@ class StepCall:
             state = store.get_status(execution.run_id)
             if state is not None and state[0] == "cancelled":
                 raise CancelledSignal(execution.run_id_text)
+            if state is not None and state[0] == "paused":
+                raise PausedSignal(execution.run_id_text)
             raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
         self.attempt += 1
         self.pending_context = {}

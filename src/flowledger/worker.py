@@ -27,6 +27,7 @@ from .errors import (
     LeaseLost,
     RunCancelled,
     RunFailed,
+    RunPaused,
     StoreUnavailable,
     WorkerStopping,
 )
@@ -213,6 +214,8 @@ class Worker:
                      exc.error_message)
         except RunCancelled:
             log.info("run %s (%s): cancelled", row.id, row.workflow)
+        except RunPaused:
+            log.info("run %s (%s): paused", row.id, row.workflow)
         except StoreUnavailable as exc:
             log.warning("run %s (%s): stopped: %s", row.id, row.workflow, exc)
             self._hand_back_when_reachable(claim)

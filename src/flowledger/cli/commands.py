@@ -169,11 +169,19 @@ def resume_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
                    force: Annotated[bool, typer.Option(
                        help="Resume even if the run is marked running by a process on "
                             "another host.")] = False) -> None:
-    """Continue a failed, cancelled or crashed run from its first unfinished step."""
+    """Continue a failed, cancelled, paused or crashed run from its first unfinished
+    step (a paused queued run goes back to its queue for a worker)."""
     state = state_of(ctx)
     full = state.ledger.resolve_id(run_id)
-    done = state.ledger.get(full, steps=False).status is RunStatus.COMPLETED
+    before = state.ledger.get(full, steps=False)
+    done = before.status is RunStatus.COMPLETED
     handle = state.ledger.resume(full, force=force)
+    if before.status is RunStatus.PAUSED and before.queue is not None:
+        if as_json:
+            state.print_json({"run_id": full, "status": "pending", "queue": before.queue})
+        else:
+            state.out.print(f"{full} is back in queue {before.queue}")
+        return
     state.hint(f"run {handle.id} had already completed; its recorded output:" if done
                else f"resuming run {handle.id}")
     _finish(state, handle, as_json)
@@ -220,6 +228,25 @@ def cancel_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -
         state.out.print(f"cancelled {full}")
     else:
         state.out.print(f"{full} had already finished ({status})")
+
+
+@command("pause")
+def pause_command(ctx: typer.Context, run_id: RunId,
+                  reason: Annotated[str | None, typer.Option(
+                      help="Why (recorded with the pause, shown by inspect).")] = None,
+                  as_json: AsJson = False) -> None:
+    """Pause a pending or running run: it stops before its next step and holds no worker
+    until `flowledger resume`."""
+    state = state_of(ctx)
+    full = state.ledger.resolve_id(run_id)
+    paused = state.ledger.pause(full, reason=reason)
+    status = state.ledger.get(full, steps=False).status.value
+    if as_json:
+        state.print_json({"run_id": full, "paused": paused, "status": status})
+    elif paused:
+        state.out.print(f"paused {full} (a step in flight finishes first)")
+    else:
+        state.out.print(f"{full} was not paused: it is {status}")
 
 
 @command("fork")

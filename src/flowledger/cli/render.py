@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 STATUS_STYLE = {
     "pending": "yellow", "running": "cyan", "completed": "green", "failed": "bold red",
     "cancelled": "magenta", "skipped": "dim", "interrupted": "magenta",
-    "unrecorded": "dim",
+    "unrecorded": "dim", "paused": "yellow",
 }
 TIMELINE_WIDTH = 40
 
@@ -118,6 +118,10 @@ def run_header(run: Run) -> Table:
     grid.add_row("workflow", f"{run.workflow} v{run.version}  [dim]{code}[/dim]")
     grid.add_row("status", status_text(run.status) + (
         Text(f"  (stalled: {run.stalled})", style="yellow") if run.stalled else ""))
+    if run.paused_at is not None:
+        grid.add_row("paused", f"since {when(run.paused_at)} by {run.paused_by or '?'}"
+                               + (f": {run.pause_reason}" if run.pause_reason else "")
+                               + "   (flowledger resume continues it)")
     grid.add_row("owner", run.owner + (f"   tags: {', '.join(run.tags)}" if run.tags else ""))
     grid.add_row("times", f"created {when(run.created_at)}   started {when(run.started_at)}   "
                           f"completed {when(run.completed_at)}")

@@ -30,6 +30,7 @@ from .schemas import (
     ActionResult,
     EventOut,
     ForkRun,
+    PauseRun,
     ResumeRun,
     RunAccepted,
     RunOut,
@@ -162,7 +163,8 @@ def get_artifact(run_id: RunId, key: Annotated[str, Path(max_length=512)],
 @router.post("/runs/{run_id}/resume", response_model=ActionResult, status_code=202,
              responses={200: {"model": ActionResult,
                               "description": "Already completed or pending: unchanged"},
-                        **ERRORS}, summary="Queue a failed or cancelled run to resume")
+                        **ERRORS},
+             summary="Queue a failed, cancelled or paused run to resume")
 def resume_run(run_id: RunId, caller: CallerDep, body: ResumeRun | None = None
                ) -> JSONResponse:
     """A worker continues it from its first unfinished step. A completed or already
@@ -171,10 +173,23 @@ def resume_run(run_id: RunId, caller: CallerDep, body: ResumeRun | None = None
     before = ledger.get(run_id, steps=False)
     queue = (body.queue if body and body.queue else None) or before.queue or DEFAULT_QUEUE
     ledger.resume(before.id, queue=queue)
-    changed = before.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+    changed = before.status in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PAUSED)
     status = RunStatus.PENDING if changed else before.status
     return JSONResponse({"id": before.id, "status": status.value, "changed": changed},
                         202 if changed else 200)
+
+
+@router.post("/runs/{run_id}/pause", response_model=ActionResult, responses=ERRORS,
+             summary="Pause a pending or running run")
+def pause_run(run_id: RunId, caller: CallerDep, body: PauseRun | None = None
+              ) -> JSONResponse:
+    """A running run stops before its next step (the step in flight finishes and is
+    recorded) and holds no worker; a pending one is claimed no more. ``POST
+    /runs/{id}/resume`` puts it back in its queue."""
+    changed = caller.ledger.pause(run_id, reason=body.reason if body else None,
+                                  by=f"token {caller.token.id}")
+    run = caller.ledger.get(run_id, steps=False)
+    return JSONResponse({"id": run.id, "status": run.status.value, "changed": changed})
 
 
 @router.post("/runs/{run_id}/cancel", response_model=ActionResult, responses=ERRORS,

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled"]
+RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "paused"]
 StepStatusName = Literal["running", "completed", "failed", "skipped"]
 
 
@@ -59,6 +59,13 @@ class ForkRun(BaseModel):
     from_position: int = Field(ge=1, le=10_000_000)
     inputs: dict[str, Any] | None = None
     queue: str = Field("default", min_length=1, max_length=200)
+
+
+class PauseRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, min_length=1, max_length=500,
+                               description="Why (recorded with the pause).")
 
 
 class ResumeRun(BaseModel):
@@ -210,6 +217,10 @@ class ArtifactOut(BaseModel):
 
 class RunOut(RunFieldsOut):
     """A run in full: inputs, output, steps, usage totals, context and artifacts."""
+
+    paused_at: datetime | None = Field(None, description="A paused run: since when.")
+    pause_reason: str | None = None
+    paused_by: str | None = None
 
     entrypoint: str
     inputs: Any

@@ -48,6 +48,9 @@ class RunRow:
     concurrency_key: str | None = None
     lease_expires_at: int | None = None
     revision: int = 0
+    paused_at: int | None = None
+    pause_reason: str | None = None
+    paused_by: str | None = None
 
     @classmethod
     def from_row(cls, row: Any, tags: tuple[str, ...]) -> RunRow:

@@ -69,6 +69,10 @@ runs = Table(
     # usage, context and artifacts; with its steps' counts and times it tells readers
     # "unchanged" cheaply (ETags, polling dashboards).
     Column("revision", BigInteger, nullable=False, server_default="0"),
+    # A paused run: when, why and by whom (cleared when it is resumed).
+    Column("paused_at", BigInteger, nullable=True),
+    Column("pause_reason", String(500), nullable=True),
+    Column("paused_by", String(200), nullable=True),
     # Listing filters keep the id order (newest first) inside each index, so a page is a
     # short index walk whatever the combination of status, workflow and owner.
     Index("ix_flowledger_runs_status", "status", "id"),

@@ -122,6 +122,31 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
                 pending.extend(conn.execute(runs_sql.active_children(current)).scalars())
             return True
 
+    def pause_run(self, run_id: uuid.UUID, owner: str | None, now: int,
+                  reason: str | None, by: str | None) -> str | None:
+        """Pause a pending or running run. Returns its status before (so ``"paused"``
+        when it was paused already, or a final status), None when no such run is
+        visible."""
+        with self._write() as conn:
+            status = conn.execute(runs_sql.status_of(run_id, owner)).scalar_one_or_none()
+            if status in ("pending", "running"):
+                conn.execute(runs_sql.pause(run_id, owner, now, reason, by))
+            return None if status is None else str(status)
+
+    def release_paused(self, run_id: uuid.UUID, token: str) -> bool:
+        """The execution of a paused run lets go of it (False: not paused, or not held)."""
+        with self._write() as conn:
+            return bool(conn.execute(runs_sql.RELEASE_PAUSED,
+                                     {"rid": run_id, "tok": token}).rowcount)
+
+    def unpause_to_queue(self, run_id: uuid.UUID, queue: str) -> bool:
+        """A paused run back in a queue; False when it was not paused."""
+        with self._write() as conn:
+            moved = bool(conn.execute(runs_sql.unpause_to_queue(run_id, queue)).rowcount)
+            if moved:
+                self.backend.notify(conn, queue)
+            return moved
+
     def claim_run(self, run_id: uuid.UUID, expected_token: str | None, new_token: str,
                   executor: str, now: int, resumed_from: int | None) -> bool:
         """Take over a run for a new execution (compare-and-set on its lease token)."""

@@ -16,7 +16,10 @@ from ..dialects import Backend
 from ..schema import run_tags, runs, steps
 from .common import constant
 
-ACTIVE = ("pending", "running")
+# Unfinished runs: cancelling reaches them, and purges keep their trees.
+ACTIVE = ("pending", "running", "paused")
+# What a resume clears of a pause.
+NOT_PAUSED = {"paused_at": None, "pause_reason": None, "paused_by": None}
 
 
 def _count_steps(status: str | None = None) -> ScalarSelect[Any]:
@@ -82,6 +85,31 @@ def status_of(run_id: uuid.UUID, owner: str | None) -> Select[Any]:
     return query
 
 
+def pause(run_id: uuid.UUID, owner: str | None, now: int, reason: str | None,
+          by: str | None) -> Update:
+    """Pause a pending or running run (the owner's; None: anyone's): it is claimed no
+    more, and its execution stops before its next step (steps only begin while a run
+    is ``running``)."""
+    condition = [runs.c.id == run_id, runs.c.status.in_(("pending", "running"))]
+    if owner is not None:
+        condition.append(runs.c.owner == owner)
+    return update(runs).where(*condition).values(status="paused", paused_at=now,
+                                                  pause_reason=reason, paused_by=by)
+
+
+# The execution of a paused run lets go of it: no executor, no lease, resumable anywhere.
+RELEASE_PAUSED = (update(runs).where(runs.c.id == RUN_ID, runs.c.lease_token == bindparam("tok"),
+                                     runs.c.status == "paused")
+                  .values(lease_token=None, executor=None, lease_expires_at=None))
+
+
+def unpause_to_queue(run_id: uuid.UUID, queue: str) -> Update:
+    """A paused run goes back to a queue (``pending``), claimable at once."""
+    return update(runs).where(runs.c.id == run_id, runs.c.status == "paused").values(
+        status="pending", queue=queue, lease_token=None, executor=None,
+        lease_expires_at=None, scheduled_at=None, **NOT_PAUSED)
+
+
 def active_children(parent_id: uuid.UUID) -> Select[Any]:
     """The ids of a run's children still pending or running."""
     return select(runs.c.id).where(runs.c.parent_id == parent_id, runs.c.status.in_(ACTIVE))
@@ -100,5 +128,5 @@ def take_over(run_id: uuid.UUID, expected_token: str | None, new_token: str,
                     recovery_attempts=runs.c.recovery_attempts + 1, resumed_at=now,
                     resumed_from_position=resumed_from,
                     started_at=func.coalesce(runs.c.started_at, now),
-                    completed_at=None, error=None, output=None))
+                    completed_at=None, error=None, output=None, **NOT_PAUSED))
 

@@ -39,7 +39,7 @@ SUMMARY_COLUMNS = ("id", "workflow", "version", "owner", "status", "error", "cre
                    "resumed_from_position", "executor", "queue", "priority", "scheduled_at",
                    "idempotency_key", "lease_expires_at", "revision")
 MARK_COLUMNS = ("id", "revision", "status", "lease_expires_at", "executor")
-_UNFINISHED = (constant("pending"), constant("running"))
+_UNFINISHED = (constant("pending"), constant("running"), constant("paused"))
 
 
 @dataclass(frozen=True)
