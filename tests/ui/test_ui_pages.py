@@ -214,3 +214,39 @@ def test_cancel_resume_and_fork_from_the_ui(db_url: str, tmp_path: Path,
             assert ledger.get(rerun).inputs == ledger.get(source).inputs
         finally:
             server.stop()
+
+
+def test_pause_and_resume_from_the_ui(db_url: str, tmp_path: Path, new_context: Any) -> None:
+    gates = [str(tmp_path / "a"), str(tmp_path / "b")]
+    with fl.Ledger(db_url) as ledger:
+        token = ledger.create_token("default").secret
+        server = team_server(db_url)
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            page = login(new_context(), base, token)
+            page.on("dialog", lambda dialog: dialog.accept())
+            held = ledger.submit(ui_app.gated_flow, gates).id
+            wait_until(lambda: ledger.get(held).status == fl.RunStatus.RUNNING,
+                       what="the gated run to start")
+            page.goto(f"{base}/ui/runs/{held}")
+            page.get_by_role("button", name="Pause").click()
+            expect(page.get_by_role("status")).to_contain_text("Paused")
+            Path(gates[0]).touch()  # the step in flight finishes; the next never starts
+
+            def let_go() -> bool:
+                run = ledger.get(held)
+                return run.status == fl.RunStatus.PAUSED and run.executor is None
+
+            wait_until(let_go, what="the paused run to be let go")
+            assert [s.status.value for s in ledger.get(held).steps] == ["completed"]
+            page.goto(f"{base}/ui/runs/{held}")
+            expect(page.locator(".paused-note")).to_contain_text("Paused")
+            expect(page.locator(".big-status")).to_contain_text("paused")
+            Path(gates[1]).touch()
+            page.get_by_role("button", name="Resume").click()
+            expect(page.get_by_role("status")).to_contain_text("Resumed")
+            wait_until(lambda: ledger.get(held).status == fl.RunStatus.COMPLETED,
+                       what="the resumed run to complete")
+            assert ledger.get(held).output == 3
+        finally:
+            server.stop()

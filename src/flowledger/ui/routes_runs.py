@@ -225,11 +225,21 @@ async def cancel(request: Request, run_id: RunId) -> Response:
                  f"Nothing to cancel: the run is {run.status.value}.")
 
 
+@router.post("/runs/{run_id}/pause")
+async def pause(request: Request, run_id: RunId) -> Response:
+    viewer, _form = await acting_viewer(request)
+    run = await run_in_threadpool(viewer.ledger.get, run_id, steps=False)
+    changed = await run_in_threadpool(
+        lambda: viewer.ledger.pause(run.id, by=f"ui {viewer.label}"))
+    return _done(request, run.id, "Paused: it stops before its next step." if changed
+                 else f"Nothing to pause: the run is {run.status.value}.")
+
+
 @router.post("/runs/{run_id}/resume")
 async def resume(request: Request, run_id: RunId) -> Response:
     viewer, _form = await acting_viewer(request)
     run = await run_in_threadpool(viewer.ledger.get, run_id, steps=False)
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PAUSED):
         return _done(request, run.id, f"Nothing to resume: the run is {run.status.value}.")
     queue = run.queue or DEFAULT_QUEUE
     await run_in_threadpool(lambda: viewer.ledger.resume(run.id, queue=queue))
