@@ -27,6 +27,7 @@ from .models import ErrorInfo, from_micros
 from .store import AttemptRow, RunProgress, StepProgress
 
 STARTED, FAILED, FINAL = 0, 1, 2  # a step's delivered phase; FINAL never changes again
+PAUSE_DELIVERED = 3  # the run phase after run.paused (until a resume starts a new epoch)
 _FINISHED_RUN = ("completed", "failed", "cancelled")
 _NOTHING = (0, -1)
 
@@ -37,9 +38,9 @@ class RunEvent:
 
     ``type`` is ``run.started``, ``run.resumed``, ``step.started``, ``step.retrying``
     (an attempt failed and another follows), ``step.completed``, ``step.failed``,
-    ``step.skipped``, ``run.completed``, ``run.failed`` or ``run.cancelled``. Failures
-    carry the ``error`` (type and message). Pass ``id`` back as ``after=`` to continue
-    after this event.
+    ``step.skipped``, ``run.paused`` (with its ``reason``), ``run.completed``,
+    ``run.failed`` or ``run.cancelled``. Failures carry the ``error`` (type and
+    message). Pass ``id`` back as ``after=`` to continue after this event.
     """
 
     id: str
@@ -51,6 +52,7 @@ class RunEvent:
     attempt: int | None = None
     child_run_id: str | None = None
     error: ErrorInfo | None = None
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "run_id": self.run_id,
@@ -58,7 +60,8 @@ class RunEvent:
                 "position": self.position, "name": self.name, "attempt": self.attempt,
                 "child_run_id": self.child_run_id,
                 "error": None if self.error is None else {"type": self.error.type,
-                                                          "message": self.error.message}}
+                                                          "message": self.error.message},
+                "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class _Delivered:
             return cls()
         try:
             version, epoch, phase, prefix, parts = cursor.split(".")
-            if version != "v1" or phase not in ("0", "1", "2") or len(cursor) > 100_000:
+            if version != "v1" or phase not in ("0", "1", "2", "3") or len(cursor) > 100_000:
                 raise ValueError(cursor)
             steps: dict[int, tuple[int, int]] = {}
             for part in filter(None, parts.split("_")):
@@ -191,6 +194,9 @@ def derive_events(progress: RunProgress, after: str | None) -> EventBatch:
         for order, new in enumerate(_step_changes(step, tried.get(step.position, {}))):
             if new.target > delivered:
                 found.append(((new.at, step.position, 2 + order), new.kind, new, new.at))
+    if progress.paused_at is not None and not (seen.run_phase == PAUSE_DELIVERED
+                                               and seen.epoch == epoch):
+        found.append(((1 << 61, 0, 0), "run.paused", None, progress.paused_at))
     if finished and not (seen.run_phase == 2 and seen.epoch == epoch):
         found.append(((1 << 62, 0, 0), f"run.{progress.status}", None, progress.completed_at))
     found.sort(key=lambda item: item[0])
@@ -201,11 +207,13 @@ def derive_events(progress: RunProgress, after: str | None) -> EventBatch:
             if kind == "run.started":
                 seen.run_phase = 1
             else:
-                seen.epoch, seen.run_phase = epoch, 1 if kind == "run.resumed" else 2
+                seen.epoch = epoch
+                seen.run_phase = {"run.resumed": 1, "run.paused": PAUSE_DELIVERED}.get(kind, 2)
             position = progress.resumed_from_position if kind == "run.resumed" else None
             error = _error(progress.error) if kind == "run.failed" else None
+            reason = progress.pause_reason if kind == "run.paused" else None
             events.append(RunEvent(seen.encode(), kind, run_id, from_micros(at), position,
-                                   error=error))
+                                   error=error, reason=reason))
             continue
         step = change.step
         seen.steps[step.position] = change.target

@@ -67,7 +67,12 @@ def test_a_running_run_stops_before_its_next_step_and_resumes_here(
     assert run.executor is None and run.pause_reason == "waiting for a key"
     assert run.paused_at is not None and run.paused_by == ledger.identity
     assert not ledger.pause(handle.id)  # paused already
+    batch = ledger.events(handle.id)
+    assert [(e.type, e.reason) for e in batch.events][-1] == ("run.paused", "waiting for a key")
+    assert not batch.finished and ledger.events(handle.id, after=batch.cursor).events == ()
     assert ledger.resume(handle.id).result(timeout=30) == 25
+    later = [e.type for e in ledger.events(handle.id, after=batch.cursor).events]
+    assert later == ["run.resumed", "step.started", "step.completed", "run.completed"]
     assert ran == ["first", "held", "last"]  # ...and is never run again
     done = ledger.get(handle.id)
     assert done.status is fl.RunStatus.COMPLETED and done.paused_at is None

@@ -324,6 +324,7 @@ class EventOut(BaseModel):
     child_run_id: str | None
     error: EventErrorOut | None = Field(
         description="step.retrying and step.failed: what the attempt raised.")
+    reason: str | None = Field(None, description="run.paused: why, if a reason was given.")
 
 
 class Health(BaseModel):

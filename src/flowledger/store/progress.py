@@ -24,9 +24,12 @@ class StoreProgress(StoreCore):
             tried: list[AttemptRow] = []
             if any(step.attempts > 1 or step.status == "running" for step in found):
                 tried = history.attempts_of(conn, [run_id]).get(run_id, [])
+        paused = run.status == "paused"
         return RunProgress(run_id, run.status, run.started_at, run.completed_at,
                            run.resumed_at, run.resumed_from_position, tuple(found),
-                           tuple(tried), run.error if run.status == "failed" else None)
+                           tuple(tried), run.error if run.status == "failed" else None,
+                           run.paused_at if paused else None,
+                           run.pause_reason if paused else None)
 
 
 __all__ = ["RunProgress", "StepProgress", "StoreProgress"]

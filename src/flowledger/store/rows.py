@@ -332,6 +332,8 @@ class RunProgress:
     # The attempts kept in the history (failed or interrupted ones), by position.
     attempts: tuple[AttemptRow, ...] = ()
     error: str | None = None  # the run's, once it failed
+    paused_at: int | None = None  # while it is paused: since when, and why
+    pause_reason: str | None = None
 
 
 RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")

@@ -15,11 +15,12 @@ STEP_PROGRESS_COLUMNS = [steps.c[name] for name in StepProgress.__slots__]
 
 
 def run_progress(run_id: uuid.UUID, owner: str | None) -> Select[Any]:
-    """(status, started, completed, resumed, resumed from, error) of a run, if the owner
-    (None: anyone) can see it."""
+    """(status, started, completed, resumed, resumed from, error, paused at, pause
+    reason) of a run, if the owner (None: anyone) can see it."""
     query = select(runs.c.status, runs.c.started_at, runs.c.completed_at,
                    runs.c.resumed_at, runs.c.resumed_from_position,
-                   runs.c.error).where(runs.c.id == run_id)
+                   runs.c.error, runs.c.paused_at, runs.c.pause_reason
+                   ).where(runs.c.id == run_id)
     if owner is not None:
         query = query.where(runs.c.owner == owner)
     return query
