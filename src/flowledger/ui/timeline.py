@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..models import Run, Step
+from ..models import Run, RunStatus, Step
 
 _OUTCOMES = {"failed": "failed", "interrupted": "interrupted", "timed_out": "failed"}
 
@@ -53,14 +53,18 @@ def _step(step: Step, origin: datetime, now_ms: float) -> dict[str, Any]:
 def timeline_of(run: Run, now: datetime | None = None) -> dict[str, Any]:
     """The run's steps for the timeline widget (JSON-ready)."""
     origin = run.started_at or run.created_at
+    # A paused run's clock stops at its pause (until a resume): nothing runs meanwhile.
+    resting = run.status is RunStatus.PAUSED
     if now is None:
-        now = run.completed_at or datetime.now(origin.tzinfo)
+        now = run.completed_at or (run.paused_at if resting else None) \
+            or datetime.now(origin.tzinfo)
     now_ms = _ms(now, origin) or 0.0
     steps = [_step(step, origin, now_ms) for step in run.steps]
     steps.sort(key=lambda s: (s["t0"] is None, s["t0"] or 0.0, s["p"]))
     ends = [s["t1"] for s in steps if s["t1"] is not None]
+    live = run.completed_at is None and not resting
     return {"run": run.id, "status": str(run.status), "origin": origin.isoformat(),
-            "span": max([now_ms if run.completed_at is None else 0.0, *ends, 1.0]),
-            "live": run.completed_at is None, "steps": steps,
+            "span": max([now_ms if live else 0.0, *ends, 1.0]),
+            "live": live, "steps": steps,
             "failed_attempts": sum(1 for s in steps for a in s["a"]
                                    if a[2] in ("failed", "interrupted"))}

@@ -27,7 +27,7 @@ STATUSES = {
     "completed": ("✔", "completed"), "failed": ("✖", "failed"),
     "cancelled": ("⊘", "cancelled"), "skipped": ("↷", "skipped"),
     "interrupted": ("⚡", "interrupted"), "stalled": ("⚠", "stalled"),
-    "unrecorded": ("·", "unrecorded"), "paused": ("⏸", "paused"),
+    "unrecorded": ("·", "unrecorded"), "paused": ("‖", "paused"),
 }
 
 
