@@ -185,8 +185,8 @@ class LedgerQueueing(LedgerBase):
                           row.pause_reason)
                 for row in self.store.queue_rows(ids.now_us(), window_us)]
 
-    def pause_queue(self, queue: str, *, reason: str | None = None) -> bool:
-        """Stop workers from claiming ``queue``'s runs (pending ones and lost ones alike)
+    def pause_queue(self, name: str, *, reason: str | None = None) -> bool:
+        """Stop workers from claiming the queue ``name``'s runs (pending ones and lost ones alike)
         until ``resume_queue``; runs already executing carry on. Returns False when it
         was paused already (its first pause, and reason, stand).
 
@@ -194,14 +194,14 @@ class LedgerQueueing(LedgerBase):
         """
         if reason is not None and not 1 <= len(reason) <= 500:
             raise ConfigurationError("a pause reason has 1 to 500 characters")
-        return self.store.pause_queue(queue_name(queue), ids.now_us(), reason)
+        return self.store.pause_queue(queue_name(name), ids.now_us(), reason)
 
-    def resume_queue(self, queue: str) -> bool:
-        """Let workers claim ``queue``'s runs again; False when it was not paused.
+    def resume_queue(self, name: str) -> bool:
+        """Let workers claim the queue ``name``'s runs again; False when it was not paused.
 
         Example: ``ledger.resume_queue("llm")``
         """
-        return self.store.resume_queue(queue_name(queue))
+        return self.store.resume_queue(queue_name(name))
 
     def workers(self, *, include_lost: bool = False,
                 stale_after: timedelta | None = None) -> list[WorkerInfo]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import genai_prices
 import pytest
 
-from flowledger.specs.llm_client import LlmError, LlmReply, call_llm, request_key
+from flowledger import llm_cache
+from flowledger.specs.llm_client import LlmError, LlmReply, call_llm
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "examples" / "llm_replay_server.py"
@@ -151,19 +152,19 @@ def test_to_dict_is_json_and_round_trips(replay: Replay, no_keys: None) -> None:
     assert LlmReply.from_dict(data) == reply
 
 
-def test_request_key_is_canonical() -> None:
+def test_the_cache_key_is_canonical() -> None:
     messages = [{"role": "user", "content": "hello"}]
-    key = request_key("openai", "gpt-4o-mini", messages, {"temperature": 0, "seed": 1}, None)
-    reordered = request_key("openai", "gpt-4o-mini", [{"content": "hello", "role": "user"}],
-                            {"seed": 1, "temperature": 0}, None)
-    assert key == reordered
-    assert len(key) == 64 and int(key, 16) >= 0
-    assert key != request_key("openai", "gpt-4o-mini", messages, {"temperature": 1, "seed": 1},
-                              None)
-    assert key != request_key("openai", "gpt-4o-mini", messages, {"temperature": 0, "seed": 1},
-                              "http://127.0.0.1:1/v1")
-    assert request_key("openai", "m", messages, None, None) == request_key(
-        "openai", "m", messages, {}, None)
+
+    def key(msgs: list[dict[str, str]], params: dict[str, int], base_url: str | None) -> str:
+        return llm_cache.key({"provider": "openai", "model": "gpt-4o-mini",
+                              "messages": msgs, "params": params, "base_url": base_url})
+
+    first = key(messages, {"temperature": 0, "seed": 1}, None)
+    reordered = key([{"content": "hello", "role": "user"}], {"seed": 1, "temperature": 0}, None)
+    assert first == reordered
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert first != key(messages, {"temperature": 1, "seed": 1}, None)
+    assert first != key(messages, {"temperature": 0, "seed": 1}, "http://127.0.0.1:1/v1")
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

@@ -17,13 +17,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .. import context
 from ..errors import ConfigurationError, NonRetryable, StepTimeout
-from ..runcontext import current_call
+from ..runcontext import current_call, current_step
 from ..stepcall import asyncio_module
 
 STDERR_TAIL = 2000
@@ -59,8 +60,7 @@ def http(request: Mapping[str, Any], timeout: float | None = None) -> dict[str, 
     import httpx  # noqa: PLC0415 (start-up time: only http steps need it)
 
     timeout = attempt_timeout(timeout) or 30.0
-    headers = {"Idempotency-Key": current_call("an http step").execution.run_id_text
-               + f":{current_call('an http step').position}", **request["headers"]}
+    headers = {"Idempotency-Key": current_step().idempotency_key, **request["headers"]}
     try:
         with httpx.Client(timeout=timeout, follow_redirects=True) as client:
             response = client.request(
@@ -100,8 +100,6 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        import time  # noqa: PLC0415
-
         return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
     except (TypeError, ValueError):
         return None
@@ -113,9 +111,9 @@ def shell(request: Mapping[str, Any], timeout: float | None = None) -> dict[str,
     attempt with the exit code and the end of stderr; a timeout kills the command."""
     argv = [str(part) for part in request["argv"]]
     timeout = attempt_timeout(timeout)
-    step = current_call("a shell step")
-    environment = {**os.environ, "FLOWLEDGER_RUN_ID": step.execution.run_id_text,
-                   "FLOWLEDGER_STEP_KEY": f"{step.execution.run_id_text}:{step.position}"}
+    step = current_step()
+    environment = {**os.environ, "FLOWLEDGER_RUN_ID": step.run_id,
+                   "FLOWLEDGER_STEP_KEY": step.idempotency_key}
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    stdin=subprocess.DEVNULL, env=environment,

@@ -20,8 +20,6 @@ request canonically, for use as a cache key.
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -80,16 +78,6 @@ class LlmError(Exception):
         self.model = model
         self.status = status
         self.retry_after = retry_after
-
-
-def request_key(provider: str, model: str, messages: Sequence[Mapping[str, Any]],
-                params: Mapping[str, Any] | None = None, base_url: str | None = None) -> str:
-    """The sha256 hex digest of the request in canonical JSON (sorted keys, no spaces):
-    the same for the same request whatever the dict ordering; ``params`` None equals {}."""
-    payload = {"provider": provider, "model": model, "messages": [_plain(m) for m in messages],
-               "params": _plain(params or {}), "base_url": base_url}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def call_llm(provider: str, model: str, messages: Sequence[Mapping[str, Any]], *,
