@@ -73,6 +73,11 @@ runs = Table(
     Column("paused_at", BigInteger, nullable=True),
     Column("pause_reason", String(500), nullable=True),
     Column("paused_by", String(200), nullable=True),
+    # A waiting run (``fl.sleep``, ``fl.wait_for_event``) holds no worker: workers claim
+    # it again at ``wake_at`` (a timer, or a wait's timeout), or when an event it waits
+    # for (``waiting_for``) is sent.
+    Column("wake_at", BigInteger, nullable=True),
+    Column("waiting_for", String(200), nullable=True),
     # Listing filters keep the id order (newest first) inside each index, so a page is a
     # short index walk whatever the combination of status, workflow and owner.
     Index("ix_flowledger_runs_status", "status", "id"),
@@ -98,6 +103,8 @@ runs = Table(
           postgresql_where=text("status = 'running' AND concurrency_key IS NOT NULL")),
     Index("ix_flowledger_runs_queue_done", "completed_at", "queue",
           sqlite_where=text("queue IS NOT NULL"), postgresql_where=text("queue IS NOT NULL")),
+    Index("ix_flowledger_runs_wake", "wake_at", sqlite_where=text("status = 'waiting'"),
+          postgresql_where=text("status = 'waiting'")),
     Index("ix_flowledger_runs_idempotency", "owner", "idempotency_key", unique=True,
           sqlite_where=text("idempotency_key IS NOT NULL"),
           postgresql_where=text("idempotency_key IS NOT NULL")),
@@ -206,6 +213,24 @@ artifacts = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_flowledger_artifacts_digest", "owner", "digest"),
     sqlite_with_rowid=False,
+)
+
+
+# Events sent to runs (``Ledger.send_event``): kept until a ``wait_for_event`` of that
+# name consumes them, oldest first, each by exactly one wait (its step position).
+run_events = Table(
+    "flowledger_run_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("payload", Text, nullable=True),
+    Column("sent_at", BigInteger, nullable=False),
+    Column("consumed_position", Integer, nullable=True),
+    Column("consumed_at", BigInteger, nullable=True),
+    Index("ix_flowledger_run_events_run", "run_id", "name", "id"),
 )
 
 
