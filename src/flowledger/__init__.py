@@ -59,6 +59,15 @@ _HOME = {
     "RunHandle": "handle",
     "RunNotFound": "errors",
     "RunPaused": "errors",
+    "EventRejected": "errors",
+    "RunNotWaitable": "errors",
+    "RunWaiting": "errors",
+    "WaitTimeout": "errors",
+    "SentEvent": "mailbox",
+    "sleep": "waits",
+    "sleep_async": "waits",
+    "wait_for_event": "waits",
+    "wait_for_event_async": "waits",
     "RunPage": "models",
     "RunStatus": "models",
     "Schedule": "schedules",
@@ -123,6 +132,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         ConfigurationError,
         DatabaseNotFound,
         DeadlineExceeded,
+        EventRejected,
         FlowledgerError,
         InvalidCursor,
         NonDeterminismError,
@@ -133,7 +143,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         RunCancelled,
         RunFailed,
         RunNotFound,
+        RunNotWaitable,
         RunPaused,
+        RunWaiting,
         ScheduleNotFound,
         SerializationError,
         SkipStep,
@@ -145,6 +157,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         StoreFull,
         StoreUnavailable,
         TokenNotFound,
+        WaitTimeout,
         WorkerStopping,
         WorkflowNotFound,
         WorkflowVersionMismatch,
@@ -152,6 +165,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .events import EventBatch, RunEvent
     from .handle import RunHandle
     from .ledger import Ledger
+    from .mailbox import SentEvent
     from .models import (
         ArtifactInfo,
         Attempt,
@@ -177,6 +191,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .spec_registry import SpecInfo
     from .specs import Spec, SpecError, SpecProblem, load_spec, parse_spec
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
+    from .waits import sleep, sleep_async, wait_for_event, wait_for_event_async
     from .worker import Worker
     from .workflow import RetryPolicy, step, workflow
 
@@ -230,6 +245,15 @@ __all__ = [
     "RunHandle",
     "RunNotFound",
     "RunPaused",
+    "EventRejected",
+    "RunNotWaitable",
+    "RunWaiting",
+    "WaitTimeout",
+    "SentEvent",
+    "sleep",
+    "sleep_async",
+    "wait_for_event",
+    "wait_for_event_async",
     "RunPage",
     "RunStatus",
     "Schedule",

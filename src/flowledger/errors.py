@@ -173,6 +173,51 @@ class RunPaused(FlowledgerError):
         self.run_id = run_id
 
 
+class RunWaiting(FlowledgerError):
+    """The run is waiting (``fl.sleep``, ``fl.wait_for_event``) and holds no worker: a
+    worker claims it again when its timer is due or the event it waits for is sent."""
+
+    category = "conflict"
+
+    def __init__(self, run_id: str, waiting_for: str | None, wake_at: int | None) -> None:
+        what = (f"for event {waiting_for!r}" if waiting_for is not None
+                else "for its timer")
+        super().__init__(f"run {run_id} is waiting {what}; a worker continues it")
+        self.run_id = run_id
+        self.waiting_for = waiting_for
+        self.wake_at = wake_at
+
+
+class WaitTimeout(FlowledgerError, TimeoutError):
+    """``fl.wait_for_event`` reached its timeout before the event was sent. The workflow
+    may catch it (a resume replays the timeout, it does not wait again).
+
+    Example::
+
+        try:
+            decision = fl.wait_for_event("approve", timeout=timedelta(days=2))
+        except fl.WaitTimeout:
+            decision = {"approved": False, "by": "timeout", "note": ""}
+    """
+
+    def __init__(self, message: str, event: str = "") -> None:
+        super().__init__(message)
+        self.event = event
+
+
+class EventRejected(FlowledgerError, ValueError):
+    """``Ledger.send_event``: the payload does not fit the model the run waits with (or
+    cannot be serialized); nothing was delivered."""
+
+    category = "invalid_input"
+
+
+class RunNotWaitable(FlowledgerError):
+    """An event was sent to a run that has finished: nothing would ever consume it."""
+
+    category = "conflict"
+
+
 class NonDeterminismError(FlowledgerError):
     """On resume the workflow called a different step than the one recorded at a position."""
 
@@ -239,6 +284,15 @@ class CancelledSignal(RunInterrupted):
 
 class PausedSignal(RunInterrupted):
     """The run was paused; workflow code stops before its next step."""
+
+
+class SuspendedSignal(RunInterrupted):
+    """The run suspended itself at a durable sleep or wait: it holds no worker now."""
+
+    def __init__(self, waiting_for: str | None, wake_at: int | None) -> None:
+        super().__init__(waiting_for)
+        self.waiting_for = waiting_for
+        self.wake_at = wake_at
 
 
 class WorkerStopping(RunInterrupted):

@@ -25,10 +25,12 @@ from .errors import (
     RunCancelled,
     RunFailed,
     RunPaused,
+    RunWaiting,
     SerializationError,
     SkipStep,
     StoreFull,
     StoreUnavailable,
+    SuspendedSignal,
     WorkerStopping,
     WorkflowNotFound,
 )
@@ -74,6 +76,9 @@ class Runtime:
     offload_bytes: int = 1024 * 1024
     # Set by a worker that is shutting down: runs stop before their next step.
     stopping: threading.Event | None = None
+    # Set by a worker: a queued run that would sleep or wait longer than this many
+    # seconds lets go of its slot and lease (status ``waiting``) instead of blocking.
+    suspend_after: float | None = None
 
     def payload(self, run_id: uuid.UUID, owner: str, text: str | None) -> str | None:
         """Stored payload text, following an offloaded-output reference to its artifact."""
@@ -158,6 +163,9 @@ class Execution:
         self.recorded = {row.position: row for row in recorded}
         self.last_recorded = max(self.recorded, default=0)
         self.deadline_at = deadline_at
+        # The queue of a run a worker executes: only such a run can suspend (a worker
+        # claims it again when it wakes).
+        self.queue: str | None = None
         self._next_position = 0
         self._lock = threading.Lock()
 
@@ -223,6 +231,8 @@ class Execution:
         if isinstance(exc, CancelledSignal):
             store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())
             raise RunCancelled(self.run_id_text) from None
+        if isinstance(exc, SuspendedSignal):  # recorded as waiting by the sleep or wait
+            raise RunWaiting(self.run_id_text, exc.waiting_for, exc.wake_at) from None
         if isinstance(exc, PausedSignal):  # nothing failed: the run rests, held by no one
             store.release_paused(self.run_id, self.token)
             raise RunPaused(self.run_id_text) from None

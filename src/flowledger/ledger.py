@@ -38,6 +38,7 @@ from .executor import (
 )
 from .handle import RunHandle, done_future
 from .ledgerbase import LedgerBase, Prepared, Shared
+from .mailbox import LedgerMailbox
 from .models import RunStatus
 from .queries import LedgerQueries
 from .queueing import LedgerQueueing, queue_name
@@ -76,7 +77,8 @@ def default_url() -> str:
     return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
 
 
-class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs):
+class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs,
+             LedgerMailbox):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
@@ -253,8 +255,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
 
     def pause(self, run_id: str | uuid.UUID, *, reason: str | None = None,
               by: str | None = None) -> bool:
-        """Pause a pending or running run, from any process: it is claimed no more, and
-        a running one stops before its next step (the step in flight finishes and is
+        """Pause a pending, running or waiting run, from any process: it is claimed no
+        more, and a running one stops before its next step (the step in flight finishes and is
         recorded), then holds no worker and no lease. ``resume`` continues it. Records
         when, ``reason`` and ``by`` (default: this Ledger's owner, or this process).
         Returns False when the run had already finished or was paused.
@@ -268,7 +270,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
                                       reason, who)
         if before is None:
             raise RunNotFound(str(run_id))
-        return before in (RunStatus.PENDING, RunStatus.RUNNING)
+        return before in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
 
     def _executor_alive(self, row: RunRow) -> bool | None:
         """Whether the run's executor still executes it (None: another host, unknown)."""

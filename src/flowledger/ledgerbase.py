@@ -232,8 +232,10 @@ class LedgerBase:
         steps = list(self.store.get_steps(row.id) if recorded is None else recorded)
         values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn)
         args, kwargs = call_arguments(definition.signature, values)
-        return Prepared(self._execution(row.id, token, definition, steps, row.deadline_at,
-                                        row.owner), args, kwargs)
+        execution = self._execution(row.id, token, definition, steps, row.deadline_at,
+                                    row.owner)
+        execution.queue = row.queue
+        return Prepared(execution, args, kwargs)
 
     def execute(self, prepared: Prepared) -> Any:
         """Execute a prepared run in this thread (an async workflow in its own event
@@ -247,6 +249,12 @@ class LedgerBase:
         """Runs this Ledger executes stop before their next step once ``event`` is set
         (and go back to their queue): how a worker shuts down gracefully."""
         self._runtime.stopping = event
+
+    def suspend_waits_after(self, seconds: float | None) -> None:
+        """Queued runs this Ledger executes that would sleep or wait longer than
+        ``seconds`` let go of their worker slot and lease instead (status ``waiting``);
+        None blocks instead. Workers set it (``Worker(suspend_after=...)``)."""
+        self._runtime.suspend_after = seconds
 
     def _execution(self, run_id: uuid.UUID, token: str, definition: WorkflowDef,
                    recorded: Sequence[StepRow], deadline_at: int | None,

@@ -11,8 +11,9 @@ from typing import Any
 
 
 class RunStatus(enum.StrEnum):
-    """Where a run is: ``pending → running → completed | failed | cancelled``, and
-    ``paused`` (by ``Ledger.pause``) until it is resumed."""
+    """Where a run is: ``pending → running → completed | failed | cancelled``;
+    ``paused`` (by ``Ledger.pause``) until it is resumed; ``waiting`` (at ``fl.sleep`` or
+    ``fl.wait_for_event``, holding no worker) until its timer or event wakes it."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -20,6 +21,7 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     PAUSED = "paused"
+    WAITING = "waiting"
 
     @property
     def finished(self) -> bool:
@@ -28,19 +30,22 @@ class RunStatus(enum.StrEnum):
 
 
 class StepStatus(enum.StrEnum):
-    """Where a step is: ``running → completed | failed | skipped``."""
+    """Where a step is: ``running → completed | failed | skipped``; a sleep or event
+    wait whose run is suspended is ``waiting``."""
 
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    WAITING = "waiting"
 
 
 class AttemptOutcome(enum.StrEnum):
     """How one attempt of a step ended.
 
     ``interrupted``: the run ended, or the process executing it died or lost its lease,
-    while the attempt ran. ``unrecorded``: the attempt happened before attempt history
+    while the attempt ran. ``waiting``: a sleep or event wait whose run is suspended at
+    it. ``unrecorded``: the attempt happened before attempt history
     was kept (databases older than flowledger 0.2).
     """
 
@@ -48,6 +53,7 @@ class AttemptOutcome(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    WAITING = "waiting"
     INTERRUPTED = "interrupted"
     UNRECORDED = "unrecorded"
 
@@ -292,6 +298,10 @@ class Run:
     paused_at: datetime | None = None
     pause_reason: str | None = None
     paused_by: str | None = None
+    #: A waiting run: the event it waits for (None: a sleep), and when it wakes (the
+    #: sleep's end, or the wait's timeout).
+    waiting_for: str | None = None
+    wake_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with its steps (timestamps ISO 8601, durations in seconds).

@@ -117,6 +117,7 @@ class Records:
             executor=row.executor, lease_expires_at=from_micros(row.lease_expires_at),
             stalled=stalled(row), paused_at=from_micros(row.paused_at),
             pause_reason=row.pause_reason, paused_by=row.paused_by,
+            **_waiting(row),
         )
 
     def _previewed(self, found: RunRead, step: StepRow, chars: int) -> StepRow:
@@ -344,3 +345,11 @@ def count_steps(steps: Sequence[StepRow]) -> tuple[int, int, int, int]:
     statuses = [s.status for s in steps]
     return (len(statuses), statuses.count("completed"), statuses.count("failed"),
             statuses.count("skipped"))
+
+
+def _waiting(row: RunRow) -> dict[str, Any]:
+    """What a waiting run waits for (kept on the row after it wakes, shown only while
+    it waits)."""
+    if row.status != "waiting":
+        return {}
+    return {"waiting_for": row.waiting_for, "wake_at": from_micros(row.wake_at)}

@@ -28,6 +28,7 @@ from .errors import (
     RunCancelled,
     RunFailed,
     RunPaused,
+    RunWaiting,
     StoreUnavailable,
     WorkerStopping,
 )
@@ -53,7 +54,9 @@ class Worker:
     ``lease`` is how long a run stays held without a heartbeat (heartbeats come every
     third of it); ``max_recoveries`` is how many times a run whose worker was lost is
     resumed before it fails. ``poll_interval`` bounds how long an idle worker waits
-    for work (PostgreSQL wakes it at once with LISTEN/NOTIFY; SQLite polls).
+    for work (PostgreSQL wakes it at once with LISTEN/NOTIFY; SQLite polls). A run that
+    sleeps or waits for an event longer than ``suspend_after`` frees its slot meanwhile
+    (status ``waiting``); a worker claims it again when it is due.
 
     Example::
 
@@ -65,6 +68,7 @@ class Worker:
                  concurrency: int = 4, lease: float | timedelta = 30.0,
                  max_recoveries: int = 5, poll_interval: float | timedelta | None = None,
                  shutdown_timeout: float | timedelta = 30.0,
+                 suspend_after: float | timedelta = 1.0,
                  ledger: Ledger | None = None) -> None:
         if not queues or isinstance(queues, str):
             raise ConfigurationError("queues must be a list of queue names (at least one)")
@@ -90,6 +94,8 @@ class Worker:
         self.id = self.ledger.identity
         self._stopping = threading.Event()
         self.ledger.stop_runs_when(self._stopping)
+        self.suspend_after = _seconds(suspend_after, "suspend_after")
+        self.ledger.suspend_waits_after(self.suspend_after)
         self._wake = threading.Event()
         self._work: queue_module.Queue[Claim | None] = queue_module.Queue()
         self._held: dict[uuid.UUID, Claim] = {}
@@ -216,6 +222,9 @@ class Worker:
             log.info("run %s (%s): cancelled", row.id, row.workflow)
         except RunPaused:
             log.info("run %s (%s): paused", row.id, row.workflow)
+        except RunWaiting as exc:
+            log.info("run %s (%s): waiting %s", row.id, row.workflow,
+                     f"for event {exc.waiting_for!r}" if exc.waiting_for else "for its timer")
         except StoreUnavailable as exc:
             log.warning("run %s (%s): stopped: %s", row.id, row.workflow, exc)
             self._hand_back_when_reachable(claim)

@@ -16,6 +16,7 @@ from .rows import (
     AttemptRow,
     Claim,
     ClaimResult,
+    EventRow,
     NewRun,
     QueueRow,
     Revision,
@@ -36,7 +37,7 @@ from .spool import SpoolingStore
 from .sql import SqlStore
 
 __all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Claim", "ClaimResult",
-           "Durability", "Listener", "NewRun", "QueueRow", "Revision", "RunFilter",
+           "Durability", "EventRow", "Listener", "NewRun", "QueueRow", "Revision", "RunFilter",
            "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
            "WorkerRow", "head_revision"]

@@ -22,6 +22,7 @@ from .core import StoreCore
 from .rows import Claim, ClaimResult, NewRun, QueueRow, RunRow, ScheduleRow, WorkerRow
 from .statements import queues as queues_sql
 from .statements import schedules as schedules_sql
+from .statements import waits as waits_sql
 from .statements import workers as workers_sql
 
 Clock = Callable[[], int]
@@ -66,6 +67,7 @@ class StoreQueues(StoreCore):
             limits = {row.name: (row.concurrency, row.key_concurrency)
                       for row in conn.execute(queues_sql.lock_limits(names))}
             now = clock()  # read after the locks: claims never predate the slot they take
+            conn.execute(waits_sql.wake_due(names, now))
             result = ClaimResult([], [], None)
             # run id: (token, fresh, taken over)
             taken: dict[uuid.UUID, tuple[str, bool, bool]] = {}
@@ -76,7 +78,9 @@ class StoreQueues(StoreCore):
                 self._claim_pending(conn, names, limits, worker, room, lease_us, now,
                                     clock, new_token, taken)
             if len(taken) < limit:
-                result.next_due = conn.execute(queues_sql.next_due(names, now)).scalar()
+                due = [conn.execute(queues_sql.next_due(names, now)).scalar(),
+                       conn.execute(waits_sql.next_wake(names)).scalar()]
+                result.next_due = min((at for at in due if at is not None), default=None)
             if taken:
                 rows = conn.execute(queues_sql.claimed_runs(list(taken))).all()
                 result.claimed = [Claim(RunRow.from_row(row, ()), *taken[row.id]) for row in rows]

@@ -51,12 +51,28 @@ class RunRow:
     paused_at: int | None = None
     pause_reason: str | None = None
     paused_by: str | None = None
+    wake_at: int | None = None
+    waiting_for: str | None = None
 
     @classmethod
     def from_row(cls, row: Any, tags: tuple[str, ...]) -> RunRow:
         """A ``flowledger_runs`` row (all its columns) and the run's tags."""
         m = row._mapping
         return cls(**{name: m[name] for name in RUN_COLUMNS}, tags=tags)
+
+
+@dataclass(slots=True)
+class EventRow:
+    """An event sent to a run (``flowledger_run_events``)."""
+
+    id: int
+    run_id: uuid.UUID
+    name: str
+    payload: str | None
+    sent_at: int
+    consumed_position: int | None  # the wait that took it
+    consumed_at: int | None
+    error: str | None  # why the wait refused it
 
 
 @dataclass(slots=True)

@@ -230,6 +230,8 @@ run_events = Table(
     Column("sent_at", BigInteger, nullable=False),
     Column("consumed_position", Integer, nullable=True),
     Column("consumed_at", BigInteger, nullable=True),
+    # Why the wait refused it (its payload did not fit the wait's model): never delivered.
+    Column("error", Text, nullable=True),
     Index("ix_flowledger_run_events_run", "run_id", "name", "id"),
 )
 

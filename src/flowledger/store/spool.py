@@ -223,6 +223,20 @@ class SpoolingStore(SqlStore):
         return bool(self._spooled("finish_run", args,
                                 lambda: super(SpoolingStore, self).finish_run(**args), True))
 
+    # A run that suspends (or takes an event) lets go of its lease in the database: what
+    # it recorded before must be there first.
+    def suspend_run(self, run_id: uuid.UUID, token: str, position: int,
+                    wake_at: int | None, waiting_for: str | None) -> str:
+        with self._lock:
+            self.flush_spool()
+            return super().suspend_run(run_id, token, position, wake_at, waiting_for)
+
+    def consume_event(self, run_id: uuid.UUID, token: str, position: int, event_id: int,
+                      output: str | None, now: int) -> bool:
+        with self._lock:
+            self.flush_spool()
+            return super().consume_event(run_id, token, position, event_id, output, now)
+
     def record_usage(self, token: str, row: UsageRow) -> bool:
         return bool(self._spooled("record_usage", {"token": token, "row": asdict(row)},
                                 lambda: super(SpoolingStore, self).record_usage(token, row),

@@ -23,10 +23,11 @@ from .statements import runs as runs_sql
 from .statements import steps as steps_sql
 from .summaries import StoreSummaries
 from .translate import store_error
+from .waits import StoreWaits
 
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
-               StoreProgress, StoreSpecs):
+               StoreProgress, StoreSpecs, StoreWaits):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -118,6 +119,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
             pending = [run_id]
             while pending:
                 current = pending.pop()
+                conn.execute(runs_sql.END_WAITS, {"rid": current, "now": now,
+                                                  "why": history.ended_run("cancelled")})
                 conn.execute(runs_sql.CANCEL_RUN, {"rid": current, "now": now})
                 pending.extend(conn.execute(runs_sql.active_children(current)).scalars())
             return True
@@ -129,7 +132,7 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         visible."""
         with self._write() as conn:
             status = conn.execute(runs_sql.status_of(run_id, owner)).scalar_one_or_none()
-            if status in ("pending", "running"):
+            if status in runs_sql.PAUSABLE:
                 conn.execute(runs_sql.pause(run_id, owner, now, reason, by))
             return None if status is None else str(status)
 

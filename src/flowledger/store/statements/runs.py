@@ -17,7 +17,9 @@ from ..schema import run_tags, runs, steps
 from .common import constant
 
 # Unfinished runs: cancelling reaches them, and purges keep their trees.
-ACTIVE = ("pending", "running", "paused")
+ACTIVE = ("pending", "running", "paused", "waiting")
+# What can be paused (a waiting run rests paused, then waits again once resumed).
+PAUSABLE = ("pending", "running", "waiting")
 # What a resume clears of a pause.
 NOT_PAUSED = {"paused_at": None, "pause_reason": None, "paused_by": None}
 
@@ -54,6 +56,9 @@ INTERRUPT_STEPS = (update(steps).where(steps.c.run_id == RUN_ID, steps.c.status 
                            error=bindparam("why")))
 # The step totals of a run cancelled while its execution was finishing it.
 UPDATE_TOTALS = update(runs).where(runs.c.id == RUN_ID).values(**TOTALS)
+# A cancelled run's sleep or wait it was suspended at ends with it (error ``why``).
+END_WAITS = (update(steps).where(steps.c.run_id == RUN_ID, steps.c.status == "waiting")
+             .values(status="failed", completed_at=bindparam("now"), error=bindparam("why")))
 CANCEL_RUN = (update(runs).where(runs.c.id == RUN_ID, runs.c.status.in_(ACTIVE))
               .values(status="cancelled", completed_at=bindparam("now"), **TOTALS))
 FINISH_RUN = update(runs).where(runs.c.id == RUN_ID).values(
@@ -90,7 +95,7 @@ def pause(run_id: uuid.UUID, owner: str | None, now: int, reason: str | None,
     """Pause a pending or running run (the owner's; None: anyone's): it is claimed no
     more, and its execution stops before its next step (steps only begin while a run
     is ``running``)."""
-    condition = [runs.c.id == run_id, runs.c.status.in_(("pending", "running"))]
+    condition = [runs.c.id == run_id, runs.c.status.in_(PAUSABLE)]
     if owner is not None:
         condition.append(runs.c.owner == owner)
     return update(runs).where(*condition).values(status="paused", paused_at=now,

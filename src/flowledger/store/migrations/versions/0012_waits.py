@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.BigInteger(), nullable=False),
         sa.Column("consumed_position", sa.Integer(), nullable=True),
         sa.Column("consumed_at", sa.BigInteger(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
     )
     op.create_index("ix_flowledger_run_events_run", "flowledger_run_events",
                     ["run_id", "name", "id"])
