@@ -151,7 +151,7 @@ def _step_changes(step: StepProgress, tried: dict[int, AttemptRow]) -> list[_Cha
             continue  # an attempt recorded before attempt history was kept
         clock = max(clock, (row.started_at if row is not None else step.started_at) or 0)
         changes.append(_Change(clock, "step.started", step, number, (number, STARTED)))
-        if current and step.status != "running":
+        if current and step.status not in ("running", "waiting"):  # waiting: not ended
             clock = max(clock, step.completed_at or 0)
             phase = FAILED if step.status == "failed" else FINAL
             error = _error(step.error) if step.status == "failed" else None

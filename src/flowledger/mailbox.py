@@ -17,7 +17,7 @@ from typing import Any
 from . import ids, validation
 from .errors import EventRejected, RunNotFound, RunNotWaitable, SerializationError
 from .ledgerbase import LedgerBase
-from .models import from_micros
+from .models import from_micros, record_to_dict
 from .serialization import check_size
 from .store import EventRow
 from .waits import WAIT_STEP_PREFIX
@@ -45,6 +45,10 @@ class SentEvent:
     def delivered(self) -> bool:
         """True once a wait received it."""
         return self.consumed_position is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (timestamps ISO 8601). Example: ``event.to_dict()["delivered"]``"""
+        return {**record_to_dict(self), "delivered": self.delivered}
 
 
 class LedgerMailbox(LedgerBase):

@@ -111,7 +111,7 @@ def runs_command(
     ctx: typer.Context,
     status: Annotated[list[str] | None, typer.Option(
         metavar="STATUS", help="Only runs in this status (pending, running, paused, "
-                               "completed, failed, cancelled); repeatable.")] = None,
+                               "waiting, completed, failed, cancelled); repeatable.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     owner: Annotated[str | None, typer.Option(help="Only runs of this owner.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,

@@ -76,6 +76,9 @@ def worker_command(
     poll: Annotated[str | None, typer.Option(
         help="How often an idle worker looks for work (default: 1s on PostgreSQL, which "
              "also wakes on NOTIFY; 50ms on SQLite).")] = None,
+    suspend_after: Annotated[str, typer.Option(
+        help="A run that sleeps or waits for an event longer than this frees its slot "
+             "(status waiting) until it is due.")] = "1s",
 ) -> None:
     """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
     gracefully: running steps finish, unfinished runs go back to their queue)."""
@@ -90,7 +93,8 @@ def worker_command(
         ledger=state.ledger, queues=queue or ["default"], concurrency=concurrency,
         lease=parse_duration(lease), max_recoveries=max_recoveries,
         shutdown_timeout=parse_duration(shutdown_timeout),
-        poll_interval=parse_duration(poll) if poll else None)
+        poll_interval=parse_duration(poll) if poll else None,
+        suspend_after=parse_duration(suspend_after))
     state.hint(f"worker {worker.id} on {', '.join(worker.queues)} "
                f"(concurrency {concurrency}); Ctrl-C to stop")
     worker.run()

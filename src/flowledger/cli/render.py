@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 STATUS_STYLE = {
     "pending": "yellow", "running": "cyan", "completed": "green", "failed": "bold red",
     "cancelled": "magenta", "skipped": "dim", "interrupted": "magenta",
-    "unrecorded": "dim", "paused": "yellow",
+    "unrecorded": "dim", "paused": "yellow", "waiting": "cyan",
 }
 TIMELINE_WIDTH = 40
 
@@ -122,6 +122,12 @@ def run_header(run: Run) -> Table:
         grid.add_row("paused", f"since {when(run.paused_at)} by {run.paused_by or '?'}"
                                + (f": {run.pause_reason}" if run.pause_reason else "")
                                + "   (flowledger resume continues it)")
+    if run.status is RunStatus.WAITING:
+        what = (f"event {run.waiting_for!r}" + (f" until {when(run.wake_at)}" if run.wake_at
+                                                else "") +
+                f"   (flowledger send-event {run.id} {run.waiting_for} --data JSON)"
+                if run.waiting_for is not None else f"its timer, until {when(run.wake_at)}")
+        grid.add_row("waiting", f"for {what}")
     grid.add_row("owner", run.owner + (f"   tags: {', '.join(run.tags)}" if run.tags else ""))
     grid.add_row("times", f"created {when(run.created_at)}   started {when(run.started_at)}   "
                           f"completed {when(run.completed_at)}")

@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "paused"]
-StepStatusName = Literal["running", "completed", "failed", "skipped"]
+RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "paused",
+                        "waiting"]
+StepStatusName = Literal["running", "completed", "failed", "skipped", "waiting"]
 
 
 class SpecProblemOut(BaseModel):
@@ -221,6 +222,11 @@ class RunOut(RunFieldsOut):
     paused_at: datetime | None = Field(None, description="A paused run: since when.")
     pause_reason: str | None = None
     paused_by: str | None = None
+    waiting_for: str | None = Field(None, description="A waiting run: the event it waits "
+                                                      "for (null: a sleep).")
+    wake_at: datetime | None = Field(None, description="A waiting run: when it wakes (the "
+                                                       "sleep's end, or the wait's "
+                                                       "timeout).")
 
     entrypoint: str
     inputs: Any
@@ -337,3 +343,18 @@ class Ready(BaseModel):
     schema_revision: str | None
     process: str = Field(description="The server process that answered (host:pid:start):"
                                      " which one, behind a load balancer or --processes.")
+
+
+class SentEventOut(BaseModel):
+    """An event sent to a run: delivered to a wait (``consumed_position``), kept until a
+    wait takes it, or refused by the wait's model (``error``)."""
+
+    id: int
+    run_id: str
+    name: str
+    payload: Any
+    sent_at: datetime
+    consumed_position: int | None = Field(description="The wait that received it.")
+    consumed_at: datetime | None
+    error: str | None = Field(description="Why the wait refused it (never delivered).")
+    delivered: bool

@@ -235,6 +235,20 @@ async def pause(request: Request, run_id: RunId) -> Response:
                  else f"Nothing to pause: the run is {run.status.value}.")
 
 
+@router.post("/runs/{run_id}/events")
+async def send_event(request: Request, run_id: RunId) -> Response:
+    viewer, form = await acting_viewer(request)
+    run = await run_in_threadpool(viewer.ledger.get, run_id, steps=False)
+    name = form.get("name", "")
+    text = form.get("payload", "")
+    try:
+        payload = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"the payload is not valid JSON: {exc}") from None
+    await run_in_threadpool(viewer.ledger.send_event, run.id, name, payload)
+    return _done(request, run.id, f"Sent event {name!r}.")
+
+
 @router.post("/runs/{run_id}/resume")
 async def resume(request: Request, run_id: RunId) -> Response:
     viewer, _form = await acting_viewer(request)

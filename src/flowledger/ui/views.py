@@ -28,6 +28,7 @@ STATUSES = {
     "cancelled": ("⊘", "cancelled"), "skipped": ("↷", "skipped"),
     "interrupted": ("⚡", "interrupted"), "stalled": ("⚠", "stalled"),
     "unrecorded": ("·", "unrecorded"), "paused": ("‖", "paused"),
+    "waiting": ("◌", "waiting"),
 }
 
 
