@@ -69,3 +69,21 @@ def gated(gate: str) -> list[object]:
     last = work(first, 3)
     return [first, who, last]
 
+
+
+@fl.workflow(name="napper")
+def napper(seconds: float) -> int:
+    """A step, a durable sleep, a step: what the sleep tests execute on workers."""
+    first = work(0, 1)
+    fl.sleep(seconds)
+    return work(first, 3)
+
+
+@fl.workflow(name="three_events")
+def three_events() -> list[object]:
+    """Waits for three events in turn, with a step between the second and the third."""
+    work(0, 1)
+    got: list[object] = [fl.wait_for_event("first"), fl.wait_for_event("second")]
+    work(0, 4)
+    got.append(fl.wait_for_event("third"))
+    return got
