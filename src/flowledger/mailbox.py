@@ -118,12 +118,14 @@ def _check_against_waits(name: str, text: str, inputs: Sequence[str | None]) -> 
 
     value = json.loads(text)
     for schema in schemas:
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(value))
-        if error is not None:
-            where = "/".join(str(part) for part in error.absolute_path) or "the payload"
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value),
+                        key=lambda error: list(map(str, error.absolute_path)))
+        if errors:
+            problems = "; ".join(
+                f"{'/'.join(map(str, error.absolute_path)) or 'the payload'}: {error.message}"
+                for error in errors[:5])
             raise EventRejected(f"event {name!r} does not fit the model the run waits "
-                                f"with: {where}: {error.message}")
+                                f"with: {problems}")
 
 
 __all__ = ["LedgerMailbox", "SentEvent"]

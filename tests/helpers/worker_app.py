@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from pydantic import BaseModel
+
 import flowledger as fl
 
 
@@ -81,9 +83,25 @@ def napper(seconds: float) -> int:
 
 @fl.workflow(name="three_events")
 def three_events() -> list[object]:
-    """Waits for three events in turn, with a step between the second and the third."""
+    """Waits for three events in turn, with a step between the second and the third.
+    The waits are bounded (10 min), so a worker whose ``--suspend-after`` is longer
+    blocks in them holding the run (an unbounded wait always suspends)."""
     work(0, 1)
-    got: list[object] = [fl.wait_for_event("first"), fl.wait_for_event("second")]
+    got: list[object] = [fl.wait_for_event("first", 600), fl.wait_for_event("second", 600)]
     work(0, 4)
-    got.append(fl.wait_for_event("third"))
+    got.append(fl.wait_for_event("third", 600))
     return got
+
+
+class Approval(BaseModel):
+    approved: bool
+    by: str
+    note: str = ""
+
+
+@fl.workflow(name="approval")
+def approval() -> dict[str, object]:
+    """The approval pattern: a step, then a wait for ``approve`` with a model."""
+    work(0, 1)
+    decision = fl.wait_for_event("approve", model=Approval)
+    return decision.model_dump()
