@@ -171,3 +171,15 @@ def test_events_over_http_and_the_command_line(db_url: str) -> None:
         finally:
             code, err = worker.stop()
             assert code == 0, err
+
+
+def test_the_approval_example_runs(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "examples/approval.py",
+                           f"sqlite:///{tmp_path / 'approvals.db'}"], cwd=ROOT,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:3] == ["refunded 120 for A-17 (approved by ana)",
+                         "B-4: declined by bo: already refunded",
+                         "C-9: expired, nobody approved in time"]
+    assert "wait_for_event:approve -> {'approved': True, 'by': 'ana'}" in lines[3]

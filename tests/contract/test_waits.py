@@ -244,9 +244,8 @@ def test_a_waiting_run_wakes_when_its_event_is_sent_and_can_be_cancelled(
     handle = ledger.submit(approval)
     cancelled = ledger.submit(approval)
     with running_worker(db_url, concurrency=1, suspend_after=0.2):
-        for run_id in (handle.id, cancelled.id):
-            wait_until(lambda run_id=run_id: ledger.get(run_id).status is fl.RunStatus.WAITING,
-                       what="both runs to wait")
+        wait_until(lambda: {ledger.get(handle.id).status, ledger.get(cancelled.id).status}
+                   == {fl.RunStatus.WAITING}, what="both runs to wait")
         run = ledger.get(handle.id)
         assert run.waiting_for == "approve" and run.wake_at is None
         assert run.steps[1].input["schema"]["required"] == ["approved", "by"]
