@@ -26,6 +26,7 @@ from .errors import (
     RunAlreadyRunning,
     RunInterrupted,
     RunNotFound,
+    RunWaiting,
 )
 from .events import LedgerEvents
 from .executor import (
@@ -214,7 +215,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
     def resume(self, run_id: str | uuid.UUID, *, force: bool = False,
                queue: str | None = None) -> RunHandle:
         """Continue a failed, cancelled, paused or crashed run from its first unfinished
-        step.
+        step. A waiting run raises ``RunWaiting``: a worker continues it when it is due.
 
         Completed steps return their recorded outputs; the rest run again. A completed
         run is not executed again: its handle returns the recorded output. ``force``
@@ -230,6 +231,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
             return RunHandle(self, str(row.id), done_future(self._decoded_output(row)))
         if row.status == RunStatus.PAUSED:
             return self._unpause(row, queue)
+        if row.status == RunStatus.WAITING:  # it continues by itself: nothing to resume
+            raise RunWaiting(str(row.id), row.waiting_for, row.wake_at)
         if queue is not None:
             return self._requeue(row, queue)
         if row.status == RunStatus.RUNNING:

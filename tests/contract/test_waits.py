@@ -248,6 +248,8 @@ def test_a_waiting_run_wakes_when_its_event_is_sent_and_can_be_cancelled(
                    == {fl.RunStatus.WAITING}, what="both runs to wait")
         run = ledger.get(handle.id)
         assert run.waiting_for == "approve" and run.wake_at is None
+        with pytest.raises(fl.RunWaiting, match="waiting for event 'approve'"):
+            ledger.resume(handle.id)  # it continues by itself
         assert run.steps[1].input["schema"]["required"] == ["approved", "by"]
         assert ledger.cancel(cancelled.id)
         ledger.send_event(handle.id, "approve", {"approved": True, "by": "eve"})

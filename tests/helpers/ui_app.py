@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
+from pydantic import BaseModel
+
 import flowledger as fl
 from tests.helpers.gate import wait_for_file
 
@@ -82,6 +84,20 @@ def tick(i: int) -> int:
 @fl.workflow(name="ui_many")
 def many(count: int) -> int:
     return sum(tick(i) for i in range(count))
+
+
+class Approval(BaseModel):
+    approved: bool
+    by: str
+    note: str = ""
+
+
+@fl.workflow(name="ui_approval")
+def approval(n: int) -> str:
+    """Waits for an ``approve`` event (a worker suspends it: status waiting)."""
+    load(n)
+    decision = fl.wait_for_event("approve", model=Approval)
+    return f"{'approved' if decision.approved else 'declined'} by {decision.by}"
 
 
 @fl.workflow(name="ui_parent")

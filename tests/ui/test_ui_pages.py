@@ -13,7 +13,7 @@ import flowledger as fl
 from tests.helpers import ui_app
 from tests.helpers.ui_server import LocalUi, team_server
 from tests.helpers.workers import wait_until
-from tests.ui.conftest import errors_of
+from tests.ui.conftest import errors_of, screenshot
 from tests.ui.test_ui_access import login
 
 
@@ -212,6 +212,39 @@ def test_cancel_resume_and_fork_from_the_ui(db_url: str, tmp_path: Path,
             wait_until(lambda: ledger.get(rerun).status == fl.RunStatus.COMPLETED,
                        what="the re-run to complete")
             assert ledger.get(rerun).inputs == ledger.get(source).inputs
+        finally:
+            server.stop()
+
+
+def test_a_waiting_run_shows_what_it_waits_for_and_takes_its_event_from_the_ui(
+        db_url: str, new_context: Any) -> None:
+    with fl.Ledger(db_url) as ledger:
+        token = ledger.create_token("default").secret
+        server = team_server(db_url)
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            page = login(new_context(), base, token)
+            waiting = ledger.submit(ui_app.approval, 3).id
+            wait_until(lambda: ledger.get(waiting).status == fl.RunStatus.WAITING,
+                       what="the run to wait for its event")
+            page.goto(f"{base}/ui/runs/{waiting}")
+            expect(page.locator(".big-status")).to_contain_text("waiting")
+            expect(page.locator(".waiting-note")).to_contain_text("Waiting for event approve")
+            screenshot(page, "run-waiting")
+            payload = page.get_by_label("Payload of approve (JSON)")
+            payload.fill('{"approved": "perhaps", "by": "ana"}')
+            page.get_by_role("button", name="Send event").click()
+            expect(page.locator("body")).to_contain_text("does not fit the model")
+            assert ledger.get(waiting).status == fl.RunStatus.WAITING
+            assert ledger.sent_events(waiting) == []
+            page.goto(f"{base}/ui/runs/{waiting}")
+            page.get_by_label("Payload of approve (JSON)").fill(
+                '{"approved": true, "by": "ana"}')
+            page.get_by_role("button", name="Send event").click()
+            expect(page.get_by_role("status")).to_contain_text("Sent event 'approve'")
+            wait_until(lambda: ledger.get(waiting).status == fl.RunStatus.COMPLETED,
+                       what="the run to receive its event")
+            assert ledger.get(waiting).output == "approved by ana"
         finally:
             server.stop()
 

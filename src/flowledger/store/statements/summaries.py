@@ -39,7 +39,8 @@ SUMMARY_COLUMNS = ("id", "workflow", "version", "owner", "status", "error", "cre
                    "resumed_from_position", "executor", "queue", "priority", "scheduled_at",
                    "idempotency_key", "lease_expires_at", "revision")
 MARK_COLUMNS = ("id", "revision", "status", "lease_expires_at", "executor")
-_UNFINISHED = (constant("pending"), constant("running"), constant("paused"))
+_UNFINISHED = (constant("pending"), constant("running"), constant("paused"),
+               constant("waiting"))
 
 
 @dataclass(frozen=True)
