@@ -39,12 +39,14 @@ def test_events_sent_before_during_and_after_a_kill_are_each_delivered_once(
         run_id = ledger.submit(app.three_events).id
         ledger.send_event(run_id, "first", 1)  # before any worker: kept for the wait
         worker = _started(db_url, *BLOCKING, log=log)
-        wait_until(lambda: _step_status(ledger, run_id, 3) == "running",
-                   what="the wait for 'second'")
-        ledger.send_event(run_id, "second", 2)  # while it waits
-        wait_until(lambda: _step_status(ledger, run_id, 5) == "running",
-                   what="the wait for 'third'")
-        worker.kill()  # it holds the run, blocked in the wait
+        try:
+            wait_until(lambda: _step_status(ledger, run_id, 3) == "running",
+                       what="the wait for 'second'")
+            ledger.send_event(run_id, "second", 2)  # while it waits
+            wait_until(lambda: _step_status(ledger, run_id, 5) == "running",
+                       what="the wait for 'third'")
+        finally:
+            worker.kill()  # it holds the run, blocked in the wait
         ledger.send_event(run_id, "third", 3)  # while nobody executes the run
         replacement = _started(db_url, *SUSPENDING, log=log)
         try:
@@ -88,13 +90,15 @@ def test_a_sleep_frees_the_slot_then_survives_a_kill_and_wakes_on_time(
         # SIGKILL mid-sleep: the next worker sleeps only what is left.
         sleeper = ledger.submit(app.napper, 3.0).id
         worker = _started(db_url, *BLOCKING)
-        wait_until(lambda: _step_status(ledger, sleeper, 2) == "running",
-                   what="the sleep to start")
-        started = ledger.get(sleeper).steps[1].started_at
-        assert started is not None
-        wait_until(lambda: datetime.now(UTC) - started >= timedelta(seconds=1),
-                   what="a second of sleep")
-        worker.kill()
+        try:
+            wait_until(lambda: _step_status(ledger, sleeper, 2) == "running",
+                       what="the sleep to start")
+            started = ledger.get(sleeper).steps[1].started_at
+            assert started is not None
+            wait_until(lambda: datetime.now(UTC) - started >= timedelta(seconds=1),
+                       what="a second of sleep")
+        finally:
+            worker.kill()
         killed_at = datetime.now(UTC)
         replacement = _started(db_url, *SUSPENDING)
         try:
