@@ -23,10 +23,11 @@ from .statements import runs as runs_sql
 from .statements import steps as steps_sql
 from .summaries import StoreSummaries
 from .translate import store_error
+from .webhooks import StoreWebhooks
 
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
-               StoreProgress, StoreSpecs):
+               StoreProgress, StoreSpecs, StoreWebhooks):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
