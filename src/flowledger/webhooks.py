@@ -11,6 +11,7 @@ and ``flowledger serve``) send them, retry them, and record every attempt.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import os
@@ -95,10 +96,9 @@ def check_url(url: str, allow_private: bool | None = None) -> str:
         if host == "localhost" or host.endswith(".localhost"):
             why = "a loopback address"
         else:
-            try:
+            # A name is checked when it is resolved, at each delivery.
+            with contextlib.suppress(ValueError):
                 why = refused_address(ipaddress.ip_address(host))
-            except ValueError:
-                pass  # a name: checked when it is resolved, at each delivery
         if why is not None:
             raise ConfigurationError(
                 f"the webhook URL's host {host} is {why}; webhooks are sent to public "
