@@ -91,6 +91,11 @@ _HOME = {
     "Usage": "models",
     "UsageGroup": "models",
     "UsageTotals": "models",
+    "Webhook": "webhooks",
+    "WebhookAttempt": "webhooks",
+    "WebhookDelivery": "webhooks",
+    "WebhookDispatcher": "webhook_dispatch",
+    "WebhookNotFound": "errors",
     "Worker": "worker",
     "WorkerInfo": "queueing",
     "WorkerStopping": "errors",
@@ -145,6 +150,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         StoreFull,
         StoreUnavailable,
         TokenNotFound,
+        WebhookNotFound,
         WorkerStopping,
         WorkflowNotFound,
         WorkflowVersionMismatch,
@@ -177,6 +183,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .spec_registry import SpecInfo
     from .specs import Spec, SpecError, SpecProblem, load_spec, parse_spec
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
+    from .webhook_dispatch import WebhookDispatcher
+    from .webhooks import Webhook, WebhookAttempt, WebhookDelivery
     from .worker import Worker
     from .workflow import RetryPolicy, step, workflow
 
@@ -260,6 +268,11 @@ __all__ = [
     "Usage",
     "UsageGroup",
     "UsageTotals",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDispatcher",
+    "WebhookNotFound",
     "Worker",
     "WorkerInfo",
     "WorkerStopping",
