@@ -1,7 +1,11 @@
-"""A webhook dispatcher in its own process, for the crash tests (run: ``python -m
-tests.helpers.webhook_dispatcher DB_URL CLAIM_TIMEOUT``). It prints ``ready``, then a
-line per attempt it records (``delivered <id>``, ``failed <id>``, ``lost <id>``), and
-dispatches until killed."""
+"""Child processes of the webhook crash tests.
+
+- ``python -m tests.helpers.webhook_dispatcher dispatch DB_URL CLAIM_TIMEOUT``: a webhook
+  dispatcher; prints ``ready``, then a line per attempt it records (``delivered <id>``,
+  ``failed <id>``, ``lost <id>``), and dispatches until killed.
+- ``python -m tests.helpers.webhook_dispatcher complete DB_URL``: runs ``hooked_crash``
+  to completion, prints ``completed <run id>`` and waits to be killed (it sends nothing).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,14 @@ import flowledger as fl
 from flowledger.webhook_dispatch import WebhookDispatcher
 
 
+@fl.workflow(name="hooked-crash")
+def hooked_crash(n: int) -> int:
+    return n * 2
+
+
 class Lines(logging.Handler):
+    """The dispatcher's log as lines the test reads."""
+
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         words = message.split()
@@ -25,7 +36,7 @@ class Lines(logging.Handler):
             print(f"failed {delivery}", flush=True)
 
 
-def main(url: str, claim_timeout: str) -> None:
+def dispatch(url: str, claim_timeout: str) -> None:
     logger = logging.getLogger("flowledger.webhooks")
     logger.setLevel(logging.INFO)
     logger.addHandler(Lines())
@@ -36,5 +47,16 @@ def main(url: str, claim_timeout: str) -> None:
     dispatcher.run()
 
 
+def complete(url: str) -> None:
+    ledger = fl.Ledger(url)
+    handle = ledger.start(hooked_crash, 21)
+    handle.result()
+    print(f"completed {handle.id}", flush=True)
+    sys.stdin.readline()  # killed here
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "dispatch":
+        dispatch(sys.argv[2], sys.argv[3])
+    else:
+        complete(sys.argv[2])
