@@ -22,6 +22,12 @@ def test_webhooks_over_http_are_owned_and_delivered_by_the_server(
     with Receiver().running() as receiver, \
             serving(db_url, "--workers", "1") as server, \
             server.client(alice_token) as alice, server.client(bob_token) as bob:
+        paths = alice.get("/openapi.json").json()["paths"]
+        assert {"/api/v1/webhooks", "/api/v1/webhooks/{webhook_id}",
+                "/api/v1/webhooks/{webhook_id}/deliveries", "/api/v1/webhooks/deliveries",
+                "/api/v1/webhooks/deliveries/{delivery_id}",
+                "/api/v1/webhooks/deliveries/{delivery_id}/attempts",
+                "/api/v1/webhooks/deliveries/{delivery_id}/redeliver"} <= set(paths)
         created = alice.post("/webhooks", json={"url": receiver.url,
                                                 "events": ["run.completed"]})
         assert created.status_code == 201, created.text

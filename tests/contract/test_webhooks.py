@@ -6,6 +6,7 @@ the refusal of private targets."""
 from __future__ import annotations
 
 import base64
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -262,3 +263,23 @@ def test_purging_a_run_removes_its_deliveries(ledger: fl.Ledger) -> None:
     assert len(ledger.webhook_deliveries()) == 1
     ledger.purge(0)
     assert ledger.webhook_deliveries() == []
+
+
+def test_a_worker_sends_deliveries(ledger: fl.Ledger,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWLEDGER_WEBHOOK_ALLOW_PRIVATE", "1")
+    with Receiver().running() as receiver:
+        hook = ledger.add_webhook(receiver.url)
+        worker = fl.Worker(ledger=ledger, queues=["hooks"], poll_interval=0.05)
+        thread = threading.Thread(target=worker.run,
+                                  kwargs={"install_signal_handlers": False})
+        thread.start()
+        try:
+            run_id = ledger.submit(hooked, 1, queue="hooks").id
+            receiver.wait_for(lambda r: len(r.received) == 1)
+        finally:
+            worker.stop()
+            thread.join(60)
+        payload = standardwebhooks.Webhook(hook.secret or "").verify(
+            receiver.received[0].body, receiver.received[0].headers)
+        assert payload["data"]["run_id"] == run_id

@@ -80,6 +80,11 @@ class StoreWebhooks(StoreCore):
         """Claim up to ``limit`` due deliveries for ``dispatcher`` until ``expires_at``
         (one token of ``tokens`` each). A delivery whose previous claim expired gets that
         attempt recorded as lost with its dispatcher."""
+        # A plain read first: idle dispatchers poll, and a claim is a write transaction
+        # (on SQLite it takes the database's write lock).
+        with self._read() as conn:
+            if conn.execute(webhooks_sql.any_due(now)).first() is None:
+                return []
         with self._write() as conn:
             found = conn.execute(webhooks_sql.due(now, min(limit, len(tokens)))).all()
             if not found:

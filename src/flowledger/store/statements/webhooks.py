@@ -120,6 +120,14 @@ def due(now: int, limit: int) -> Select[Any]:
             .with_for_update(skip_locked=True, of=webhook_deliveries))
 
 
+def any_due(now: int) -> Select[Any]:
+    """One due delivery, if any (an unlocked read: whether to claim at all)."""
+    table = webhook_deliveries.c
+    return (select(table.id).join(webhooks, webhooks.c.id == table.webhook_id)
+            .where(table.status.in_(UNFINISHED), table.next_attempt_at <= now,
+                   webhooks.c.enabled == 1).limit(1))
+
+
 # Claim one due delivery (``did``): its attempt is counted now, durably.
 CLAIM = (update(webhook_deliveries).where(webhook_deliveries.c.id == bindparam("did"))
          .values(status="delivering", claimed_by=bindparam("by"),
