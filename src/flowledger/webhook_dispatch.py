@@ -280,7 +280,9 @@ class WebhookDispatcher:
                 read = b""
                 for chunk in response.iter_bytes():
                     read += chunk
-                    if len(read) >= _READ_AT_MOST:
+                    # The status is known: a slow body must not hold the claim.
+                    if (len(read) >= _READ_AT_MOST
+                            or time.monotonic() - started > self.timeout_s):
                         break
                 latency = int((time.monotonic() - started) * 1000)
                 text = read.decode("utf-8", errors="replace")[:RESPONSE_PREFIX] or None

@@ -62,7 +62,8 @@ def refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
                        ("a multicast", address.is_multicast),
                        ("an unspecified", address.is_unspecified),
                        ("a reserved", address.is_reserved),
-                       ("a private", address.is_private)):
+                       ("a private", address.is_private),
+                       ("a non-public", not address.is_global)):  # e.g. shared 100.64/10
         if flag:
             return f"{kind} address"
     return None
