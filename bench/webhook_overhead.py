@@ -53,11 +53,7 @@ def set_trigger(ledger: fl.Ledger, on: bool) -> None:
                           + (" ON flowledger_runs" if postgres else "")))
         if not on:
             return
-        conn.execute(text(
-            "CREATE TRIGGER flowledger_runs_webhooks AFTER UPDATE OF status ON "
-            "flowledger_runs FOR EACH ROW WHEN (NEW.status IS DISTINCT FROM OLD.status AND "
-            f"NEW.status IN {MIGRATION._EVENTS}) EXECUTE FUNCTION flowledger_webhook_outbox()"
-            if postgres else MIGRATION._SQLITE_TRIGGER))
+        conn.execute(text(MIGRATION.PG_TRIGGER if postgres else MIGRATION.SQLITE_TRIGGER))
 
 
 def measure(url: str, runs: int, rounds: int, durability: str) -> dict[str, float]:

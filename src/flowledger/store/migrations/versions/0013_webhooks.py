@@ -24,7 +24,7 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
-_EVENTS = "('completed', 'failed', 'cancelled', 'paused')"
+STATUSES = "('completed', 'failed', 'cancelled', 'paused')"
 # The columns the trigger fills; the id, payload and time are dialect-specific.
 _COLUMNS = ("id, webhook_id, owner, event, run_id, payload, status, attempts, "
             "next_attempt_at, created_at")
@@ -55,10 +55,14 @@ BEGIN
 END $$;
 """
 
+PG_TRIGGER = ("CREATE TRIGGER flowledger_runs_webhooks AFTER UPDATE OF status ON "
+              "flowledger_runs FOR EACH ROW WHEN (NEW.status IS DISTINCT FROM OLD.status "
+              f"AND NEW.status IN {STATUSES}) EXECUTE FUNCTION flowledger_webhook_outbox()")
+
 _SQLITE_NOW = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
-_SQLITE_TRIGGER = f"""
+SQLITE_TRIGGER = f"""
 CREATE TRIGGER flowledger_runs_webhooks AFTER UPDATE OF status ON flowledger_runs
-WHEN NEW.status IS NOT OLD.status AND NEW.status IN {_EVENTS}
+WHEN NEW.status IS NOT OLD.status AND NEW.status IN {STATUSES}
 BEGIN
     INSERT INTO flowledger_webhook_deliveries ({_COLUMNS})
     SELECT 'msg_' || lower(hex(randomblob(16))), w.id, NEW.owner, 'run.' || NEW.status,
@@ -130,12 +134,9 @@ def upgrade() -> None:
     # without its revision triggers (0009).
     if op.get_context().dialect.name == "postgresql":
         op.execute(_PG_FUNCTION)
-        op.execute("CREATE TRIGGER flowledger_runs_webhooks AFTER UPDATE OF status ON "
-                   "flowledger_runs FOR EACH ROW WHEN (NEW.status IS DISTINCT FROM "
-                   f"OLD.status AND NEW.status IN {_EVENTS}) "
-                   "EXECUTE FUNCTION flowledger_webhook_outbox()")
+        op.execute(PG_TRIGGER)
     else:
-        op.execute(_SQLITE_TRIGGER)
+        op.execute(SQLITE_TRIGGER)
 
 
 def downgrade() -> None:
