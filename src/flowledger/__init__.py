@@ -100,6 +100,11 @@ _HOME = {
     "Usage": "models",
     "UsageGroup": "models",
     "UsageTotals": "models",
+    "Webhook": "webhooks",
+    "WebhookAttempt": "webhooks",
+    "WebhookDelivery": "webhooks",
+    "WebhookDispatcher": "webhook_dispatch",
+    "WebhookNotFound": "errors",
     "Worker": "worker",
     "WorkerInfo": "queueing",
     "WorkerStopping": "errors",
@@ -158,6 +163,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         StoreUnavailable,
         TokenNotFound,
         WaitTimeout,
+        WebhookNotFound,
         WorkerStopping,
         WorkflowNotFound,
         WorkflowVersionMismatch,
@@ -192,6 +198,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .specs import Spec, SpecError, SpecProblem, load_spec, parse_spec
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
     from .waits import sleep, sleep_async, wait_for_event, wait_for_event_async
+    from .webhook_dispatch import WebhookDispatcher
+    from .webhooks import Webhook, WebhookAttempt, WebhookDelivery
     from .worker import Worker
     from .workflow import RetryPolicy, step, workflow
 
@@ -284,6 +292,11 @@ __all__ = [
     "Usage",
     "UsageGroup",
     "UsageTotals",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDispatcher",
+    "WebhookNotFound",
     "Worker",
     "WorkerInfo",
     "WorkerStopping",

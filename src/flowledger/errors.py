@@ -106,6 +106,12 @@ class TokenNotFound(FlowledgerError, LookupError):
     category = "not_found"
 
 
+class WebhookNotFound(FlowledgerError, LookupError):
+    """No webhook subscription or delivery has this id (for this owner)."""
+
+    category = "not_found"
+
+
 class InvalidCursor(FlowledgerError, ValueError):
     """A pagination cursor was not produced by ``Ledger.runs()``."""
 

@@ -2,7 +2,7 @@
 
 Every interface (the Python API, the CLI, the HTTP API) calls these methods. The Ledger
 is its base (``ledgerbase.py``: shared state and helpers) and its parts, each in its own
-module: queries, queueing, tokens, events.
+module: queries, queueing, tokens, events, specs, webhooks.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from .serialization import (
 from .spec_registry import LedgerSpecs
 from .stepcall import asyncio_module
 from .store import Durability, RunRow, SpoolingStore, SqlStore
+from .webhooks import LedgerWebhooks
 from .workflow import WorkflowRef, definition_of
 
 log = logging.getLogger("flowledger")
@@ -79,7 +80,7 @@ def default_url() -> str:
 
 
 class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs,
-             LedgerMailbox):
+             LedgerMailbox, LedgerWebhooks):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

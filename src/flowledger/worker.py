@@ -36,6 +36,7 @@ from .ledger import Ledger
 from .queueing import DEFAULT_QUEUE
 from .stepcall import error_text
 from .store import Claim, Listener, WorkerRow
+from .webhook_dispatch import WebhookDispatcher
 
 log = logging.getLogger("flowledger.worker")
 FORGET_WORKERS_AFTER = timedelta(days=1)
@@ -56,7 +57,9 @@ class Worker:
     resumed before it fails. ``poll_interval`` bounds how long an idle worker waits
     for work (PostgreSQL wakes it at once with LISTEN/NOTIFY; SQLite polls). A run that
     sleeps or waits for an event longer than ``suspend_after`` frees its slot meanwhile
-    (status ``waiting``); a worker claims it again when it is due.
+    (status ``waiting``); a worker claims it again when it is due. With ``webhooks``
+    (the default) it also sends webhook deliveries (a ``WebhookDispatcher`` on a thread
+    of its own).
 
     Example::
 
@@ -69,7 +72,7 @@ class Worker:
                  max_recoveries: int = 5, poll_interval: float | timedelta | None = None,
                  shutdown_timeout: float | timedelta = 30.0,
                  suspend_after: float | timedelta = 1.0,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, webhooks: bool = True) -> None:
         if not queues or isinstance(queues, str):
             raise ConfigurationError("queues must be a list of queue names (at least one)")
         for name in queues:
@@ -102,6 +105,7 @@ class Worker:
         self._held_lock = threading.Lock()
         self._idle = threading.Condition(self._held_lock)
         self._handed_back = 0
+        self._dispatcher = WebhookDispatcher(self.ledger) if webhooks else None
         self._row = WorkerRow(self.id, ids.hostname(), _pid(self.id), self.queues,
                               concurrency, "running", 0, 0, lease_us=self.lease_us)
 
@@ -122,6 +126,8 @@ class Worker:
                                         name="flowledger-heartbeat"))
         for thread in threads:
             thread.start()
+        if self._dispatcher is not None:
+            self._dispatcher.start()
         listener = self.store.backend.listen(self._wake.set)
         try:
             self._claim_loop()
@@ -293,6 +299,8 @@ class Worker:
                             run_id, exc)
         if listener is not None:
             listener.close()
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
         with contextlib.suppress(FlowledgerError):
             self.store.remove_worker(self.id)
         if self._owns_ledger and not left:

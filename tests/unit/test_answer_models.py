@@ -153,3 +153,21 @@ def test_the_drift_check_catches_an_extra_and_a_missing_field() -> None:
         assert_matches(schemas.ErrorInfoOut, {**good, "extra": 1})
     with pytest.raises(AssertionError, match="never sent"):
         assert_matches(schemas.ErrorInfoOut, {"type": "ValueError", "message": "m"})
+
+
+def test_webhook_answers_match_their_models(tmp_path: Path) -> None:
+    from flowledger.webhook_dispatch import WebhookDispatcher  # noqa: PLC0415
+
+    with fl.Ledger(f"sqlite:///{tmp_path / 'hooks.db'}") as ledger:
+        hook = ledger.add_webhook("http://127.0.0.1:9/hooks", allow_private=True)
+        assert_matches(schemas.WebhookOut, hook.to_dict())
+        assert_matches(schemas.WebhookOut, ledger.webhook(hook.id).to_dict())
+        handle = ledger.start(parent, 3)
+        handle.result()
+        WebhookDispatcher(ledger, allow_private=True, max_attempts=1,
+                          timeout=5).run_once()  # nothing listens on port 9
+        delivery = ledger.webhook_deliveries(status="failed")[0]
+        assert_matches(schemas.WebhookDeliveryOut, delivery.to_dict())
+        (attempt,) = ledger.webhook_attempts(delivery.id)
+        assert attempt.error is not None
+        assert_matches(schemas.WebhookAttemptOut, attempt.to_dict())

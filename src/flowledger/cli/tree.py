@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     queueing,
     serving,
     specs,
+    webhooks,
 )
 from .app import app
 

@@ -36,6 +36,7 @@ from .routes_mailbox import router as mailbox_router
 from .routes_runs import router as runs_router
 from .routes_service import router as service_router
 from .routes_specs import router as specs_router
+from .routes_webhooks import router as webhooks_router
 from .routes_workflows import router as workflows_router
 from .settings import ServerSettings
 
@@ -224,6 +225,7 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None, *,
     app.include_router(service_router, prefix=PREFIX)
     app.include_router(runs_router, prefix=PREFIX)
     app.include_router(mailbox_router, prefix=PREFIX)
+    app.include_router(webhooks_router, prefix=PREFIX)
 
     @app.get(f"{PREFIX}/docs", include_in_schema=False, response_class=HTMLResponse)
     def reference() -> HTMLResponse:

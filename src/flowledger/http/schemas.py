@@ -358,3 +358,63 @@ class SentEventOut(BaseModel):
     consumed_at: datetime | None
     error: str | None = Field(description="Why the wait refused it (never delivered).")
     delivered: bool
+
+
+WebhookEventName = Literal["run.completed", "run.failed", "run.cancelled", "run.paused"]
+DeliveryStatusName = Literal["pending", "delivering", "delivered", "failed"]
+DEFAULT_EVENTS: tuple[WebhookEventName, ...] = ("run.completed", "run.failed")
+
+
+class AddWebhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000,
+                     description="Where to POST deliveries: an http:// or https:// URL "
+                                 "on a public address.")
+    events: list[WebhookEventName] = Field(
+        default_factory=lambda: list(DEFAULT_EVENTS), min_length=1, max_length=4,
+        description="The run events to send.")
+
+
+class ChangeWebhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(description="False stops sending (deliveries wait); true "
+                                      "sends again.")
+
+
+class WebhookOut(BaseModel):
+    id: str
+    owner: str
+    url: str
+    events: list[WebhookEventName]
+    enabled: bool
+    created_at: datetime
+    secret: str | None = Field(None, description="The signing secret (whsec_…): in the "
+                                                 "answer that creates the webhook only.")
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: str = Field(description="The webhook-id header of every attempt.")
+    webhook_id: str
+    owner: str
+    event: WebhookEventName
+    run_id: str
+    status: DeliveryStatusName
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    payload: dict[str, Any] = Field(description="The JSON body it sends.")
+
+
+class WebhookAttemptOut(BaseModel):
+    number: int
+    at: datetime
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    response: str | None = Field(description="The start of the answer's body (at most "
+                                             "256 characters).")

@@ -28,6 +28,7 @@ from uvicorn.supervisors import Multiprocess
 
 from ..ledger import Ledger
 from ..ui import Access, LocalAccess, TokenAccess, create_ui
+from ..webhook_dispatch import WebhookDispatcher
 from ..worker import Worker
 from ..workflow import import_apps, registered_names
 from .app import create_app
@@ -86,8 +87,8 @@ class ServeOptions:
 
 def application(options: ServeOptions, ledger: Ledger | None = None) -> FastAPI:
     """The app one server process runs, over ``ledger`` (else one opened from
-    ``options.database``): the ``apps`` imported, worker threads started, and stopped
-    when the server shuts down."""
+    ``options.database``): the ``apps`` imported, worker threads and the webhook
+    dispatcher started, and stopped when the server shuts down."""
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Worker threads log a line per run, as `flowledger worker` does.
@@ -99,9 +100,12 @@ def application(options: ServeOptions, ledger: Ledger | None = None) -> FastAPI:
     settings = dataclasses.replace(options.settings, workflows=registered_names())
     worker = None
     thread = None
+    # Webhook deliveries are sent by every server process (and every worker): claims
+    # keep them from sending one delivery twice at once. Not by `flowledger ui`.
+    dispatcher = WebhookDispatcher(ledger).start() if options.ui != "local" else None
     if options.workers:
         worker = Worker(ledger=ledger, queues=list(options.queues),
-                        concurrency=options.workers)
+                        concurrency=options.workers, webhooks=False)
         thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False},
                                   name="flowledger-serve-worker", daemon=True)
         thread.start()
@@ -112,6 +116,8 @@ def application(options: ServeOptions, ledger: Ledger | None = None) -> FastAPI:
         if worker is not None and thread is not None:
             worker.stop()
             thread.join()
+        if dispatcher is not None:
+            dispatcher.stop()
 
     app = create_app(ledger, settings, on_shutdown=stop_workers)
     app.state.stop_workers = stop_workers

@@ -16,6 +16,9 @@ from .rows import (
     AttemptRow,
     Claim,
     ClaimResult,
+    DeliveryAttemptRow,
+    DeliveryRow,
+    DueDelivery,
     EventRow,
     NewRun,
     QueueRow,
@@ -31,13 +34,16 @@ from .rows import (
     StepRow,
     TokenRow,
     UsageRow,
+    WebhookRow,
     WorkerRow,
 )
 from .spool import SpoolingStore
 from .sql import SqlStore
 
-__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Claim", "ClaimResult",
-           "Durability", "EventRow", "Listener", "NewRun", "QueueRow", "Revision", "RunFilter",
+__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Claim",
+           "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
+           "Durability", "EventRow", "Listener", "NewRun", "QueueRow", "Revision",
+           "RunFilter",
            "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
-           "WorkerRow", "head_revision"]
+           "WebhookRow", "WorkerRow", "head_revision"]

@@ -3,7 +3,8 @@
 Opening the backend (and migrating its schema), connections for reads and writes, the
 raw hot path's error translation and SQL compilation, and the run writes several parts
 make (inserting a run, failing one). ``SqlStore`` is assembled from the parts that
-subclass it: ``StoreReads``, ``StoreQueues``, ``StoreTokens``, ``StoreProgress``.
+subclass it: ``StoreReads``, ``StoreQueues``, ``StoreTokens``, ``StoreProgress``,
+``StoreWebhooks``.
 """
 
 from __future__ import annotations

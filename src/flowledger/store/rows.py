@@ -323,6 +323,57 @@ class TokenRow:
     revoked_at: int | None
 
 
+
+# -- webhooks ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    id: str
+    owner: str
+    url: str
+    events: str  # JSON list of event names
+    secret: str
+    enabled: bool
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: str
+    webhook_id: str
+    owner: str
+    event: str
+    run_id: uuid.UUID
+    payload: str  # JSON: the run as it was when the event happened
+    status: str  # pending | delivering | delivered | failed
+    attempts: int
+    next_attempt_at: int | None
+    created_at: int
+    redelivered_at: int | None
+    delivered_at: int | None
+    last_status_code: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery a dispatcher claimed (with ``token``), and where and how to send it."""
+
+    delivery: DeliveryRow
+    url: str
+    secret: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttemptRow:
+    delivery_id: str
+    attempt: int
+    at: int
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    response: str | None
+
 # -- progress (event streams) -------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class StepProgress:

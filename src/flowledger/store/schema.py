@@ -336,3 +336,70 @@ llm_cache = Table(
     Column("response", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+
+# Webhook subscriptions, per owner: ``events`` is a JSON list of event names; the secret
+# signs deliveries (Standard Webhooks), so it is kept as given.
+webhooks = Table(
+    "flowledger_webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("events", Text, nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_flowledger_webhooks_owner", "owner"),
+)
+
+# The durable outbox: a trigger on the runs table (migration 0013) inserts one row per
+# matching enabled subscription in the transaction that changes a run's status, so a
+# process that dies right after a run ends still delivers. ``payload`` is the run as it
+# was then (JSON). Dispatchers claim due rows (``next_attempt_at``; a claimed row's
+# ``next_attempt_at`` is when its claim expires), and the id is the ``webhook-id``.
+webhook_deliveries = Table(
+    "flowledger_webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("webhook_id", String(32),
+           ForeignKey("flowledger_webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending|delivering|delivered|failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=True),
+    Column("claimed_by", String(300), nullable=True),
+    Column("claim_token", String(32), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    # A redelivery by hand starts a new retry window.
+    Column("redelivered_at", BigInteger, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Index("ix_flowledger_webhook_deliveries_due", "next_attempt_at",
+          sqlite_where=text("status IN ('pending', 'delivering')"),
+          postgresql_where=text("status IN ('pending', 'delivering')")),
+    Index("ix_flowledger_webhook_deliveries_webhook", "webhook_id", "created_at"),
+    Index("ix_flowledger_webhook_deliveries_owner", "owner", "created_at"),
+    Index("ix_flowledger_webhook_deliveries_run", "run_id"),
+)
+
+# Every attempt of a delivery: its answer's status code, latency, error and the start of
+# its body (never more than 256 characters).
+webhook_attempts = Table(
+    "flowledger_webhook_attempts",
+    metadata,
+    Column("delivery_id", String(40),
+           ForeignKey("flowledger_webhook_deliveries.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("error", String(500), nullable=True),
+    Column("response", String(256), nullable=True),
+)

@@ -24,10 +24,11 @@ from .statements import steps as steps_sql
 from .summaries import StoreSummaries
 from .translate import store_error
 from .waits import StoreWaits
+from .webhooks import StoreWebhooks
 
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
-               StoreProgress, StoreSpecs, StoreWaits):
+               StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::

@@ -12,6 +12,8 @@
 - ``queues.py``: submitting, claiming, leases, releasing, requeueing, queue limits and
   figures; ``workers.py``, ``schedules.py``.
 - ``api_tokens.py``: API tokens.
+- ``webhooks.py``: webhook subscriptions, claiming due deliveries from the outbox,
+  recording attempts (the outbox rows are inserted by a trigger, migration 0013).
 - ``bulk.py``: loading archives (COPY on PostgreSQL) and deleting runs.
 - ``common.py``: pieces shared by several modules (literals, ``= ANY(array)`` id lists).
 
