@@ -4,9 +4,9 @@ completes, and a suspended sleep's end until it completes — from the recorded 
     .venv/bin/python bench/waits.py [--runs 100] [--postgres URL]
 
 A worker (in this process, a thread, ``suspend_after=0.1``) executes runs that suspend
-at ``fl.wait_for_event("go")`` or at ``fl.sleep(1.0)``. Events are sent one at a time,
-each once the previous run has completed, so every figure is a lone wake-up, not a
-queue. Event latency is the wait step's ``completed_at`` minus the event's ``sent_at``;
+at ``fl.wait_for_event("go")`` or at ``fl.sleep(0.5)``. Events are sent, and sleeping
+runs submitted, one at a time, each once the previous run has completed, so every
+figure is a lone wake-up, not a queue. Event latency is the wait step's ``completed_at`` minus the event's ``sent_at``;
 sleep lateness is the sleep step's ``completed_at`` minus its recorded ``wake_at``. On
 SQLite an idle worker polls (every 50 ms, and exactly at the next wake time); on
 PostgreSQL an event wakes it at once with NOTIFY. Also: what suspending costs a run,
@@ -83,16 +83,17 @@ def measure(url: str, runs: int) -> None:
             latencies.append((step.completed_at - sent.sent_at).total_seconds() * 1000)
         print(f"  event sent → wait completed   {ms(latencies)}")
 
-        sleepers = [ledger.submit(nap, 1.0).id for _ in range(min(runs, 50))]
-        for run_id in sleepers:
-            ledger.handle(run_id).result(timeout=120)
+        sleepers = []
+        for _ in range(20):  # one at a time: lone wake-ups, not a crowd waking together
+            sleepers.append(ledger.submit(nap, 0.5).id)
+            ledger.handle(sleepers[-1]).result(timeout=120)
         late = []
         for run_id in sleepers:
             step = ledger.get(run_id).steps[0]
             assert step.completed_at is not None
             wake_at = step.input["wake_at"] / 1_000_000
             late.append((step.completed_at.timestamp() - wake_at) * 1000)
-        print(f"  sleep's end → sleep completed {ms(late)}   ({len(sleepers)} runs of 1 s)")
+        print(f"  sleep's end → sleep completed {ms(late)}   ({len(sleepers)} runs of 0.5 s)")
     for suspend_after, label in ((0.05, "suspending"), (10.0, "blocking")):
         with fl.Ledger(url) as ledger, worker(url, suspend_after):
             spans = []
