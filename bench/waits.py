@@ -6,12 +6,12 @@ completes, and a suspended sleep's end until it completes — from the recorded 
 A worker (in this process, a thread, ``suspend_after=0.1``) executes runs that suspend
 at ``fl.wait_for_event("go")`` or at ``fl.sleep(0.5)``. Events are sent, and sleeping
 runs submitted, one at a time, each once the previous run has completed, so every
-figure is a lone wake-up, not a queue. Event latency is the wait step's ``completed_at`` minus the event's ``sent_at``;
-sleep lateness is the sleep step's ``completed_at`` minus its recorded ``wake_at``. On
-SQLite an idle worker polls (every 50 ms, and exactly at the next wake time); on
-PostgreSQL an event wakes it at once with NOTIFY. Also: what suspending costs a run,
-as the extra time of a run that suspends at ``fl.sleep(0.15)`` over one whose worker
-blocks through the same sleep.
+figure is a lone wake-up, not a queue. Event latency is the wait step's
+``completed_at`` minus the event's ``sent_at``; sleep lateness is the sleep step's
+``completed_at`` minus its recorded ``wake_at``. On SQLite an idle worker polls (every
+50 ms, and exactly at the next wake time); on PostgreSQL an event wakes it at once with
+NOTIFY. Also: what suspending costs a run, as the extra time of a run that suspends at
+``fl.sleep(0.15)`` over one whose worker blocks through the same sleep.
 """
 
 from __future__ import annotations
