@@ -17,6 +17,7 @@ from .errors import (
     LeaseLost,
     NonDeterminismError,
     PausedSignal,
+    RunInterrupted,
     SkipStep,
     StepTimeout,
     WorkerStopping,
@@ -52,6 +53,17 @@ def asyncio_module() -> Any:
     import asyncio  # noqa: PLC0415 (start-up time: see the docstring)
 
     return asyncio
+
+
+def interruption(execution: Execution) -> RunInterrupted:
+    """Why ``execution`` may no longer advance its run: cancelled, paused, or another
+    execution holds it now."""
+    state = execution.runtime.store.get_status(execution.run_id)
+    if state is not None and state[0] == "cancelled":
+        return CancelledSignal(execution.run_id_text)
+    if state is not None and state[0] == "paused":
+        return PausedSignal(execution.run_id_text)
+    return LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
 
 
 class StepCall:
@@ -110,12 +122,7 @@ class StepCall:
         if not store.begin_step(execution.run_id, execution.token, self.position, self.name,
                                 self.input_text(), ids.now_us(), self.child,
                                 attempt=self.attempt + 1):
-            state = store.get_status(execution.run_id)
-            if state is not None and state[0] == "cancelled":
-                raise CancelledSignal(execution.run_id_text)
-            if state is not None and state[0] == "paused":
-                raise PausedSignal(execution.run_id_text)
-            raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
+            raise interruption(execution)
         self.attempt += 1
         self.pending_context = {}
 

@@ -20,18 +20,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import ids, validation
 from .errors import (
-    CancelledSignal,
     ConfigurationError,
     DeadlineExceeded,
-    LeaseLost,
-    PausedSignal,
     SuspendedSignal,
     WaitTimeout,
     WorkerStopping,
 )
 from .runcontext import current_execution, step_of
 from .serialization import NO_HINT
-from .stepcall import StepCall, asyncio_module
+from .stepcall import StepCall, asyncio_module, interruption
 from .workflow import RetryPolicy
 
 if TYPE_CHECKING:
@@ -247,13 +244,7 @@ class _Rest:
 
     def interrupted(self) -> None:
         """The run is no longer this execution's to advance: say why."""
-        execution = self.execution
-        state = execution.runtime.store.get_status(execution.run_id)
-        if state is not None and state[0] == "cancelled":
-            raise CancelledSignal(execution.run_id_text)
-        if state is not None and state[0] == "paused":
-            raise PausedSignal(execution.run_id_text)
-        raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
+        raise interruption(self.execution)
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -168,15 +168,17 @@ def test_a_timed_out_wait_raises_wait_timeout_which_the_workflow_may_catch(
 
 def test_an_uncaught_timeout_fails_the_run_and_a_resume_waits_afresh(
         ledger: fl.Ledger) -> None:
-    handle = ledger.start(approval, 0.05)
+    # One second: long enough to send the event within the resumed wait's own timeout.
+    handle = ledger.start(approval, 1.0)
     with pytest.raises(fl.RunFailed, match="WaitTimeout"):
         handle.result(timeout=30)
-    again = ledger.resume(handle.id)
+    again = ledger.resume(handle.id)  # waits afresh: a new second from now
     wait_until(lambda: ledger.get(handle.id).status is fl.RunStatus.RUNNING
                and ledger.get(handle.id).steps[1].status.value == "running",
                what="the resumed wait")
     ledger.send_event(handle.id, "approve", {"approved": True, "by": "dee"})
     assert again.result(timeout=30)["by"] == "dee"
+    assert ledger.get(handle.id).steps[1].attempts == 2
 
 
 def test_events_to_unknown_finished_or_foreign_runs_are_refused(ledger: fl.Ledger,
