@@ -71,12 +71,15 @@ async def sleep_async(duration: float | timedelta) -> None:
 
 
 @overload
+def wait_for_event(name: str, timeout: float | timedelta | None = None,
+                   model: None = None) -> Any: ...
+@overload
 def wait_for_event(name: str, timeout: float | timedelta | None = None, *,
                    model: type[T]) -> T: ...
 @overload
-def wait_for_event(name: str, timeout: float | timedelta | None = None, *,
-                   model: None = None) -> Any: ...
-def wait_for_event(name: str, timeout: float | timedelta | None = None, *,
+def wait_for_event(name: str, timeout: float | timedelta | None,
+                   model: type[T]) -> T: ...
+def wait_for_event(name: str, timeout: float | timedelta | None = None,
                    model: type[Any] | None = None) -> Any:
     """Wait durably until event ``name`` is sent to this run (``Ledger.send_event``) and
     return its payload (validated as ``model`` when given). Raises ``fl.WaitTimeout``
@@ -96,7 +99,7 @@ def wait_for_event(name: str, timeout: float | timedelta | None = None, *,
     return _drive(_waiting(_body("fl.wait_for_event()"), name, timeout, model))
 
 
-async def wait_for_event_async(name: str, timeout: float | timedelta | None = None, *,
+async def wait_for_event_async(name: str, timeout: float | timedelta | None = None,
                                model: type[Any] | None = None) -> Any:
     """``fl.wait_for_event`` for async workflows.
 

@@ -56,6 +56,12 @@ def approval(timeout: float | None = None) -> dict[str, object]:
     return decision.model_dump()
 
 
+@fl.workflow(name="w_positional")
+def positional() -> bool:
+    decision = fl.wait_for_event("approve", None, Approval)  # the signature
+    return decision.approved
+
+
 @fl.workflow(name="w_patient")
 def patient(timeout: float) -> str:
     try:
@@ -129,6 +135,12 @@ def test_a_wait_returns_the_payload_as_its_model_and_a_resume_replays_it(
     fork = ledger.fork(handle.id, 3)  # replays the wait: no second event needed
     assert fork.result(timeout=30) == {"approved": True, "by": "ana", "note": ""}
     assert ran == ["asked", "decided", "decided"]
+
+
+def test_the_model_may_be_given_positionally(ledger: fl.Ledger) -> None:
+    handle = ledger.start(positional)
+    ledger.send_event(handle.id, "approve", {"approved": True, "by": "gus"})
+    assert handle.result(timeout=30) is True
 
 
 def test_a_payload_that_does_not_fit_the_model_is_refused_and_not_kept(
