@@ -78,6 +78,9 @@ runs = Table(
     # for (``waiting_for``) is sent.
     Column("wake_at", BigInteger, nullable=True),
     Column("waiting_for", String(200), nullable=True),
+    # The W3C traceparent of the span this run's trace continues (a submitting request's,
+    # or the calling step's for a child run); NULL: the run starts its own trace.
+    Column("traceparent", String(55), nullable=True),
     # Listing filters keep the id order (newest first) inside each index, so a page is a
     # short index walk whatever the combination of status, workflow and owner.
     Index("ix_flowledger_runs_status", "status", "id"),
@@ -215,6 +218,22 @@ artifacts = Table(
     sqlite_with_rowid=False,
 )
 
+
+# What one step attempt logged (``logging``, and ``print`` when captured): a JSON array
+# of records written with the attempt's outcome, bounded; ``dropped`` counts the records
+# left out past the bound.
+step_logs = Table(
+    "flowledger_step_logs",
+    metadata,
+    Column("run_id", Uuid(), ForeignKey("flowledger_runs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("records", Text, nullable=False),
+    Column("dropped", Integer, nullable=False, server_default="0"),
+    Column("written_at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
 
 # Events sent to runs (``Ledger.send_event``): kept until a ``wait_for_event`` of that
 # name consumes them, oldest first, each by exactly one wait (its step position).
