@@ -64,6 +64,8 @@ _HOME = {
     "RunWaiting": "errors",
     "WaitTimeout": "errors",
     "SentEvent": "mailbox",
+    "AttemptLogs": "steplogs",
+    "LogEntry": "steplogs",
     "sleep": "waits",
     "sleep_async": "waits",
     "wait_for_event": "waits",
@@ -196,6 +198,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .serialization import JsonSerializer, Serializer
     from .spec_registry import SpecInfo
     from .specs import Spec, SpecError, SpecProblem, load_spec, parse_spec
+    from .steplogs import AttemptLogs, LogEntry
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
     from .waits import sleep, sleep_async, wait_for_event, wait_for_event_async
     from .webhook_dispatch import WebhookDispatcher
@@ -219,6 +222,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AttemptLogs",
+    "LogEntry",
     "TokenNotFound",
     "TokenInfo",
     "NewToken",

@@ -79,6 +79,10 @@ class Runtime:
     # Set by a worker: a queued run that would sleep or wait longer than this many
     # seconds lets go of its slot and lease (status ``waiting``) instead of blocking.
     suspend_after: float | None = None
+    # What steps log (``logging``; ``print`` too with capture_print) is recorded with
+    # each attempt (``logcapture``).
+    capture_logs: bool = True
+    capture_print: bool = False
 
     def payload(self, run_id: uuid.UUID, owner: str, text: str | None) -> str | None:
         """Stored payload text, following an offloaded-output reference to its artifact."""

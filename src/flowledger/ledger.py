@@ -53,6 +53,7 @@ from .serialization import (
 )
 from .spec_registry import LedgerSpecs
 from .stepcall import asyncio_module
+from .steplogs import LedgerLogs
 from .store import Durability, RunRow, SpoolingStore, SqlStore
 from .webhooks import LedgerWebhooks
 from .workflow import WorkflowRef, definition_of
@@ -80,7 +81,7 @@ def default_url() -> str:
 
 
 class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs,
-             LedgerMailbox, LedgerWebhooks):
+             LedgerMailbox, LedgerWebhooks, LedgerLogs):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
@@ -90,7 +91,9 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
     ``FLOWLEDGER_DURABILITY`` environment variable, else ``"full"``) is ``"strict"``,
     ``"full"`` or ``"normal"``: what survives a database crash or power loss (see
     docs/storage.md). ``create=False`` refuses to create a missing SQLite file
-    (``DatabaseNotFound``): for tools that only read.
+    (``DatabaseNotFound``): for tools that only read. What steps log through ``logging``
+    is recorded with each attempt (``capture_logs``); ``capture_print`` adds what they
+    print (see ``capture_step_logs``).
 
     Example::
 
@@ -104,7 +107,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, artifacts: str | None = None,
                  offload_bytes: int = DEFAULT_OFFLOAD,
                  persistence: Literal["required", "best_effort"] = "required",
-                 spool_dir: str | None = None, create: bool = True) -> None:
+                 spool_dir: str | None = None, create: bool = True,
+                 capture_logs: bool = True, capture_print: bool = False) -> None:
         url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
             raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
@@ -126,6 +130,7 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
         LedgerBase.__init__(self, Shared(url, persistence, store, artifacts_url, runtime,
                                          Records(runtime.serializer, runtime.payload,
                                                  runtime.payload_head)), owner)
+        self.capture_step_logs(logs=capture_logs, print_output=capture_print)
 
     def for_owner(self, owner: str | None) -> Ledger:
         """A view of this Ledger that sees and creates only ``owner``'s runs (None: all

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .executor import Execution, Runtime, resolve
 from .handle import RunHandle
+from .logcapture import install as install_log_capture
 from .models import ErrorInfo, Run, RunStatus
 from .records import Records, revision_token
 from .serialization import NO_HINT, call_arguments, decode_inputs
@@ -255,6 +256,18 @@ class LedgerBase:
         ``seconds`` let go of their worker slot and lease instead (status ``waiting``);
         None blocks instead. Workers set it (``Worker(suspend_after=...)``)."""
         self._runtime.suspend_after = seconds
+
+    def capture_step_logs(self, *, logs: bool = True, print_output: bool = False) -> None:
+        """Record what steps of runs this Ledger executes log: ``logging`` records and,
+        with ``print_output``, what they print (still shown as usual). ``logs=False``
+        records none. Shown by ``ledger.logs(run_id)`` and ``flowledger logs``.
+
+        Example: ``ledger.capture_step_logs(print_output=True)``
+        """
+        if logs:
+            install_log_capture(print_too=print_output)
+        self._runtime.capture_logs = logs
+        self._runtime.capture_print = logs and print_output
 
     def _execution(self, run_id: uuid.UUID, token: str, definition: WorkflowDef,
                    recorded: Sequence[StepRow], deadline_at: int | None,

@@ -65,6 +65,11 @@ def current_call(what: str) -> StepCall:
     return call
 
 
+def active_call() -> StepCall | None:
+    """The step call whose body runs in this thread or task, if any (no error outside)."""
+    return _call.get()
+
+
 def step_of(execution: Execution) -> StepCall | None:
     """The step of ``execution`` whose body is running here, if any (a workflow body
     between steps has none)."""
@@ -103,5 +108,5 @@ def current_run_id() -> str:
     return current_execution("current_run_id()").run_id_text
 
 
-__all__ = ["StepInfo", "calling", "current_call", "current_execution", "current_run_id",
-           "current_step", "recording_execution", "running", "step_of"]
+__all__ = ["StepInfo", "active_call", "calling", "current_call", "current_execution",
+           "current_run_id", "current_step", "recording_execution", "running", "step_of"]

@@ -22,6 +22,7 @@ from .errors import (
     StepTimeout,
     WorkerStopping,
 )
+from .logcapture import LogBuffer
 from .store import NewRun
 from .workflow import RetryPolicy
 
@@ -82,6 +83,9 @@ class StepCall:
         self.child: NewRun | None = None
         # Context values set during the current attempt: committed with its result.
         self.pending_context: dict[str, tuple[str | None, Any]] = {}
+        # What the current attempt logs, written with its outcome (None: not captured).
+        self.logs: LogBuffer | None = None
+        self.capture_print = execution.runtime.capture_print
         self.recorded = execution.recorded.get(position)
         # A resumed *failed* step gets a fresh retry budget (resuming means "try again");
         # an attempt interrupted by a crash still counts against the budget.
@@ -125,6 +129,7 @@ class StepCall:
             raise interruption(execution)
         self.attempt += 1
         self.pending_context = {}
+        self.logs = LogBuffer() if execution.runtime.capture_logs else None
 
     def timeout(self) -> float | None:
         deadline = self.execution.deadline_at
@@ -137,13 +142,19 @@ class StepCall:
         execution = self.execution
         pending = self.pending_context if status != "failed" else {}
         texts = {name: text for name, (text, _) in pending.items()} if pending else None
+        logs, dropped = self._take_logs()
         if not execution.runtime.store.finish_step(execution.run_id, execution.token,
                                                    self.position, status, output, error,
-                                                   ids.now_us(), texts):
+                                                   ids.now_us(), texts, logs, dropped):
             raise LeaseLost(f"run {execution.run_id_text} was taken over while step "
                             f"{self.name!r} ran; its result was not recorded")
         for name, (_, value) in pending.items():
             execution.context[name] = value
+
+    def _take_logs(self) -> tuple[str | None, int]:
+        """The attempt's log records (JSON) and dropped count; capture ends here."""
+        buffer, self.logs = self.logs, None
+        return (None, 0) if buffer is None else buffer.encoded()
 
     def succeeded(self, result: Any) -> Any:
         try:
@@ -177,9 +188,10 @@ class StepCall:
             retry_at = now + int(delay * 1_000_000)
             if deadline is None or retry_at < deadline:
                 execution = self.execution
+                logs, dropped = self._take_logs()
                 execution.runtime.store.record_retry(execution.run_id, execution.token,
                                                      self.position, error_text(exc), now,
-                                                     retry_at)
+                                                     retry_at, logs, dropped)
                 return delay
         self._finish("failed", None, error_text(exc))
         return None

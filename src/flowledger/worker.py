@@ -201,56 +201,61 @@ class Worker:
 
     def _execute(self, claim: Claim) -> None:
         row, store = claim.row, self.store
+        about = {"run_id": str(row.id)}  # JSON log lines carry it (--log-format json)
         try:
             prepared = self.ledger.prepare(row, claim.token, [] if claim.fresh else None)
         except Exception as exc:
             # The run cannot start here (code missing, changed, inputs unreadable): record
             # why, rather than let it expire and loop between workers.
-            log.error("run %s cannot be executed by worker %s: %s", row.id, self.id, exc)
+            log.error("run %s cannot be executed by worker %s: %s", row.id, self.id, exc,
+                      extra=about)
             store.finish_run(row.id, claim.token, "failed", None, error_text(exc),
                              ids.now_us())
             return
         try:
             self.ledger.execute(prepared)
-            log.info("run %s (%s): completed", row.id, row.workflow)
+            log.info("run %s (%s): completed", row.id, row.workflow, extra=about)
         except WorkerStopping:
             if store.release_run(row.id, claim.token, row.queue or DEFAULT_QUEUE):
                 self._handed_back += 1
                 log.info("run %s (%s): handed back to queue %s (worker stopping)", row.id,
-                         row.workflow, row.queue or DEFAULT_QUEUE)
+                         row.workflow, row.queue or DEFAULT_QUEUE, extra=about)
         except LeaseLost:
             log.info("run %s (%s): taken over by another execution; this one stopped",
-                     row.id, row.workflow)
+                     row.id, row.workflow, extra=about)
         except RunFailed as exc:
             log.info("run %s (%s): failed: %s: %s", row.id, row.workflow, exc.error_type,
-                     exc.error_message)
+                     exc.error_message, extra=about)
         except RunCancelled:
-            log.info("run %s (%s): cancelled", row.id, row.workflow)
+            log.info("run %s (%s): cancelled", row.id, row.workflow, extra=about)
         except RunPaused:
-            log.info("run %s (%s): paused", row.id, row.workflow)
+            log.info("run %s (%s): paused", row.id, row.workflow, extra=about)
         except RunWaiting as exc:
             log.info("run %s (%s): waiting %s", row.id, row.workflow,
-                     f"for event {exc.waiting_for!r}" if exc.waiting_for else "for its timer")
+                     f"for event {exc.waiting_for!r}" if exc.waiting_for else "for its timer",
+                     extra=about)
         except StoreUnavailable as exc:
-            log.warning("run %s (%s): stopped: %s", row.id, row.workflow, exc)
+            log.warning("run %s (%s): stopped: %s", row.id, row.workflow, exc, extra=about)
             self._hand_back_when_reachable(claim)
         except BaseException:
             # A bug, not an outage: the lease lapses and another worker (or this one)
             # resumes the run from its last recorded step.
-            log.exception("run %s stopped unexpectedly on worker %s", row.id, self.id)
+            log.exception("run %s stopped unexpectedly on worker %s", row.id, self.id,
+                          extra=about)
 
     def _hand_back_when_reachable(self, claim: Claim) -> None:
         """The store went away under a run: give it back to its queue as soon as the
         store answers again (any worker resumes it at once), instead of leaving it to
         wait out its lease. Past the lease there is nothing left to give back."""
         row, queue = claim.row, claim.row.queue or DEFAULT_QUEUE
+        about = {"run_id": str(row.id)}
         give_up = ids.now_us() + self.lease_us
         delay = 0.05
         while ids.now_us() < give_up:
             try:
                 if self.store.release_run(row.id, claim.token, queue):
                     log.info("run %s (%s): handed back to queue %s (the store was "
-                             "unreachable)", row.id, row.workflow, queue)
+                             "unreachable)", row.id, row.workflow, queue, extra=about)
                 return  # released, or no longer ours (taken over meanwhile)
             except StoreUnavailable:
                 if self._stopping.wait(delay):
@@ -311,6 +316,7 @@ class Worker:
 
 def _log_claim(claim: Claim) -> None:
     row = claim.row
+    about = {"run_id": str(row.id)}
     if claim.fresh:
         how = "claimed"
     elif claim.taken_over:
@@ -318,7 +324,7 @@ def _log_claim(claim: Claim) -> None:
                f"resuming at position {row.resumed_from_position}")
     else:
         how = f"claimed, resuming at position {row.resumed_from_position}"
-    log.info("run %s (%s): %s", row.id, row.workflow, how)
+    log.info("run %s (%s): %s", row.id, row.workflow, how, extra=about)
 
 
 def _pid(identity: str) -> int:

@@ -9,6 +9,7 @@ build them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import types
 import typing
 from pathlib import Path
@@ -57,6 +58,7 @@ def assert_matches(model: type[BaseModel], data: Any, where: str = "answer") -> 
 @fl.step(retries=1, backoff=0)
 def flaky(state: dict[str, int]) -> int:
     state["calls"] += 1
+    logging.getLogger("answers").warning("attempt %d", state["calls"])
     if state["calls"] == 1:
         raise ValueError("first attempt fails")
     fl.record_usage("gpt-4o-mini", input_tokens=120, output_tokens=30)
@@ -138,6 +140,10 @@ def test_reports_events_and_workflows_answers_match_their_models(
     assert {"step.retrying", "step.failed", "run.completed"} <= {e.type for e in events}
     for event in events:
         assert_matches(schemas.EventOut, event.to_dict(), f"event {event.type}")
+    logs = ledger.logs(run.id)
+    assert [(a.position, a.attempt) for a in logs] == [(1, 1), (1, 2)]
+    for attempt in logs:
+        assert_matches(schemas.AttemptLogsOut, attempt.to_dict(), f"logs {attempt.attempt}")
     definition = registered("answers-parent")
     assert definition is not None
     assert_matches(schemas.WorkflowOut, {"name": "answers-parent",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
+from rich.text import Text
 
 from ..errors import FlowledgerError, RunCancelled, RunFailed
 from ..models import Run, RunStatus
@@ -154,14 +155,24 @@ def _load_tree(state: State, run: Run) -> dict[str, Any]:
 
 
 @command("inspect")
-def inspect_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
+def inspect_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
+                    with_logs: Annotated[bool, typer.Option(
+                        "--logs", help="Also what each step attempt logged (JSON: a "
+                                       "\"logs\" list).")] = False) -> None:
     """Show a run's whole trace: header, steps, timeline and child runs."""
     state = state_of(ctx)
     run = state.ledger.get(run_id)
+    logs = state.ledger.logs(run.id) if with_logs else []
     if as_json:
-        state.print_json(_load_tree(state, run))
+        tree = _load_tree(state, run)
+        state.print_json({**tree, "logs": [a.to_dict() for a in logs]} if with_logs else tree)
         return
     state.out.print(render.inspect_view(run, state.ledger.get, run.artifacts))
+    if with_logs:
+        state.out.print(Text())
+        state.out.print(Text("logs", style="bold"))
+        state.out.print(render.logs_view(logs) if logs else Text("no logs recorded",
+                                                                 style="dim"))
 
 
 @command("resume")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ..errors import ScheduleNotFound
+from ..logformat import configure as configure_logging
 from ..validation import duration as parse_duration
 from ..workflow import import_apps
 from . import render
@@ -79,6 +79,12 @@ def worker_command(
     suspend_after: Annotated[str, typer.Option(
         help="A run that sleeps or waits for an event longer than this frees its slot "
              "(status waiting) until it is due.")] = "1s",
+    log_format: Annotated[str, typer.Option(
+        help="This process's log lines: text, or json (one object per line, with the run "
+             "id, step position and attempt of the code that logged).")] = "text",
+    capture_print: Annotated[bool, typer.Option(
+        help="Record what steps print, next to what they log (`flowledger logs`).")]
+    = False,
 ) -> None:
     """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
     gracefully: running steps finish, unfinished runs go back to their queue)."""
@@ -86,9 +92,9 @@ def worker_command(
 
     state = state_of(ctx, creates=True)
     import_apps(app_module or [])
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("flowledger").setLevel(logging.WARNING if state.quiet else logging.INFO)
+    configure_logging(log_format, quiet=state.quiet)
+    if capture_print:
+        state.ledger.capture_step_logs(print_output=True)
     worker = Worker(
         ledger=state.ledger, queues=queue or ["default"], concurrency=concurrency,
         lease=parse_duration(lease), max_recoveries=max_recoveries,

@@ -25,6 +25,7 @@ from ..reports import RunDiff, Stats
 
 if TYPE_CHECKING:
     from ..artifacts import ArtifactInfo
+    from ..steplogs import AttemptLogs
 
 STATUS_STYLE = {
     "pending": "yellow", "running": "cyan", "completed": "green", "failed": "bold red",
@@ -285,6 +286,32 @@ def inspect_view(run: Run, load: Callable[[str], Run],
         for name, value in run.context.items():
             grid.add_row(name, compact(value, 100))
         parts += [Text(), Text("context", style="bold"), grid]
+    return Group(*parts)
+
+
+_LEVEL_STYLES = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
+
+
+def logs_view(attempts: Sequence[AttemptLogs]) -> RenderableType:
+    """Each attempt's records under a heading naming its step and attempt."""
+    parts: list[RenderableType] = []
+    for attempt in attempts:
+        if parts:
+            parts.append(Text())
+        parts.append(Text(f"step {attempt.position} {attempt.step} · attempt "
+                          f"{attempt.attempt}", style="bold"))
+        for entry in attempt.records:
+            line = Text(f"{entry.at:%H:%M:%S.%f}"[:-3] + " ", style="dim")
+            line.append(f"{entry.level:<8}", style=_LEVEL_STYLES.get(entry.level, ""))
+            line.append(f" {entry.logger}: ", style="cyan")
+            line.append(entry.message)
+            parts.append(line)
+            if entry.exception:
+                parts.append(Text(entry.exception.rstrip(), style="red"))
+        if attempt.truncated:
+            parts.append(Text(f"… truncated: {attempt.dropped} more records were not kept "
+                              "(the bound is 1,000 records or 256 KiB per attempt)",
+                              style="yellow"))
     return Group(*parts)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigurationError
+from ..logformat import LOG_FORMATS
 from ..validation import duration as parse_duration
 from ..workflow import import_apps, registered_names
 from .app import command
@@ -85,6 +86,9 @@ def serve_command(
         help="A step kind specs registered over HTTP may use; repeatable (default: "
              "all). Token holders who register specs with shell or python steps (or "
              "stdio MCP servers) run commands on your workers.")] = None,
+    log_format: Annotated[str, typer.Option(
+        help="The server's log lines: text, or json (one object per line, with the run "
+             "id, step position and attempt of the code that logged).")] = "text",
 ) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) and the web UI
     (/ui/, logins with API tokens) until Ctrl-C."""
@@ -107,6 +111,8 @@ def serve_command(
     timeout = parse_duration(request_timeout).total_seconds()
     if not 0.1 <= timeout <= 3600:
         raise ConfigurationError("--request-timeout must be between 100ms and 1h")
+    if log_format not in LOG_FORMATS:
+        raise ConfigurationError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
     import_apps(app_module or [])  # here too: a wrong --app is reported before serving
     options = ServeOptions(
         database=state.db, apps=tuple(app_module or ()), host=host, port=port,
@@ -117,7 +123,8 @@ def serve_command(
                                 preview_chars=_size(preview_size, "--preview-size"),
                                 spec_kinds=_spec_kinds(spec_kind)),
         request_timeout=timeout, max_connections=max_connections,
-        access_log=access_log, quiet=state.quiet, ui="tokens" if ui else "off")
+        access_log=access_log, quiet=state.quiet, ui="tokens" if ui else "off",
+        log_format=log_format)
     ledger = state.ledger  # opened (and created or migrated) once, here
     if ledger.owner is not None:
         raise ConfigurationError("serve acts for every owner through tokens: drop --owner")

@@ -1,4 +1,4 @@
-"""Runs: listing, one run, one step, events, artifacts, resume, cancel, fork."""
+"""Runs: listing, one run, one step, logs, events, artifacts, resume, cancel, fork."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from .params import (
 from .present import run_full, step_full
 from .schemas import (
     ActionResult,
+    AttemptLogsOut,
     EventOut,
     ForkRun,
     PauseRun,
@@ -104,6 +105,18 @@ def get_step(run_id: RunId, position: Annotated[int, Path(ge=1, le=10_000_000)],
              request: Request, caller: CallerDep) -> JSONResponse:
     step = caller.ledger.step(run_id, position)
     return JSONResponse(step_full(step, redactor_of(request)))
+
+
+@router.get("/runs/{run_id}/logs", response_model=list[AttemptLogsOut], responses=ERRORS,
+            summary="What the run's steps logged, attempt by attempt")
+def get_logs(run_id: RunId, caller: CallerDep,
+             step: Annotated[int | None, Query(ge=1, le=10_000_000, description=(
+                 "Only the step at this position."))] = None) -> JSONResponse:
+    """Records emitted through ``logging`` (and ``print`` where captured) while each
+    step attempt ran, in step then attempt order; attempts that logged nothing are left
+    out. ``truncated`` attempts kept their first records up to the bound (1,000 records
+    or 256 KiB) and count the rest in ``dropped``."""
+    return JSONResponse([found.to_dict() for found in caller.ledger.logs(run_id, step=step)])
 
 
 # Each server-sent event as OpenAPI 3.2 describes one: its id, its type as the SSE event

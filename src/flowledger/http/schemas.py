@@ -345,6 +345,28 @@ class Ready(BaseModel):
                                      " which one, behind a load balancer or --processes.")
 
 
+class LogEntryOut(BaseModel):
+    """One record a step attempt logged (``logger`` is ``print`` for captured print
+    output)."""
+
+    at: datetime
+    level: str
+    logger: str
+    message: str
+    exception: str | None = Field(description="The formatted exception, if one was logged.")
+
+
+class AttemptLogsOut(BaseModel):
+    """What one attempt of one step logged."""
+
+    position: int
+    step: str
+    attempt: int
+    records: list[LogEntryOut]
+    dropped: int = Field(description="Records left out past the bound.")
+    truncated: bool
+
+
 class SentEventOut(BaseModel):
     """An event sent to a run: delivered to a wait (``consumed_position``), kept until a
     wait takes it, or refused by the wait's model (``error``)."""

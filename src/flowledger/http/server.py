@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from fastapi.responses import RedirectResponse
 from uvicorn.supervisors import Multiprocess
 
 from ..ledger import Ledger
+from ..logformat import configure as configure_logging
 from ..ui import Access, LocalAccess, TokenAccess, create_ui
 from ..webhook_dispatch import WebhookDispatcher
 from ..worker import Worker
@@ -68,6 +68,8 @@ class ServeOptions:
     #: ``login_token`` of ``flowledger ui``; one process only) or "off".
     ui: str = "tokens"
     login_token: str | None = None
+    #: "text" or "json" (one object per line, with run id, step and attempt).
+    log_format: str = "text"
 
     def to_json(self) -> str:
         # The workflows are not passed on: each process registers its own from ``apps``.
@@ -89,11 +91,9 @@ def application(options: ServeOptions, ledger: Ledger | None = None) -> FastAPI:
     """The app one server process runs, over ``ledger`` (else one opened from
     ``options.database``): the ``apps`` imported, worker threads and the webhook
     dispatcher started, and stopped when the server shuts down."""
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Worker threads log a line per run, as `flowledger worker` does.
-    logging.getLogger("flowledger.worker").setLevel(
-        logging.WARNING if options.quiet else logging.INFO)
+    configure_logging(options.log_format, quiet=options.quiet,
+                      progress_logger="flowledger.worker")
     import_apps(options.apps)
     ledger = ledger or Ledger(options.database)
     ledger.store.backend.reserve_query_connections(REQUEST_THREADS)
@@ -148,6 +148,8 @@ def serve(options: ServeOptions, ledger: Ledger | None = None) -> None:
         "limit_concurrency": options.max_connections,
         "request_timeout": options.request_timeout,
     }
+    if options.log_format == "json":  # uvicorn's records go through the JSON handler too
+        common["log_config"] = None
     if options.processes == 1:
         app = application(options, ledger)
         try:

@@ -20,6 +20,7 @@ from .rows import (
     DeliveryRow,
     DueDelivery,
     EventRow,
+    LogRow,
     NewRun,
     QueueRow,
     Revision,
@@ -42,7 +43,7 @@ from .sql import SqlStore
 
 __all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Claim",
            "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
-           "Durability", "EventRow", "Listener", "NewRun", "QueueRow", "Revision",
+           "Durability", "EventRow", "Listener", "LogRow", "NewRun", "QueueRow", "Revision",
            "RunFilter",
            "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",

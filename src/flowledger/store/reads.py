@@ -11,7 +11,8 @@ from sqlalchemy import Connection
 
 from . import history
 from .core import StoreCore
-from .rows import AttemptRow, RunFilter, RunRow, StepRow, UsageRow
+from .rows import AttemptRow, LogRow, RunFilter, RunRow, StepRow, UsageRow
+from .statements import logs as logs_sql
 from .statements import reads as reads_sql
 from .statements import trends as trends_sql
 
@@ -51,6 +52,12 @@ class StoreReads(StoreCore):
     def _get_steps(conn: Connection, run_id: uuid.UUID) -> list[StepRow]:
         rows = conn.execute(reads_sql.steps_of_run(run_id))
         return [StepRow(*row) for row in rows]
+
+    def logs_of(self, run_id: uuid.UUID, position: int | None = None) -> list[LogRow]:
+        """What a run's step attempts logged (one step's with ``position``), in step then
+        attempt order."""
+        with self._read() as conn:
+            return [LogRow(*row) for row in conn.execute(logs_sql.logs_of(run_id, position))]
 
     def get_status(self, run_id: uuid.UUID) -> tuple[str, str | None] | None:
         with self._read() as conn:

@@ -179,6 +179,18 @@ class UsageRow:
 
 
 @dataclass(slots=True)
+class LogRow:
+    """What one step attempt logged (``flowledger_step_logs``): ``records`` is a JSON
+    array; ``dropped`` counts the records left out past the bound."""
+
+    position: int
+    name: str
+    attempt: int
+    records: str
+    dropped: int
+
+
+@dataclass(slots=True)
 class ArtifactRow:
     run_id: uuid.UUID
     key: str

@@ -200,18 +200,22 @@ class SpoolingStore(SqlStore):
 
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
                     output_text: str | None, error_text: str | None, now: int,
-                    context: Mapping[str, str | None] | None = None) -> bool:
+                    context: Mapping[str, str | None] | None = None,
+                    logs: str | None = None, logs_dropped: int = 0) -> bool:
         args: dict[str, Any] = {
             "run_id": run_id, "token": token, "position": position, "status": status,
             "output_text": output_text, "error_text": error_text, "now": now,
-            "context": dict(context) if context else None}
+            "context": dict(context) if context else None, "logs": logs,
+            "logs_dropped": logs_dropped}
         return bool(self._spooled("finish_step", args, lambda: super(SpoolingStore, self)
                                 .finish_step(**args), True))
 
     def record_retry(self, run_id: uuid.UUID, token: str, position: int, error_text: str,
-                     now: int | None, retry_at: int | None) -> bool:
+                     now: int | None, retry_at: int | None, logs: str | None = None,
+                     logs_dropped: int = 0) -> bool:
         args: dict[str, Any] = {"run_id": run_id, "token": token, "position": position,
-                                "error_text": error_text, "now": now, "retry_at": retry_at}
+                                "error_text": error_text, "now": now, "retry_at": retry_at,
+                                "logs": logs, "logs_dropped": logs_dropped}
         return bool(self._spooled("record_retry", args,
                                   lambda: super(SpoolingStore, self).record_retry(**args), True))
 

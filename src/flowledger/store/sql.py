@@ -19,6 +19,7 @@ from .specs import StoreSpecs
 from .statements import artifacts as artifacts_sql
 from .statements import bulk as bulk_sql
 from .statements import context as context_sql
+from .statements import logs as logs_sql
 from .statements import runs as runs_sql
 from .statements import steps as steps_sql
 from .summaries import StoreSummaries
@@ -45,6 +46,7 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         self._begin_sql = self._compile_text(steps_sql.BEGIN_STEP.format(uuid=uuid_type))
         self._finish_sql = self._compile_text(steps_sql.FINISH_STEP)
         self._attempt_sql = self._compile_text(steps_sql.RECORD_FAILED_ATTEMPT)
+        self._logs_sql = self._compile_text(logs_sql.RECORD_LOGS)
         self._artifact_sql = self._compile_text(
             steps_sql.SAVE_ARTIFACT.format(uuid=uuid_type))
         self._context_sql = self._compile_text(steps_sql.SET_CONTEXT.format(uuid=uuid_type))
@@ -193,19 +195,24 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
 
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
                     output_text: str | None, error_text: str | None, now: int,
-                    context: Mapping[str, str | None] | None = None) -> bool:
-        """Record a step's result durably, with the context values it set, in one
-        transaction. A failure is also kept in the attempt history. False means another
-        execution owns the run (nothing is written)."""
+                    context: Mapping[str, str | None] | None = None,
+                    logs: str | None = None, logs_dropped: int = 0) -> bool:
+        """Record a step's result durably, with the context values it set and what its
+        attempt logged (``logs``: a JSON array of records), in one transaction. A failure
+        is also kept in the attempt history. False means another execution owns the run
+        (nothing is written)."""
         bound = self.backend.bind_id(run_id)
         params = {"run_id": bound, "token": token, "position": position,
                   "status": status, "output": output_text, "error": error_text, "now": now,
                   "context": json.dumps(dict(context)) if context else None}
-        if not context and status != "failed":  # the success path: one statement
+        if not context and status != "failed" and logs is None:  # the success path
             return self._hot(self.backend.durable, self._finish_sql, params) > 0
         statements = [(self._context_sql, {"run_id": bound, "token": token, "name": name,
                                            "value": value, "position": position, "now": now})
                       for name, value in (context or {}).items()]
+        if logs is not None:
+            statements.append(self._logs_statement(bound, token, position, now, logs,
+                                                   logs_dropped))
         if status == "failed":
             statements.append((self._attempt_sql, {
                 "run_id": bound, "token": token, "position": position, "now": now,
@@ -215,6 +222,11 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
             return self.backend.durable_many(statements) > 0
         except Exception as exc:
             raise store_error(self._where, exc) from exc
+
+    def _logs_statement(self, bound: Any, token: str, position: int, now: int | None,
+                        logs: str, dropped: int) -> tuple[str, dict[str, Any]]:
+        return (self._logs_sql, {"run_id": bound, "token": token, "position": position,
+                                 "now": now, "records": logs, "dropped": dropped})
 
     def set_context(self, run_id: uuid.UUID, token: str, name: str, value: str | None,
                     now: int) -> bool:
@@ -292,14 +304,24 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         return self._hot(self.backend.durable, self._usage_once_sql, params) >= 0
 
     def record_retry(self, run_id: uuid.UUID, token: str, position: int, error_text: str,
-                     now: int | None, retry_at: int | None) -> bool:
-        """Record a failed attempt that another attempt follows at ``retry_at``.
+                     now: int | None, retry_at: int | None, logs: str | None = None,
+                     logs_dropped: int = 0) -> bool:
+        """Record a failed attempt that another attempt follows at ``retry_at``, with what
+        it logged (``logs``).
 
         Committed like a begin marker (the next attempt's result makes it durable).
         """
-        params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
+        bound = self.backend.bind_id(run_id)
+        params = {"run_id": bound, "token": token, "position": position,
                   "now": now, "error": error_text, "retry_at": retry_at}
-        return self._hot(self.backend.marker, self._attempt_sql, params) > 0
+        if logs is None:
+            return self._hot(self.backend.marker, self._attempt_sql, params) > 0
+        try:
+            return self.backend.durable_many([
+                self._logs_statement(bound, token, position, now, logs, logs_dropped),
+                (self._attempt_sql, params)]) > 0
+        except Exception as exc:
+            raise store_error(self._where, exc) from exc
 
     def record_usage(self, token: str, row: UsageRow) -> bool:
         """Record one LLM call at once (tokens are spent even if the step fails later)."""
