@@ -11,6 +11,8 @@ Prints the median of several repetitions.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import sqlite3
 import statistics
@@ -19,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -35,6 +38,26 @@ def many_steps(n: int) -> int:
     total = 0
     for i in range(n):
         total += trivial(i)
+    return total
+
+
+step_log = logging.getLogger("bench.steps")
+step_log.setLevel(logging.INFO)
+step_log.propagate = False  # records are made (and captured) but printed nowhere
+
+
+@fl.step()
+def logs_lines(i: int, lines: int) -> int:
+    for line in range(lines):
+        step_log.info("step %d line %d", i, line)
+    return i + 1
+
+
+@fl.workflow(name="bench_logging_steps")
+def many_logging_steps(n: int, lines: int) -> int:
+    total = 0
+    for i in range(n):
+        total += logs_lines(i, lines)
     return total
 
 
@@ -119,6 +142,62 @@ def main() -> None:
     print(f"{'configuration':<46} {'µs/step':>9}   raw commit on this store")
     for name, value, raw_text in rows:
         print(f"{name:<46} {value:>9.1f}   {raw_text}")
+    with tempfile.TemporaryDirectory() as tmp:
+        step_logs_figures(Path(tmp), n, repeat)
+
+
+def step_logs_figures(tmp: Path, n: int, repeat: int) -> None:
+    """Step log capture on and off (SQLite, durability=full): per step, and the commit of
+    one step that logs 100,000 lines (kept: the first 1,000, at most 256 KiB)."""
+    print(f"\nstep logs: {n} sequential steps, SQLite durability=full, median of {repeat}\n")
+    print(f"{'configuration':<46} {'µs/step':>9}   vs capture off")
+    for lines in (0, 10):
+        figures = {}
+        for capture in (False, True):
+            with fl.Ledger(f"sqlite:///{tmp}/logs-{lines}-{capture}.db",
+                           capture_logs=capture) as ledger:
+                ledger.run(many_logging_steps, 10, lines)  # warm up
+                figures[capture] = measure(
+                    lambda lg=ledger: lg.run(many_logging_steps, n, lines),  # type: ignore[misc]
+                    n, repeat)
+        for capture in (False, True):
+            label = f"{lines} log lines per step, capture {'on' if capture else 'off'}"
+            print(f"{label:<46} {figures[capture]:>9.1f}   "
+                  f"{figures[capture] / figures[False]:.2f}×")
+    print(f"\none step logging 100,000 lines, median of {repeat}\n")
+    print(f"{'configuration':<46} {'step ms':>9} {'commit ms':>10} {'stored KiB':>11}")
+    for capture in (False, True):
+        with fl.Ledger(f"sqlite:///{tmp}/flood-{capture}.db", capture_logs=capture) as ledger:
+            total, commit, stored = flood(ledger, repeat)
+        label = f"capture {'on' if capture else 'off'}"
+        print(f"{label:<46} {total * 1e3:>9.1f} {commit * 1e3:>10.2f} {stored / 1024:>11.1f}")
+
+
+def flood(ledger: fl.Ledger, repeat: int) -> tuple[float, float, int]:
+    """Median seconds of a run whose one step logs 100,000 lines, median seconds of that
+    step's commit (its result, with the logs it kept), and the bytes of logs kept."""
+    commits: list[float] = []
+    finish = ledger.store.finish_step
+
+    def timed(*args: Any, **kwargs: Any) -> bool:
+        start = time.perf_counter()
+        try:
+            return finish(*args, **kwargs)
+        finally:
+            commits.append(time.perf_counter() - start)
+
+    ledger.store.finish_step = timed  # type: ignore[method-assign]
+    totals = []
+    run_id = ""
+    for _ in range(repeat):
+        start = time.perf_counter()
+        handle = ledger.start(many_logging_steps, 1, 100_000)
+        handle.result()
+        totals.append(time.perf_counter() - start)
+        run_id = handle.id
+    stored = sum(len(json.dumps([e.to_dict() for e in a.records]))
+                 for a in ledger.logs(run_id))
+    return statistics.median(totals), statistics.median(commits), stored
 
 
 if __name__ == "__main__":

@@ -232,7 +232,6 @@ step_logs = Table(
     Column("records", Text, nullable=False),
     Column("dropped", Integer, nullable=False, server_default="0"),
     Column("written_at", BigInteger, nullable=False),
-    sqlite_with_rowid=False,
 )
 
 # Events sent to runs (``Ledger.send_event``): kept until a ``wait_for_event`` of that
