@@ -158,12 +158,12 @@ def step_logs_figures(tmp: Path, n: int, repeat: int) -> None:
                            capture_logs=capture) as ledger:
                 ledger.run(many_logging_steps, 10, lines)  # warm up
                 figures[capture] = measure(
-                    lambda lg=ledger: lg.run(many_logging_steps, n, lines),  # type: ignore[misc]
+                    lambda lg=ledger, k=lines: lg.run(many_logging_steps, n, k),  # type: ignore[misc]
                     n, repeat)
         for capture in (False, True):
             label = f"{lines} log lines per step, capture {'on' if capture else 'off'}"
             print(f"{label:<46} {figures[capture]:>9.1f}   "
-                  f"{figures[capture] / figures[False]:.2f}×")
+                  f"{figures[capture] / figures[False]:.2f}x")
     print(f"\none step logging 100,000 lines, median of {repeat}\n")
     print(f"{'configuration':<46} {'step ms':>9} {'commit ms':>10} {'stored KiB':>11}")
     for capture in (False, True):
