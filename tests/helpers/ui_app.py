@@ -6,6 +6,7 @@ Gates are files, as in ``http_app``: the server executes queued runs in another 
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from pydantic import BaseModel
 
@@ -19,6 +20,7 @@ def load(n: int) -> dict[str, object]:
 
 
 _tries: dict[str, int] = {}
+log = logging.getLogger("ui_app")
 
 
 @fl.step(retries=2, backoff=0)
@@ -26,6 +28,7 @@ def wobbly(key: str) -> str:
     """Fails on its first attempt, then succeeds: one failed attempt in the history."""
     run = fl.current_run_id() or key
     _tries[run] = _tries.get(run, 0) + 1
+    log.warning("fetching %s, attempt %d", key, _tries[run])
     if _tries[run] == 1:
         raise ConnectionError(f"upstream reset while fetching {key}")
     return f"fetched {key}"

@@ -98,6 +98,12 @@ def test_a_run_page_shows_its_timeline_steps_attempts_and_errors(db_url: str,
         expect(panel).to_contain_text("upstream reset")
         expect(panel.locator("pre.traceback").first).to_contain_text("raise ConnectionError",
                                                                      use_inner_text=False)
+        # what each attempt logged, under its attempt
+        logs = panel.locator("[data-testid=step-logs]")
+        expect(logs.locator(".logs-attempt")).to_have_text(["Attempt 1", "Attempt 2"])
+        expect(logs.locator(".logs").first).to_contain_text("fetching item-4, attempt 1")
+        expect(logs.locator(".logs").last).to_contain_text("fetching item-4, attempt 2")
+        expect(logs.locator(".level-warning .log-level").first).to_have_text("WARNING")
         # an output as a tree, and the LLM call with its tokens
         page.locator("tr.step-row", has_text="ask_model").get_by_role("link").first.click()
         expect(panel.get_by_role("heading", name="Step 3 · ask_model")).to_be_visible()

@@ -176,7 +176,7 @@ def step_panel(request: Request, run_id: RunId,
                position: Annotated[int, Path(ge=1, le=10_000_000)],
                full: Annotated[bool, Query()] = False) -> Response:
     """The step panel: input, output (previews unless ``full``), error, attempts,
-    LLM calls and the idempotency key."""
+    LLM calls, what each attempt logged, and the idempotency key."""
     viewer = viewer_of(request)
     step = viewer.ledger.step(run_id, position)
     limit = None if full else request.app.state.settings.preview_chars
@@ -190,7 +190,7 @@ def step_panel(request: Request, run_id: RunId,
                          "text": text[:limit] if cut else text, "cut": cut,
                          "size": len(text)}
     return render(request, "_step_panel.html", viewer=viewer, step=step, values=values,
-                  run_id=step.run_id)
+                  run_id=step.run_id, logs=viewer.ledger.logs(run_id, step=position))
 
 
 @router.get("/runs/{run_id}/artifacts/{key:path}")

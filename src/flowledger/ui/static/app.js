@@ -9,11 +9,16 @@
     hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"});
   var otherYear = new Intl.DateTimeFormat(undefined, {year: "numeric", month: "short",
     day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+  // Log lines show the time of day to the millisecond (data-clock).
+  var clock = new Intl.DateTimeFormat(undefined, {hour: "2-digit", minute: "2-digit",
+    second: "2-digit", fractionalSecondDigits: 3, hourCycle: "h23"});
   function localTimes(scope) {
     var year = new Date().getFullYear();
     (scope || document).querySelectorAll("time[datetime]").forEach(function (t) {
       var d = new Date(t.getAttribute("datetime"));
-      if (!isNaN(d)) t.textContent = (d.getFullYear() === year ? thisYear : otherYear).format(d);
+      if (isNaN(d)) return;
+      t.textContent = t.hasAttribute("data-clock") ? clock.format(d)
+        : (d.getFullYear() === year ? thisYear : otherYear).format(d);
     });
   }
 
