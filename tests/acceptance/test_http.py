@@ -115,6 +115,14 @@ def test_the_full_flow_over_http(db_url: str, tmp_path: Path) -> None:
             (1, "failed"), (2, "completed")]
         assert step["attempt_history"][0]["error"]["type"].endswith("Error")
         assert done["steps"][1]["attempt_history"] == step["attempt_history"]
+        # what each attempt of the retried step logged, under that attempt
+        logs = api.get(f"/runs/{failing}/logs").json()
+        assert [(a["position"], a["step"], a["attempt"], [r["message"] for r in a["records"]])
+                for a in logs] == [(2, "check", 1, ["checking fail-now"]),
+                                   (2, "check", 2, ["checking fail-now"])]
+        assert logs[0]["records"][0]["level"] == "WARNING" and not logs[0]["truncated"]
+        assert api.get(f"/runs/{failing}/logs", params={"step": 1}).json() == []
+        assert api.get(f"/runs/{failing}/logs", params={"step": 0}).status_code == 422
         assert [json.loads(e["data"])["error"]["type"] for e in first
                 if e["event"] == "step.failed"] == [
             step["attempt_history"][0]["error"]["type"]]
@@ -168,7 +176,7 @@ def test_the_full_flow_over_http(db_url: str, tmp_path: Path) -> None:
 
 def _every_run_endpoint(api: httpx.Client, run_id: str) -> list[httpx.Response]:
     return [api.get(f"/runs/{run_id}"), api.get(f"/runs/{run_id}/steps/1"),
-            api.get(f"/runs/{run_id}/events"),
+            api.get(f"/runs/{run_id}/events"), api.get(f"/runs/{run_id}/logs"),
             api.get(f"/runs/{run_id}/artifacts/report.md"),
             api.post(f"/runs/{run_id}/resume"), api.post(f"/runs/{run_id}/cancel"),
             api.post(f"/runs/{run_id}/fork", json={"from_position": 1})]
@@ -190,7 +198,7 @@ def test_owners_see_only_their_own_runs(db_url: str) -> None:
         assert bob.get("/runs", params={"owner": "alice"}).json()["runs"] == []
         assert bob.get("/stats").json()["workflows"][0]["runs"] == 1
         # the owner's own requests still work, and an admin token sees both owners
-        assert [a.status_code for a in _every_run_endpoint(alice, theirs)][:4] == [200] * 4
+        assert [a.status_code for a in _every_run_endpoint(alice, theirs)][:5] == [200] * 5
         seen = {r["owner"] for r in admin.get("/runs").json()["runs"]}
         assert {"alice", "bob"} <= seen
         assert [r["id"] for r in admin.get("/runs", params={"owner": "bob"}).json()["runs"]

@@ -7,6 +7,7 @@ runs in another process, so there is no in-process event to wait on).
 from __future__ import annotations
 
 import enum
+import logging
 from pathlib import Path
 
 import flowledger as fl
@@ -31,6 +32,7 @@ def report(n: int, api_key: str = "k-123") -> str:
 
 @fl.step
 def check(flag: str) -> str:
+    logging.getLogger("http_app").warning("checking %s", Path(flag).name)
     if Path(flag).exists():
         raise RuntimeError(f"failing while {flag} exists")
     return "checked"

@@ -7,6 +7,7 @@ never interleave): the side-effect log the tests check execution against.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -105,3 +106,18 @@ def approval() -> dict[str, object]:
     work(0, 1)
     decision = fl.wait_for_event("approve", model=Approval)
     return decision.model_dump()
+
+
+@fl.step(retries=1, backoff=0)
+def talk(word: str) -> str:
+    attempt = fl.current_step().attempt
+    logging.getLogger("worker_app").warning("saying %s, attempt %d", word, attempt)
+    print(f"printed {word}")
+    if attempt == 1:
+        raise ConnectionError("first attempt fails")
+    return word
+
+
+@fl.workflow(name="talker")
+def talker(word: str) -> str:
+    return talk(word)

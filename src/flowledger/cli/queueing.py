@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Annotated
 
 import typer
@@ -101,8 +102,12 @@ def worker_command(
         shutdown_timeout=parse_duration(shutdown_timeout),
         poll_interval=parse_duration(poll) if poll else None,
         suspend_after=parse_duration(suspend_after))
-    state.hint(f"worker {worker.id} on {', '.join(worker.queues)} "
+    started = (f"worker {worker.id} on {', '.join(worker.queues)} "
                f"(concurrency {concurrency}); Ctrl-C to stop")
+    if log_format == "json":  # every line on stderr stays one JSON object
+        logging.getLogger("flowledger.worker").info(started)
+    else:
+        state.hint(started)
     worker.run()
 
 

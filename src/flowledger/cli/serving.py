@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from ..errors import ConfigurationError
 from ..logformat import LOG_FORMATS
+from ..logformat import configure as configure_logging
 from ..validation import duration as parse_duration
 from ..workflow import import_apps, registered_names
 from .app import command
@@ -129,15 +132,19 @@ def serve_command(
     if ledger.owner is not None:
         raise ConfigurationError("serve acts for every owner through tokens: drop --owner")
     served = registered_names()
+    hint: Callable[[str], None] = state.hint
+    if log_format == "json":  # every line on stderr stays one JSON object
+        configure_logging("json", quiet=state.quiet, progress_logger="flowledger.serve")
+        hint = logging.getLogger("flowledger.serve").info
     if not served:
-        state.hint("no --app given: clients can start the specs their owner registered, "
+        hint("no --app given: clients can start the specs their owner registered, "
                    "and read runs")
-    state.hint(f"serving {len(served)} workflow(s) on http://{host}:{port}/api/v1"
+    hint(f"serving {len(served)} workflow(s) on http://{host}:{port}/api/v1"
                + (f" with {processes} processes" if processes > 1 else "")
                + (f" and {workers} worker thread(s) each" if workers and processes > 1
                   else f" with {workers} in-process worker thread(s)" if workers else ""))
     if ui:
-        state.hint(f"web UI on http://{host}:{port}/ui/ (log in with a token from "
+        hint(f"web UI on http://{host}:{port}/ui/ (log in with a token from "
                    "`flowledger tokens create`)")
     if processes > 1:
         ledger.close()  # each server process opens its own
