@@ -213,3 +213,16 @@ def test_logs_are_owner_scoped_and_bad_input_is_refused(ledger: fl.Ledger) -> No
         ledger.logs("01a00000-0000-7000-8000-000000000000")
     with pytest.raises(fl.ConfigurationError, match="step position"):
         ledger.logs(handle.id, step=0)
+
+
+def test_a_purged_run_takes_its_logs_with_it(ledger: fl.Ledger) -> None:
+    kept = ledger.start(chatty_flow, 2, owner="keep")
+    kept.result()
+    gone = ledger.start(chatty_flow, 3, owner="go")
+    gone.result()
+    report = ledger.for_owner("go").purge(0)
+    assert report.runs == 1
+    with pytest.raises(fl.RunNotFound):
+        ledger.logs(gone.id)
+    assert ledger.store.logs_of(ledger.run_uuid(gone.id)) == []
+    assert [len(a.records) for a in ledger.logs(kept.id)] == [2]

@@ -12,7 +12,17 @@ from typing import Any
 
 from sqlalchemy import Delete, Select, Table, delete, insert, select
 
-from ..schema import artifacts, attempts, context, run_events, run_tags, runs, steps, usage
+from ..schema import (
+    artifacts,
+    attempts,
+    context,
+    run_events,
+    run_tags,
+    runs,
+    step_logs,
+    steps,
+    usage,
+)
 from .common import among
 
 INSERT_RUNS = insert(runs)
@@ -42,7 +52,7 @@ def contents_of_runs(ids: list[uuid.UUID], dialect: str) -> Select[Any]:
 def delete_records(ids: list[uuid.UUID], dialect: str) -> list[Delete]:
     """Deleting what is recorded about these runs' steps, except the steps themselves."""
     return [delete(table).where(among(table.c.run_id, ids, dialect))
-            for table in (artifacts, usage, context, attempts, run_events)]
+            for table in (artifacts, usage, context, attempts, run_events, step_logs)]
 
 
 def delete_steps(ids: list[uuid.UUID], dialect: str) -> Delete:
