@@ -95,7 +95,9 @@ _HOME = {
     "StoreFull": "errors",
     "StoreUnavailable": "errors",
     "SummaryPage": "models",
+    "Telemetry": "telemetry",
     "TokenInfo": "api_tokens",
+    "TracesExported": "traceexport",
     "TokenNotFound": "errors",
     "Usage": "models",
     "UsageGroup": "models",
@@ -196,6 +198,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .serialization import JsonSerializer, Serializer
     from .spec_registry import SpecInfo
     from .specs import Spec, SpecError, SpecProblem, load_spec, parse_spec
+    from .telemetry import Telemetry
+    from .traceexport import TracesExported
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
     from .waits import sleep, sleep_async, wait_for_event, wait_for_event_async
     from .webhook_dispatch import WebhookDispatcher
@@ -220,7 +224,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "TokenNotFound",
+    "Telemetry",
     "TokenInfo",
+    "TracesExported",
     "NewToken",
     "RunEvent",
     "EventBatch",

@@ -90,6 +90,7 @@ class StepCall:
         # The row's counter is incremented by each begin; fencing makes this execution the
         # only writer, so the count is known here without reading it back.
         self.attempt = self.recorded.attempts if self.recorded is not None else 0
+        self.started_at: int | None = None
 
     def replay(self) -> tuple[bool, Any]:
         row = self.recorded
@@ -119,8 +120,9 @@ class StepCall:
             raise DeadlineExceeded(f"run {execution.run_id_text} passed its deadline before "
                                    f"step {self.name!r} (position {self.position})")
         store = execution.runtime.store
+        self.started_at = ids.now_us()  # the attempt's start, as recorded
         if not store.begin_step(execution.run_id, execution.token, self.position, self.name,
-                                self.input_text(), ids.now_us(), self.child,
+                                self.input_text(), self.started_at, self.child,
                                 attempt=self.attempt + 1):
             raise interruption(execution)
         self.attempt += 1
@@ -137,13 +139,21 @@ class StepCall:
         execution = self.execution
         pending = self.pending_context if status != "failed" else {}
         texts = {name: text for name, (text, _) in pending.items()} if pending else None
+        now = ids.now_us()
         if not execution.runtime.store.finish_step(execution.run_id, execution.token,
                                                    self.position, status, output, error,
-                                                   ids.now_us(), texts):
+                                                   now, texts):
             raise LeaseLost(f"run {execution.run_id_text} was taken over while step "
                             f"{self.name!r} ran; its result was not recorded")
+        self.traced(status, now, error)
         for name, (_, value) in pending.items():
             execution.context[name] = value
+
+    def traced(self, status: str, ended_at: int, error: str | None) -> None:
+        """The attempt's outcome was committed: its span goes out when tracing is on."""
+        telemetry = self.execution.runtime.telemetry
+        if telemetry is not None:
+            telemetry.attempt_ended(self, status, self.started_at, ended_at, error)
 
     def succeeded(self, result: Any) -> Any:
         try:
@@ -177,9 +187,10 @@ class StepCall:
             retry_at = now + int(delay * 1_000_000)
             if deadline is None or retry_at < deadline:
                 execution = self.execution
+                error = error_text(exc)
                 execution.runtime.store.record_retry(execution.run_id, execution.token,
-                                                     self.position, error_text(exc), now,
-                                                     retry_at)
+                                                     self.position, error, now, retry_at)
+                self.traced("failed", now, error)
                 return delay
         self._finish("failed", None, error_text(exc))
         return None
