@@ -121,6 +121,8 @@ class StepCall:
                                    f"step {self.name!r} (position {self.position})")
         store = execution.runtime.store
         self.started_at = ids.now_us()  # the attempt's start, as recorded
+        if self.child is not None:  # a child run made by this attempt starts within it
+            self.child.created_at = self.started_at
         if not store.begin_step(execution.run_id, execution.token, self.position, self.name,
                                 self.input_text(), self.started_at, self.child,
                                 attempt=self.attempt + 1):

@@ -21,6 +21,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     commands,
     mailbox,
     maintenance,
+    otel,
     queueing,
     serving,
     specs,
