@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = ("OpenTelemetry is not installed: pip install 'flowledger[otel]' "
                 "(it brings opentelemetry-sdk and the OTLP/HTTP exporter)")
+# Spans per request of an export (the batching processor's default batch size).
+EXPORT_BATCH = 512
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
@@ -116,15 +118,7 @@ class Telemetry:
                     BatchSpanProcessor,
                 )
 
-                exporter = self._exporter
-                if exporter is None:
-                    try:
-                        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-                            OTLPSpanExporter,
-                        )
-                    except ImportError as exc:
-                        raise ConfigurationError(f"{INSTALL_HINT} ({exc})") from None
-                    exporter = OTLPSpanExporter()
+                exporter = self._exporter or self._otlp_exporter()
                 self._processor = BatchSpanProcessor(exporter)
                 atexit.register(self._processor.shutdown)
             return self._processor
@@ -196,9 +190,43 @@ class Telemetry:
             self.emit([span])
 
     def export(self, reads: Iterable[RunRead]) -> int:
-        """Send the spans of recorded runs; returns how many were sent."""
+        """Send the spans of recorded runs; returns how many were sent. Through the
+        exporter itself, in batches whose result is checked (a batching processor would
+        drop spans past its queue, and say nothing of a failed export); through the
+        processor when one was given instead."""
         build = self._build
-        return sum(self.emit(build.recorded_spans(read, self.resource)) for read in reads)
+        spans = (span for read in reads for span in build.recorded_spans(read, self.resource))
+        if self._exporter is None and self._processor is not None:
+            return self.emit(spans)
+        exporter = self._exporter or self._otlp_exporter()
+        from opentelemetry.sdk.trace.export import SpanExportResult  # noqa: PLC0415
+
+        count = 0
+        batch: list[Any] = []
+        for span in [*spans, None]:
+            if span is not None:
+                batch.append(span)
+            if batch and (span is None or len(batch) >= EXPORT_BATCH):
+                if exporter.export(batch) is not SpanExportResult.SUCCESS:
+                    raise ConfigurationError(
+                        f"the trace exporter refused {len(batch)} spans after {count} were "
+                        "sent (is the OTLP endpoint reachable? OTEL_EXPORTER_OTLP_ENDPOINT "
+                        "names it)")
+                count += len(batch)
+                batch = []
+        if exporter is not self._exporter:
+            exporter.shutdown()
+        return count
+
+    @staticmethod
+    def _otlp_exporter() -> Any:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+                OTLPSpanExporter,
+            )
+        except ImportError as exc:
+            raise ConfigurationError(f"{INSTALL_HINT} ({exc})") from None
+        return OTLPSpanExporter()
 
 
 def traced(telemetry: Telemetry | None, call: StepCall) -> AbstractContextManager[Any]:
