@@ -156,12 +156,15 @@ class Telemetry:
     @contextmanager
     def _scope(self, trace: RunTrace, run_id: uuid.UUID, position: int,
                attempt: int) -> Iterator[None]:
-        from opentelemetry.trace import NonRecordingSpan, use_span  # noqa: PLC0415
+        from opentelemetry import context  # noqa: PLC0415 (loaded already: see _spans)
+        from opentelemetry.trace import NonRecordingSpan, set_span_in_context  # noqa: PLC0415
 
         span = NonRecordingSpan(self._build.attempt_context(trace, run_id, position, attempt))
-        with use_span(span, end_on_exit=False, record_exception=False,
-                      set_status_on_exception=False):
+        token = context.attach(set_span_in_context(span))
+        try:
             yield
+        finally:
+            context.detach(token)
 
     def usage_recorded(self, call: StepCall, row: UsageRow) -> None:
         """An LLM call recorded during the current attempt: sent with the attempt."""

@@ -17,30 +17,36 @@ Example: ``traceids.attempt_span_id(run_id, 3, 1)``
 from __future__ import annotations
 
 import hashlib
+import struct
 import sys
 import uuid
+from functools import lru_cache
 from typing import NamedTuple
 
 
-def _span_id(*parts: object) -> int:
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+def _span_id(kind: bytes, run_id: uuid.UUID, *numbers: int, text: str = "") -> int:
+    # A fixed layout (never str() of a UUID: this runs on every step attempt).
+    data = b"".join((kind, run_id.bytes, struct.pack(f">{len(numbers)}q", *numbers),
+                     text.encode()))
+    digest = hashlib.blake2b(data, digest_size=8).digest()
     return int.from_bytes(digest, "big") or 1  # 0 is the invalid span id
 
 
 def run_span_id(run_id: uuid.UUID) -> int:
     """The id of a run's span."""
-    return _span_id("run", run_id)
+    return _span_id(b"run", run_id)
 
 
+@lru_cache(maxsize=1024)  # asked for when a body starts and again when its attempt ends
 def attempt_span_id(run_id: uuid.UUID, position: int, attempt: int) -> int:
     """The id of the span of attempt ``attempt`` of the step at ``position``."""
-    return _span_id("attempt", run_id, position, attempt)
+    return _span_id(b"attempt", run_id, position, attempt)
 
 
 def usage_span_id(run_id: uuid.UUID, position: int, model: str, recorded_at: int) -> int:
     """The id of an LLM call's span (a usage record is identified by these, as the spool
     that replays usage records identifies it)."""
-    return _span_id("usage", run_id, position, model, recorded_at)
+    return _span_id(b"usage", run_id, position, recorded_at, text=model)
 
 
 class TraceParent(NamedTuple):
