@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import uuid
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .stepcall import StepCall
     from .store import RunRead, UsageRow
 
+log = logging.getLogger("flowledger")
 INSTALL_HINT = ("OpenTelemetry is not installed: pip install 'flowledger[otel]' "
                 "(it brings opentelemetry-sdk and the OTLP/HTTP exporter)")
 # Spans per request of an export (the batching processor's default batch size).
@@ -52,7 +54,7 @@ def _enabled_by_env() -> bool:
         return False
     exporters = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporters:
-        return exporters != "none"
+        return {name.strip() for name in exporters.split(",")} != {"none"}
     return any(os.environ.get(name) for name in _ENDPOINTS)
 
 
@@ -76,13 +78,17 @@ class Telemetry:
         spans = _spans()
         self._exporter = exporter
         self._processor = processor
-        self._service_name = service_name
+        self._given_processor = processor is not None
         self._lock = threading.Lock()
         self._calls: dict[tuple[uuid.UUID, int], list[UsageRow]] = {}
         from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 (see _spans)
 
-        name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "flowledger"
-        self.resource = Resource.create({"service.name": name})
+        # The environment's resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), named
+        # ``flowledger`` when it names no service.
+        resource = Resource.create({"service.name": service_name} if service_name else {})
+        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({"service.name": "flowledger"}))
+        self.resource = resource
         self._build = spans
 
     @classmethod
@@ -96,7 +102,9 @@ class Telemetry:
         """
         if not _enabled_by_env():
             return None
-        exporters = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
+        names = {name.strip() for name in
+                 os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")}
+        exporters = "otlp" if names & {"otlp", "otlp_proto_http"} else ",".join(sorted(names))
         if exporters == "console":
             _spans()
             from opentelemetry.sdk.trace.export import (  # noqa: PLC0415 (see _spans)
@@ -173,7 +181,16 @@ class Telemetry:
 
     def attempt_ended(self, call: StepCall, status: str, started_at: int | None,
                       ended_at: int, error: str | None) -> None:
-        """A step attempt's outcome was committed: send its span and its LLM calls'."""
+        """A step attempt's outcome was committed: send its span and its LLM calls'.
+        Tracing never fails a step: a failure to build or hand over spans is logged."""
+        try:
+            self._attempt_ended(call, status, started_at, ended_at, error)
+        except Exception as exc:
+            log.warning("tracing: the span of step %r (position %d) was not sent: %s",
+                        call.name, call.position, exc)
+
+    def _attempt_ended(self, call: StepCall, status: str, started_at: int | None,
+                       ended_at: int, error: str | None) -> None:
         execution = call.execution
         trace = execution.trace
         with self._lock:
@@ -186,11 +203,16 @@ class Telemetry:
                      for row in calls)])
 
     def run_ended(self, execution: Execution) -> None:
-        """A run's end was committed: send its span, built from its record."""
-        row = execution.runtime.store.get_run(execution.run_id, None)
-        span = None if row is None else self._build.run_span(row, self.resource)
-        if span is not None:
-            self.emit([span])
+        """A run's end was committed: send its span, built from its record (a store that
+        cannot be read now, e.g. in best-effort mode, leaves it to ``otel export``)."""
+        try:
+            row = execution.runtime.store.get_run(execution.run_id, None)
+            span = None if row is None else self._build.run_span(row, self.resource)
+            if span is not None:
+                self.emit([span])
+        except Exception as exc:
+            log.warning("tracing: the span of run %s was not sent: %s",
+                        execution.run_id_text, exc)
 
     def export(self, reads: Iterable[RunRead]) -> int:
         """Send the spans of recorded runs; returns how many were sent. Through the
@@ -199,7 +221,7 @@ class Telemetry:
         processor when one was given instead."""
         build = self._build
         spans = (span for read in reads for span in build.recorded_spans(read, self.resource))
-        if self._exporter is None and self._processor is not None:
+        if self._given_processor:
             return self.emit(spans)
         exporter = self._exporter or self._otlp_exporter()
         from opentelemetry.sdk.trace.export import SpanExportResult  # noqa: PLC0415
@@ -253,9 +275,7 @@ def configured(telemetry: Telemetry | bool | None) -> Telemetry | None:
     try:
         return Telemetry.from_env()
     except ConfigurationError as exc:
-        import logging  # noqa: PLC0415 (only on this rare path)
-
-        logging.getLogger("flowledger").warning("tracing stays off: %s", exc)
+        log.warning("tracing stays off: %s", exc)
         return None
 
 

@@ -240,3 +240,28 @@ def test_export_errors(db_url: str, receiver: Receiver, monkeypatch: pytest.Monk
         with pytest.raises(fl.ConfigurationError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):
             ledger.export_traces(since=timedelta(hours=1))
     assert receiver.spans() == []
+
+
+class _BrokenProcessor:
+    """A span processor that fails on every span."""
+
+    def on_end(self, span: object) -> None:
+        raise RuntimeError("collector exploded")
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_tracing_failures_never_fail_a_run(db_url: str,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    telemetry = fl.Telemetry(processor=_BrokenProcessor())
+    with fl.Ledger(db_url, telemetry=telemetry) as ledger:
+        assert ledger.run(pipeline, "hello") == 5
+        run = ledger.get(ledger.runs(workflow="trace_parent").runs[0].id)
+    assert run.status is fl.RunStatus.COMPLETED
+    warnings = [r.getMessage() for r in caplog.records if "tracing:" in r.getMessage()]
+    assert any("step 'ask_model'" in w and "collector exploded" in w for w in warnings)
+    assert any(f"run {run.id}" in w for w in warnings)
