@@ -155,7 +155,10 @@ class StepCall:
         """The attempt's outcome was committed: its span goes out when tracing is on."""
         telemetry = self.execution.runtime.telemetry
         if telemetry is not None:
-            telemetry.attempt_ended(self, status, self.started_at, ended_at, error)
+            started = self.started_at  # else a woken wait's, begun by an earlier execution
+            if started is None and self.recorded is not None:
+                started = self.recorded.started_at
+            telemetry.attempt_ended(self, status, started, ended_at, error)
 
     def succeeded(self, result: Any) -> Any:
         try:

@@ -265,3 +265,31 @@ def test_tracing_failures_never_fail_a_run(db_url: str,
     warnings = [r.getMessage() for r in caplog.records if "tracing:" in r.getMessage()]
     assert any("step 'ask_model'" in w and "collector exploded" in w for w in warnings)
     assert any(f"run {run.id}" in w for w in warnings)
+
+
+@fl.workflow(name="trace_waits")
+def pausing() -> dict[str, int]:
+    fl.sleep(0.01)
+    return fl.wait_for_event("go")  # type: ignore[no-any-return]
+
+
+def _keys(spans: object) -> list[tuple[object, ...]]:
+    return sorted((s.name, s.context.trace_id, s.context.span_id,  # type: ignore[attr-defined]
+                   s.parent.span_id if s.parent else None, s.start_time, s.end_time,
+                   tuple(sorted(s.attributes.items())))
+                  for s in spans)  # type: ignore[attr-defined]
+
+
+def test_sleeps_and_waits_are_traced_as_exported(db_url: str) -> None:
+    live = InMemorySpanExporter()
+    exported = InMemorySpanExporter()
+    with fl.Ledger(db_url, telemetry=fl.Telemetry(processor=SimpleSpanProcessor(live))) \
+            as ledger:
+        handle = ledger.start(pausing)
+        ledger.send_event(handle.id, "go", {"x": 1})
+        assert handle.result(timeout=30) == {"x": 1}
+        ledger.export_traces([handle.id],
+                             telemetry=fl.Telemetry(processor=SimpleSpanProcessor(exported)))
+    names = sorted(s.name for s in live.get_finished_spans())
+    assert names == ["run trace_waits", "step sleep", "step wait_for_event:go"]
+    assert _keys(live.get_finished_spans()) == _keys(exported.get_finished_spans())
