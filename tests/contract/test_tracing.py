@@ -6,11 +6,11 @@ a run started inside a span continues its trace."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -273,11 +273,12 @@ def pausing() -> dict[str, int]:
     return fl.wait_for_event("go")  # type: ignore[no-any-return]
 
 
-def _keys(spans: object) -> list[tuple[object, ...]]:
-    return sorted((s.name, s.context.trace_id, s.context.span_id,  # type: ignore[attr-defined]
+def _keys(spans: Sequence[ReadableSpan]) -> list[tuple[object, ...]]:
+    return sorted((s.name, s.context.trace_id if s.context else None,
+                   s.context.span_id if s.context else None,
                    s.parent.span_id if s.parent else None, s.start_time, s.end_time,
-                   tuple(sorted(s.attributes.items())))
-                  for s in spans)  # type: ignore[attr-defined]
+                   tuple(sorted((s.attributes or {}).items())))
+                  for s in spans)
 
 
 def test_sleeps_and_waits_are_traced_as_exported(db_url: str) -> None:
