@@ -20,6 +20,9 @@ import hashlib
 import struct
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -99,12 +102,34 @@ class RunTrace(NamedTuple):
                            self.sampled).text()
 
 
+_continuing: ContextVar[str | None] = ContextVar("flowledger_traceparent", default=None)
+
+
+@contextmanager
+def continuing(traceparent: str | None) -> Iterator[None]:
+    """Runs created inside the block continue the trace of ``traceparent`` (the W3C header
+    of a request that asked for them), unless it is absent or malformed.
+
+    Example: ``with continuing(request.headers.get("traceparent")): ledger.submit(...)``
+    """
+    parsed = TraceParent.parse(traceparent)
+    token = _continuing.set(None if parsed is None else parsed.text())
+    try:
+        yield
+    finally:
+        _continuing.reset(token)
+
+
 def current_traceparent() -> str | None:
-    """The traceparent of the caller's current OpenTelemetry span, if it has a valid one.
+    """The traceparent runs created now continue: one given by ``continuing``, else the
+    one of the caller's current OpenTelemetry span, if it has a valid one.
 
     OpenTelemetry is never imported here: a program that has not imported it has no
     current span (and pays nothing).
     """
+    given = _continuing.get()
+    if given is not None:
+        return given
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return None
@@ -115,5 +140,5 @@ def current_traceparent() -> str | None:
                        bool(context.trace_flags & 1)).text()
 
 
-__all__ = ["RunTrace", "TraceParent", "attempt_span_id", "current_traceparent",
+__all__ = ["RunTrace", "TraceParent", "attempt_span_id", "continuing", "current_traceparent",
            "run_span_id", "usage_span_id"]
