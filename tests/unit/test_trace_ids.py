@@ -3,9 +3,11 @@ tracing on: no database needed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,26 @@ def test_bad_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         fl.Telemetry(exporter=object(), processor=object())
     with pytest.raises(fl.ConfigurationError, match="telemetry must be"):
         configured("yes")  # type: ignore[arg-type]
+
+
+def test_with_telemetry_off_opentelemetry_is_never_imported(tmp_path: Path) -> None:
+    code = """
+import sys, flowledger as fl
+
+@fl.step()
+def one(n: int) -> int:
+    fl.record_usage("gpt-4o", input_tokens=1, output_tokens=1)
+    return n
+
+@fl.workflow(name="untraced")
+def untraced(n: int) -> int:
+    return one(n)
+
+with fl.Ledger(sys.argv[1]) as ledger:
+    assert ledger.run(untraced, 3) == 3
+loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
+assert not loaded, loaded
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    subprocess.run([sys.executable, "-c", code, f"sqlite:///{tmp_path}/off.db"],
+                   check=True, timeout=120, env=env)
