@@ -150,8 +150,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
     def close(self) -> None:
         """Wait for the runs this Ledger started on threads, then release connections."""
         self._join_threads()
-        if self._runtime.telemetry is not None:
-            self._runtime.telemetry.flush()
+        if self._runtime.telemetry is not None:  # spans still buffered leave now
+            self._runtime.telemetry.flush(timeout=10.0)
         self.store.close()
 
     def __enter__(self) -> Ledger:

@@ -80,7 +80,8 @@ class Telemetry:
         self._processor = processor
         self._given_processor = processor is not None
         self._lock = threading.Lock()
-        self._calls: dict[tuple[uuid.UUID, int], list[UsageRow]] = {}
+        # LLM calls of attempts in progress, by run, position and attempt.
+        self._calls: dict[tuple[uuid.UUID, int, int], list[UsageRow]] = {}
         from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 (see _spans)
 
         # The environment's resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), named
@@ -177,7 +178,7 @@ class Telemetry:
     def usage_recorded(self, call: StepCall, row: UsageRow) -> None:
         """An LLM call recorded during the current attempt: sent with the attempt."""
         with self._lock:
-            self._calls.setdefault((row.run_id, row.position), []).append(row)
+            self._calls.setdefault((row.run_id, row.position, call.attempt), []).append(row)
 
     def attempt_ended(self, call: StepCall, status: str, started_at: int | None,
                       ended_at: int, error: str | None) -> None:
@@ -194,7 +195,7 @@ class Telemetry:
         execution = call.execution
         trace = execution.trace
         with self._lock:
-            calls = self._calls.pop((execution.run_id, call.position), [])
+            calls = self._calls.pop((execution.run_id, call.position, call.attempt), [])
         build = self._build
         record = build.AttemptRecord(execution.run_id, call.position, call.name, call.attempt,
                                      status, started_at, ended_at, error)
@@ -205,6 +206,9 @@ class Telemetry:
     def run_ended(self, execution: Execution) -> None:
         """A run's end was committed: send its span, built from its record (a store that
         cannot be read now, e.g. in best-effort mode, leaves it to ``otel export``)."""
+        with self._lock:  # calls of attempts interrupted by the run's end are not sent
+            for key in [key for key in self._calls if key[0] == execution.run_id]:
+                del self._calls[key]
         try:
             row = execution.runtime.store.get_run(execution.run_id, None)
             span = None if row is None else self._build.run_span(row, self.resource)
