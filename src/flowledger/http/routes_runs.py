@@ -56,6 +56,15 @@ def list_runs(request: Request, caller: CallerDep,
                   max_length=200, description="Admin tokens: that owner's runs (other "
                                               "tokens see only their own).")] = None,
               since: IsoTime = None, until: IsoTime = None,
+              parent: Annotated[str | None, Query(
+                  max_length=36, description="Only the child runs of this run.")] = None,
+              forked_from: Annotated[str | None, Query(
+                  max_length=36, description="Only the forks of this run.")] = None,
+              top_level: Annotated[bool, Query(
+                  description="Only runs that are no other run's child.")] = False,
+              executor: Annotated[str | None, Query(
+                  max_length=300, description="Only runs this process executes or last "
+                  "executed (host:pid:start), or a prefix ending with ':' (host:).")] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{27}$")] = None,
               if_none_match: Annotated[str | None, Header(
@@ -68,7 +77,8 @@ def list_runs(request: Request, caller: CallerDep,
     listing: dict[str, Any] = {
         "status": status, "workflow": workflow, "tag": tag, "owner": owner, "queue": queue,
         "since": when(since, "since"), "until": when(until, "until"), "limit": limit,
-        "cursor": cursor}
+        "cursor": cursor, "parent": parent, "forked_from": forked_from,
+        "top_level": top_level, "executor": executor}
     if if_none_match:
         tag_now = entity_tag(request, caller.ledger.summaries_revision(**listing))
         if not_modified(request, tag_now):
