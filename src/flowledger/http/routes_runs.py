@@ -29,6 +29,8 @@ from .present import run_full, step_full
 from .schemas import (
     ActionResult,
     AttemptLogsOut,
+    BulkCancel,
+    BulkResultOut,
     EventOut,
     ForkRun,
     PauseRun,
@@ -222,6 +224,20 @@ def cancel_run(run_id: RunId, caller: CallerDep) -> JSONResponse:
     changed = caller.ledger.cancel(run_id)
     run = caller.ledger.get(run_id, steps=False)
     return JSONResponse({"id": run.id, "status": run.status.value, "changed": changed})
+
+
+@router.post("/runs/cancel", response_model=BulkResultOut, responses=ERRORS,
+             summary="Cancel every unfinished run a filter matches")
+def cancel_runs(body: BulkCancel, caller: CallerDep) -> JSONResponse:
+    """In batches, each run with its child runs; each stops before its next step. A body
+    with no filter is refused (422) unless ``all`` is true; ``dry_run`` lists the runs
+    and changes nothing."""
+    result = caller.ledger.cancel_runs(
+        status=body.status, workflow=body.workflow, tag=body.tag, queue=body.queue,
+        owner=body.owner, since=when(body.since, "since"), until=when(body.until, "until"),
+        executor=body.executor, parent=body.parent, all_runs=body.all,
+        dry_run=body.dry_run)
+    return JSONResponse(result.to_dict())
 
 
 @router.post("/runs/{run_id}/fork", response_model=RunAccepted, status_code=202,
