@@ -20,7 +20,7 @@ from .errors import ConfigurationError, RunAlreadyRunning
 from .models import RunStatus
 from .queries import LedgerQueries
 from .queueing import LedgerQueueing, queue_name
-from .store import RunFilter
+from .store import RunFilter, RunRow
 
 DEFAULT_BATCH = 500
 CANCELLABLE = ("pending", "running", "paused", "waiting")
@@ -61,6 +61,13 @@ def _statuses(status: str | Iterable[str] | None, allowed: tuple[str, ...],
     return chosen
 
 
+def _still_pausing(row: RunRow) -> bool:
+    """A paused run whose execution may still be finishing its step in flight: it still
+    holds the run, and its process is not known to be gone (``resume`` waits for it)."""
+    return (row.status == RunStatus.PAUSED and row.lease_token is not None
+            and ids.is_alive_here(row.executor) is not False)
+
+
 class LedgerBulk(LedgerQueries, LedgerQueueing):
     """Bulk operations by filter, a part of ``Ledger``."""
 
@@ -94,7 +101,8 @@ class LedgerBulk(LedgerQueries, LedgerQueueing):
                 continue
             cancelled = self.store.cancel_runs(batch, self.owner, ids.now_us())
             done += map(str, cancelled)
-            skipped += [str(run_id) for run_id in batch if run_id not in set(cancelled)]
+            left = set(batch) - set(cancelled)
+            skipped += [str(run_id) for run_id in batch if run_id in left]
         return BulkResult("cancel", len(done), tuple(done), tuple(skipped), dry_run)
 
     def resume_runs(self, *, status: str | Iterable[str] | None = None,
@@ -124,8 +132,7 @@ class LedgerBulk(LedgerQueries, LedgerQueueing):
         for batch in self._batches(flt, batch_size):
             for row in self.store.runs_by_ids(batch):
                 goes_to = target or row.queue
-                if goes_to is None or (row.status == RunStatus.PAUSED
-                                       and row.lease_token is not None):
+                if goes_to is None or _still_pausing(row):
                     skipped.append(str(row.id))
                     continue
                 if not dry_run and not self._resume_one(row.id, row.status, goes_to):

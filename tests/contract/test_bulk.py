@@ -187,6 +187,12 @@ def test_bulk_resume_puts_failed_runs_back_in_a_queue(db_url: str) -> None:
         moved = ledger.resume_runs(workflow="bulk_failing", to_queue="retry")
         assert moved.run_ids == (local.id,)
         assert ledger.get(local.id, steps=False).queue == "retry"
+        # A paused run (nothing executes it) goes back to its queue too.
+        waiting = ledger.submit(bulk_child, 1, queue="later")
+        assert ledger.pause(waiting.id)
+        assert ledger.resume_runs(status="paused").run_ids == (waiting.id,)
+        assert waiting.status() is fl.RunStatus.PENDING
+        assert ledger.get(waiting.id, steps=False).queue == "later"
 
 
 def test_listing_filters_fork_child_top_level_queue_executor(db_url: str) -> None:
