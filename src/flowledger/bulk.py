@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,8 +124,9 @@ class LedgerBulk(LedgerQueries, LedgerQueueing):
         Example: ``ledger.resume_runs(workflow="triage", status="failed", to_queue="retry")``
         """
         statuses = _statuses(status, RESUMABLE, "resumed")
-        flt = self._bulk_filter(status, statuses, all_runs, workflow, owner, tag, since,
-                                until, queue, executor, None, forked_from, True)
+        flt = replace(self._bulk_filter(status, statuses, all_runs, workflow, owner, tag,
+                                        since, until, queue, executor, None, forked_from,
+                                        False), roots=True)  # children: their parent's
         target = None if to_queue is None else queue_name(to_queue)
         done: list[str] = []
         skipped: list[str] = []

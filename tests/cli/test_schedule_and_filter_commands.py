@@ -69,3 +69,23 @@ def test_runs_lists_parents_and_filters_by_lineage(cli: CLI, db_url: str) -> Non
     assert len(rows) == 2  # each child names its parent (the parent is not a cli_greet run)
     assert all(line.split()[0] != parent.id[:13] for line in rows)
     assert "no runs match" in cli("runs", "--executor", "no-such-host:").err
+
+
+def test_bulk_resume_from_the_cli(cli: CLI, db_url: str) -> None:
+    with fl.Ledger(db_url) as ledger:
+        queued = ledger.submit(fl.workflow(name="cli_bulk_noop")(lambda: 1), queue="q1")
+        local = ledger.submit(fl.workflow(name="cli_bulk_noop")(lambda: 1), queue="q2")
+    assert cli("cancel", "--queue", "q1").out.strip() == "cancelled 1 run"
+    assert cli("cancel", "--queue", "q2", "--json").json()["run_ids"] == [local.id]
+    refused = cli("resume")
+    assert refused.code == 2 and "--all" in refused.err
+    dry = cli("resume", "--status", "cancelled", "--queue", "q1", "--dry-run")
+    assert dry.out.splitlines() == [queued.id, "would resume 1 run"]
+    assert queued.status() is fl.RunStatus.CANCELLED
+    done = cli("resume", "--status", "cancelled", "--to-queue", "retry")
+    assert done.code == 0 and done.out.strip() == "resumed 2 runs"
+    with fl.Ledger(db_url) as ledger:
+        assert {ledger.get(h.id, steps=False).queue for h in (queued, local)} == {"retry"}
+    assert {h.status() for h in (queued, local)} == {fl.RunStatus.PENDING}
+    wrong = cli("resume", "--status", "running", "--all")
+    assert wrong.code == 2 and "can be resumed" in wrong.err

@@ -175,6 +175,8 @@ def test_bulk_resume_puts_failed_runs_back_in_a_queue(db_url: str) -> None:
         local = ledger.start(bulk_failing, 9)
         with pytest.raises(fl.RunFailed):
             local.result(timeout=60)
+        with pytest.raises(fl.ConfigurationError, match="no filter given"):
+            ledger.resume_runs()
         with pytest.raises(fl.ConfigurationError, match="can be resumed"):
             ledger.resume_runs(status="running", workflow="bulk_failing")
         dry = ledger.resume_runs(workflow="bulk_failing", dry_run=True)
