@@ -32,6 +32,7 @@ _HOME = {
     "ArtifactInfo": "models",
     "ArtifactNotFound": "errors",
     "Attempt": "models",
+    "BulkResult": "bulk",
     "AttemptOutcome": "models",
     "ConfigurationError": "errors",
     "DatabaseNotFound": "errors",
@@ -70,6 +71,7 @@ _HOME = {
     "sleep_async": "waits",
     "wait_for_event": "waits",
     "wait_for_event_async": "waits",
+    "RunInfo": "runcontext",
     "RunPage": "models",
     "RunStatus": "models",
     "Schedule": "schedules",
@@ -117,6 +119,7 @@ _HOME = {
     "WorkflowVersionMismatch": "errors",
     "artifacts": "artifacts",
     "context": "context",
+    "current_run": "runcontext",
     "current_run_id": "runcontext",
     "current_step": "runcontext",
     "llm_cache": "llm_cache",
@@ -134,6 +137,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from . import artifacts, context, llm_cache
     from .api_tokens import NewToken, TokenInfo
     from .artifacts import RunArtifacts
+    from .bulk import BulkResult
     from .concurrency import StepPool, map_steps
     from .errors import (
         AmbiguousRunId,
@@ -195,7 +199,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .queueing import QueueInfo, WorkerInfo
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
-    from .runcontext import StepInfo, current_run_id, current_step
+    from .runcontext import RunInfo, StepInfo, current_run, current_run_id, current_step
     from .schedules import Schedule, schedule
     from .serialization import JsonSerializer, Serializer
     from .spec_registry import SpecInfo
@@ -240,6 +244,7 @@ __all__ = [
     "ArtifactNotFound",
     "Attempt",
     "AttemptOutcome",
+    "BulkResult",
     "ConfigurationError",
     "DatabaseNotFound",
     "DeadlineExceeded",
@@ -273,6 +278,7 @@ __all__ = [
     "sleep_async",
     "wait_for_event",
     "wait_for_event_async",
+    "RunInfo",
     "RunPage",
     "RunStatus",
     "Schedule",
@@ -317,6 +323,7 @@ __all__ = [
     "__version__",
     "artifacts",
     "context",
+    "current_run",
     "current_run_id",
     "current_step",
     "llm_cache",

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from . import ids, traceids
@@ -177,6 +178,8 @@ class Execution:
         # The queue of a run a worker executes: only such a run can suspend (a worker
         # claims it again when it wakes).
         self.queue: str | None = None
+        # When the run was due: the tick of a schedule's run (``fl.current_run()``).
+        self.scheduled_at: datetime | None = None
         self._next_position = 0
         self._lock = threading.Lock()
 

@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 from . import ids, validation
 from .api_tokens import LedgerTokens
 from .artifacts import ArtifactStore
+from .bulk import LedgerBulk
 from .errors import (
     ConfigurationError,
     FlowledgerError,
@@ -41,8 +42,7 @@ from .handle import RunHandle, done_future
 from .ledgerbase import LedgerBase, Prepared, Shared
 from .mailbox import LedgerMailbox
 from .models import RunStatus
-from .queries import LedgerQueries
-from .queueing import LedgerQueueing, queue_name
+from .queueing import queue_name
 from .records import Records
 from .serialization import (
     JsonSerializer,
@@ -82,7 +82,7 @@ def default_url() -> str:
     return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
 
 
-class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs,
+class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
              LedgerMailbox, LedgerWebhooks, LedgerLogs, LedgerTraces):
     """Runs workflows durably and answers questions about them.
 

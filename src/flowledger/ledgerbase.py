@@ -31,8 +31,9 @@ from .errors import (
 from .executor import Execution, Runtime, resolve
 from .handle import RunHandle
 from .logcapture import install as install_log_capture
-from .models import ErrorInfo, Run, RunStatus
+from .models import ErrorInfo, Run, RunStatus, from_micros
 from .records import Records, revision_token
+from .schedules import tick_of
 from .serialization import NO_HINT, call_arguments, decode_inputs
 from .stepcall import asyncio_module
 from .store import SPEC_ENTRYPOINT, RunRow, SqlStore, StepRow
@@ -236,6 +237,7 @@ class LedgerBase:
         execution = self._execution(row.id, token, definition, steps, row.deadline_at,
                                     row.owner, row.traceparent)
         execution.queue = row.queue
+        execution.scheduled_at = tick_of(row.idempotency_key) or from_micros(row.scheduled_at)
         return Prepared(execution, args, kwargs)
 
     def execute(self, prepared: Prepared) -> Any:

@@ -54,9 +54,12 @@ def _seal(run_id: uuid.UUID, flt: RunFilter) -> bytes:
     """A check over the page boundary and the listing's filters: a cursor that was made
     up, mangled, or taken from another listing is refused rather than misread. (The
     time window is left out: "2h ago" moves between pages.)"""
+    extra = {"executor": flt.executor, "forked_from": flt.forked_from and str(flt.forked_from),
+             "top_level": flt.roots or None}
     listing = json.dumps([sorted(flt.status), flt.workflow, flt.owner, flt.tag,
                           str(flt.parent_id) if flt.parent_id else None]
-                         + ([flt.queue] if flt.queue is not None else []))
+                         + ([flt.queue] if flt.queue is not None else [])
+                         + sorted((k, v) for k, v in extra.items() if v is not None))
     return hashlib.blake2b(run_id.bytes + listing.encode(), digest_size=4,
                            person=b"flowledger-page").digest()
 
@@ -87,6 +90,16 @@ def _statuses(status: str | Iterable[str] | None) -> list[str]:
     return statuses
 
 
+def _run_id_filter(value: str | None) -> uuid.UUID | None:
+    """A run id given as a filter (parent, forked_from); RunNotFound when it is none."""
+    if value is None:
+        return None
+    parsed = ids.parse_run_id(value)
+    if parsed is None:
+        raise RunNotFound(value)
+    return parsed
+
+
 class LedgerQueries(LedgerBase):
     """Queries over recorded runs, scoped to the Ledger's owner when it has one."""
 
@@ -106,18 +119,25 @@ class LedgerQueries(LedgerBase):
              owner: str | None = None, tag: str | None = None,
              since: datetime | timedelta | None = None,
              until: datetime | timedelta | None = None, parent: str | None = None,
-             limit: int = 50, cursor: str | None = None, queue: str | None = None
-             ) -> RunPage:
+             limit: int = 50, cursor: str | None = None, queue: str | None = None,
+             executor: str | None = None, forked_from: str | None = None,
+             top_level: bool = False) -> RunPage:
         """Runs newest first, filtered, one page at a time (keyset pagination).
 
         ``since`` is inclusive and ``until`` exclusive; a timedelta means "that long
-        ago". Pass each page's ``next_cursor`` back to get the next one; it is None on
-        the last page (``cursor=None`` starts again from the newest).
+        ago". ``parent`` lists a run's child runs, ``top_level`` only runs that are no
+        other run's child, ``forked_from`` the forks of a run, ``queue`` the runs
+        submitted to a queue, ``executor`` the runs a process executes or last executed
+        (``host:pid:start`` as ``Ledger.workers()`` names it, or a prefix ending with
+        ``:`` such as ``"db-1:"`` for every process of a host). Pass each page's
+        ``next_cursor`` back to get the next one; it is None on the last page
+        (``cursor=None`` starts again from the newest).
         Example: ``ledger.runs(status="failed", since=timedelta(hours=2))``.
         """
         if not 1 <= limit <= 1000:
             raise ConfigurationError("limit must be between 1 and 1000")
-        flt = self._filter(status, workflow, owner, tag, since, until, parent, queue)
+        flt = self._filter(status, workflow, owner, tag, since, until, parent, queue,
+                           executor, forked_from, top_level)
         rows = self.store.list_runs(flt, limit + 1,
                                     decode_cursor(cursor, flt) if cursor else None)
         more = len(rows) > limit
@@ -132,7 +152,8 @@ class LedgerQueries(LedgerBase):
                   tag: str | None = None, queue: str | None = None,
                   since: datetime | timedelta | None = None,
                   until: datetime | timedelta | None = None, parent: str | None = None,
-                  limit: int = 50, cursor: str | None = None) -> SummaryPage:
+                  limit: int = 50, cursor: str | None = None, executor: str | None = None,
+                  forked_from: str | None = None, top_level: bool = False) -> SummaryPage:
         """Run summaries, newest first, one page at a time: what a list of runs shows
         (status, step counts, duration, tokens and cost of the run's own LLM calls, tags,
         lineage), as JSON-ready dicts, read in one statement without inputs or outputs,
@@ -143,7 +164,8 @@ class LedgerQueries(LedgerBase):
         Example: ``ledger.summaries(status="failed", queue="emails").runs[0]["counts"]``
         """
         flt, limit, before = self._listing(status, workflow, owner, tag, since, until,
-                                           parent, queue, limit, cursor)
+                                           parent, queue, limit, cursor,
+                                           (executor, forked_from, top_level))
         rows = self.store.run_summaries(flt, limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -160,23 +182,26 @@ class LedgerQueries(LedgerBase):
                            since: datetime | timedelta | None = None,
                            until: datetime | timedelta | None = None,
                            parent: str | None = None, limit: int = 50,
-                           cursor: str | None = None) -> str:
+                           cursor: str | None = None, executor: str | None = None,
+                           forked_from: str | None = None, top_level: bool = False) -> str:
         """``summaries(...).revision`` read cheaply (one light statement): what a
         dashboard polling a list compares. Example:
         ``if ledger.summaries_revision(status="running") != seen: ...``"""
         flt, limit, before = self._listing(status, workflow, owner, tag, since, until,
-                                           parent, queue, limit, cursor)
+                                           parent, queue, limit, cursor,
+                                           (executor, forked_from, top_level))
         rows = self.store.run_marks(flt, limit + 1, before)
         return marks_token(rows[:limit], len(rows) > limit)
 
     def _listing(self, status: str | Iterable[str] | None, workflow: str | None,
                  owner: str | None, tag: str | None, since: datetime | timedelta | None,
                  until: datetime | timedelta | None, parent: str | None,
-                 queue: str | None, limit: int, cursor: str | None
+                 queue: str | None, limit: int, cursor: str | None,
+                 more: tuple[str | None, str | None, bool] = (None, None, False)
                  ) -> tuple[RunFilter, int, uuid.UUID | None]:
         if not 1 <= limit <= 1000:
             raise ConfigurationError("limit must be between 1 and 1000")
-        flt = self._filter(status, workflow, owner, tag, since, until, parent, queue)
+        flt = self._filter(status, workflow, owner, tag, since, until, parent, queue, *more)
         return flt, limit, decode_cursor(cursor, flt) if cursor else None
 
     def diff(self, run_a: str | uuid.UUID, run_b: str | uuid.UUID) -> RunDiff:
@@ -301,23 +326,26 @@ class LedgerQueries(LedgerBase):
     def _filter(self, status: str | Iterable[str] | None, workflow: str | None,
                 owner: str | None, tag: str | None, since: datetime | timedelta | None,
                 until: datetime | timedelta | None, parent: str | None,
-                queue: str | None = None) -> RunFilter:
+                queue: str | None = None, executor: str | None = None,
+                forked_from: str | None = None, top_level: bool = False) -> RunFilter:
         statuses = _statuses(status)
         workflow = validation.optional_name(workflow, "the workflow filter")
         owner = validation.optional_name(owner, "the owner filter")
         tag = validation.optional_name(tag, "the tag filter")
-        parent_id = None
-        if parent is not None:
-            parent_id = ids.parse_run_id(parent)
-            if parent_id is None:
-                raise RunNotFound(parent)
+        parent_id = _run_id_filter(parent)
+        if top_level and parent_id is not None:
+            raise ConfigurationError("a listing of a run's children (parent) cannot be "
+                                     "top-level only (top_level)")
         scope = self.owner or owner
         if self.owner is not None and owner not in (None, self.owner):
             scope = "#" * 201  # another owner's runs from a scoped Ledger: no valid owner
         return RunFilter(owner=scope, status=statuses, workflow=workflow,
                          tag=tag, since=_micros(since, "since"), until=_micros(until, "until"),
-                         parent_id=parent_id,
-                         queue=validation.optional_name(queue, "the queue filter"))
+                         parent_id=parent_id, roots=bool(top_level),
+                         queue=validation.optional_name(queue, "the queue filter"),
+                         executor=validation.optional_name(executor, "the executor filter",
+                                                           300),
+                         forked_from=_run_id_filter(forked_from))
 
     def _to_run(self, row: RunRow, steps: list[StepRow] | None,
                 live: tuple[int, int, int, int] | None = None) -> Run:

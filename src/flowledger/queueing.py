@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import ids, validation
-from .errors import ConfigurationError, RunAlreadyRunning
+from .errors import ConfigurationError, RunAlreadyRunning, ScheduleNotFound
 from .executor import new_run, prepare_inputs, resume_position
 from .handle import RunHandle
 from .ledgerbase import LedgerBase
@@ -18,6 +18,7 @@ from .schedules import (
     Schedule,
     ScheduleDecl,
     check_cron,
+    check_timezone,
     declared,
     next_tick,
     plan_ticks,
@@ -230,14 +231,18 @@ class LedgerQueueing(LedgerBase):
     def add_schedule(self, workflow: WorkflowRef, *, cron: str,
                      name: str | None = None, inputs: Mapping[str, Any] | None = None,
                      queue: str = DEFAULT_QUEUE, priority: int = 0,
-                     catch_up: bool = False, owner: str | None = None) -> Schedule:
-        """Store a schedule (replacing one of the same name): workers submit ``workflow``
-        to ``queue`` on every tick of ``cron`` (UTC; five fields, or six with seconds).
+                     catch_up: bool = False, owner: str | None = None,
+                     timezone: str | None = None) -> Schedule:
+        """Store a schedule (replacing one of the same name; a pause stands): workers
+        submit ``workflow`` to ``queue`` on every tick of ``cron`` (five fields, six with
+        seconds, or a macro such as ``@daily``), read in ``timezone`` (an IANA name;
+        None: UTC).
 
-        Example: ``ledger.add_schedule(cleanup, cron="*/5 * * * *")``
+        Example: ``ledger.add_schedule(report, cron="0 9 * * 1-5", timezone="Europe/Berlin")``
         """
         definition = definition_of(workflow)
         expression = check_cron(cron)
+        zone = check_timezone(timezone)
         _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}),
                                         convert=True)
         now = ids.now_us()
@@ -252,7 +257,8 @@ class LedgerQueueing(LedgerBase):
             version=definition.version, entrypoint=definition.entrypoint,
             serializer=self._runtime.serializer.name, inputs=inputs_text, cron=expression,
             queue=_name(queue, "queue") or DEFAULT_QUEUE, priority=_priority(priority),
-            catch_up=bool(catch_up), next_fire_at=next_tick(expression, now), created_at=now)
+            catch_up=bool(catch_up), next_fire_at=next_tick(expression, now, zone),
+            created_at=now, timezone=zone)
         return self._schedule(self.store.save_schedule(row))
 
     def apply_declared_schedules(self) -> list[Schedule]:
@@ -263,7 +269,7 @@ class LedgerQueueing(LedgerBase):
     def _apply(self, decl: ScheduleDecl) -> Schedule:
         return self.add_schedule(decl.workflow, cron=decl.cron, name=decl.name,
                                  inputs=decl.inputs, queue=decl.queue, priority=decl.priority,
-                                 catch_up=decl.catch_up)
+                                 catch_up=decl.catch_up, timezone=decl.timezone)
 
     def schedules(self) -> list[Schedule]:
         """The stored schedules (this Ledger's owner's only, when it has one)."""
@@ -272,6 +278,45 @@ class LedgerQueueing(LedgerBase):
     def remove_schedule(self, name: str) -> bool:
         """Delete a schedule; False if there was none of that name."""
         return self.store.delete_schedule(name, self.owner)
+
+    def pause_schedule(self, name: str) -> bool:
+        """Stop workers from firing the schedule ``name`` until ``resume_schedule``; runs
+        it started carry on. False when it was paused already. Raises ScheduleNotFound.
+
+        Example: ``ledger.pause_schedule("nightly_report")``
+        """
+        if self.store.pause_schedule(name, self.owner, ids.now_us()):
+            return True
+        self._stored_schedule(name)
+        return False
+
+    def resume_schedule(self, name: str) -> bool:
+        """Fire the paused schedule ``name`` again, from its next tick after now (ticks
+        due while it was paused are skipped, even with ``catch_up``). False when it was
+        not paused. Raises ScheduleNotFound.
+
+        Example: ``ledger.resume_schedule("nightly_report")``
+        """
+        row = self._stored_schedule(name)
+        following = next_tick(row.cron, ids.now_us(), row.timezone)
+        return self.store.resume_schedule(name, self.owner, following)
+
+    def trigger_schedule(self, name: str) -> RunHandle:
+        """Submit a run of the schedule ``name`` now, as a tick would (same workflow,
+        inputs, queue, priority and tag; ``fl.current_run().scheduled_at`` is now),
+        whether it is paused or not; its next tick is unchanged. Raises ScheduleNotFound.
+
+        Example: ``ledger.trigger_schedule("nightly_report").result(timeout=600)``
+        """
+        row = self._stored_schedule(name)
+        run_id, created = self.store.submit_run(_tick_run(row, ids.now_us()))
+        return RunHandle(self, str(run_id), created=created)
+
+    def _stored_schedule(self, name: str) -> ScheduleRow:
+        row = self.store.get_schedule(name, self.owner)
+        if row is None:
+            raise ScheduleNotFound(f"no schedule named {name!r}")
+        return row
 
     def fire_schedules(self, now: datetime | None = None) -> list[str]:
         """Submit the runs of every due schedule tick (workers call this); returns their
@@ -283,16 +328,10 @@ class LedgerQueueing(LedgerBase):
                  else (lambda: int(now.timestamp() * 1_000_000)))
 
         def plan(schedule: ScheduleRow, at: int) -> tuple[list[int], int]:
-            return plan_ticks(schedule.cron, schedule.next_fire_at, schedule.catch_up, at)
+            return plan_ticks(schedule.cron, schedule.next_fire_at, schedule.catch_up, at,
+                              schedule.timezone)
 
-        def make_run(schedule: ScheduleRow, tick: int) -> NewRun:
-            return new_run((schedule.workflow, schedule.version, schedule.entrypoint),
-                           schedule.owner, schedule.serializer, schedule.inputs,
-                           tags=(f"schedule:{schedule.name}",), queue=schedule.queue,
-                           priority=schedule.priority,
-                           idempotency_key=tick_key(schedule.name, tick))
-
-        return [str(run_id) for run_id in self.store.fire_schedules(clock, plan, make_run)]
+        return [str(run_id) for run_id in self.store.fire_schedules(clock, plan, _tick_run)]
 
     def _schedule(self, row: ScheduleRow) -> Schedule:
         serializer = self._runtime.serializer
@@ -303,7 +342,16 @@ class LedgerQueueing(LedgerBase):
                         row.catch_up, row.owner, inputs,
                         from_micros(row.next_fire_at) or datetime.min,
                         from_micros(row.last_fired_at),
-                        str(row.last_run_id) if row.last_run_id else None)
+                        str(row.last_run_id) if row.last_run_id else None,
+                        row.timezone, from_micros(row.paused_at))
+
+
+def _tick_run(schedule: ScheduleRow, tick: int) -> NewRun:
+    """The run of one tick of a schedule (its key says which: ``tick_key``)."""
+    return new_run((schedule.workflow, schedule.version, schedule.entrypoint),
+                   schedule.owner, schedule.serializer, schedule.inputs,
+                   tags=(f"schedule:{schedule.name}",), queue=schedule.queue,
+                   priority=schedule.priority, idempotency_key=tick_key(schedule.name, tick))
 
 
 __all__ = ["DEFAULT_QUEUE", "LedgerQueueing", "QueueInfo", "WorkerInfo"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import NotInRun
@@ -103,10 +104,39 @@ def current_step() -> StepInfo:
     return StepInfo(call.execution.run_id_text, call.position, call.name, call.attempt)
 
 
+class RunInfo(NamedTuple):
+    """What a workflow or step body can learn about its run through ``fl.current_run()``."""
+
+    run_id: str
+    workflow: str
+    owner: str
+    #: The queue a worker claimed it from (None: started in a process).
+    queue: str | None
+    #: When it was due: the tick a schedule started it for (the same on every resume),
+    #: or when a delayed submit became due; None for a run started at once.
+    scheduled_at: datetime | None
+
+
+def current_run() -> RunInfo:
+    """The run whose workflow or step is executing.
+
+    Example::
+
+        @fl.workflow()
+        def nightly_report() -> str:
+            tick = fl.current_run().scheduled_at  # the schedule's tick, timezone-aware
+            return build_report(day=tick.date())
+    """
+    execution = current_execution("current_run()")
+    return RunInfo(execution.run_id_text, execution.definition.name, execution.owner,
+                   execution.queue, execution.scheduled_at)
+
+
 def current_run_id() -> str:
     """The id of the run whose workflow or step is executing."""
     return current_execution("current_run_id()").run_id_text
 
 
-__all__ = ["StepInfo", "active_call", "calling", "current_call", "current_execution",
-           "current_run_id", "current_step", "recording_execution", "running", "step_of"]
+__all__ = ["RunInfo", "StepInfo", "active_call", "calling", "current_call",
+           "current_execution", "current_run", "current_run_id", "current_step",
+           "recording_execution", "running", "step_of"]

@@ -238,8 +238,9 @@ def test_bad_input_gets_a_readable_4xx(db_url: str) -> None:
              "quotes at character 20"),
             (api.get("/runs", params={"cursor": forged}), 422, "invalid cursor"),
             (api.get("/runs", params={"statuss": "failed"}), 422,
-             "unknown query parameter 'statuss'; this route takes cursor, limit, owner, queue,"
-             " since, status, tag, until, workflow"),
+             "unknown query parameter 'statuss'; this route takes cursor, executor, "
+             "forked_from, limit, owner, parent, queue, since, status, tag, top_level, until, "
+             "workflow"),
             (api.get("/stats", params={"since": "2h", "x": "1"}), 422, "'x'"),
             (api.get("/runs", params={"since": "2x"}), 422,
              "since: not a time: '2x' (use e.g. 2h or 2026-11-01)"),

@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.text import Text
 
-from ..errors import FlowledgerError, RunCancelled, RunFailed
+from ..errors import ConfigurationError, FlowledgerError, RunCancelled, RunFailed
 from ..models import Run, RunStatus
 from ..serialization import parameter_hints
 from ..validation import when as parse_when
@@ -20,6 +20,7 @@ from .app import command, one_line
 from .state import State, choice, parse_inputs
 
 if TYPE_CHECKING:
+    from ..bulk import BulkResult
     from ..handle import RunHandle
     from ..specs import Spec
 
@@ -30,6 +31,30 @@ Inputs = Annotated[list[str] | None, typer.Option(
     help="A workflow input as key=value (value parsed as JSON if it can be); repeatable.")]
 InputJson = Annotated[str | None, typer.Option(
     "--input-json", help="A JSON object of inputs from FILE, or - for standard input.")]
+Executor = Annotated[str | None, typer.Option(
+    metavar="PROCESS", help="Only runs this process executes or last executed: host:pid:start "
+                            "as `flowledger workers` shows it, or a prefix ending with : "
+                            "(host: for every process of a host).")]
+MaybeRunId = Annotated[str | None, typer.Argument(
+    help="Run id, or an unambiguous prefix of it; leave out to act on the runs the "
+         "filters match.")]
+
+
+BulkStatus = Annotated[list[str] | None, typer.Option(
+    metavar="STATUS", help="Bulk: only runs in this status; repeatable.")]
+BulkWorkflow = Annotated[str | None, typer.Option(help="Bulk: only runs of this workflow.")]
+BulkOwner = Annotated[str | None, typer.Option(help="Bulk: only runs of this owner.")]
+BulkTag = Annotated[str | None, typer.Option(help="Bulk: only runs with this tag.")]
+BulkSince = Annotated[str | None, typer.Option(
+    help="Bulk: only runs created at or after: a duration ago (2h) or a date.")]
+BulkUntil = Annotated[str | None, typer.Option(
+    help="Bulk: only runs created before: a duration ago or a date.")]
+BulkQueue = Annotated[str | None, typer.Option(
+    help="Bulk: only runs submitted to this queue.")]
+BulkAll = Annotated[bool, typer.Option(
+    "--all", help="Bulk with no filter: act on every run (refused without it).")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Bulk: list the runs it would act on, and change nothing.")]
 
 
 def state_of(ctx: typer.Context, *, creates: bool = False) -> State:
@@ -122,6 +147,13 @@ def runs_command(
         help="Created before: a duration ago or a date.")] = None,
     queue: Annotated[str | None, typer.Option(help="Only runs submitted to this queue.")]
     = None,
+    executor: Executor = None,
+    parent: Annotated[str | None, typer.Option(
+        metavar="RUN_ID", help="Only the child runs of this run.")] = None,
+    forked_from: Annotated[str | None, typer.Option(
+        metavar="RUN_ID", help="Only the forks of this run.")] = None,
+    top_level: Annotated[bool, typer.Option(
+        "--top-level", help="Only runs that are no other run's child.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many runs (1-1000).")] = 20,
     cursor: Annotated[str | None, typer.Option(
         help="Continue after a previous page (its next cursor).")] = None,
@@ -129,15 +161,21 @@ def runs_command(
 ) -> None:
     """List runs, newest first."""
     state = state_of(ctx)
+    resolve = state.ledger.resolve_id
     page = state.ledger.summaries(status=status, workflow=workflow, owner=owner, tag=tag,
                                   queue=queue, since=parse_when(since),
-                                  until=parse_when(until), limit=limit, cursor=cursor)
+                                  until=parse_when(until), limit=limit, cursor=cursor,
+                                  executor=executor,
+                                  parent=None if parent is None else resolve(parent),
+                                  forked_from=None if forked_from is None
+                                  else resolve(forked_from), top_level=top_level)
     if as_json:
         state.print_json({"runs": page.runs, "next_cursor": page.next_cursor})
         return
     state.show(render.runs_table(page.runs), empty=not page.runs,
-               nothing="no runs match" if cursor or any(
-                   (status, workflow, owner, tag, queue, since, until)) else "no runs yet")
+               nothing="no runs match" if cursor or top_level or any(
+                   (status, workflow, owner, tag, queue, since, until, executor, parent,
+                    forked_from)) else "no runs yet")
     stalled = [run for run in page.runs if run["stalled"]]
     if stalled:
         state.hint(f"{len(stalled)} run{'s' if len(stalled) > 1 else ''} marked running "
@@ -176,13 +214,32 @@ def inspect_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
 
 
 @command("resume")
-def resume_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
+def resume_command(ctx: typer.Context, run_id: MaybeRunId = None, as_json: AsJson = False,
                    force: Annotated[bool, typer.Option(
                        help="Resume even if the run is marked running by a process on "
-                            "another host.")] = False) -> None:
+                            "another host.")] = False,
+                   status: BulkStatus = None, workflow: BulkWorkflow = None,
+                   owner: BulkOwner = None, tag: BulkTag = None, since: BulkSince = None,
+                   until: BulkUntil = None, queue: BulkQueue = None,
+                   executor: Executor = None,
+                   to_queue: Annotated[str | None, typer.Option(
+                       help="Bulk: put the runs in this queue (default: each run's "
+                            "own queue).")] = None,
+                   all_runs: BulkAll = False, dry_run: DryRun = False) -> None:
     """Continue a failed, cancelled, paused or crashed run from its first unfinished
-    step (a paused queued run goes back to its queue for a worker)."""
+    step (a paused queued run goes back to its queue for a worker). With filters instead
+    of a run id, put every matching failed, cancelled or paused top-level run back in a
+    queue for workers (`--dry-run` first lists them)."""
     state = state_of(ctx)
+    bulk = (status, workflow, owner, tag, since, until, queue, executor, to_queue)
+    if run_id is None:
+        result = state.ledger.resume_runs(
+            status=status, workflow=workflow, owner=owner, tag=tag, since=parse_when(since),
+            until=parse_when(until), queue=queue, executor=executor, to_queue=to_queue,
+            all_runs=all_runs, dry_run=dry_run)
+        _bulk_report(state, result, as_json)
+        return
+    _single(bulk, all_runs, dry_run)
     full = state.ledger.resolve_id(run_id)
     before = state.ledger.get(full, steps=False)
     done = before.status is RunStatus.COMPLETED
@@ -196,6 +253,29 @@ def resume_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False,
     state.hint(f"run {handle.id} had already completed; its recorded output:" if done
                else f"resuming run {handle.id}")
     _finish(state, handle, as_json)
+
+
+def _single(bulk: tuple[Any, ...], all_runs: bool, dry_run: bool) -> None:
+    """A command given a run id takes no bulk option."""
+    if all_runs or dry_run or any(value is not None for value in bulk):
+        raise ConfigurationError("give either a run id or filters (--status, --workflow, "
+                                 "...), not both")
+
+
+def _bulk_report(state: State, result: BulkResult, as_json: bool) -> None:
+    if as_json:
+        state.print_json(result.to_dict())
+        return
+    verb = {"cancel": ("cancelled", "would cancel"),
+            "resume": ("resumed", "would resume")}[result.action][result.dry_run]
+    if result.dry_run:
+        for run_id in result.run_ids:
+            state.out.print(run_id)
+    plural = "" if result.count == 1 else "s"
+    state.out.print(f"{verb} {result.count} run{plural}")
+    if result.skipped:
+        state.hint(f"{len(result.skipped)} matching run(s) left alone (finished or changed "
+                   "meanwhile, or no queue to resume in); --json lists them")
 
 
 @command("recover")
@@ -227,18 +307,38 @@ def recover_command(ctx: typer.Context, as_json: AsJson = False) -> None:
 
 
 @command("cancel")
-def cancel_command(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
-    """Cancel a pending or running run (and its child runs); it stops before its next step."""
+def cancel_command(ctx: typer.Context, run_id: MaybeRunId = None, as_json: AsJson = False,
+                   status: BulkStatus = None, workflow: BulkWorkflow = None,
+                   owner: BulkOwner = None, tag: BulkTag = None, since: BulkSince = None,
+                   until: BulkUntil = None, queue: BulkQueue = None,
+                   executor: Executor = None,
+                   parent: Annotated[str | None, typer.Option(
+                       metavar="RUN_ID", help="Bulk: only the child runs of this run.")]
+                   = None,
+                   all_runs: BulkAll = False, dry_run: DryRun = False) -> None:
+    """Cancel a pending or running run (and its child runs); it stops before its next step.
+    With filters instead of a run id, cancel every unfinished run they match, in batches,
+    and print how many (`--dry-run` lists them and changes nothing)."""
     state = state_of(ctx)
+    bulk = (status, workflow, owner, tag, since, until, queue, executor, parent)
+    if run_id is None:
+        result = state.ledger.cancel_runs(
+            status=status, workflow=workflow, owner=owner, tag=tag, since=parse_when(since),
+            until=parse_when(until), queue=queue, executor=executor,
+            parent=None if parent is None else state.ledger.resolve_id(parent),
+            all_runs=all_runs, dry_run=dry_run)
+        _bulk_report(state, result, as_json)
+        return
+    _single(bulk, all_runs, dry_run)
     full = state.ledger.resolve_id(run_id)
     cancelled = state.ledger.cancel(full)
-    status = state.ledger.get(full, steps=False).status.value
+    status_now = state.ledger.get(full, steps=False).status.value
     if as_json:
-        state.print_json({"run_id": full, "cancelled": cancelled, "status": status})
+        state.print_json({"run_id": full, "cancelled": cancelled, "status": status_now})
     elif cancelled:
         state.out.print(f"cancelled {full}")
     else:
-        state.out.print(f"{full} had already finished ({status})")
+        state.out.print(f"{full} had already finished ({status_now})")
 
 
 @command("pause")

@@ -203,7 +203,8 @@ def queue_resume_command(ctx: typer.Context,
     state.out.print(f"{queue}: resumed" if changed else f"{queue}: was not paused")
 
 
-schedule_app = typer.Typer(help="Cron schedules: add, list, remove.", no_args_is_help=True)
+schedule_app = typer.Typer(help="Cron schedules: add, list, pause, resume, trigger, remove.",
+                           no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
 
@@ -214,7 +215,12 @@ def schedule_add_command(
         help="The workflow: package.module:workflow, path/to/file.py:workflow, or a spec "
              "file (.yaml, .yml, .json).")],
     cron: Annotated[str, typer.Option(
-        help="Cron expression in UTC, e.g. '*/5 * * * *' (six fields: seconds last).")],
+        help="Cron expression, e.g. '*/5 * * * *' (six fields: seconds last), or a macro: "
+             "@hourly, @daily, @weekly, @monthly, @yearly.")],
+    timezone: Annotated[str | None, typer.Option(
+        "--timezone", "--tz", metavar="ZONE",
+        help="Read the expression in this IANA time zone, e.g. Europe/Berlin (default: "
+             "UTC).")] = None,
     name: Annotated[str | None, typer.Option(
         help="Schedule name (default: the workflow's name); adding it again replaces "
              "it.")] = None,
@@ -231,7 +237,8 @@ def schedule_add_command(
     state = state_of(ctx, creates=True)
     definition, values = load_target(target, inputs, input_json)
     saved = state.ledger.add_schedule(definition, cron=cron, name=name, inputs=values,
-                                      queue=queue, priority=priority, catch_up=catch_up)
+                                      queue=queue, priority=priority, catch_up=catch_up,
+                                      timezone=timezone)
     if as_json:
         state.print_json(dataclasses.asdict(saved))
     else:
@@ -246,9 +253,11 @@ def schedule_ls_command(ctx: typer.Context, as_json: AsJson = False) -> None:
     if as_json:
         state.print_json([dataclasses.asdict(s) for s in found])
         return
-    table = Table("name", "workflow", "cron", "queue", "next", "last", "last run", box=None)
+    table = Table("name", "workflow", "cron", "zone", "queue", "next", "last", "last run",
+                  box=None)
     for s in found:
-        table.add_row(s.name, s.workflow, s.cron, s.queue, render.when(s.next_fire_at),
+        table.add_row(s.name, s.workflow, s.cron, s.timezone or "UTC", s.queue,
+                      "paused" if s.paused else render.when(s.next_fire_at),
                       render.when(s.last_fired_at),
                       render.short_id(s.last_run_id) if s.last_run_id else "-")
     state.show(table, empty=not found,
@@ -264,3 +273,36 @@ def schedule_rm_command(ctx: typer.Context,
     if not state.ledger.remove_schedule(name):
         raise ScheduleNotFound(f"no schedule named {name!r}")
     state.out.print(f"removed schedule {name}")
+
+
+ScheduleName = Annotated[str, typer.Argument(help="The schedule's name.")]
+
+
+@command("pause", schedule_app)
+def schedule_pause_command(ctx: typer.Context, name: ScheduleName) -> None:
+    """Stop workers from firing a schedule (runs it started carry on)."""
+    state = state_of(ctx)
+    changed = state.ledger.pause_schedule(name)
+    state.out.print(f"{name}: paused" if changed else f"{name}: already paused")
+
+
+@command("resume", schedule_app)
+def schedule_resume_command(ctx: typer.Context, name: ScheduleName) -> None:
+    """Fire a paused schedule again, from its next tick (ticks due while paused are
+    skipped)."""
+    state = state_of(ctx)
+    changed = state.ledger.resume_schedule(name)
+    state.out.print(f"{name}: resumed" if changed else f"{name}: was not paused")
+
+
+@command("trigger", schedule_app)
+def schedule_trigger_command(ctx: typer.Context, name: ScheduleName,
+                             as_json: AsJson = False) -> None:
+    """Submit a run of a schedule now, as a tick would; print its id (the next tick is
+    unchanged)."""
+    state = state_of(ctx)
+    handle = state.ledger.trigger_schedule(name)
+    if as_json:
+        state.print_json({"run_id": handle.id, "schedule": name})
+    else:
+        state.out.print(handle.id)

@@ -80,7 +80,7 @@ def runs_table(summaries: Sequence[dict[str, Any]]) -> Table:
     """Run summaries (``Ledger.summaries``) as a table."""
     table = Table(show_edge=False, header_style="bold")
     for column in ("id", "workflow", "status", "created", "duration", "steps", "cost",
-                   "owner", "tags"):
+                   "owner", "parent", "tags"):
         table.add_column(column, no_wrap=column not in ("workflow", "tags"),
                          overflow="fold" if column in ("workflow", "tags") else "ellipsis",
                          justify="right" if column in ("duration", "steps", "cost")
@@ -94,6 +94,7 @@ def runs_table(summaries: Sequence[dict[str, Any]]) -> Table:
                       duration(None if seconds is None else timedelta(seconds=seconds)),
                       f"{counts['completed']}/{counts['total']}",
                       "—" if cost is None else f"${cost:.4f}", run["owner"],
+                      short_id(parent) if (parent := run["lineage"]["parent_id"]) else "—",
                       ", ".join(run["tags"]))
     return table
 
@@ -106,7 +107,8 @@ def as_summary(run: Run) -> dict[str, Any]:
             "duration": run.duration.total_seconds() if run.duration else None,
             "counts": {"completed": run.counts.completed, "total": run.counts.total},
             "own_usage": {"cost_usd": run.usage.cost_usd if run.usage else None},
-            "owner": run.owner, "tags": list(run.tags)}
+            "owner": run.owner, "tags": list(run.tags),
+            "lineage": {"parent_id": run.parent_id}}
 
 
 def run_header(run: Run) -> Table:

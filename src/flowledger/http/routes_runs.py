@@ -29,6 +29,8 @@ from .present import run_full, step_full
 from .schemas import (
     ActionResult,
     AttemptLogsOut,
+    BulkCancel,
+    BulkResultOut,
     EventOut,
     ForkRun,
     PauseRun,
@@ -56,6 +58,15 @@ def list_runs(request: Request, caller: CallerDep,
                   max_length=200, description="Admin tokens: that owner's runs (other "
                                               "tokens see only their own).")] = None,
               since: IsoTime = None, until: IsoTime = None,
+              parent: Annotated[str | None, Query(
+                  max_length=36, description="Only the child runs of this run.")] = None,
+              forked_from: Annotated[str | None, Query(
+                  max_length=36, description="Only the forks of this run.")] = None,
+              top_level: Annotated[bool, Query(
+                  description="Only runs that are no other run's child.")] = False,
+              executor: Annotated[str | None, Query(
+                  max_length=300, description="Only runs this process executes or last "
+                  "executed (host:pid:start), or a prefix ending with ':' (host:).")] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{27}$")] = None,
               if_none_match: Annotated[str | None, Header(
@@ -68,7 +79,8 @@ def list_runs(request: Request, caller: CallerDep,
     listing: dict[str, Any] = {
         "status": status, "workflow": workflow, "tag": tag, "owner": owner, "queue": queue,
         "since": when(since, "since"), "until": when(until, "until"), "limit": limit,
-        "cursor": cursor}
+        "cursor": cursor, "parent": parent, "forked_from": forked_from,
+        "top_level": top_level, "executor": executor}
     if if_none_match:
         tag_now = entity_tag(request, caller.ledger.summaries_revision(**listing))
         if not_modified(request, tag_now):
@@ -212,6 +224,20 @@ def cancel_run(run_id: RunId, caller: CallerDep) -> JSONResponse:
     changed = caller.ledger.cancel(run_id)
     run = caller.ledger.get(run_id, steps=False)
     return JSONResponse({"id": run.id, "status": run.status.value, "changed": changed})
+
+
+@router.post("/runs/cancel", response_model=BulkResultOut, responses=ERRORS,
+             summary="Cancel every unfinished run a filter matches")
+def cancel_runs(body: BulkCancel, caller: CallerDep) -> JSONResponse:
+    """In batches, each run with its child runs; each stops before its next step. A body
+    with no filter is refused (422) unless ``all`` is true; ``dry_run`` lists the runs
+    and changes nothing."""
+    result = caller.ledger.cancel_runs(
+        status=body.status, workflow=body.workflow, tag=body.tag, queue=body.queue,
+        owner=body.owner, since=when(body.since, "since"), until=when(body.until, "until"),
+        executor=body.executor, parent=body.parent, all_runs=body.all,
+        dry_run=body.dry_run)
+    return JSONResponse(result.to_dict())
 
 
 @router.post("/runs/{run_id}/fork", response_model=RunAccepted, status_code=202,

@@ -77,6 +77,37 @@ class ResumeRun(BaseModel):
                                           "else 'default'.")
 
 
+class BulkCancel(BaseModel):
+    """Which runs a bulk cancel acts on: the filters of ``GET /runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[RunStatusName] | None = Field(
+        None, description="pending, running, paused, waiting (default: all four).")
+    workflow: str | None = Field(None, min_length=1, max_length=200)
+    tag: str | None = Field(None, min_length=1, max_length=200)
+    queue: str | None = Field(None, min_length=1, max_length=200)
+    owner: str | None = Field(None, min_length=1, max_length=200,
+                              description="Admin tokens: that owner's runs (other tokens "
+                                          "act on their own only).")
+    since: str | None = Field(None, max_length=64, description="Created at or after "
+                                                               "(ISO 8601, or 2h).")
+    until: str | None = Field(None, max_length=64, description="Created before.")
+    executor: str | None = Field(None, min_length=1, max_length=300)
+    parent: str | None = Field(None, max_length=36, description="A run's children.")
+    all: bool = Field(False, description="Act on every run: required when no filter is "
+                                         "given.")
+    dry_run: bool = Field(False, description="List the runs, change nothing.")
+
+
+class BulkResultOut(BaseModel):
+    action: str
+    count: int = Field(description="Runs acted on (or, in a dry run, that would be).")
+    dry_run: bool
+    run_ids: list[str]
+    skipped: list[str] = Field(description="Matched, but finished or changed meanwhile.")
+
+
 class ActionResult(BaseModel):
     id: str
     status: RunStatusName

@@ -280,8 +280,9 @@ class StoreQueues(StoreCore):
         with self._write() as conn:
             existing = conn.execute(schedules_sql.lock_schedule(schedule.name)).first()
             if existing is not None:
-                if existing.cron == schedule.cron:
+                if (existing.cron, existing.timezone) == (schedule.cron, schedule.timezone):
                     schedule.next_fire_at = existing.next_fire_at
+                schedule.paused_at = existing.paused_at  # a re-declaration never resumes
                 schedule.last_fired_at = existing.last_fired_at
                 schedule.last_run_id = existing.last_run_id
                 schedule.created_at = existing.created_at
@@ -293,6 +294,22 @@ class StoreQueues(StoreCore):
         query = schedules_sql.list_schedules(owner)
         with self._read() as conn:
             return [_schedule_row(row) for row in conn.execute(query)]
+
+    def get_schedule(self, name: str, owner: str | None) -> ScheduleRow | None:
+        with self._read() as conn:
+            row = conn.execute(schedules_sql.get_schedule(name, owner)).first()
+            return None if row is None else _schedule_row(row)
+
+    def pause_schedule(self, name: str, owner: str | None, now: int) -> bool:
+        """False when there is no such schedule, or it was paused already."""
+        with self._write() as conn:
+            return bool(conn.execute(schedules_sql.pause_schedule(name, owner, now)).rowcount)
+
+    def resume_schedule(self, name: str, owner: str | None, next_fire_at: int) -> bool:
+        """False when there is no such schedule, or it was not paused."""
+        query = schedules_sql.resume_schedule(name, owner, next_fire_at)
+        with self._write() as conn:
+            return bool(conn.execute(query).rowcount)
 
     def delete_schedule(self, name: str, owner: str | None) -> bool:
         query = schedules_sql.delete_schedule(name, owner)

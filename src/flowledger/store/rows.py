@@ -259,6 +259,10 @@ class RunFilter:
     # Only runs at the top of a tree: no parent, or a parent no longer recorded.
     roots: bool = False
     queue: str | None = None
+    # The process that executes (or last executed) the run: ``host:pid:start`` exactly,
+    # or a prefix of it ending with ``:`` (``host:`` is every process of that host).
+    executor: str | None = None
+    forked_from: uuid.UUID | None = None
 
 
 # -- queues and workers ---------------------------------------------------------------
@@ -324,6 +328,8 @@ class ScheduleRow:
     last_fired_at: int | None = None
     last_run_id: uuid.UUID | None = None
     created_at: int = 0
+    timezone: str | None = None  # NULL: UTC
+    paused_at: int | None = None
 
 
 # -- API tokens --------------------------------------------------------------------------

@@ -90,6 +90,9 @@ runs = Table(
     Index("ix_flowledger_runs_queue", "queue", "id", sqlite_where=text("queue IS NOT NULL"),
           postgresql_where=text("queue IS NOT NULL")),
     Index("ix_flowledger_runs_owner_id", "owner", "id"),
+    Index("ix_flowledger_runs_forked_from", "forked_from", "id",
+          sqlite_where=text("forked_from IS NOT NULL"),
+          postgresql_where=text("forked_from IS NOT NULL")),
     # Partial: most runs have no parent, and a full index of NULLs looks useless to
     # SQLite's planner after ANALYZE (it would scan the table for child runs).
     Index("ix_flowledger_runs_parent", "parent_id",
@@ -307,6 +310,10 @@ schedules = Table(
     Column("last_fired_at", BigInteger, nullable=True),
     Column("last_run_id", Uuid(), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # The IANA time zone the expression is read in (NULL: UTC), migration 0016.
+    Column("timezone", String(64), nullable=True),
+    # Set while the schedule is paused: workers fire none of its ticks.
+    Column("paused_at", BigInteger, nullable=True),
     Index("ix_flowledger_schedules_next", "next_fire_at"),
 )
 

@@ -13,7 +13,7 @@ from .rows import RunFilter
 from .statements import summaries as summaries_sql
 from .translate import translate_errors
 
-_ID_PARAMS = ("parent", "before", "since_id", "until_id")
+_ID_PARAMS = ("parent", "forked_from", "before", "since_id", "until_id")
 
 
 class StoreSummaries(StoreCore):

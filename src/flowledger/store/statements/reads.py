@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 
 from ..rows import RunFilter, UsageRow
 from ..schema import attempts, run_tags, runs, steps, usage
@@ -26,6 +26,14 @@ def _id_floor(micros: int) -> uuid.UUID:
     """The smallest UUIDv7 whose timestamp is at or after ``micros`` (for id range scans)."""
     millis = max(micros // 1000, 0)
     return uuid.UUID(int=millis << 80)
+
+
+def executor_matches(executor: str) -> ColumnElement[bool]:
+    """Runs whose executor is ``executor`` exactly, or starts with it when it ends with
+    ``:`` (every process of a host, ``host:``, or of a pid, ``host:pid:``)."""
+    if executor.endswith(":"):
+        return runs.c.executor.startswith(executor, autoescape=True)
+    return runs.c.executor == executor
 
 
 def filtered(query: Select[Any], flt: RunFilter) -> Select[Any]:
@@ -46,6 +54,12 @@ def filtered(query: Select[Any], flt: RunFilter) -> Select[Any]:
         parent = runs.alias("parent")
         conds.append(or_(runs.c.parent_id.is_(None), ~exists(
             select(parent.c.id).where(parent.c.id == runs.c.parent_id))))
+    if flt.queue is not None:
+        conds.append(runs.c.queue == flt.queue)
+    if flt.executor is not None:
+        conds.append(executor_matches(flt.executor))
+    if flt.forked_from is not None:
+        conds.append(runs.c.forked_from == flt.forked_from)
     if flt.since is not None:
         conds += [runs.c.id >= _id_floor(flt.since - 60_000_000),
                   runs.c.created_at >= flt.since]

@@ -54,6 +54,8 @@ class Shape:
     queue: bool
     parent: bool
     roots: bool
+    executor: int  # 0: no filter, 1: one process, 2: a prefix (``host:``)
+    forked_from: bool
     since: bool
     until: bool
     cursor: bool
@@ -62,7 +64,9 @@ class Shape:
     def of(cls, flt: RunFilter, before_id: uuid.UUID | None) -> Shape:
         return cls(flt.owner is not None, len(flt.status), flt.workflow is not None,
                    flt.tag is not None, flt.queue is not None, flt.parent_id is not None,
-                   flt.roots, flt.since is not None, flt.until is not None,
+                   flt.roots,
+                   0 if flt.executor is None else 2 if flt.executor.endswith(":") else 1,
+                   flt.forked_from is not None, flt.since is not None, flt.until is not None,
                    before_id is not None)
 
 
@@ -70,7 +74,11 @@ def params(flt: RunFilter, limit: int, before_id: uuid.UUID | None) -> dict[str,
     """The values of a listing, named as its statement's parameters."""
     values: dict[str, Any] = {"owner": flt.owner, "workflow": flt.workflow, "tag": flt.tag,
                               "queue": flt.queue, "parent": flt.parent_id, "limit": limit,
-                              "before": before_id}
+                              "before": before_id, "forked_from": flt.forked_from,
+                              "executor": flt.executor}
+    if flt.executor is not None and flt.executor.endswith(":"):  # a LIKE prefix, escaped
+        escaped = (flt.executor.replace("/", "//").replace("%", "/%").replace("_", "/_"))
+        values["executor"] = escaped + "%"
     values.update({f"status_{i}": status for i, status in enumerate(flt.status)})
     if flt.since is not None:  # an id range first (ids are time-ordered), then the time
         values |= {"since_id": _id_floor(flt.since - 60_000_000), "since": flt.since}
@@ -105,6 +113,12 @@ def _conditions(shape: Shape) -> list[ColumnElement[bool]]:
         parent = runs.alias("parent")
         conds.append(or_(runs.c.parent_id.is_(None), ~exists(
             select(parent.c.id).where(parent.c.id == runs.c.parent_id))))
+    if shape.executor == 1:
+        conds.append(runs.c.executor == bindparam("executor"))
+    elif shape.executor == 2:
+        conds.append(runs.c.executor.like(bindparam("executor"), escape="/"))
+    if shape.forked_from:
+        conds.append(runs.c.forked_from == _id("forked_from"))
     if shape.since:
         conds += [runs.c.id >= _id("since_id"), runs.c.created_at >= bindparam("since")]
     if shape.until:
