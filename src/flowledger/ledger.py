@@ -40,6 +40,7 @@ from .executor import (
 from .handle import RunHandle, done_future
 from .ledgerbase import LedgerBase, Prepared, Shared
 from .mailbox import LedgerMailbox
+from .metrics import LedgerMetrics
 from .models import RunStatus
 from .queries import LedgerQueries
 from .queueing import LedgerQueueing, queue_name
@@ -80,7 +81,7 @@ def default_url() -> str:
 
 
 class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs,
-             LedgerMailbox, LedgerWebhooks):
+             LedgerMailbox, LedgerWebhooks, LedgerMetrics):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

@@ -79,6 +79,12 @@ def worker_command(
     suspend_after: Annotated[str, typer.Option(
         help="A run that sleeps or waits for an event longer than this frees its slot "
              "(status waiting) until it is due.")] = "1s",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics (derived from the database: every worker shows "
+             "the same figures) on this port, at any path.")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        help="Address the metrics port listens on (no token is asked: keep it private).")]
+    = "127.0.0.1",
 ) -> None:
     """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
     gracefully: running steps finish, unfinished runs go back to their queue)."""
@@ -95,9 +101,19 @@ def worker_command(
         shutdown_timeout=parse_duration(shutdown_timeout),
         poll_interval=parse_duration(poll) if poll else None,
         suspend_after=parse_duration(suspend_after))
+    metrics = None
+    if metrics_port is not None:
+        from ..prometheus import serve_metrics  # noqa: PLC0415 (start-up time)
+
+        metrics = serve_metrics(state.ledger, metrics_port, metrics_host)
+        state.hint(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     state.hint(f"worker {worker.id} on {', '.join(worker.queues)} "
                f"(concurrency {concurrency}); Ctrl-C to stop")
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
 
 
 @command("workers")

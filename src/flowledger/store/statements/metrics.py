@@ -1,0 +1,120 @@
+"""Aggregates for Prometheus metrics: every figure a scrape shows, derived from the
+records, a few grouped statements in all.
+
+Histograms are counted by the database: one ``SUM(CASE WHEN duration <= bound ...)`` per
+bucket bound (cumulative, as Prometheus wants them), with the count and sum of the
+durations, so a table of a million runs comes back as one row per label set. Bounds are
+literals (each set of bounds compiles its own statements, once); the owner and the time
+are parameters (``:owner``, ``:now``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+)
+
+from ..schema import runs, steps, usage, webhook_deliveries, workers
+from .common import constant
+
+FINISHED = tuple(constant(s) for s in ("completed", "failed", "cancelled"))
+_ONE: ColumnElement[Any] = literal_column("1")
+_ZERO: ColumnElement[Any] = literal_column("0")
+# Unfinished statuses a queue counts (a pending run is ready or delayed).
+QUEUED = tuple(constant(s) for s in ("pending", "running", "waiting", "paused"))
+
+
+def histogram(duration: ColumnElement[Any], bounds_us: Sequence[int]
+              ) -> list[ColumnElement[Any]]:
+    """Cumulative bucket counts of ``duration`` (NULL: not counted), then its count and
+    its sum (microseconds)."""
+    buckets = [func.sum(case((duration <= literal_column(str(int(bound))), _ONE), else_=_ZERO))
+               for bound in bounds_us]
+    return [*buckets, func.sum(case((duration.is_not(None), _ONE), else_=_ZERO)),
+            func.coalesce(func.sum(duration), _ZERO)]
+
+
+def _scoped(query: Select[Any], owner_column: Any, scoped: bool) -> Select[Any]:
+    return query.where(owner_column == bindparam("owner")) if scoped else query
+
+
+def run_figures(bounds_us: Sequence[int], scoped: bool) -> Select[Any]:
+    """(workflow, status, runs, *duration histogram) per workflow and status; durations
+    (start to end) of finished runs only."""
+    duration = case((runs.c.status.in_(FINISHED), runs.c.completed_at - runs.c.started_at))
+    query = select(runs.c.workflow, runs.c.status, func.count(), *histogram(duration, bounds_us))
+    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.workflow, runs.c.status)
+
+
+def step_figures(bounds_us: Sequence[int], scoped: bool) -> Select[Any]:
+    """(workflow, step name, status, steps, retries, *duration histogram) per workflow,
+    step name and status. Retries are attempts after the first (failed or interrupted
+    ones retried); durations are those of the last attempt of finished steps."""
+    duration = case((steps.c.status.in_((constant("completed"), constant("failed"))),
+                     steps.c.completed_at - steps.c.started_at))
+    query = (select(runs.c.workflow, steps.c.name, steps.c.status, func.count(),
+                    func.sum(steps.c.attempts - _ONE), *histogram(duration, bounds_us))
+             .select_from(steps.join(runs, runs.c.id == steps.c.run_id)))
+    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.workflow, steps.c.name,
+                                                         steps.c.status)
+
+
+def queue_waits(bounds_us: Sequence[int], scoped: bool) -> Select[Any]:
+    """(queue, *histogram) of the wait of queued runs that started: from submission (or
+    from when a delayed run became due) to the start."""
+    due = case((runs.c.scheduled_at > runs.c.created_at, runs.c.scheduled_at),
+               else_=runs.c.created_at)
+    wait = runs.c.started_at - due
+    query = (select(runs.c.queue, *histogram(wait, bounds_us))
+             .where(runs.c.queue.is_not(None), runs.c.started_at.is_not(None)))
+    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.queue)
+
+
+def queue_depths(scoped: bool) -> Select[Any]:
+    """(queue, status, delayed 0/1, runs) of unfinished queued runs (``:now`` decides
+    which pending runs are delayed)."""
+    delayed = case((runs.c.scheduled_at > bindparam("now"), _ONE), else_=_ZERO)
+    query = (select(runs.c.queue, runs.c.status, delayed, func.count())
+             .where(runs.c.status.in_(QUEUED), runs.c.queue.is_not(None)))
+    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.queue, runs.c.status,
+                                                         delayed)
+
+
+def llm_usage(scoped: bool) -> Select[Any]:
+    """(workflow, model, calls, input, output, cached input, reasoning tokens, cost,
+    cache hits) per workflow and model."""
+    query = (select(runs.c.workflow, usage.c.model, func.count(),
+                    func.coalesce(func.sum(usage.c.input_tokens), _ZERO),
+                    func.coalesce(func.sum(usage.c.output_tokens), _ZERO),
+                    func.coalesce(func.sum(usage.c.cached_input_tokens), _ZERO),
+                    func.coalesce(func.sum(usage.c.reasoning_tokens), _ZERO),
+                    func.coalesce(func.sum(usage.c.cost_usd), literal_column("0.0")),
+                    func.coalesce(func.sum(usage.c.cache_hit), _ZERO))
+             .select_from(usage.join(runs, runs.c.id == usage.c.run_id)))
+    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.workflow, usage.c.model)
+
+
+def webhook_figures(scoped: bool) -> Select[Any]:
+    """(event, status, deliveries) of the webhook outbox."""
+    query = select(webhook_deliveries.c.event, webhook_deliveries.c.status, func.count())
+    return _scoped(query, webhook_deliveries.c.owner, scoped).group_by(
+        webhook_deliveries.c.event, webhook_deliveries.c.status)
+
+
+# (id, state, concurrency, heartbeat, lease) of every registered worker.
+WORKERS = select(workers.c.id, workers.c.state, workers.c.concurrency,
+                 workers.c.heartbeat_at, workers.c.lease_us)
+# (worker id, queued runs it holds running).
+HELD = (select(runs.c.executor, func.count())
+        .where(runs.c.status == constant("running"), runs.c.queue.is_not(None),
+               runs.c.executor.is_not(None))
+        .group_by(runs.c.executor))
