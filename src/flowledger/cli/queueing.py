@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import ScheduleNotFound
+from ..errors import ConfigurationError, ScheduleNotFound
 from ..validation import duration as parse_duration
 from ..workflow import import_apps
 from . import render
@@ -90,6 +90,9 @@ def worker_command(
     gracefully: running steps finish, unfinished runs go back to their queue)."""
     from ..worker import Worker  # noqa: PLC0415 (start-up time)
 
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise ConfigurationError(f"--metrics-port must be between 1 and 65535, not "
+                                 f"{metrics_port}")
     state = state_of(ctx, creates=True)
     import_apps(app_module or [])
     logging.basicConfig(level=logging.WARNING,
