@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -180,7 +180,7 @@ def test_metrics_equal_the_records_after_two_workers(
     # LLM usage: tokens by model and type, cost by workflow and model.
     usage = [(r.workflow, u) for r in runs for s in r.steps for u in s.usage]
     tokens = Counter[tuple[str, str]]()
-    cost = Counter[tuple[str, str]]()
+    cost: defaultdict[tuple[str, str], float] = defaultdict(float)
     calls = Counter[tuple[str, str]]()
     for workflow, u in usage:
         for kind in ("input", "output", "cached_input", "reasoning"):
