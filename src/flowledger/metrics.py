@@ -10,6 +10,7 @@ construction. ``Ledger`` inherits ``metrics()``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,13 +55,32 @@ class DurationHistogram:
     sum: float
 
     @classmethod
-    def from_columns(cls, bounds: tuple[float, ...], columns: Sequence[Any]
-                     ) -> DurationHistogram:
-        """From a row's bucket counts, count and sum (microseconds), as the store
-        returns them."""
-        values = [int(v or 0) for v in columns[:len(bounds) + 1]]
-        total = float(columns[len(bounds) + 1] or 0)
-        return cls(bounds, tuple(values[:-1]), values[-1], total / 1_000_000)
+    def from_buckets(cls, bounds: tuple[float, ...], per_bucket: Sequence[int],
+                     total_us: int) -> DurationHistogram:
+        """From counts per bucket (index ``len(bounds)``: over the last bound) and the
+        sum of the durations in microseconds, as the store groups them."""
+        cumulative = list(itertools.accumulate(per_bucket))
+        return cls(bounds, tuple(cumulative[:len(bounds)]), cumulative[-1],
+                   total_us / 1_000_000)
+
+
+class _Histograms:
+    """Counts per bucket and sums of durations, per label set, as rows arrive."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.found: dict[Any, tuple[list[int], list[int]]] = {}
+
+    def add(self, key: Any, bucket: Any, count: Any, total_us: Any) -> None:
+        if bucket is None:
+            return
+        per_bucket, total = self.found.setdefault(key, ([0] * (len(self.bounds) + 1), [0]))
+        per_bucket[int(bucket)] += int(count)
+        total[0] += int(total_us or 0)
+
+    def result(self) -> dict[Any, DurationHistogram]:
+        return {key: DurationHistogram.from_buckets(self.bounds, per_bucket, total[0])
+                for key, (per_bucket, total) in self.found.items()}
 
 
 @dataclass(frozen=True)
@@ -112,19 +132,22 @@ def _add(target: dict[tuple[str, str], int], key: tuple[str, str], value: int) -
 def snapshot_of(rows: MetricRows, owner: str | None, now: int) -> MetricsSnapshot:
     """The snapshot the store's rows describe (``now``: when they were read, µs)."""
     found = MetricsSnapshot(datetime.fromtimestamp(now / 1_000_000, UTC), owner)
-    for workflow, status, count, *hist in rows.runs:
-        found.runs[(workflow, status)] = int(count)
-        if status in FINISHED:
-            found.run_durations[(workflow, status)] = DurationHistogram.from_columns(
-                RUN_BUCKETS, hist)
-    for workflow, name, status, count, retries, *hist in rows.steps:
-        found.steps[(workflow, name, status)] = int(count)
+    run_durations = _Histograms(RUN_BUCKETS)
+    for workflow, status, bucket, count, total in rows.runs:
+        _add(found.runs, (workflow, status), int(count))
+        run_durations.add((workflow, status), bucket, count, total)
+    found.run_durations.update(run_durations.result())
+    step_durations = _Histograms(STEP_BUCKETS)
+    for workflow, name, status, bucket, count, retries, total in rows.steps:
+        key = (workflow, name, status)
+        found.steps[key] = found.steps.get(key, 0) + int(count)
         _add(found.step_retries, (workflow, name), int(retries or 0))
-        if status in ("completed", "failed"):
-            found.step_durations[(workflow, name, status)] = DurationHistogram.from_columns(
-                STEP_BUCKETS, hist)
-    for queue, *hist in rows.queue_waits:
-        found.queue_waits[queue] = DurationHistogram.from_columns(QUEUE_WAIT_BUCKETS, hist)
+        step_durations.add(key, bucket, count, total)
+    found.step_durations.update(step_durations.result())
+    waits = _Histograms(QUEUE_WAIT_BUCKETS)
+    for queue, bucket, count, total in rows.queue_waits:
+        waits.add(queue, bucket, count, total)
+    found.queue_waits.update(waits.result())
     for queue, status, delayed, count in rows.queue_depths:
         state = ("delayed" if delayed else "ready") if status == "pending" else status
         _add(found.queue_depth, (queue, state), int(count))

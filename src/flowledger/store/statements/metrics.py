@@ -1,9 +1,11 @@
 """Aggregates for Prometheus metrics: every figure a scrape shows, derived from the
 records, a few grouped statements in all.
 
-Histograms are counted by the database: one ``SUM(CASE WHEN duration <= bound ...)`` per
-bucket bound (cumulative, as Prometheus wants them), with the count and sum of the
-durations, so a table of a million runs comes back as one row per label set. Bounds are
+Histograms are counted by the database: each duration gets the index of its bucket (one
+``CASE WHEN d <= bound THEN i ...``, which stops at the first bound that fits), and rows
+are grouped by it, so a table of a million runs comes back as a few rows per label set
+(the caller accumulates them into Prometheus's cumulative buckets). One CASE per row,
+not one per bucket: half the time of ``SUM(CASE ...)`` per bound on SQLite. Bounds are
 literals (each set of bounds compiles its own statements, once); the owner and the time
 are parameters (``:owner``, ``:now``).
 """
@@ -20,6 +22,7 @@ from sqlalchemy import (
     case,
     func,
     literal_column,
+    null,
     select,
 )
 
@@ -33,14 +36,15 @@ _ZERO: ColumnElement[Any] = literal_column("0")
 QUEUED = tuple(constant(s) for s in ("pending", "running", "waiting", "paused"))
 
 
-def histogram(duration: ColumnElement[Any], bounds_us: Sequence[int]
-              ) -> list[ColumnElement[Any]]:
-    """Cumulative bucket counts of ``duration`` (NULL: not counted), then its count and
-    its sum (microseconds)."""
-    buckets = [func.sum(case((duration <= literal_column(str(int(bound))), _ONE), else_=_ZERO))
-               for bound in bounds_us]
-    return [*buckets, func.sum(case((duration.is_not(None), _ONE), else_=_ZERO)),
-            func.coalesce(func.sum(duration), _ZERO)]
+def bucket_of(duration: ColumnElement[Any], bounds_us: Sequence[int]
+              ) -> ColumnElement[Any]:
+    """The index of the first bound ``duration`` fits under (``len(bounds_us)``: none,
+    the +Inf bucket); NULL when the duration is."""
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
+        (duration.is_(None), null())]
+    whens += [(duration <= literal_column(str(int(bound))), literal_column(str(index)))
+              for index, bound in enumerate(bounds_us)]
+    return case(*whens, else_=literal_column(str(len(bounds_us))))
 
 
 def _scoped(query: Select[Any], owner_column: Any, scoped: bool) -> Select[Any]:
@@ -48,35 +52,42 @@ def _scoped(query: Select[Any], owner_column: Any, scoped: bool) -> Select[Any]:
 
 
 def run_figures(bounds_us: Sequence[int], scoped: bool) -> Select[Any]:
-    """(workflow, status, runs, *duration histogram) per workflow and status; durations
-    (start to end) of finished runs only."""
+    """(workflow, status, duration bucket, runs, sum of durations) per workflow, status
+    and bucket; durations (start to end, µs) of finished runs only (others: bucket
+    NULL)."""
     duration = case((runs.c.status.in_(FINISHED), runs.c.completed_at - runs.c.started_at))
-    query = select(runs.c.workflow, runs.c.status, func.count(), *histogram(duration, bounds_us))
-    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.workflow, runs.c.status)
+    bucket = bucket_of(duration, bounds_us)
+    query = select(runs.c.workflow, runs.c.status, bucket, func.count(),
+                   func.coalesce(func.sum(duration), _ZERO))
+    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.workflow, runs.c.status,
+                                                         bucket)
 
 
 def step_figures(bounds_us: Sequence[int], scoped: bool) -> Select[Any]:
-    """(workflow, step name, status, steps, retries, *duration histogram) per workflow,
-    step name and status. Retries are attempts after the first (failed or interrupted
-    ones retried); durations are those of the last attempt of finished steps."""
+    """(workflow, step name, status, duration bucket, steps, retries, sum of durations)
+    per workflow, step name, status and bucket. Retries are attempts after the first
+    (failed or interrupted ones retried); durations are those of the last attempt of
+    completed and failed steps (others: bucket NULL)."""
     duration = case((steps.c.status.in_((constant("completed"), constant("failed"))),
                      steps.c.completed_at - steps.c.started_at))
-    query = (select(runs.c.workflow, steps.c.name, steps.c.status, func.count(),
-                    func.sum(steps.c.attempts - _ONE), *histogram(duration, bounds_us))
+    bucket = bucket_of(duration, bounds_us)
+    query = (select(runs.c.workflow, steps.c.name, steps.c.status, bucket, func.count(),
+                    func.sum(steps.c.attempts - _ONE), func.coalesce(func.sum(duration), _ZERO))
              .select_from(steps.join(runs, runs.c.id == steps.c.run_id)))
     return _scoped(query, runs.c.owner, scoped).group_by(runs.c.workflow, steps.c.name,
-                                                         steps.c.status)
+                                                         steps.c.status, bucket)
 
 
 def queue_waits(bounds_us: Sequence[int], scoped: bool) -> Select[Any]:
-    """(queue, *histogram) of the wait of queued runs that started: from submission (or
-    from when a delayed run became due) to the start."""
+    """(queue, wait bucket, runs, sum of waits) of queued runs that started: the wait from
+    submission (or from when a delayed run became due) to the start, µs."""
     due = case((runs.c.scheduled_at > runs.c.created_at, runs.c.scheduled_at),
                else_=runs.c.created_at)
     wait = runs.c.started_at - due
-    query = (select(runs.c.queue, *histogram(wait, bounds_us))
+    bucket = bucket_of(wait, bounds_us)
+    query = (select(runs.c.queue, bucket, func.count(), func.coalesce(func.sum(wait), _ZERO))
              .where(runs.c.queue.is_not(None), runs.c.started_at.is_not(None)))
-    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.queue)
+    return _scoped(query, runs.c.owner, scoped).group_by(runs.c.queue, bucket)
 
 
 def queue_depths(scoped: bool) -> Select[Any]:
