@@ -43,7 +43,7 @@ class StoreMetrics(StoreCore):
     """``metric_rows``: the aggregates behind ``Ledger.metrics()``."""
 
     @functools.cached_property
-    def _metric_sql(self) -> dict[tuple[Bounds, bool], list[str]]:
+    def _metric_sql(self) -> dict[tuple[Bounds, bool], list[tuple[str, dict[str, Any]]]]:
         return {}
 
     def metric_rows(self, bounds: Bounds, owner: str | None, now: int) -> MetricRows:
@@ -62,18 +62,15 @@ class StoreMetrics(StoreCore):
                 metrics_sql.WORKERS,
                 metrics_sql.HELD,
             ]
+            # Parameters SQLAlchemy named itself (SQLite's OFFSET 0 after a LIMIT) keep
+            # their values; ours (owner, now) are given per read.
             compiled = self._metric_sql[(bounds, scoped)] = [
-                self._compile_statement(statement) for statement in statements]
-        params: dict[str, Any] = {"now": now}
-        if scoped:
-            params["owner"] = owner
+                (self._compile_statement(statement),
+                 dict(statement.compile(dialect=self.backend.engine.dialect).params))
+                for statement in statements]
+        given: dict[str, Any] = {"now": now, "owner": owner}
         with translate_errors(self._where):
             found = self.backend.read_snapshot(
-                [(sql, _used(sql, params)) for sql in compiled])
+                [(sql, {name: given.get(name, value) for name, value in defaults.items()})
+                 for sql, defaults in compiled])
         return MetricRows(*found)
-
-
-def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters a statement names (drivers refuse unused ones on some paths)."""
-    return {name: value for name, value in params.items()
-            if f":{name}" in sql or f"%({name})s" in sql}
