@@ -96,12 +96,13 @@ def test_metrics_equal_the_records_after_two_workers(
         bob_token = ledger.create_token("bob").secret
         hook = ledger.for_owner("acme").add_webhook(receiver.url,
                                                     ["run.completed", "run.failed"])
-        handles = submit_workload(ledger, markers)
-        started = [WorkerProcess(db_url, "--app", "tests.helpers.metrics_app",
-                                 "--metrics-port", str(metrics_port), name="w0"),
-                   WorkerProcess(db_url, "--app", "tests.helpers.metrics_app", name="w1")]
+        options = ("--app", "tests.helpers.metrics_app", "--concurrency", "2")
+        started = [WorkerProcess(db_url, *options, "--metrics-port", str(metrics_port),
+                                 name="w0"),
+                   WorkerProcess(db_url, *options, name="w1")]
         try:
             wait_registered(db_url, started)
+            handles = submit_workload(ledger, markers)
             wait_until(lambda: all(ledger.get(h.id).status.finished for h in handles),
                        what="the workload to finish")
             acme = ledger.for_owner("acme")
@@ -169,12 +170,12 @@ def test_metrics_equal_the_records_after_two_workers(
                     [r.started_at - r.created_at for r in started_runs  # type: ignore[operator]
                      ], QUEUE_WAIT_BUCKETS)
 
-    # Workers and their slots (four each, the default concurrency), from their rows.
+    # Workers and their slots (two each), from their rows.
     assert series(samples, "flowledger_workers", "state") == {
         ("running",): len(live), ("stopping",): 0, ("lost",): 0}
     assert len(live) == 2
     slots = series(samples, "flowledger_worker_slots", "state")
-    assert slots[("busy",)] + slots[("free",)] == sum(w.concurrency for w in live) == 8
+    assert slots[("busy",)] + slots[("free",)] == sum(w.concurrency for w in live) == 4
     assert slots[("busy",)] == sum(w.runs_held for w in live) == 0
 
     # LLM usage: tokens by model and type, cost by workflow and model.

@@ -4,6 +4,7 @@ is retried, LLM calls recorded on a step."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import flowledger as fl
@@ -12,7 +13,9 @@ import flowledger as fl
 @fl.step(retries=2, backoff=0.01)
 def fetch(n: int, markers: str) -> int:
     """Fails its first attempt for even ``n`` (a marker file per run says it was tried),
-    whichever worker process executes it."""
+    whichever worker process executes it. The work takes a moment, so both workers of a
+    test get runs to execute."""
+    time.sleep(0.2)  # the work itself (a call upstream), not a synchronisation
     if n % 2 == 0:
         marker = Path(markers) / f"{fl.current_run_id()}.tried"
         try:
