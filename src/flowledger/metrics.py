@@ -149,6 +149,8 @@ def snapshot_of(rows: MetricRows, owner: str | None, now: int) -> MetricsSnapsho
         waits.add(queue, bucket, count, total)
     found.queue_waits.update(waits.result())
     for queue, status, delayed, count in rows.queue_depths:
+        if queue is None:
+            continue  # runs started in a process, not queued
         state = ("delayed" if delayed else "ready") if status == "pending" else status
         _add(found.queue_depth, (queue, state), int(count))
     for workflow, model, calls, inp, out, cached, reasoning, cost, _hits in rows.llm_usage:

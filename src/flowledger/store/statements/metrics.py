@@ -104,11 +104,13 @@ def queue_waits(bounds_us: Sequence[int], scoped: bool) -> Select[Any]:
 
 
 def queue_depths(scoped: bool) -> Select[Any]:
-    """(queue, status, delayed 0/1, runs) of unfinished queued runs (``:now`` decides
-    which pending runs are delayed)."""
+    """(queue, status, delayed 0/1, runs) of unfinished runs (``:now`` decides which
+    pending runs are delayed); queue NULL: runs not queued (the caller leaves them out:
+    a ``queue IS NOT NULL`` here made SQLite walk every queued run, finished or not,
+    instead of the few unfinished ones through the status index)."""
     delayed = case((runs.c.scheduled_at > bindparam("now"), _ONE), else_=_ZERO)
     query = (select(runs.c.queue, runs.c.status, delayed, func.count())
-             .where(runs.c.status.in_(QUEUED), runs.c.queue.is_not(None)))
+             .where(runs.c.status.in_(QUEUED)))
     return _scoped(query, runs.c.owner, scoped).group_by(runs.c.queue, runs.c.status,
                                                          delayed)
 
