@@ -3,7 +3,8 @@
 Every figure is derived from the database when scraped (``metrics.py``), never counted
 in a process: any process (a server, a worker, one of several) shows the same exact
 figures. A snapshot is kept ``max_age`` seconds, so a burst of scrapes (several
-Prometheus replicas, several server processes behind one port) costs one query set.
+Prometheus replicas, several server processes behind one port) costs one query set, and
+a stale one is answered while the next is read in the background.
 
 Example::
 
@@ -17,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -39,14 +41,17 @@ if TYPE_CHECKING:
 
     from .ledger import Ledger
 
+log = logging.getLogger("flowledger.metrics")
 DEFAULT_MAX_AGE = 5.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsCollector(Collector):
     """The ``flowledger_*`` metric families of ``ledger`` (its owner's runs when it has
-    one), from a snapshot at most ``max_age`` seconds old; concurrent scrapes of a stale
-    snapshot wait for one read.
+    one). The first scrape reads the database; later ones answer at once with the last
+    snapshot and, when it is older than ``max_age`` seconds, start one read in the
+    background for the next scrape (a large store can take longer to aggregate than
+    Prometheus waits for an answer). A burst of scrapes costs one query set.
 
     Example: ``registry.register(MetricsCollector(ledger, max_age=10))``
     """
@@ -58,16 +63,41 @@ class MetricsCollector(Collector):
         self.max_age = max_age
         self._lock = threading.Lock()
         self._taken: tuple[float, MetricsSnapshot, float] | None = None
+        self._refreshing = False
+
+    def _read(self) -> tuple[float, MetricsSnapshot, float]:
+        started = time.monotonic()
+        found = self.ledger.metrics()
+        ended = time.monotonic()
+        return ended, found, ended - started
+
+    def _refresh(self) -> None:
+        try:
+            taken = self._read()
+        except Exception:  # the next scrape tries again; the last snapshot stands
+            log.warning("reading metrics failed", exc_info=True)
+            taken = None
+        with self._lock:
+            if taken is not None:
+                self._taken = taken
+            self._refreshing = False
 
     def snapshot(self) -> tuple[MetricsSnapshot, float]:
-        """The current snapshot and the seconds its queries took."""
+        """The current snapshot and the seconds its queries took (the first call, and
+        every call with ``max_age=0``, read the database; others may start a read in the
+        background and answer with the last snapshot)."""
         with self._lock:
-            if self._taken is None or time.monotonic() - self._taken[0] > self.max_age:
-                started = time.monotonic()
-                found = self.ledger.metrics()
-                ended = time.monotonic()
-                self._taken = (ended, found, ended - started)
-            return self._taken[1], self._taken[2]
+            taken = self._taken
+            stale = taken is None or time.monotonic() - taken[0] > self.max_age
+            if taken is not None and (not stale or self._refreshing):
+                return taken[1], taken[2]
+            if taken is not None and self.max_age > 0:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="flowledger-metrics",
+                                 daemon=True).start()
+                return taken[1], taken[2]
+            self._taken = taken = self._read()  # the first read: scrapes wait for it
+            return taken[1], taken[2]
 
     def describe(self) -> list[Metric]:
         return []  # registering must not query the database

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import flowledger as fl
 from flowledger.http import create_app
 from flowledger.prometheus import MetricsCollector, exposition, registry_for
+from tests.helpers.workers import wait_until
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "flowledger-dashboard.json"
 SUFFIXES = {"counter": ("_total",), "gauge": ("",),
@@ -100,6 +101,18 @@ def test_a_snapshot_is_kept_max_age_seconds(ledger: fl.Ledger) -> None:
     assert fresh.snapshot()[0].runs[("metrics_ok", "completed")] == 3
     with pytest.raises(fl.ConfigurationError, match="max_age"):
         MetricsCollector(ledger, max_age=-1)
+
+
+def test_a_stale_snapshot_is_answered_while_the_next_is_read(ledger: fl.Ledger) -> None:
+    _run_some(ledger)
+    collector = MetricsCollector(ledger, max_age=0.01)
+    first, _took = collector.snapshot()  # the first read: waited for
+    assert first.runs[("metrics_ok", "completed")] == 2
+    ledger.for_owner("alice").run(ok, 6)
+    # Past max_age a scrape answers with what it has and starts a read in the
+    # background; a later scrape sees the new run.
+    wait_until(lambda: collector.snapshot()[0].runs[("metrics_ok", "completed")] == 3,
+               timeout=30, what="the background read")
 
 
 def test_the_text_format_parses_with_prometheus_clients_parser(ledger: fl.Ledger) -> None:
