@@ -37,12 +37,14 @@ _HOME = {
     "ConfigurationError": "errors",
     "DatabaseNotFound": "errors",
     "DeadlineExceeded": "errors",
+    "DurationHistogram": "metrics",
     "ErrorInfo": "models",
     "EventBatch": "events",
     "FlowledgerError": "errors",
     "InvalidCursor": "errors",
     "JsonSerializer": "serialization",
     "Ledger": "ledger",
+    "MetricsSnapshot": "metrics",
     "NewToken": "api_tokens",
     "NonDeterminismError": "errors",
     "NonRetryable": "errors",
@@ -180,6 +182,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .handle import RunHandle
     from .ledger import Ledger
     from .mailbox import SentEvent
+    from .metrics import DurationHistogram, MetricsSnapshot
     from .models import (
         ArtifactInfo,
         Attempt,
@@ -248,11 +251,13 @@ __all__ = [
     "ConfigurationError",
     "DatabaseNotFound",
     "DeadlineExceeded",
+    "DurationHistogram",
     "ErrorInfo",
     "FlowledgerError",
     "InvalidCursor",
     "JsonSerializer",
     "Ledger",
+    "MetricsSnapshot",
     "NonDeterminismError",
     "NonRetryable",
     "NotInRun",

@@ -41,6 +41,7 @@ from .executor import (
 from .handle import RunHandle, done_future
 from .ledgerbase import LedgerBase, Prepared, Shared
 from .mailbox import LedgerMailbox
+from .metrics import LedgerMetrics
 from .models import RunStatus
 from .queueing import queue_name
 from .records import Records
@@ -83,7 +84,7 @@ def default_url() -> str:
 
 
 class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
-             LedgerMailbox, LedgerWebhooks, LedgerLogs, LedgerTraces):
+             LedgerMailbox, LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

@@ -76,6 +76,14 @@ class QueueInfo:
         return self.paused_at is not None
 
 
+def worker_alive(worker_id: str, heartbeat_at: int, lease_us: int | None, now: int,
+                 window_us: int | None = None) -> bool:
+    """Whether a worker lives: its last heartbeat is within ``window_us`` (default: its
+    lease) and, on this host, its process is still there."""
+    window = window_us if window_us is not None else lease_us or LOST_AFTER_US
+    return heartbeat_at >= now - window and ids.is_alive_here(worker_id) is not False
+
+
 def _name(value: str | None, what: str) -> str | None:
     return validation.optional_name(value, what)
 
@@ -217,8 +225,8 @@ class LedgerQueueing(LedgerBase):
         found = []
         for row in self.store.list_workers():
             window = (int(stale_after.total_seconds() * 1_000_000) if stale_after is not None
-                      else row.lease_us or LOST_AFTER_US)
-            alive = row.heartbeat_at >= now - window and ids.is_alive_here(row.id) is not False
+                      else None)
+            alive = worker_alive(row.id, row.heartbeat_at, row.lease_us, now, window)
             if alive or include_lost:
                 found.append(WorkerInfo(
                     row.id, row.host, row.pid, tuple(row.queues), row.concurrency,

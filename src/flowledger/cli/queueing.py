@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import ScheduleNotFound
+from ..errors import ConfigurationError, ScheduleNotFound
 from ..logformat import configure as configure_logging
 from ..validation import duration as parse_duration
 from ..workflow import import_apps
@@ -86,11 +86,20 @@ def worker_command(
     capture_print: Annotated[bool, typer.Option(
         help="Record what steps print, next to what they log (`flowledger logs`).")]
     = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics (derived from the database: every worker shows "
+             "the same figures) on this port, at any path.")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        help="Address the metrics port listens on (no token is asked: keep it private).")]
+    = "127.0.0.1",
 ) -> None:
     """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
     gracefully: running steps finish, unfinished runs go back to their queue)."""
     from ..worker import Worker  # noqa: PLC0415 (start-up time)
 
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise ConfigurationError(f"--metrics-port must be between 1 and 65535, not "
+                                 f"{metrics_port}")
     state = state_of(ctx, creates=True)
     import_apps(app_module or [])
     configure_logging(log_format, quiet=state.quiet)
@@ -102,13 +111,22 @@ def worker_command(
         shutdown_timeout=parse_duration(shutdown_timeout),
         poll_interval=parse_duration(poll) if poll else None,
         suspend_after=parse_duration(suspend_after))
-    started = (f"worker {worker.id} on {', '.join(worker.queues)} "
-               f"(concurrency {concurrency}); Ctrl-C to stop")
-    if log_format == "json":  # every line on stderr stays one JSON object
-        logging.getLogger("flowledger.worker").info(started)
-    else:
-        state.hint(started)
-    worker.run()
+    # With --log-format json every line on stderr stays one JSON object.
+    say = (logging.getLogger("flowledger.worker").info if log_format == "json"
+           else state.hint)
+    metrics = None
+    if metrics_port is not None:
+        from ..prometheus import serve_metrics  # noqa: PLC0415 (start-up time)
+
+        metrics = serve_metrics(state.ledger, metrics_port, metrics_host)
+        say(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+    say(f"worker {worker.id} on {', '.join(worker.queues)} "
+        f"(concurrency {concurrency}); Ctrl-C to stop")
+    try:
+        worker.run()
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
 
 
 @command("workers")

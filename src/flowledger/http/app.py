@@ -33,6 +33,7 @@ from ..ledger import Ledger
 from .present import Redactor
 from .reference import reference_page
 from .routes_mailbox import router as mailbox_router
+from .routes_metrics import router as metrics_router
 from .routes_runs import router as runs_router
 from .routes_service import router as service_router
 from .routes_specs import router as specs_router
@@ -220,12 +221,14 @@ def create_app(ledger: Ledger, settings: ServerSettings | None = None, *,
     app.state.settings = settings
     app.state.redact = Redactor(settings.redact)
     app.state.settings_tag = settings.tag()
+    app.state.metrics_registries = {}  # per owner scope (routes_metrics.py)
     app.include_router(workflows_router, prefix=PREFIX)
     app.include_router(specs_router, prefix=PREFIX)
     app.include_router(service_router, prefix=PREFIX)
     app.include_router(runs_router, prefix=PREFIX)
     app.include_router(mailbox_router, prefix=PREFIX)
     app.include_router(webhooks_router, prefix=PREFIX)
+    app.include_router(metrics_router)  # /metrics, where Prometheus looks by default
 
     @app.get(f"{PREFIX}/docs", include_in_schema=False, response_class=HTMLResponse)
     def reference() -> HTMLResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .core import SPEC_ENTRYPOINT
 from .dialects import Durability, Listener
+from .metrics import Bounds, MetricRows
 from .migrate import HEAD, head_revision
 from .rows import (
     ArtifactRow,
@@ -41,9 +42,10 @@ from .rows import (
 from .spool import SpoolingStore
 from .sql import SqlStore
 
-__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Claim",
+__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Bounds", "Claim",
            "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
-           "Durability", "EventRow", "Listener", "LogRow", "NewRun", "QueueRow", "Revision",
+           "Durability", "EventRow", "Listener", "LogRow", "MetricRows", "NewRun", "QueueRow",
+           "Revision",
            "RunFilter",
            "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from . import history
 from .api_tokens import StoreTokens
 from .dialects import Durability
+from .metrics import StoreMetrics
 from .progress import StoreProgress
 from .queues import StoreQueues
 from .reads import StoreReads
@@ -31,7 +32,7 @@ from .webhooks import StoreWebhooks
 
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
-               StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks):
+               StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks, StoreMetrics):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::

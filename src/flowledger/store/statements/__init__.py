@@ -14,6 +14,8 @@
 - ``api_tokens.py``: API tokens.
 - ``webhooks.py``: webhook subscriptions, claiming due deliveries from the outbox,
   recording attempts (the outbox rows are inserted by a trigger, migration 0013).
+- ``metrics.py``: the aggregates Prometheus metrics are derived from (histograms counted
+  by the database).
 - ``bulk.py``: loading archives (COPY on PostgreSQL) and deleting runs.
 - ``common.py``: pieces shared by several modules (literals, ``= ANY(array)`` id lists).
 
