@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import ids
@@ -83,6 +83,8 @@ class Runtime:
     # each attempt (``logcapture``).
     capture_logs: bool = True
     capture_print: bool = False
+    # Child runs started with fl.start_child executing on threads here (``children``).
+    child_threads: set[threading.Thread] = field(default_factory=set)
 
     def payload(self, run_id: uuid.UUID, owner: str, text: str | None) -> str | None:
         """Stored payload text, following an offloaded-output reference to its artifact."""
