@@ -160,7 +160,7 @@ def test_bad_input_is_refused_clearly(ledger: fl.Ledger) -> None:
     def bad_gather() -> list[int]:
         return fl.gather(fl.start_child(kid), 3)  # type: ignore[arg-type]
 
-    with pytest.raises(fl.RunFailed, match="takes handles returned by fl.start_child"):
+    with pytest.raises(fl.RunFailed, match=r"takes handles returned by fl\.start_child"):
         ledger.run(bad_gather)
 
     @fl.workflow(name="not_a_workflow")

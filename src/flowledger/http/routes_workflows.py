@@ -73,7 +73,7 @@ def _shown(value: Any) -> Any:
 
 @router.post("/workflows/{name}/runs", status_code=202, response_model=RunAccepted,
              responses={200: {"model": RunAccepted,
-                              "description": "The idempotency key or run id matched an earlier run"},
+                              "description": "An idempotency key or run id matched a run"},
                         **ERRORS},
              tags=["runs"], summary="Queue a run of a workflow")
 def start_run(name: str, body: StartRun, request: Request, caller: CallerDep,
