@@ -96,7 +96,8 @@ def test_resuming_the_parent_resumes_a_failed_child_once(ledger: fl.Ledger) -> N
 
     @fl.workflow(name="shaky_parent")
     def parent() -> str:
-        return fl.start_child(kid).result()
+        output: str = fl.start_child(kid).result()
+        return output
 
     handle = ledger.start(parent)
     with pytest.raises(fl.RunFailed):
@@ -200,7 +201,8 @@ def test_queued_child_runs_on_a_worker(ledger: fl.Ledger) -> None:
 
     @fl.workflow(name="queue_parent")
     def parent() -> int:
-        return fl.start_child(kid, 21, queue="kids").result()
+        output: int = fl.start_child(kid, 21, queue="kids").result()
+        return output
 
     handle = ledger.start(parent)
     assert not handle.wait(timeout=1)  # no worker serves "kids" yet: the child waits

@@ -241,7 +241,7 @@ def test_retry_if_combines_with_non_retryable_and_a_broken_predicate(
     assert sorted(attempts) == [1, 1]
     assert asked == ["explode"]  # non_retryable decides first: the predicate is not asked
     with pytest.raises(fl.ConfigurationError, match="retry_if must be a callable"):
-        fl.step(retry_if=3)  # type: ignore[arg-type]
+        fl.step(retry_if=3)  # type: ignore[call-overload]
 
 
 def test_max_backoff_caps_the_recorded_wait(ledger: fl.Ledger) -> None:
