@@ -100,7 +100,7 @@ class ChildHandle:
             raise ConfigurationError(f"{what}: {self!r} was started by run "
                                      f"{self._execution.run_id_text}; only that run's "
                                      "workflow body can wait for it")
-        return _waiting(execution, self, execution.allocate())
+        return _waiting(execution, self._run_id, self._definition, execution.allocate())
 
 
 def start_child(workflow: WorkflowRef, /, *args: Any, queue: str | None = None,
@@ -187,9 +187,9 @@ def _check_handles(what: str, handles: Sequence[Any]) -> None:
 
 
 # -- waiting ----------------------------------------------------------------------
-def _waiting(execution: Execution, handle: ChildHandle, position: int) -> Blocking[Any]:
-    definition = handle._definition
-    text = json.dumps({"child": handle.id})
+def _waiting(execution: Execution, child_id: uuid.UUID, definition: WorkflowDef,
+             position: int) -> Blocking[Any]:
+    text = json.dumps({"child": str(child_id)})
     call = StepCall(execution, RESULT_PREFIX + definition.name, position, _NO_RETRY, None,
                     definition.return_hint, lambda: text)
     hit, value = call.replay()
@@ -199,7 +199,7 @@ def _waiting(execution: Execution, handle: ChildHandle, position: int) -> Blocki
     # while it waited) is being retried by a resume: the child is resumed once too.
     again = call.recorded is not None and call.recorded.status == "failed"
     call.begin()
-    runtime, child_id = execution.runtime, handle._run_id
+    runtime = execution.runtime
     poll, checked = _POLL_FIRST, time.monotonic()
     while True:
         row = runtime.store.get_run(child_id, None)
