@@ -195,10 +195,8 @@ def _waiting(execution: Execution, child_id: uuid.UUID, definition: WorkflowDef,
     hit, value = call.replay()
     if hit:
         return value
-    # A wait that failed before (its child failed, or this run failed or was cancelled
-    # while it waited) is being retried by a resume: the child is resumed once too.
-    again = call.recorded is not None and call.recorded.status == "failed"
     call.begin()
+    retried = False
     runtime = execution.runtime
     poll, checked = _POLL_FIRST, time.monotonic()
     while True:
@@ -213,8 +211,15 @@ def _waiting(execution: Execution, child_id: uuid.UUID, definition: WorkflowDef,
                       else runtime.serializer.loads(text_out, definition.return_hint))
             return call.succeeded(output)
         if row.status in ("failed", "cancelled"):
-            if again:
-                again = False
+            own = runtime.store.get_status(execution.run_id)
+            if own is None or own[0] != "running":  # cancelled with its children, say
+                raise interruption(execution)
+            # A child that had ended before this execution of its parent began (the parent
+            # is being resumed, after the failure or a cancellation of both) is resumed
+            # once with it; one that ends while this wait watches is this wait's failure.
+            ended = row.completed_at
+            if not retried and ended is not None and ended < execution.started_us:
+                retried = True
                 _resume_ended(runtime, row, definition)
                 continue
             error = _ended(row)

@@ -174,6 +174,9 @@ class Execution:
         self.queue: str | None = None
         self._next_position = 0
         self._lock = threading.Lock()
+        # When this execution began: a child that ended before it is one nobody waited
+        # for yet (``children``).
+        self.started_us = ids.now_us()
 
     def allocate(self) -> int:
         with self._lock:

@@ -218,3 +218,66 @@ def test_queued_child_runs_on_a_worker(ledger: fl.Ledger) -> None:
     child = _children(ledger, handle.id)[0]
     assert child.queue == "kids"
     assert child.status is fl.RunStatus.COMPLETED
+
+
+def test_a_handle_belongs_to_the_run_that_started_it(ledger: fl.Ledger) -> None:
+    @fl.workflow(name="owned_kid")
+    def kid() -> int:
+        return 7
+
+    kept: list[fl.ChildHandle] = []
+
+    @fl.workflow(name="first_owner")
+    def first() -> int:
+        handle = fl.start_child(kid)
+        kept.append(handle)
+        output: int = handle.result()
+        return output
+
+    @fl.workflow(name="second_owner")
+    def second() -> int:
+        output: int = kept[0].result()
+        return output
+
+    assert ledger.run(first) == 7
+    with pytest.raises(fl.RunFailed, match="only that run's workflow body can wait"):
+        ledger.run(second)
+    with pytest.raises(fl.NotInRun):
+        kept[0].result()
+
+
+def test_cancelling_the_parent_cancels_a_waiting_parent_and_its_child(
+        ledger: fl.Ledger) -> None:
+    gate = Gate()
+
+    @fl.step()
+    def held() -> str:
+        gate.wait()
+        return "held"
+
+    @fl.step()
+    def after() -> str:
+        return "after"
+
+    @fl.workflow(name="held_kid")
+    def kid() -> str:
+        return held() + after()
+
+    @fl.workflow(name="cancelled_parent")
+    def parent() -> str:
+        output: str = fl.start_child(kid).result()
+        return output
+
+    handle = ledger.start(parent)
+    assert gate.arrived.wait(30)
+    assert ledger.cancel(handle.id)
+    gate.open()
+    with pytest.raises(fl.RunCancelled):
+        handle.result(timeout=60)
+    child = _children(ledger, handle.id)[0]
+    assert ledger.handle(child.id).wait(timeout=60)
+    assert ledger.get(child.id).status is fl.RunStatus.CANCELLED
+    # Resuming the parent resumes its cancelled child once, and waits for it again.
+    assert ledger.resume(handle.id).result(timeout=60) == "heldafter"
+    assert ledger.get(child.id).status is fl.RunStatus.COMPLETED
+    assert len(_children(ledger, handle.id)) == 1
