@@ -384,6 +384,9 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
                 ) -> list[RunHandle]:
         """Resume every run left ``running`` by a process on this host that has died.
 
+        Child runs are resumed through their parent, except a child whose parent has
+        ended (started with ``fl.start_child`` and not waited for): it is resumed here.
+
         A run that cannot be taken up here (its code cannot be loaded, its version
         changed) is skipped — with a logged warning, or reported to ``on_error(run_id,
         error)`` — and stays ``running``, so a later ``recover`` or ``resume`` can still
@@ -393,8 +396,10 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
         """
         handles = []
         for row in self.store.running_runs(ids.hostname() + ":"):
-            if row.parent_id is not None or (self.owner and row.owner != self.owner):
-                continue  # child runs are resumed by their parent
+            if self.owner and row.owner != self.owner:
+                continue
+            if row.parent_id is not None and not self._parent_finished(row.parent_id):
+                continue  # child runs are resumed by their parent, unless it has ended
             if row.lease_expires_at is not None:
                 continue  # a worker holds it: workers take it over when the lease expires
             if self._executor_alive(row) is not False:
@@ -411,6 +416,12 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
                 continue
             handles.append(self._launch(prepared))
         return handles
+
+    def _parent_finished(self, parent_id: uuid.UUID) -> bool:
+        """Whether a child's parent has ended (a ``fl.start_child`` child it did not wait
+        for): such a child is recovered on its own."""
+        parent = self.store.get_run(parent_id, None)
+        return parent is not None and RunStatus(parent.status).finished
 
     def schema_revision(self) -> str | None:
         """The store's schema revision; a cheap round trip that raises StoreUnavailable

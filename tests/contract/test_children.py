@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
+import uuid
 
 import pytest
 
 import flowledger as fl
+from flowledger import ids
+from flowledger.store import NewRun
+from tests.helpers import crashy
 from tests.helpers.gate import Gate
 
 
@@ -281,3 +287,28 @@ def test_cancelling_the_parent_cancels_a_waiting_parent_and_its_child(
     assert ledger.resume(handle.id).result(timeout=60) == "heldafter"
     assert ledger.get(child.id).status is fl.RunStatus.COMPLETED
     assert len(_children(ledger, handle.id)) == 1
+
+
+def test_recover_takes_up_an_orphaned_child_whose_parent_has_ended(ledger: fl.Ledger) -> None:
+    done = ledger.start(crashy.chain, 1)
+    assert done.result(timeout=30) == 1
+
+    def orphan(parent_id: str | None, entrypoint: str = "tests.helpers.crashy:chain") -> str:
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        run = NewRun(id=ids.new_run_id(), workflow="crash_chain", version="1",
+                     entrypoint=entrypoint, owner="default",
+                     status="running", serializer="json", inputs='{"n": 3}',
+                     created_at=ids.now_us(), executor=f"{ids.hostname()}:{gone.pid}:0",
+                     lease_token=ids.new_token(),
+                     parent_id=None if parent_id is None else uuid.UUID(parent_id))
+        ledger.store.create_run(run)
+        return str(run.id)
+
+    child_of_ended = orphan(done.id)
+    running_parent = orphan(None, "no_such_module:wf")  # left running, cannot be loaded
+    child_of_running = orphan(running_parent)
+    handles = ledger.recover(on_error=lambda run_id, error: None)
+    assert [h.id for h in handles] == [child_of_ended]
+    assert handles[0].result(timeout=30) == 1 + 4 + 9
+    assert ledger.get(child_of_running).status is fl.RunStatus.RUNNING  # its parent's to resume
