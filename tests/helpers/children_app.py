@@ -17,6 +17,8 @@ import json
 import os
 import sys
 import threading
+import time
+from pathlib import Path
 
 import flowledger as fl
 
@@ -58,6 +60,28 @@ def kid(i: int) -> int:
 def parent(n: int) -> list[int]:
     handles = [fl.start_child(kid, i) for i in range(n)]
     return fl.gather(*handles)
+
+
+@fl.step()
+def held(i: int, gate: str) -> int:
+    """Blocks until the test creates the file ``gate`` (bounded: a broken test ends)."""
+    deadline = time.monotonic() + 60
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.01)
+    return i
+
+
+@fl.workflow(name="queued_kid")
+def queued_kid(i: int, gate: str) -> int:
+    return held(i, gate) * 10
+
+
+@fl.workflow(name="queued_parent")
+def queued_parent(n: int, gate: str) -> list[int]:
+    """Starts ``n`` children in the queue ``kids`` (workers execute them) and gathers."""
+    return fl.gather(*[fl.start_child(queued_kid, i, gate, queue="kids") for i in range(n)])
 
 
 def report(handle: fl.RunHandle) -> int:
