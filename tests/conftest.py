@@ -17,6 +17,11 @@ from sqlalchemy import make_url
 
 import flowledger as fl
 
+# The CLI sizes its tables from COLUMNS when set (pytest-xdist's workers set it to 80):
+# tests read the width a script would get, whatever terminal started them.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 ADMIN_URL = os.environ.get("FLOWLEDGER_TEST_POSTGRES",
                            "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]

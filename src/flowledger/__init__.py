@@ -102,7 +102,9 @@ _HOME = {
     "StoreFull": "errors",
     "StoreUnavailable": "errors",
     "SummaryPage": "models",
+    "Telemetry": "telemetry",
     "TokenInfo": "api_tokens",
+    "TracesExported": "traceexport",
     "TokenNotFound": "errors",
     "Usage": "models",
     "UsageGroup": "models",
@@ -206,6 +208,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .spec_registry import SpecInfo
     from .specs import Spec, SpecError, SpecProblem, load_spec, parse_spec
     from .steplogs import AttemptLogs, LogEntry
+    from .telemetry import Telemetry
+    from .traceexport import TracesExported
     from .usage import record_anthropic_usage, record_openai_usage, record_usage
     from .waits import sleep, sleep_async, wait_for_event, wait_for_event_async
     from .webhook_dispatch import WebhookDispatcher
@@ -237,7 +241,9 @@ __all__ = [
     "RunIdConflict",
     "LogEntry",
     "TokenNotFound",
+    "Telemetry",
     "TokenInfo",
+    "TracesExported",
     "NewToken",
     "RunEvent",
     "EventBatch",

@@ -139,7 +139,9 @@ def start_child(workflow: WorkflowRef, /, *args: Any, queue: str | None = None,
         deadline = own if deadline is None else min(deadline, own)
     child = new_run(definition, execution.owner, runtime.serializer.name, inputs_text,
                     executor=None if queue_name else runtime.identity, created_at=now,
-                    deadline_at=deadline, parent_id=execution.run_id, queue=queue_name)
+                    deadline_at=deadline, parent_id=execution.run_id, queue=queue_name,
+                    traceparent=execution.trace.child_traceparent(
+                        execution.run_id, position, call.attempt + 1))
     recorded = call.recorded
     fresh = recorded is None or recorded.child_run_id is None
     if not fresh and recorded is not None and recorded.child_run_id is not None:
@@ -149,7 +151,8 @@ def start_child(workflow: WorkflowRef, /, *args: Any, queue: str | None = None,
     if fresh and queue_name is None:
         args_, kwargs_ = call_arguments(definition.signature, values)
         _launch(runtime, Execution(runtime, child.id, child.lease_token or "", definition,
-                                   [], child.deadline_at, child.owner), args_, kwargs_)
+                                   [], child.deadline_at, child.owner,
+                                   traceparent=child.traceparent), args_, kwargs_)
     elif not fresh:
         _revive_dead(runtime, child.id, definition)
     call.succeeded(str(child.id))
@@ -338,7 +341,7 @@ def _take_over(runtime: Runtime, row: RunRow, definition: WorkflowDef) -> None:
     values = decode_inputs(serializer, row.inputs, definition.fn)
     args, kwargs = call_arguments(definition.signature, values)
     _launch(runtime, Execution(runtime, row.id, token, definition, recorded, row.deadline_at,
-                               row.owner, context), args, kwargs)
+                               row.owner, context, traceparent=row.traceparent), args, kwargs)
 
 
 # -- helpers ------------------------------------------------------------------------

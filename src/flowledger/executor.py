@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import ids
+from . import ids, traceids
 from .artifacts import OUTPUT_MARKER, OUTPUT_MEDIA, OUTPUT_PREFIX, ArtifactStore, RunArtifacts
 from .errors import (
     CancelledSignal,
@@ -38,6 +38,7 @@ from .runcontext import calling, running
 from .serialization import NO_HINT, Serializer, call_arguments, check_size, coerce_inputs
 from .stepcall import StepCall, asyncio_module, await_with_timeout, error_text
 from .store import NewRun, SqlStore, StepRow
+from .telemetry import Telemetry, traced
 from .timeouts import call_with_timeout
 from .workflow import RetryPolicy, StepDef, WorkflowDef, load_entrypoint, registered
 
@@ -85,6 +86,8 @@ class Runtime:
     capture_print: bool = False
     # Child runs started with fl.start_child executing on threads here (``children``).
     child_threads: set[threading.Thread] = field(default_factory=set)
+    # Where spans go (telemetry.md); None: tracing is off and costs nothing.
+    telemetry: Telemetry | None = None
 
     def payload(self, run_id: uuid.UUID, owner: str, text: str | None) -> str | None:
         """Stored payload text, following an offloaded-output reference to its artifact."""
@@ -109,7 +112,8 @@ def new_run(code: WorkflowDef | tuple[str, str, str], owner: str, serializer: st
     version and entrypoint of one): ``running`` and held by ``executor`` (with a fresh
     lease token) when one is given, else ``pending`` for a worker. ``options`` are
     NewRun's optional fields (deadline, tags, lineage, queue, keys). Every new run record
-    is made here.
+    is made here. A run made inside a traced request (a current OpenTelemetry span)
+    records its traceparent, so its trace continues the request's.
 
     Example: ``new_run(definition, "default", "json", "{}", executor=runtime.identity)``
     """
@@ -121,7 +125,8 @@ def new_run(code: WorkflowDef | tuple[str, str, str], owner: str, serializer: st
         status="running" if executor is not None else "pending", serializer=serializer,
         inputs=inputs, created_at=ids.now_us() if created_at is None else created_at,
         executor=executor, lease_token=None if executor is None else ids.new_token(),
-        spec_text=None if isinstance(code, tuple) else code.source, **options)
+        spec_text=None if isinstance(code, tuple) else code.source,
+        **{"traceparent": traceids.current_traceparent(), **options})
 
 
 def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
@@ -158,8 +163,10 @@ class Execution:
     def __init__(self, runtime: Runtime, run_id: uuid.UUID, token: str,
                  definition: WorkflowDef, recorded: Sequence[StepRow],
                  deadline_at: int | None, owner: str,
-                 context: dict[str, Any] | None = None) -> None:
+                 context: dict[str, Any] | None = None, traceparent: str | None = None) -> None:
         self.runtime = runtime
+        self.traceparent = traceparent
+        self._trace: traceids.RunTrace | None = None
         self.owner = owner
         self.context: dict[str, Any] = context or {}
         self.run_id = run_id
@@ -177,6 +184,18 @@ class Execution:
         # When this execution began: a child that ended before it is one nobody waited
         # for yet (``children``).
         self.started_us = ids.now_us()
+
+    @property
+    def trace(self) -> traceids.RunTrace:
+        """The trace this run's spans belong to (computed when first asked for)."""
+        if self._trace is None:
+            self._trace = traceids.RunTrace.of(self.run_id, self.traceparent)
+        return self._trace
+
+    def traced_end(self) -> None:
+        """The run's end was just committed: its span goes out when tracing is on."""
+        if self.runtime.telemetry is not None:
+            self.runtime.telemetry.run_ended(self)
 
     def allocate(self) -> int:
         with self._lock:
@@ -220,6 +239,7 @@ class Execution:
             raise
         if not store.finish_run(self.run_id, self.token, "completed", text, None, ids.now_us()):
             self._stopped_by_another()
+        self.traced_end()
         return result
 
     def _stopped_by_another(self) -> None:
@@ -239,6 +259,7 @@ class Execution:
             raise exc
         if isinstance(exc, CancelledSignal):
             store.finish_run(self.run_id, self.token, "cancelled", None, None, ids.now_us())
+            self.traced_end()
             raise RunCancelled(self.run_id_text) from None
         if isinstance(exc, SuspendedSignal):  # recorded as waiting by the sleep or wait
             raise RunWaiting(self.run_id_text, exc.waiting_for, exc.wake_at) from None
@@ -251,6 +272,7 @@ class Execution:
                                 ids.now_us(),
                                 interrupt_steps=not isinstance(exc, NonDeterminismError)):
             self._stopped_by_another()  # paused or cancelled while it was failing
+        self.traced_end()
         if isinstance(exc, Exception):
             kind = type(exc)
             raise RunFailed(self.run_id_text, f"{kind.__module__}.{kind.__qualname__}",
@@ -310,7 +332,7 @@ class Execution:
         while True:
             attempt.begin()
             try:
-                with calling(attempt):
+                with calling(attempt), traced(self.runtime.telemetry, attempt):
                     result = call_with_timeout(definition.fn, args, kwargs,
                                                attempt.timeout(), attempt.label)
             except SkipStep as skip:
@@ -334,7 +356,7 @@ class Execution:
         while True:
             attempt.begin()
             try:
-                with calling(attempt):
+                with calling(attempt), traced(self.runtime.telemetry, attempt):
                     result = await await_with_timeout(definition.fn(*args, **kwargs),
                                                       attempt.timeout(), attempt.label)
             except SkipStep as skip:
@@ -423,7 +445,9 @@ class Execution:
             deadline = own if deadline is None else min(deadline, own)
         attempt.child = new_run(definition, self.owner, self.runtime.serializer.name,
                                 inputs_text, executor=self.runtime.identity, created_at=now,
-                                deadline_at=deadline, parent_id=self.run_id)
+                                deadline_at=deadline, parent_id=self.run_id,
+                                traceparent=self.trace.child_traceparent(
+                                    self.run_id, position, attempt.attempt + 1))
         if recorded and recorded.child_run_id:  # started before: the same child
             attempt.child.id = recorded.child_run_id
 
@@ -457,7 +481,7 @@ def _child_execution(runtime: Runtime, child: NewRun,
                               else runtime.serializer.loads(text, definition.return_hint))
     if row.lease_token == child.lease_token:
         return Execution(runtime, child.id, child.lease_token or "", definition, [],
-                         child.deadline_at, child.owner)
+                         child.deadline_at, child.owner, traceparent=row.traceparent)
     recorded = store.get_steps(child.id)
     serializer = runtime.serializer
     context = {name: None if value is None else serializer.loads(value)
@@ -467,7 +491,7 @@ def _child_execution(runtime: Runtime, child: NewRun,
                            resume_position(recorded)):
         raise LeaseLost(f"child run {child.id} was taken over by another execution")
     return Execution(runtime, child.id, token, definition, recorded, row.deadline_at,
-                     row.owner, context)
+                     row.owner, context, traceparent=row.traceparent)
 
 
 def resume_position(recorded: Sequence[StepRow]) -> int:

@@ -55,6 +55,8 @@ from .spec_registry import LedgerSpecs
 from .stepcall import asyncio_module
 from .steplogs import LedgerLogs
 from .store import Durability, RunRow, SpoolingStore, SqlStore
+from .telemetry import Telemetry, configured
+from .traceexport import LedgerTraces
 from .webhooks import LedgerWebhooks
 from .workflow import WorkflowRef, definition_of
 
@@ -81,7 +83,7 @@ def default_url() -> str:
 
 
 class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs,
-             LedgerMailbox, LedgerWebhooks, LedgerLogs):
+             LedgerMailbox, LedgerWebhooks, LedgerLogs, LedgerTraces):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
@@ -93,7 +95,9 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
     docs/storage.md). ``create=False`` refuses to create a missing SQLite file
     (``DatabaseNotFound``): for tools that only read. What steps log through ``logging``
     is recorded with each attempt (``capture_logs``); ``capture_print`` adds what they
-    print (see ``capture_step_logs``).
+    print (see ``capture_step_logs``). ``telemetry`` sends every run as an OpenTelemetry
+    trace (a ``fl.Telemetry``; None: as the ``OTEL_*`` environment variables say; False:
+    never — see docs/tracing.md).
 
     Example::
 
@@ -108,7 +112,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
                  offload_bytes: int = DEFAULT_OFFLOAD,
                  persistence: Literal["required", "best_effort"] = "required",
                  spool_dir: str | None = None, create: bool = True,
-                 capture_logs: bool = True, capture_print: bool = False) -> None:
+                 capture_logs: bool = True, capture_print: bool = False,
+                 telemetry: Telemetry | bool | None = None) -> None:
         url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
             raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
@@ -126,7 +131,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
         artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
                          or default_artifacts_url(store))
         runtime = Runtime(store, serializer or JsonSerializer(), max_payload_bytes,
-                          ids.identity(), ArtifactStore(artifacts_url), offload_bytes)
+                          ids.identity(), ArtifactStore(artifacts_url), offload_bytes,
+                          telemetry=configured(telemetry))
         LedgerBase.__init__(self, Shared(url, persistence, store, artifacts_url, runtime,
                                          Records(runtime.serializer, runtime.payload,
                                                  runtime.payload_head)), owner)
@@ -149,6 +155,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
     def close(self) -> None:
         """Wait for the runs this Ledger started on threads, then release connections."""
         self._join_threads()
+        if self._runtime.telemetry is not None:  # spans still buffered leave now
+            self._runtime.telemetry.flush(timeout=10.0)
         self.store.close()
 
     def __enter__(self) -> Ledger:
@@ -239,7 +247,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
             self.store.create_run(run)
         call_args, call_kwargs = call_arguments(definition.signature, values)
         return Prepared(self._execution(run.id, run.lease_token or "", definition, [],
-                                        run.deadline_at, run.owner), call_args, call_kwargs)
+                                        run.deadline_at, run.owner, run.traceparent),
+                        call_args, call_kwargs)
 
     # -- acting on existing runs ---------------------------------------------------
     def resume(self, run_id: str | uuid.UUID, *, force: bool = False,
@@ -366,7 +375,8 @@ class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSp
             return RunHandle(self, str(run.id))
         args, kwargs = call_arguments(definition.signature, values)
         execution = self._execution(run.id, run.lease_token or "", definition,
-                                    self.store.get_steps(run.id), run.deadline_at, run.owner)
+                                    self.store.get_steps(run.id), run.deadline_at, run.owner,
+                                    run.traceparent)
         return self._launch(Prepared(execution, args, kwargs))
 
     def cancel(self, run_id: str | uuid.UUID) -> bool:

@@ -235,7 +235,7 @@ class LedgerBase:
         values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn)
         args, kwargs = call_arguments(definition.signature, values)
         execution = self._execution(row.id, token, definition, steps, row.deadline_at,
-                                    row.owner)
+                                    row.owner, row.traceparent)
         execution.queue = row.queue
         return Prepared(execution, args, kwargs)
 
@@ -272,10 +272,10 @@ class LedgerBase:
 
     def _execution(self, run_id: uuid.UUID, token: str, definition: WorkflowDef,
                    recorded: Sequence[StepRow], deadline_at: int | None,
-                   owner: str) -> Execution:
+                   owner: str, traceparent: str | None = None) -> Execution:
         context = self._context(run_id) if recorded else None
         return Execution(self._runtime, run_id, token, definition, recorded, deadline_at, owner,
-                         context)
+                         context, traceparent)
 
     def _launch(self, prepared: Prepared) -> RunHandle:
         """Execute a prepared run on a new thread; its handle waits for it."""

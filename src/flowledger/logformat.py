@@ -1,12 +1,13 @@
 """How ``flowledger worker`` and ``flowledger serve`` write their own logs: plain text, or
 (``--log-format json``) one JSON object per line carrying the run id, step position and
-attempt of the code that logged, for log pipelines (Loki, CloudWatch, Datadog).
+attempt of the code that logged, for log pipelines (Loki, CloudWatch, Datadog), with the
+trace and span ids the run's traces use (``traceids``), so a log line leads to its span.
 
 Example line::
 
     {"time": "2026-12-02T16:22:38.319Z", "level": "INFO", "logger": "app",
      "message": "charging", "run_id": "01a2...", "step": 2, "step_name": "charge",
-     "attempt": 1}
+     "attempt": 1, "trace_id": "01a2...", "span_id": "5f0c..."}
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .runcontext import active_call, recording_execution
+from .traceids import attempt_span_id
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -38,16 +40,18 @@ class JsonLogFormatter(logging.Formatter):
             "level": record.levelname, "logger": record.name,
             "message": record.getMessage()}
         call = active_call()
-        if call is not None:
-            entry.update(run_id=call.execution.run_id_text, step=call.position,
-                         step_name=call.name, attempt=call.attempt)
-        else:
-            execution = recording_execution()
-            run_id = getattr(record, "run_id", None)
-            if execution is not None:
-                entry["run_id"] = execution.run_id_text
-            elif run_id is not None:
-                entry["run_id"] = str(run_id)
+        running = call.execution if call is not None else recording_execution()
+        if call is not None and running is not None:
+            span = attempt_span_id(running.run_id, call.position, call.attempt)
+            entry.update(run_id=running.run_id_text, step=call.position,
+                         step_name=call.name, attempt=call.attempt,
+                         trace_id=f"{running.trace.trace_id:032x}", span_id=f"{span:016x}")
+        elif running is not None:
+            entry.update(run_id=running.run_id_text,
+                         trace_id=f"{running.trace.trace_id:032x}",
+                         span_id=f"{running.trace.span_id:016x}")
+        elif (about := getattr(record, "run_id", None)) is not None:  # extra={"run_id": …}
+            entry["run_id"] = str(about)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

@@ -94,6 +94,7 @@ class StepCall:
         # The row's counter is incremented by each begin; fencing makes this execution the
         # only writer, so the count is known here without reading it back.
         self.attempt = self.recorded.attempts if self.recorded is not None else 0
+        self.started_at: int | None = None
 
     def replay(self) -> tuple[bool, Any]:
         row = self.recorded
@@ -123,8 +124,11 @@ class StepCall:
             raise DeadlineExceeded(f"run {execution.run_id_text} passed its deadline before "
                                    f"step {self.name!r} (position {self.position})")
         store = execution.runtime.store
+        self.started_at = ids.now_us()  # the attempt's start, as recorded
+        if self.child is not None:  # a child run made by this attempt starts within it
+            self.child.created_at = self.started_at
         if not store.begin_step(execution.run_id, execution.token, self.position, self.name,
-                                self.input_text(), ids.now_us(), self.child,
+                                self.input_text(), self.started_at, self.child,
                                 attempt=self.attempt + 1):
             raise interruption(execution)
         self.attempt += 1
@@ -143,11 +147,13 @@ class StepCall:
         pending = self.pending_context if status != "failed" else {}
         texts = {name: text for name, (text, _) in pending.items()} if pending else None
         logs, dropped = self._take_logs()
+        now = ids.now_us()
         if not execution.runtime.store.finish_step(execution.run_id, execution.token,
                                                    self.position, status, output, error,
-                                                   ids.now_us(), texts, logs, dropped):
+                                                   now, texts, logs, dropped):
             raise LeaseLost(f"run {execution.run_id_text} was taken over while step "
                             f"{self.name!r} ran; its result was not recorded")
+        self.traced(status, now, error)
         for name, (_, value) in pending.items():
             execution.context[name] = value
 
@@ -155,6 +161,15 @@ class StepCall:
         """The attempt's log records (JSON) and dropped count; capture ends here."""
         buffer, self.logs = self.logs, None
         return (None, 0) if buffer is None else buffer.encoded()
+
+    def traced(self, status: str, ended_at: int, error: str | None) -> None:
+        """The attempt's outcome was committed: its span goes out when tracing is on."""
+        telemetry = self.execution.runtime.telemetry
+        if telemetry is not None:
+            started = self.started_at  # else a woken wait's, begun by an earlier execution
+            if started is None and self.recorded is not None:
+                started = self.recorded.started_at
+            telemetry.attempt_ended(self, status, started, ended_at, error)
 
     def succeeded(self, result: Any) -> Any:
         try:
@@ -189,9 +204,11 @@ class StepCall:
             if deadline is None or retry_at < deadline:
                 execution = self.execution
                 logs, dropped = self._take_logs()
+                error = error_text(exc)
                 execution.runtime.store.record_retry(execution.run_id, execution.token,
-                                                     self.position, error_text(exc), now,
-                                                     retry_at, logs, dropped)
+                                                     self.position, error, now, retry_at,
+                                                     logs, dropped)
+                self.traced("failed", now, error)
                 return delay
         self._finish("failed", None, error_text(exc))
         return None

@@ -96,6 +96,8 @@ def record_usage(model: str, *, input_tokens: int = 0, output_tokens: int = 0,
                    cache_hit)
     if not execution.runtime.store.record_usage(execution.token, row):
         raise LeaseLost(f"run {execution.run_id_text} is no longer held by this execution")
+    if execution.runtime.telemetry is not None:  # its span goes out with the attempt's
+        execution.runtime.telemetry.usage_recorded(step, row)
     return Usage(model, provider, row.input_tokens, row.output_tokens, row.cached_input_tokens,
                  row.reasoning_tokens, cost, row.prices_version,
                  datetime.fromtimestamp(row.recorded_at / 1e6, UTC), cache_hit)

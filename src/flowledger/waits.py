@@ -185,9 +185,11 @@ def _waiting(execution: Execution, name: str, timeout: float | timedelta | None,
             if problem is not None:
                 store.reject_event(event_id, problem, ids.now_us())
                 continue
+            now = ids.now_us()
             if not store.consume_event(execution.run_id, execution.token, position,
-                                       event_id, payload, ids.now_us()):
+                                       event_id, payload, now):
                 rest.interrupted()
+            call.traced("completed", now, None)
             return None if payload is None else execution.runtime.serializer.loads(
                 payload, model if model is not None else NO_HINT)
         now = ids.now_us()

@@ -5,9 +5,11 @@ logged is also recorded under its attempts."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import flowledger as fl
+from flowledger import traceids
 from tests.helpers import worker_app
 from tests.helpers.server import serving
 from tests.helpers.workers import WorkerProcess, wait_until
@@ -35,6 +37,11 @@ def test_a_worker_writes_json_lines_with_the_run_step_and_attempt(db_url: str) -
             (handle.id, 1, "talk", 1, "saying hello, attempt 1"),
             (handle.id, 1, "talk", 2, "saying hello, attempt 2")]
         assert all(line["time"].endswith("Z") for line in lines)
+        # the ids of the spans the run's trace has (docs/tracing.md), for correlation
+        run_uuid = uuid.UUID(handle.id)
+        assert {s["trace_id"] for s in said} == {f"{run_uuid.int:032x}"}
+        assert [s["span_id"] for s in said] == [
+            f"{traceids.attempt_span_id(run_uuid, 1, attempt):016x}" for attempt in (1, 2)]
         done = [line for line in lines if line["message"].endswith("(talker): completed")]
         assert [line["run_id"] for line in done] == [handle.id]
         recorded = [(a.attempt, [(e.logger, e.message) for e in a.records])

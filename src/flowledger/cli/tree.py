@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     logs,
     mailbox,
     maintenance,
+    otel,
     queueing,
     serving,
     specs,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from ..errors import ConfigurationError, SpecNotFound, WorkflowNotFound
 from ..models import to_jsonable
 from ..serialization import parameter_hints
+from ..traceids import continuing
 from ..workflow import WorkflowDef, registered
 from .auth import CallerDep
 from .params import ERRORS, refuse_kinds, settings_of
@@ -77,7 +78,10 @@ def _shown(value: Any) -> Any:
                         **ERRORS},
              tags=["runs"], summary="Queue a run of a workflow")
 def start_run(name: str, body: StartRun, request: Request, caller: CallerDep,
-              idempotency_key: Annotated[str | None, Header(max_length=200)] = None
+              idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+              traceparent: Annotated[str | None, Header(
+                  max_length=200, description="W3C trace context: the run's trace "
+                  "continues it (a malformed value is ignored)")] = None
               ) -> JSONResponse:
     """Answers 202 at once with the new run (``pending``); a worker executes it."""
     definition = registered(name) if name in settings_of(request).workflows else None
@@ -92,11 +96,12 @@ def start_run(name: str, body: StartRun, request: Request, caller: CallerDep,
     key = body.idempotency_key
     if idempotency_key is not None and key is not None and idempotency_key != key:
         raise ConfigurationError("the Idempotency-Key header and idempotency_key differ")
-    handle = caller.ledger.submit(
-        definition, inputs=body.inputs, tags=body.tags, queue=body.queue, owner=caller.token.owner,
-        priority=body.priority, idempotency_key=key or idempotency_key,
-        concurrency_key=body.concurrency_key, delay=body.delay_seconds or None,
-        run_id=body.run_id)
+    with continuing(traceparent):
+        handle = caller.ledger.submit(
+            definition, inputs=body.inputs, tags=body.tags, queue=body.queue,
+            owner=caller.token.owner, priority=body.priority,
+            idempotency_key=key or idempotency_key, concurrency_key=body.concurrency_key,
+            delay=body.delay_seconds or None, run_id=body.run_id)
     status = "pending" if handle.created else handle.status().value
     answer = {"id": handle.id, "workflow": definition.name, "status": status,
               "created": handle.created}

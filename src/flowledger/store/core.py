@@ -120,7 +120,7 @@ class StoreCore:
             "forked_from": bind(run.forked_from),
             "forked_from_position": run.forked_from_position,
             "executor": run.executor, "lease_token": run.lease_token,
-            **_queue_params(run),
+            "traceparent": run.traceparent, **_queue_params(run),
         }
 
     def _insert_run(self, conn: Connection, run: NewRun, *,

@@ -32,6 +32,12 @@ class StoreReads(StoreCore):
         tags = tuple(conn.execute(reads_sql.tags_of(run_id)).scalars())
         return RunRow.from_row(row, tags)
 
+    def ended_since(self, since: int, owner: str | None, limit: int) -> list[uuid.UUID]:
+        """Ids of the runs ``owner`` (None: anyone) can see that ended at or after
+        ``since`` (microseconds), oldest end first, at most ``limit``."""
+        with self._read() as conn:
+            return list(conn.execute(reads_sql.ended_since(since, owner, limit)).scalars())
+
     def get_step(self, run_id: uuid.UUID, position: int
                  ) -> tuple[StepRow, list[AttemptRow], list[UsageRow]] | None:
         """One step with its attempt history and usage, without the rest of the run."""

@@ -53,6 +53,7 @@ class RunRow:
     paused_by: str | None = None
     wake_at: int | None = None
     waiting_for: str | None = None
+    traceparent: str | None = None
 
     @classmethod
     def from_row(cls, row: Any, tags: tuple[str, ...]) -> RunRow:
@@ -229,6 +230,8 @@ class NewRun:
     concurrency_key: str | None = None
     # A spec workflow's text, stored (once per owner and digest) with the run.
     spec_text: str | None = None
+    # The W3C traceparent of the span the run's trace continues (telemetry.md).
+    traceparent: str | None = None
 
 
 @dataclass(slots=True)

@@ -64,6 +64,16 @@ def run(run_id: uuid.UUID, owner: str | None) -> Select[Any]:
     return query
 
 
+def ended_since(since: int, owner: str | None, limit: int) -> Select[Any]:
+    """Ids of runs that ended (completed, failed, cancelled) at or after ``since``, oldest
+    end first: what ``otel export --since`` sends. (No index serves ``completed_at``: an
+    operator's occasional scan.)"""
+    query = select(runs.c.id).where(runs.c.completed_at >= since)
+    if owner is not None:
+        query = query.where(runs.c.owner == owner)
+    return query.order_by(runs.c.completed_at, runs.c.id).limit(limit)
+
+
 def tags_of(run_id: uuid.UUID) -> Select[Any]:
     return select(run_tags.c.tag).where(run_tags.c.run_id == run_id).order_by(run_tags.c.tag)
 

@@ -44,7 +44,7 @@ RUN_INSERT_COLUMNS = ("id", "workflow", "version", "entrypoint", "owner", "statu
                       "serializer", "inputs", "created_at", "started_at", "deadline_at",
                       "parent_id", "forked_from", "forked_from_position", "executor",
                       "lease_token", "queue", "priority", "scheduled_at", "idempotency_key",
-                      "concurrency_key")
+                      "concurrency_key", "traceparent")
 INSERT_RUN_NAMED = insert(runs).values({name: bindparam(name, type_=runs.c[name].type)
                                         for name in RUN_INSERT_COLUMNS})
 # The status of a run still held with lease token ``tok``.
