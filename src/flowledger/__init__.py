@@ -70,6 +70,11 @@ _HOME = {
     "AttemptLogs": "steplogs",
     "LogEntry": "steplogs",
     "sleep": "waits",
+    "ChildHandle": "children",
+    "start_child": "children",
+    "gather": "children",
+    "gather_async": "children",
+    "RunIdConflict": "errors",
     "sleep_async": "waits",
     "wait_for_event": "waits",
     "wait_for_event_async": "waits",
@@ -140,6 +145,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .api_tokens import NewToken, TokenInfo
     from .artifacts import RunArtifacts
     from .bulk import BulkResult
+    from .children import ChildHandle, gather, gather_async, start_child
     from .concurrency import StepPool, map_steps
     from .errors import (
         AmbiguousRunId,
@@ -157,6 +163,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         RunAlreadyRunning,
         RunCancelled,
         RunFailed,
+        RunIdConflict,
         RunNotFound,
         RunNotWaitable,
         RunPaused,
@@ -234,6 +241,11 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AttemptLogs",
+    "ChildHandle",
+    "start_child",
+    "gather",
+    "gather_async",
+    "RunIdConflict",
     "LogEntry",
     "TokenNotFound",
     "Telemetry",

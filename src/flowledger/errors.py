@@ -149,6 +149,13 @@ class RunAlreadyRunning(FlowledgerError):
     category = "conflict"
 
 
+class RunIdConflict(FlowledgerError):
+    """A run id given with ``run_id=`` is already the id of a run of another workflow,
+    or of another owner's run."""
+
+    category = "conflict"
+
+
 class RunFailed(FlowledgerError):
     """A run ended in failure. ``run_id`` names it; ``__cause__`` holds the original error."""
 

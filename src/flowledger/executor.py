@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -85,6 +85,8 @@ class Runtime:
     # each attempt (``logcapture``).
     capture_logs: bool = True
     capture_print: bool = False
+    # Child runs started with fl.start_child executing on threads here (``children``).
+    child_threads: set[threading.Thread] = field(default_factory=set)
     # Where spans go (telemetry.md); None: tracing is off and costs nothing.
     telemetry: Telemetry | None = None
 
@@ -182,6 +184,9 @@ class Execution:
         self.scheduled_at: datetime | None = None
         self._next_position = 0
         self._lock = threading.Lock()
+        # When this execution began: a child that ended before it is one nobody waited
+        # for yet (``children``).
+        self.started_us = ids.now_us()
 
     @property
     def trace(self) -> traceids.RunTrace:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from . import ids, validation
+from . import ids, runids, validation
 from .api_tokens import LedgerTokens
 from .artifacts import ArtifactStore
 from .bulk import LedgerBulk
@@ -170,26 +170,39 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
     # -- starting runs -------------------------------------------------------------
     def start(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
               tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
-              inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunHandle:
+              inputs: Mapping[str, Any] | None = None, run_id: str | uuid.UUID | None = None,
+              **kwargs: Any) -> RunHandle:
         """Record a new run (committed before any step runs) and execute it on a thread.
 
-        Workflow arguments follow the workflow; ``owner``, ``tags``, ``deadline`` and
-        ``inputs`` are options. A workflow whose own parameters use those names takes
-        its arguments as ``inputs={...}``.
+        Workflow arguments follow the workflow; ``owner``, ``tags``, ``deadline``,
+        ``inputs`` and ``run_id`` are options. A workflow whose own parameters use those
+        names takes its arguments as ``inputs={...}``. ``run_id`` (a UUID) chooses the
+        run's id: when a run of this workflow and owner already has it, nothing new is
+        recorded or executed and the handle (``created`` False) is on that run; a run of
+        another workflow or owner with that id raises ``RunIdConflict``.
+
+        Example: ``ledger.start(triage, 42, run_id="0190a6f2-8c1e-7cc1-9f55-2d3a8b0e4c11")``
         """
-        return self._launch(self._create(workflow, args, kwargs, owner, tags, deadline,
-                                         inputs))
+        prepared = self._create(workflow, args, kwargs, owner, tags, deadline, inputs, run_id)
+        if isinstance(prepared, str):
+            return RunHandle(self, prepared, created=False)
+        return self._launch(prepared)
 
     def run(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
             tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
-            inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+            inputs: Mapping[str, Any] | None = None, run_id: str | uuid.UUID | None = None,
+            **kwargs: Any) -> Any:
         """Start a run and wait for its output, executing it in this thread.
 
         Raises ``RunFailed`` (with ``run_id`` and the original error as ``__cause__``).
+        With ``run_id`` naming a run of this workflow that exists already, that run is
+        not executed again: its outcome is waited for and returned (see ``start``).
         """
         if definition_of(workflow).is_async:
             _refuse_inside_event_loop()
-        prepared = self._create(workflow, args, kwargs, owner, tags, deadline, inputs)
+        prepared = self._create(workflow, args, kwargs, owner, tags, deadline, inputs, run_id)
+        if isinstance(prepared, str):
+            return self.result(prepared)
         try:
             return self.execute(prepared)
         except RunInterrupted:  # another process took the run over: its outcome stands
@@ -197,10 +210,13 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
 
     async def run_async(self, workflow: WorkflowRef, /, *args: Any, owner: str | None = None,
                         tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
-                        inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+                        inputs: Mapping[str, Any] | None = None,
+                        run_id: str | uuid.UUID | None = None, **kwargs: Any) -> Any:
         """Like ``run``, for callers already inside an event loop."""
-        execution, call_args, call_kwargs = self._create(workflow, args, kwargs, owner, tags,
-                                                         deadline, inputs)
+        prepared = self._create(workflow, args, kwargs, owner, tags, deadline, inputs, run_id)
+        if isinstance(prepared, str):
+            return await asyncio_module().to_thread(self.result, prepared)
+        execution, call_args, call_kwargs = prepared
         try:
             if execution.definition.is_async:
                 return await execution.run_async(call_args, call_kwargs)
@@ -210,8 +226,11 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
 
     def _create(self, workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
                 owner: str | None, tags: Iterable[str] | None, deadline: float | timedelta | None,
-                inputs: Mapping[str, Any] | None) -> Prepared:
+                inputs: Mapping[str, Any] | None,
+                run_id: str | uuid.UUID | None = None) -> Prepared | str:
+        """The new run's execution; with a ``run_id`` already recorded, that run's id."""
         definition = definition_of(workflow)
+        chosen = runids.chosen(run_id)
         values, inputs_text = prepare_inputs(
             self._runtime, definition, args,
             validation.arguments_or_inputs(kwargs, args, inputs), convert=inputs is not None)
@@ -221,7 +240,12 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
                       inputs_text, executor=self._runtime.identity, created_at=now,
                       deadline_at=None if seconds is None else now + int(seconds * 1_000_000),
                       tags=validation.tags(tags))
-        self.store.create_run(run)
+        if chosen is not None:
+            run.id = chosen
+            if not runids.create(self.store, run, definition, self.store.create_run):
+                return str(chosen)
+        else:
+            self.store.create_run(run)
         call_args, call_kwargs = call_arguments(definition.signature, values)
         return Prepared(self._execution(run.id, run.lease_token or "", definition, [],
                                         run.deadline_at, run.owner, run.traceparent),
@@ -371,6 +395,9 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
                 ) -> list[RunHandle]:
         """Resume every run left ``running`` by a process on this host that has died.
 
+        Child runs are resumed through their parent, except a child whose parent has
+        ended (started with ``fl.start_child`` and not waited for): it is resumed here.
+
         A run that cannot be taken up here (its code cannot be loaded, its version
         changed) is skipped — with a logged warning, or reported to ``on_error(run_id,
         error)`` — and stays ``running``, so a later ``recover`` or ``resume`` can still
@@ -380,8 +407,10 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
         """
         handles = []
         for row in self.store.running_runs(ids.hostname() + ":"):
-            if row.parent_id is not None or (self.owner and row.owner != self.owner):
-                continue  # child runs are resumed by their parent
+            if self.owner and row.owner != self.owner:
+                continue
+            if row.parent_id is not None and not self._parent_finished(row.parent_id):
+                continue  # child runs are resumed by their parent, unless it has ended
             if row.lease_expires_at is not None:
                 continue  # a worker holds it: workers take it over when the lease expires
             if self._executor_alive(row) is not False:
@@ -398,6 +427,12 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
                 continue
             handles.append(self._launch(prepared))
         return handles
+
+    def _parent_finished(self, parent_id: uuid.UUID) -> bool:
+        """Whether a child's parent has ended (a ``fl.start_child`` child it did not wait
+        for): such a child is recovered on its own."""
+        parent = self.store.get_run(parent_id, None)
+        return parent is not None and RunStatus(parent.status).finished
 
     def schema_revision(self) -> str | None:
         """The store's schema revision; a cheap round trip that raises StoreUnavailable

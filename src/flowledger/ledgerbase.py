@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import ids, validation
+from .children import join_children
 from .errors import (
     AmbiguousRunId,
     ConfigurationError,
@@ -304,6 +305,7 @@ class LedgerBase:
             running = list(self._shared.threads)
         for thread in running:
             thread.join()
+        join_children(self._runtime)
 
 
 __all__ = ["DEFAULT_OWNER", "LedgerBase", "Prepared", "Shared"]

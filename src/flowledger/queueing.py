@@ -3,12 +3,13 @@ and what workers and queues are doing. ``Ledger`` inherits these methods."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import ids, validation
+from . import ids, runids, validation
 from .errors import ConfigurationError, RunAlreadyRunning, ScheduleNotFound
 from .executor import new_run, prepare_inputs, resume_position
 from .handle import RunHandle
@@ -123,14 +124,18 @@ class LedgerQueueing(LedgerBase):
                idempotency_key: str | None = None, delay: float | timedelta | None = None,
                concurrency_key: str | None = None, owner: str | None = None,
                tags: Iterable[str] | None = (), deadline: float | timedelta | None = None,
-               inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunHandle:
+               inputs: Mapping[str, Any] | None = None, run_id: str | uuid.UUID | None = None,
+               **kwargs: Any) -> RunHandle:
         """Queue a run for a worker; it stays ``pending`` until one claims it.
 
         Workers claim the highest ``priority`` first, then the oldest. ``delay`` (seconds
         or a timedelta) holds the run back; ``idempotency_key`` makes a second submit
         with the same key (same owner) return the existing run instead; runs sharing a
         ``concurrency_key`` obey the queue's per-key limit (``set_queue_limits``). A
-        ``deadline`` counts from when the run becomes due.
+        ``deadline`` counts from when the run becomes due. ``run_id`` (a UUID) chooses
+        the run's id, idempotently: a run of this workflow and owner with that id is
+        returned (``created`` False), one of another workflow or owner raises
+        ``RunIdConflict``.
 
         Example::
 
@@ -152,8 +157,19 @@ class LedgerQueueing(LedgerBase):
             scheduled_at=due if due > now else None,
             idempotency_key=_name(idempotency_key, "idempotency_key"),
             concurrency_key=_name(concurrency_key, "concurrency_key"))
-        run_id, created = self.store.submit_run(run)
-        return RunHandle(self, str(run_id), created=created)
+        chosen = runids.chosen(run_id)
+        if chosen is not None:
+            run.id = chosen
+            if runids.existing(self.store, chosen, definition, run.owner):
+                return RunHandle(self, str(chosen), created=False)
+            found: list[tuple[uuid.UUID, bool]] = []
+            if not runids.create(self.store, run, definition,
+                                 lambda new: found.append(self.store.submit_run(new))):
+                return RunHandle(self, str(chosen), created=False)
+            new_id, created = found[0]
+            return RunHandle(self, str(new_id), created=created)
+        new_id, created = self.store.submit_run(run)
+        return RunHandle(self, str(new_id), created=created)
 
     def _requeue(self, row: RunRow, queue: str) -> RunHandle:
         """``resume(run, queue=…)``: a failed or cancelled run goes back to a queue."""

@@ -29,6 +29,11 @@ class RetryPolicy:
 
     The n-th retry waits ``backoff * 2**(n-1)`` seconds (capped at ``max_backoff``),
     scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so retries spread out.
+    An error is retried unless it is a ``NonRetryable`` or listed in ``non_retryable``,
+    and (with ``retry_if``) unless ``retry_if(error)`` returns false; a predicate that
+    raises counts as false (logged).
+
+    Example: ``RetryPolicy(retries=3, retry_if=lambda e: getattr(e, "status", 0) >= 500)``
     """
 
     retries: int = 0
@@ -36,6 +41,7 @@ class RetryPolicy:
     max_backoff: float = 60.0
     jitter: float = 0.5
     non_retryable: tuple[type[BaseException], ...] = ()
+    retry_if: Callable[[BaseException], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.backoff < 0 or self.max_backoff < 0:
@@ -52,7 +58,15 @@ class RetryPolicy:
         return base * random.uniform(1 - self.jitter, 1 + self.jitter)
 
     def retryable(self, exc: BaseException) -> bool:
-        return not isinstance(exc, (NonRetryable, *self.non_retryable))
+        if isinstance(exc, (NonRetryable, *self.non_retryable)):
+            return False
+        if self.retry_if is None:
+            return True
+        try:
+            return bool(self.retry_if(exc))
+        except Exception:  # a broken predicate must not hide the step's own error
+            log.warning("retry_if raised on %r: the step is not retried", exc, exc_info=True)
+            return False
 
 
 @dataclass(frozen=True)
@@ -210,12 +224,14 @@ def step(fn: F, /) -> F: ...
 def step(*, name: str | None = None, retries: int = 0, backoff: float = 0.5,
          max_backoff: float = 60.0, jitter: float = 0.5, timeout: float | None = None,
          non_retryable: tuple[type[BaseException], ...] = (),
+         retry_if: Callable[[BaseException], bool] | None = None,
          record_input: bool = True) -> Callable[[F], F]: ...
 
 
 def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, retries: int = 0,
          backoff: float = 0.5, max_backoff: float = 60.0, jitter: float = 0.5,
          timeout: float | None = None, non_retryable: tuple[type[BaseException], ...] = (),
+         retry_if: Callable[[BaseException], bool] | None = None,
          record_input: bool = True) -> Any:
     """Make a function a recorded step of the workflows that call it.
 
@@ -223,16 +239,26 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, re
     call returns its recorded output instead of running again. Outside a run the
     function runs as plain Python.
 
+    ``retries`` more attempts follow a failure, waiting ``backoff * 2**(n-1)`` seconds
+    before the n-th (at most ``max_backoff``, times a random factor of ``1 ± jitter``).
+    An error in ``non_retryable`` (or a ``fl.NonRetryable``) fails the step at once, and
+    so does one for which ``retry_if(error)`` returns false.
+
     Example::
 
-        @fl.step(retries=3, backoff=0.5, timeout=30.0, non_retryable=(KeyError,))
+        @fl.step(retries=3, backoff=0.5, max_backoff=10, timeout=30.0,
+                 non_retryable=(KeyError,),
+                 retry_if=lambda e: getattr(e, "status", 500) >= 500)
         def fetch_issue(number: int) -> dict:
             return http_get(f"/issues/{number}")
     """
     if timeout is not None and timeout <= 0:
         raise ConfigurationError("timeout must be a positive number of seconds")
+    if retry_if is not None and not callable(retry_if):
+        raise ConfigurationError(f"retry_if must be a callable taking the exception, not "
+                                 f"{retry_if!r}")
     policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff,
-                         jitter=jitter, non_retryable=tuple(non_retryable))
+                         jitter=jitter, non_retryable=tuple(non_retryable), retry_if=retry_if)
 
     def decorate(func: F) -> F:
         is_async = inspect.iscoroutinefunction(func)

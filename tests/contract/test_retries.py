@@ -169,3 +169,100 @@ def test_deadline_checked_before_each_step(ledger: fl.Ledger) -> None:
         ledger.run(wf, deadline=0.1)
     assert isinstance(info.value.__cause__, fl.DeadlineExceeded)
     assert len(ledger.get(info.value.run_id).steps) == 1
+
+
+class Refused(Exception):
+    pass
+
+
+def test_retry_if_refusal_fails_at_once_and_acceptance_retries(ledger: fl.Ledger) -> None:
+    seen: list[str] = []
+
+    def only_transient(exc: BaseException) -> bool:
+        seen.append(type(exc).__name__)
+        return not isinstance(exc, Refused)
+
+    errors = [Transient("a"), Transient("b")]
+
+    @fl.step(retries=5, backoff=0.001, retry_if=only_transient)
+    def picky(kind: str) -> str:
+        if kind == "refused":
+            raise Refused("no point retrying")
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    @fl.workflow(name="retry_if_refused")
+    def refused() -> str:
+        return picky("refused")
+
+    @fl.workflow(name="retry_if_accepted")
+    def accepted() -> str:
+        return picky("fine")
+
+    with pytest.raises(fl.RunFailed, match="no point retrying"):
+        ledger.run(refused)
+    step = ledger.get(ledger.runs(workflow="retry_if_refused").runs[0].id).steps[0]
+    assert step.status is fl.StepStatus.FAILED
+    assert step.attempts == 1
+    assert seen == ["Refused"]
+
+    assert ledger.run(accepted) == "ok"
+    step = ledger.get(ledger.runs(workflow="retry_if_accepted").runs[0].id).steps[0]
+    assert step.attempts == 3
+    assert seen == ["Refused", "Transient", "Transient"]
+
+
+def test_retry_if_combines_with_non_retryable_and_a_broken_predicate(
+        ledger: fl.Ledger) -> None:
+    asked: list[str] = []
+
+    def ask(exc: BaseException) -> bool:
+        asked.append(str(exc))
+        if str(exc) == "explode":
+            raise RuntimeError("predicate broke")
+        return True
+
+    @fl.step(retries=3, backoff=0.001, non_retryable=(KeyError,), retry_if=ask)
+    def failing(what: str) -> None:
+        if what == "key":
+            raise KeyError("key")
+        raise Transient(what)
+
+    @fl.workflow(name="retry_if_mix")
+    def wf(what: str) -> None:
+        failing(what)
+
+    for what in ("key", "explode"):
+        with pytest.raises(fl.RunFailed):
+            ledger.run(wf, what)
+    attempts = [r.steps[0].attempts for r in
+                (ledger.get(run.id) for run in ledger.runs(workflow="retry_if_mix").runs)]
+    assert sorted(attempts) == [1, 1]
+    assert asked == ["explode"]  # non_retryable decides first: the predicate is not asked
+    with pytest.raises(fl.ConfigurationError, match="retry_if must be a callable"):
+        fl.step(retry_if=3)  # type: ignore[call-overload]
+
+
+def test_max_backoff_caps_the_recorded_wait(ledger: fl.Ledger) -> None:
+    failures = {"left": 2}
+
+    @fl.step(retries=2, backoff=3600, max_backoff=0.05, jitter=0)
+    def capped() -> str:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise Transient("again")
+        return "done"
+
+    @fl.workflow(name="max_backoff_cap")
+    def wf() -> str:
+        return capped()
+
+    assert ledger.run(wf) == "done"  # an hour's backoff would hang here
+    step = ledger.get(ledger.runs(workflow="max_backoff_cap").runs[0].id).steps[0]
+    failed = [a for a in step.attempt_history if a.retry_at is not None]
+    assert len(failed) == 2
+    for attempt in failed:
+        assert attempt.completed_at is not None and attempt.retry_at is not None
+        waited = (attempt.retry_at - attempt.completed_at).total_seconds()
+        assert 0.04 <= waited <= 0.06, waited

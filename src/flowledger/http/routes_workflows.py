@@ -74,7 +74,7 @@ def _shown(value: Any) -> Any:
 
 @router.post("/workflows/{name}/runs", status_code=202, response_model=RunAccepted,
              responses={200: {"model": RunAccepted,
-                              "description": "The idempotency key matched an earlier run"},
+                              "description": "An idempotency key or run id matched a run"},
                         **ERRORS},
              tags=["runs"], summary="Queue a run of a workflow")
 def start_run(name: str, body: StartRun, request: Request, caller: CallerDep,
@@ -101,7 +101,7 @@ def start_run(name: str, body: StartRun, request: Request, caller: CallerDep,
             definition, inputs=body.inputs, tags=body.tags, queue=body.queue,
             owner=caller.token.owner, priority=body.priority,
             idempotency_key=key or idempotency_key, concurrency_key=body.concurrency_key,
-            delay=body.delay_seconds or None)
+            delay=body.delay_seconds or None, run_id=body.run_id)
     status = "pending" if handle.created else handle.status().value
     answer = {"id": handle.id, "workflow": definition.name, "status": status,
               "created": handle.created}

@@ -45,6 +45,10 @@ class StartRun(BaseModel):
                     "accepted as the Idempotency-Key header).")
     concurrency_key: str | None = Field(None, min_length=1, max_length=200)
     delay_seconds: float = Field(0, ge=0, le=366 * 86400)
+    run_id: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="The run's id (a UUID), chosen by the caller: a second start with it "
+                    "returns that run (200); a run of another workflow has it: 409.")
 
 
 class RunAccepted(BaseModel):

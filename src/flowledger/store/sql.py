@@ -211,6 +211,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
             exists = conn.execute(runs_sql.find_run(child.id)).first()
             if exists is None:
                 self._insert_run(conn, child)
+                if child.queue is not None and child.status == "pending":  # fl.start_child
+                    self.backend.notify(conn, child.queue)
             return True
 
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
