@@ -49,6 +49,7 @@ _HOME = {
     "PayloadTooLarge": "errors",
     "PurgeReport": "retention",
     "QueueInfo": "queueing",
+    "RateLimit": "ratelimits",
     "Run": "models",
     "RunAlreadyRunning": "errors",
     "RunArtifacts": "artifacts",
@@ -191,6 +192,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         UsageTotals,
     )
     from .queueing import QueueInfo, WorkerInfo
+    from .ratelimits import RateLimit
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
     from .runcontext import StepInfo, current_run_id, current_step
@@ -248,6 +250,7 @@ __all__ = [
     "PayloadTooLarge",
     "PurgeReport",
     "QueueInfo",
+    "RateLimit",
     "RetryPolicy",
     "Run",
     "RunAlreadyRunning",

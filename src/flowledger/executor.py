@@ -303,6 +303,7 @@ class Execution:
         if hit:
             return value
         while True:
+            attempt.wait_for_rate(definition.rate, args, kwargs)
             attempt.begin()
             try:
                 with calling(attempt):
@@ -327,6 +328,7 @@ class Execution:
         if hit:
             return value
         while True:
+            await attempt.wait_for_rate_async(definition.rate, args, kwargs)
             attempt.begin()
             try:
                 with calling(attempt):

@@ -43,6 +43,7 @@ from .mailbox import LedgerMailbox
 from .models import RunStatus
 from .queries import LedgerQueries
 from .queueing import LedgerQueueing, queue_name
+from .ratelimits import LedgerRateLimits
 from .records import Records
 from .serialization import (
     JsonSerializer,
@@ -81,7 +82,7 @@ def default_url() -> str:
 
 
 class Ledger(LedgerQueries, LedgerQueueing, LedgerTokens, LedgerEvents, LedgerSpecs,
-             LedgerMailbox, LedgerWebhooks, LedgerLogs):
+             LedgerMailbox, LedgerWebhooks, LedgerLogs, LedgerRateLimits):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

@@ -23,6 +23,7 @@ from .rows import (
     LogRow,
     NewRun,
     QueueRow,
+    RateLimitRow,
     Revision,
     RunFilter,
     RunProgress,
@@ -43,8 +44,8 @@ from .sql import SqlStore
 
 __all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Claim",
            "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
-           "Durability", "EventRow", "Listener", "LogRow", "NewRun", "QueueRow", "Revision",
-           "RunFilter",
+           "Durability", "EventRow", "Listener", "LogRow", "NewRun", "QueueRow",
+           "RateLimitRow", "Revision", "RunFilter",
            "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
            "WebhookRow", "WorkerRow", "head_revision"]

@@ -12,6 +12,7 @@ from .api_tokens import StoreTokens
 from .dialects import Durability
 from .progress import StoreProgress
 from .queues import StoreQueues
+from .ratelimits import StoreRateLimits
 from .reads import StoreReads
 from .rows import ArtifactRow, NewRun, UsageRow
 from .snapshots import StoreSnapshots
@@ -29,7 +30,7 @@ from .webhooks import StoreWebhooks
 
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
-               StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks):
+               StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks, StoreRateLimits):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
