@@ -100,6 +100,12 @@ class ScheduleNotFound(FlowledgerError, LookupError):
     category = "not_found"
 
 
+class RateLimitNotFound(FlowledgerError, LookupError):
+    """No rate limit of that name exists."""
+
+    category = "not_found"
+
+
 class TokenNotFound(FlowledgerError, LookupError):
     """No live API token has this id."""
 

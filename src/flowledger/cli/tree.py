@@ -23,6 +23,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     mailbox,
     maintenance,
     queueing,
+    ratelimits,
     serving,
     specs,
     webhooks,
