@@ -303,9 +303,10 @@ class Execution:
         if hit:
             return value
         while True:
-            attempt.wait_for_rate(definition.rate, args, kwargs)
+            attempt.reserve_rate(definition.rate, args, kwargs)
             attempt.begin()
             try:
+                attempt.wait_for_rate()
                 with calling(attempt):
                     result = call_with_timeout(definition.fn, args, kwargs,
                                                attempt.timeout(), attempt.label)
@@ -328,9 +329,10 @@ class Execution:
         if hit:
             return value
         while True:
-            await attempt.wait_for_rate_async(definition.rate, args, kwargs)
+            attempt.reserve_rate(definition.rate, args, kwargs)
             attempt.begin()
             try:
+                await attempt.wait_for_rate_async()
                 with calling(attempt):
                     result = await await_with_timeout(definition.fn(*args, **kwargs),
                                                       attempt.timeout(), attempt.label)

@@ -117,19 +117,18 @@ def step_rate(value: Any) -> StepRate | None:
                              f"not {value!r}")
 
 
-def wait_for(seconds: float, stopping: threading.Event | None,
+def wait_for(until: float, stopping: threading.Event | None,
              still_wanted: Callable[[], None]) -> None:
-    """Sleep ``seconds`` (no transaction is open) in slices: a worker that stops ends the
-    wait at once, and ``still_wanted`` (which raises when the run was cancelled or taken
-    over) is asked between slices."""
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
+    """Sleep until ``until`` (``time.time()`` seconds; no transaction is open) in slices:
+    a worker that stops ends the wait at once, and ``still_wanted`` (which raises when the
+    run was cancelled or taken over) is asked between slices."""
+    while (left := until - time.time()) > 0:
         if stopping is not None:
             if stopping.wait(min(left, WAIT_SLICE_S)):
                 return  # the step's begin sees the worker stopping
         else:
             time.sleep(min(left, WAIT_SLICE_S))
-        if end - time.monotonic() > 0:
+        if until - time.time() > 0:
             still_wanted()
 
 

@@ -98,8 +98,9 @@ class StepCall:
         # The row's counter is incremented by each begin; fencing makes this execution the
         # only writer, so the count is known here without reading it back.
         self.attempt = self.recorded.attempts if self.recorded is not None else 0
-        # The rate-limit wait before the next attempt: (limit, units, waited µs).
-        self.rate_wait: tuple[str, float, int] | None = None
+        # The next attempt's reservation of its rate limit: (limit, units, wait in µs,
+        # start in time.time() seconds); None: no limit.
+        self.rate_wait: tuple[str, float, int, float] | None = None
 
     def replay(self) -> tuple[bool, Any]:
         row = self.recorded
@@ -139,26 +140,26 @@ class StepCall:
         self._record_rate_wait()
 
     # -- shared rate limits (docs/rate-limits.md) --------------------------------------
-    def _reserve_rate(self, rate: StepRate | None, args: Sequence[Any],
-                      kwargs: Mapping[str, Any]) -> float:
-        """Reserve this attempt's units of its limit: the seconds to wait before it."""
+    def reserve_rate(self, rate: StepRate | None, args: Sequence[Any],
+                     kwargs: Mapping[str, Any]) -> None:
+        """Reserve the next attempt's units of its step's limit (before ``begin``: an
+        unknown limit fails the run without starting an attempt)."""
         self.rate_wait = None
         if rate is None:
-            return 0.0
+            return
         units = rate.cost(args, kwargs)
         store = self.execution.runtime.store
         try:
-            wait_us = store.reserve_rate(rate.name, units)
+            reserved = store.reserve_rate(rate.name, units)
         except StoreUnavailable:
             if not isinstance(store, SpoolingStore):
                 raise
-            return 0.0  # best_effort: an outage never stops execution (limit not applied)
-        if wait_us is None:
+            return  # best_effort: an outage never stops execution (limit not applied)
+        if reserved is None:
             raise ConfigurationError(
                 f"{self.label} uses rate limit {rate.name!r}, which is not set: set it with "
                 f"ledger.set_rate_limit({rate.name!r}, …) or `flowledger rate-limit set`")
-        self.rate_wait = (rate.name, units, wait_us)
-        return wait_us / 1_000_000
+        self.rate_wait = (rate.name, units, reserved[1], reserved[0] / 1_000_000)
 
     def _still_wanted(self) -> None:
         """Raise when the run was cancelled, paused or taken over during a wait."""
@@ -167,31 +168,30 @@ class StepCall:
         if state is None or state[0] != "running" or state[1] != execution.token:
             raise interruption(execution)
 
-    def wait_for_rate(self, rate: StepRate | None, args: Sequence[Any],
-                      kwargs: Mapping[str, Any]) -> None:
-        """Wait (no transaction open, no busy loop) until the step's limit lets this
-        attempt start."""
-        seconds = self._reserve_rate(rate, args, kwargs)
-        if seconds > 0:
-            wait_for(seconds, self.execution.runtime.stopping, self._still_wanted)
+    def wait_for_rate(self) -> None:
+        """After ``begin``: wait (no transaction open, no busy loop) until the reserved
+        start. Waiting after the attempt's begin is written keeps that write's latency
+        out of the spacing of the calls."""
+        if self.rate_wait is not None:
+            wait_for(self.rate_wait[3], self.execution.runtime.stopping, self._still_wanted)
 
-    async def wait_for_rate_async(self, rate: StepRate | None, args: Sequence[Any],
-                                  kwargs: Mapping[str, Any]) -> None:
-        seconds = self._reserve_rate(rate, args, kwargs)
-        end = time.monotonic() + seconds
+    async def wait_for_rate_async(self) -> None:
+        if self.rate_wait is None:
+            return
+        end = self.rate_wait[3]
         stopping = self.execution.runtime.stopping
-        while (left := end - time.monotonic()) > 0:
+        while (left := end - time.time()) > 0:
             await asyncio_module().sleep(min(left, WAIT_SLICE_S))
             if stopping is not None and stopping.is_set():
                 return  # begin() stops the run
-            if end - time.monotonic() > 0:
+            if end - time.time() > 0:
                 self._still_wanted()
 
     def _record_rate_wait(self) -> None:
         """The attempt's wait for its limit, kept with what the attempt logs."""
         if self.rate_wait is None or self.logs is None:
             return
-        name, units, waited_us = self.rate_wait
+        name, units, waited_us, _ = self.rate_wait
         self.logs.add(time.time(), "INFO", "flowledger.ratelimit",
                       f"rate limit {name!r}: waited {waited_us / 1_000_000:.3f}s "
                       f"for {units:g} unit{'' if units == 1 else 's'}", None)

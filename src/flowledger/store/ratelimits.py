@@ -49,18 +49,21 @@ class StoreRateLimits(StoreCore):
         with self._read() as conn:
             return [RateLimitRow(*row) for row in conn.execute(rl_sql.LIST_LIMITS)]
 
-    def reserve_rate(self, name: str, units: float) -> int | None:
-        """Reserve ``units`` of the named limit: how many microseconds the caller must
-        wait before it starts (0: at once), or None when there is no such limit. The
-        transaction ends before the caller waits."""
+    def reserve_rate(self, name: str, units: float) -> tuple[int, int] | None:
+        """Reserve ``units`` of the named limit: (when the caller may start, in this
+        process's clock (µs since the epoch); how long that is after the reservation,
+        µs), or None when there is no such limit. The transaction ends before the
+        caller waits; an absolute start keeps the commit's own latency out of the
+        spacing."""
         with self._write() as conn:
             row = conn.execute(rl_sql.lock_bucket(rl_sql.LIMIT, name)).first()
             if row is None:
                 return None
             now = database_now(conn)
+            local = time.time_ns() // 1000
             start, tat = gcra.reserve(row.tat, now, units, row.period_us, row.units, row.burst)
             conn.execute(rl_sql.set_tat(rl_sql.LIMIT, name, "", tat, now))
-            return start - now
+            return start - now + local, start - now
 
 
 class QueueRates:
