@@ -100,12 +100,6 @@ class ScheduleNotFound(FlowledgerError, LookupError):
     category = "not_found"
 
 
-class RateLimitNotFound(FlowledgerError, LookupError):
-    """No rate limit of that name exists."""
-
-    category = "not_found"
-
-
 class TokenNotFound(FlowledgerError, LookupError):
     """No live API token has this id."""
 
@@ -277,6 +271,12 @@ class SkipStep(Exception):
 
 class NonRetryable(Exception):
     """Base for errors a step should never retry; subclass it or raise it directly."""
+
+
+class RateLimitNotFound(ConfigurationError, NonRetryable, LookupError):
+    """No rate limit of that name exists (a step naming one fails, never retried)."""
+
+    category = "not_found"
 
 
 class RunInterrupted(BaseException):

@@ -303,10 +303,9 @@ class Execution:
         if hit:
             return value
         while True:
-            attempt.reserve_rate(definition.rate, args, kwargs)
             attempt.begin()
             try:
-                attempt.wait_for_rate()
+                attempt.wait_for_rate(definition.rate, args, kwargs)
                 with calling(attempt):
                     result = call_with_timeout(definition.fn, args, kwargs,
                                                attempt.timeout(), attempt.label)
@@ -329,10 +328,9 @@ class Execution:
         if hit:
             return value
         while True:
-            attempt.reserve_rate(definition.rate, args, kwargs)
             attempt.begin()
             try:
-                await attempt.wait_for_rate_async()
+                await attempt.wait_for_rate_async(definition.rate, args, kwargs)
                 with calling(attempt):
                     result = await await_with_timeout(definition.fn(*args, **kwargs),
                                                       attempt.timeout(), attempt.label)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from . import ids
 from .errors import (
     CancelledSignal,
-    ConfigurationError,
     DeadlineExceeded,
     LeaseLost,
     NonDeterminismError,
     PausedSignal,
+    RateLimitNotFound,
     RunInterrupted,
     SkipStep,
     StepTimeout,
@@ -98,9 +98,6 @@ class StepCall:
         # The row's counter is incremented by each begin; fencing makes this execution the
         # only writer, so the count is known here without reading it back.
         self.attempt = self.recorded.attempts if self.recorded is not None else 0
-        # The next attempt's reservation of its rate limit: (limit, units, wait in µs,
-        # start in time.time() seconds); None: no limit.
-        self.rate_wait: tuple[str, float, int, float] | None = None
 
     def replay(self) -> tuple[bool, Any]:
         row = self.recorded
@@ -137,16 +134,12 @@ class StepCall:
         self.attempt += 1
         self.pending_context = {}
         self.logs = LogBuffer() if execution.runtime.capture_logs else None
-        self._record_rate_wait()
 
     # -- shared rate limits (docs/rate-limits.md) --------------------------------------
-    def reserve_rate(self, rate: StepRate | None, args: Sequence[Any],
-                     kwargs: Mapping[str, Any]) -> None:
-        """Reserve the next attempt's units of its step's limit (before ``begin``: an
-        unknown limit fails the run without starting an attempt)."""
-        self.rate_wait = None
-        if rate is None:
-            return
+    def _reserve_rate(self, rate: StepRate, args: Sequence[Any],
+                      kwargs: Mapping[str, Any]) -> float:
+        """Reserve this attempt's units of its limit: when it may start (``time.time()``
+        seconds; 0: at once). The wait is kept with what the attempt logs."""
         units = rate.cost(args, kwargs)
         store = self.execution.runtime.store
         try:
@@ -154,12 +147,16 @@ class StepCall:
         except StoreUnavailable:
             if not isinstance(store, SpoolingStore):
                 raise
-            return  # best_effort: an outage never stops execution (limit not applied)
+            return 0.0  # best_effort: an outage never stops execution (limit not applied)
         if reserved is None:
-            raise ConfigurationError(
+            raise RateLimitNotFound(
                 f"{self.label} uses rate limit {rate.name!r}, which is not set: set it with "
                 f"ledger.set_rate_limit({rate.name!r}, …) or `flowledger rate-limit set`")
-        self.rate_wait = (rate.name, units, reserved[1], reserved[0] / 1_000_000)
+        if self.logs is not None:
+            self.logs.add(time.time(), "INFO", "flowledger.ratelimit",
+                          f"rate limit {rate.name!r}: waited {reserved[1] / 1_000_000:.3f}s "
+                          f"for {units:g} unit{'' if units == 1 else 's'}", None)
+        return reserved[0] / 1_000_000
 
     def _still_wanted(self) -> None:
         """Raise when the run was cancelled, paused or taken over during a wait."""
@@ -168,17 +165,20 @@ class StepCall:
         if state is None or state[0] != "running" or state[1] != execution.token:
             raise interruption(execution)
 
-    def wait_for_rate(self) -> None:
-        """After ``begin``: wait (no transaction open, no busy loop) until the reserved
-        start. Waiting after the attempt's begin is written keeps that write's latency
-        out of the spacing of the calls."""
-        if self.rate_wait is not None:
-            wait_for(self.rate_wait[3], self.execution.runtime.stopping, self._still_wanted)
+    def wait_for_rate(self, rate: StepRate | None, args: Sequence[Any],
+                      kwargs: Mapping[str, Any]) -> None:
+        """After ``begin``, right before the step's body: reserve its units and wait (no
+        transaction open, no busy loop) until the reserved start. Reserving last keeps
+        the attempt's begin write out of the spacing of the calls."""
+        if rate is not None:
+            until = self._reserve_rate(rate, args, kwargs)
+            wait_for(until, self.execution.runtime.stopping, self._still_wanted)
 
-    async def wait_for_rate_async(self) -> None:
-        if self.rate_wait is None:
+    async def wait_for_rate_async(self, rate: StepRate | None, args: Sequence[Any],
+                                  kwargs: Mapping[str, Any]) -> None:
+        if rate is None:
             return
-        end = self.rate_wait[3]
+        end = self._reserve_rate(rate, args, kwargs)
         stopping = self.execution.runtime.stopping
         while (left := end - time.time()) > 0:
             await asyncio_module().sleep(min(left, WAIT_SLICE_S))
@@ -186,15 +186,6 @@ class StepCall:
                 return  # begin() stops the run
             if end - time.time() > 0:
                 self._still_wanted()
-
-    def _record_rate_wait(self) -> None:
-        """The attempt's wait for its limit, kept with what the attempt logs."""
-        if self.rate_wait is None or self.logs is None:
-            return
-        name, units, waited_us, _ = self.rate_wait
-        self.logs.add(time.time(), "INFO", "flowledger.ratelimit",
-                      f"rate limit {name!r}: waited {waited_us / 1_000_000:.3f}s "
-                      f"for {units:g} unit{'' if units == 1 else 's'}", None)
 
     def timeout(self) -> float | None:
         deadline = self.execution.deadline_at

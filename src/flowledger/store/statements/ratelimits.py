@@ -32,6 +32,9 @@ LIMIT, QUEUE, KEY = "limit", "queue", "key"  # the scopes of bucket rows
 PG_NOW: TextClause = text(
     "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
 
+# A reservation's transaction does not wait for its commit to be flushed (PostgreSQL).
+ASYNC_COMMIT: TextClause = text("SET LOCAL synchronous_commit TO OFF")
+
 LIST_LIMITS = (select(rate_limits.c.name, rate_limits.c.units, rate_limits.c.period_us,
                       rate_limits.c.burst, rate_limits.c.tat, rate_limits.c.updated_at)
                .where(rate_limits.c.scope == LIMIT).order_by(rate_limits.c.name))
