@@ -118,18 +118,19 @@ def step_rate(value: Any) -> StepRate | None:
 
 
 def wait_for(until: float, stopping: threading.Event | None,
-             still_wanted: Callable[[], None]) -> None:
+             still_wanted: Callable[[], None]) -> bool:
     """Sleep until ``until`` (``time.time()`` seconds; no transaction is open) in slices:
-    a worker that stops ends the wait at once, and ``still_wanted`` (which raises when the
-    run was cancelled or taken over) is asked between slices."""
+    a worker that stops ends the wait at once (False), and ``still_wanted`` (which raises
+    when the run was cancelled or taken over) is asked between slices. True: waited."""
     while (left := until - time.time()) > 0:
         if stopping is not None:
             if stopping.wait(min(left, WAIT_SLICE_S)):
-                return  # the step's begin sees the worker stopping
+                return False
         else:
             time.sleep(min(left, WAIT_SLICE_S))
         if until - time.time() > 0:
             still_wanted()
+    return True
 
 
 __all__ = ["MAX_PERIOD_US", "MAX_UNITS", "WAIT_SLICE_S", "RateSpec", "StepRate",

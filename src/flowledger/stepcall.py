@@ -172,7 +172,8 @@ class StepCall:
         the attempt's begin write out of the spacing of the calls."""
         if rate is not None:
             until = self._reserve_rate(rate, args, kwargs)
-            wait_for(until, self.execution.runtime.stopping, self._still_wanted)
+            if not wait_for(until, self.execution.runtime.stopping, self._still_wanted):
+                raise self._stopping()
 
     async def wait_for_rate_async(self, rate: StepRate | None, args: Sequence[Any],
                                   kwargs: Mapping[str, Any]) -> None:
@@ -183,9 +184,13 @@ class StepCall:
         while (left := end - time.time()) > 0:
             await asyncio_module().sleep(min(left, WAIT_SLICE_S))
             if stopping is not None and stopping.is_set():
-                return  # begin() stops the run
+                raise self._stopping()
             if end - time.time() > 0:
                 self._still_wanted()
+
+    def _stopping(self) -> WorkerStopping:
+        return WorkerStopping(f"run {self.execution.run_id_text} stops in {self.label}, "
+                              "waiting for its rate limit: its worker is shutting down")
 
     def timeout(self) -> float | None:
         deadline = self.execution.deadline_at

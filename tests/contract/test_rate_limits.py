@@ -169,7 +169,7 @@ def test_bad_queue_rates_are_refused(ledger: fl.Ledger, rate: str) -> None:
 
 def test_a_bad_step_rate_limit_is_refused_at_decoration() -> None:
     with pytest.raises(fl.ConfigurationError, match="rate_limit is"):
-        fl.step(rate_limit=5)  # type: ignore[arg-type]
+        fl.step(rate_limit=5)  # type: ignore[call-overload]
     with pytest.raises(fl.ConfigurationError, match="positive number"):
         fl.step(rate_limit=("x", 0))
 
