@@ -212,3 +212,39 @@ def test_claims_respect_a_key_rate(ledger: fl.Ledger) -> None:
     assert _claim(ledger, "keyed")[0] == 3
     claimed, due = _claim(ledger, "keyed")
     assert claimed == 0 and due is not None and (due - ids.now_us()) / 1e6 > 50
+
+
+@fl.step(rate_limit="slow")
+def slow(n: int) -> int:
+    calls.append(time.monotonic())
+    return n
+
+
+@fl.workflow(name="rl_slow")
+def rl_slow() -> int:
+    return slow(1) + slow(2)
+
+
+def test_a_run_cancelled_while_its_step_waits_stops_without_calling(db_url: str) -> None:
+    with fl.Ledger(db_url) as ledger, fl.Ledger(db_url) as other:
+        ledger.set_rate_limit("slow", 1, per=timedelta(minutes=1))
+        calls.clear()
+        handle = ledger.start(rl_slow)
+        # The second call begins, reserves a start a minute away, and sleeps.
+        deadline = time.monotonic() + 30
+        while not _begun(other, handle.id, 2):
+            assert time.monotonic() < deadline, "the second step never began"
+            time.sleep(0.05)
+        assert other.cancel(handle.id)
+        started = time.monotonic()
+        with pytest.raises(fl.RunCancelled):
+            handle.result(timeout=15)
+        assert time.monotonic() - started < 10  # noticed between 2 s slices
+        assert len(calls) == 1  # the waiting step never called
+
+
+def _begun(ledger: fl.Ledger, run_id: str, position: int) -> bool:
+    try:
+        return ledger.step(run_id, position).status is fl.StepStatus.RUNNING
+    except fl.StepNotFound:
+        return False
