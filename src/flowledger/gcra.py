@@ -41,9 +41,18 @@ def reserve(tat: int, now: int, units: float, period_us: int, rate: int,
     return start, max(tat, now) + cost_us(units, period_us, rate)
 
 
+def start_from(new_tat: int, now: int, units: float, period_us: int, rate: int,
+               burst: int) -> int:
+    """The start ``reserve`` gave, from the ``tat`` it returned: a reservation made as one
+    SQL statement returns only the new state. (If the old ``tat`` was at most ``now`` the
+    start is ``now``; else the old one is ``new_tat`` less the cost.)"""
+    old = new_tat - cost_us(units, period_us, rate)
+    return max(now, old - cost_us(burst - 1, period_us, rate))
+
+
 def admits(tat: int, now: int, period_us: int, rate: int, burst: int) -> bool:
     """Whether a one-unit request conforms now (a claim checks, it never waits)."""
     return start_at(tat, now, period_us, rate, burst) <= now
 
 
-__all__ = ["admits", "cost_us", "reserve", "start_at"]
+__all__ = ["admits", "cost_us", "reserve", "start_at", "start_from"]

@@ -88,7 +88,10 @@ def test_steps_are_spaced_by_their_limit(ledger: fl.Ledger) -> None:
     started = time.monotonic()
     assert ledger.run(rl_steps, 6) == 15
     assert time.monotonic() - started >= 0.5 - 0.01  # five intervals of 100 ms
-    assert min(gaps(calls)) >= 0.1 - 0.02
+    assert calls[-1] - calls[0] >= 0.5 - 0.01
+    # A thread that wakes late (a loaded machine) shortens the gap after it, never the
+    # spacing of the reserved starts: a little slack for that.
+    assert min(gaps(calls)) >= 0.1 - 0.04
     # Each wait is on record with its attempt's logs; the first did not wait.
     run = next(iter(ledger.runs(limit=1)))
     messages = [e.message for a in ledger.logs(run.id) for e in a.records]
@@ -126,7 +129,8 @@ def test_a_limit_is_shared_by_ledgers_on_one_database(db_url: str) -> None:
         calls.clear()
         first.run(rl_steps, 2)
         second.run(rl_steps, 2)
-        assert min(gaps(calls)) >= 0.1 - 0.02
+        assert min(gaps(calls)) >= 0.1 - 0.04  # (late wake-ups: see above)
+        assert calls[-1] - calls[0] >= 0.3 - 0.01
 
 
 def test_an_unknown_limit_fails_the_step_clearly_and_is_not_retried(

@@ -35,6 +35,31 @@ PG_NOW: TextClause = text(
 # A reservation's transaction does not wait for its commit to be flushed (PostgreSQL).
 ASYNC_COMMIT: TextClause = text("SET LOCAL synchronous_commit TO OFF")
 
+# One reservation of a named limit as one statement (the step hot path: one round trip,
+# a marker's fast commit; the UPDATE locks the row for its own duration only). Returns
+# the new ``tat`` and the clock it was computed with; the start is derived from them
+# (``gcra.start_from``). ``{now}``: the database's clock (PostgreSQL) or ``:now``.
+RESERVE = """
+UPDATE flowledger_rate_limits
+SET tat = {greatest}(tat, {now}) + {cost}, updated_at = {now}
+WHERE scope = 'limit' AND name = :name AND key = ''
+RETURNING tat, updated_at, units, period_us, burst
+"""
+PG_CLOCK = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)"
+# The cost in microseconds, rounded up (as ``gcra.cost_us``).
+PG_COST = "CAST(CEIL(CAST(:units AS DOUBLE PRECISION) * period_us / units) AS BIGINT)"
+SQLITE_COST = ("(CAST(:units * period_us * 1.0 / units AS INTEGER)"
+               " + (:units * period_us * 1.0 / units > CAST(:units * period_us * 1.0 / units"
+               " AS INTEGER)))")
+
+
+def reserve_sql(dialect: str) -> str:
+    """``RESERVE`` for a dialect (text SQL with ``:name`` parameters)."""
+    if dialect == "postgresql":
+        return RESERVE.format(greatest="GREATEST", now=PG_CLOCK, cost=PG_COST)
+    return RESERVE.format(greatest="MAX", now=":now", cost=SQLITE_COST)
+
+
 LIST_LIMITS = (select(rate_limits.c.name, rate_limits.c.units, rate_limits.c.period_us,
                       rate_limits.c.burst, rate_limits.c.tat, rate_limits.c.updated_at)
                .where(rate_limits.c.scope == LIMIT).order_by(rate_limits.c.name))
