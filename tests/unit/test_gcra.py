@@ -71,6 +71,16 @@ def test_reservations_keep_the_rate_in_every_window(
             assert starts[j][0] - starts[i][0] >= needed - (j - i)
 
 
+@given(st.integers(0, 10 * SECOND), st.integers(0, 10 * SECOND), st.floats(0.5, 5000),
+       st.integers(1, 100), st.integers(1, 10 * SECOND), st.integers(1, 100))
+def test_the_start_follows_from_the_new_state(tat: int, now: int, units: float, rate: int,
+                                              period: int, burst: int) -> None:
+    """What a one-statement reservation returns (the new tat) is enough to know the start."""
+    burst = min(burst, rate)
+    start, new_tat = gcra.reserve(tat, now, units, period, rate, burst)
+    assert gcra.start_from(new_tat, now, units, period, rate, burst) == start
+
+
 @given(st.integers(0, 10 * SECOND), st.integers(1, 1000), st.integers(1, 10 * SECOND))
 def test_a_request_never_waits_on_an_idle_bucket(now: int, rate: int, period: int) -> None:
     start, _ = gcra.reserve(now, now, 1, period, rate, 1)

@@ -1,9 +1,10 @@
 """Rate limits: named limits, the GCRA bucket rows of named limits, queue and key claim
 rates, and the database's clock (which every bucket is measured in).
 
-A bucket is read ``FOR UPDATE`` (PostgreSQL) inside a write transaction (SQLite: the
-transaction's ``BEGIN IMMEDIATE``), so concurrent reservations of one limit serialise on
-its row and never both see the same ``tat``.
+A reservation is one ``UPDATE … RETURNING`` (``reserve_sql``): it locks the row for that
+statement, so concurrent reservations of one limit serialise on it and never both see
+the same ``tat``. Claims read queue buckets ``FOR UPDATE`` inside the claim's write
+transaction (SQLite: its ``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ LIMIT, QUEUE, KEY = "limit", "queue", "key"  # the scopes of bucket rows
 # transaction's start, which may be older than the lock wait).
 PG_NOW: TextClause = text(
     "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
-
-# A reservation's transaction does not wait for its commit to be flushed (PostgreSQL).
-ASYNC_COMMIT: TextClause = text("SET LOCAL synchronous_commit TO OFF")
 
 # One reservation of a named limit as one statement (the step hot path: one round trip,
 # a marker's fast commit; the UPDATE locks the row for its own duration only). Returns
