@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from datetime import timedelta
 
@@ -252,3 +253,28 @@ def _begun(ledger: fl.Ledger, run_id: str, position: int) -> bool:
         return ledger.step(run_id, position).status is fl.StepStatus.RUNNING
     except fl.StepNotFound:
         return False
+
+
+def test_a_worker_stopping_during_a_wait_hands_the_run_back_without_calling(
+        db_url: str) -> None:
+    with fl.Ledger(db_url) as ledger:
+        ledger.set_rate_limit("slow", 1, per=timedelta(minutes=1))
+        calls.clear()
+        handle = ledger.submit(rl_slow, queue="rl-stop")
+        worker = fl.Worker(db_url, queues=["rl-stop"], concurrency=1)
+        thread = threading.Thread(target=worker.run,
+                                  kwargs={"install_signal_handlers": False})
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not _begun(ledger, handle.id, 2):
+                assert time.monotonic() < deadline, "the second step never began"
+                time.sleep(0.05)
+            stopped = time.monotonic()
+        finally:
+            worker.stop()
+            thread.join(60)
+        assert not thread.is_alive()
+        assert time.monotonic() - stopped < 10  # not the minute the limit asked for
+        assert len(calls) == 1  # the waiting step never called
+        assert ledger.get(handle.id).status is fl.RunStatus.PENDING  # handed back
