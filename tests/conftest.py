@@ -96,7 +96,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
                          autocommit=True) as conn:
         conn.execute("TRUNCATE flowledger_runs, flowledger_queues, flowledger_workers, "
                      "flowledger_schedules, flowledger_api_tokens, flowledger_specs, "
-                     "flowledger_llm_cache, flowledger_webhooks, flowledger_queue_pauses CASCADE")
+                     "flowledger_llm_cache, flowledger_webhooks, flowledger_queue_pauses, "
+                     "flowledger_rate_limits CASCADE")
     yield url
 
 

@@ -52,6 +52,8 @@ _HOME = {
     "PayloadTooLarge": "errors",
     "PurgeReport": "retention",
     "QueueInfo": "queueing",
+    "RateLimit": "ratelimits",
+    "RateLimitNotFound": "errors",
     "Run": "models",
     "RunAlreadyRunning": "errors",
     "RunArtifacts": "artifacts",
@@ -160,6 +162,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         NonRetryable,
         NotInRun,
         PayloadTooLarge,
+        RateLimitNotFound,
         RunAlreadyRunning,
         RunCancelled,
         RunFailed,
@@ -207,6 +210,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         UsageTotals,
     )
     from .queueing import QueueInfo, WorkerInfo
+    from .ratelimits import RateLimit
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
     from .runcontext import RunInfo, StepInfo, current_run, current_run_id, current_step
@@ -276,6 +280,8 @@ __all__ = [
     "PayloadTooLarge",
     "PurgeReport",
     "QueueInfo",
+    "RateLimit",
+    "RateLimitNotFound",
     "RetryPolicy",
     "Run",
     "RunAlreadyRunning",

@@ -280,6 +280,12 @@ class NonRetryable(Exception):
     """Base for errors a step should never retry; subclass it or raise it directly."""
 
 
+class RateLimitNotFound(ConfigurationError, NonRetryable, LookupError):
+    """No rate limit of that name exists (a step naming one fails, never retried)."""
+
+    category = "not_found"
+
+
 class RunInterrupted(BaseException):
     """Internal signal that stops workflow code; not an ``Exception`` so user code won't swallow it.
 

@@ -335,6 +335,7 @@ class Execution:
         while True:
             attempt.begin()
             try:
+                attempt.wait_for_rate(definition.rate, args, kwargs)
                 with calling(attempt), traced(self.runtime.telemetry, attempt):
                     result = call_with_timeout(definition.fn, args, kwargs,
                                                attempt.timeout(), attempt.label)
@@ -359,6 +360,7 @@ class Execution:
         while True:
             attempt.begin()
             try:
+                await attempt.wait_for_rate_async(definition.rate, args, kwargs)
                 with calling(attempt), traced(self.runtime.telemetry, attempt):
                     result = await await_with_timeout(definition.fn(*args, **kwargs),
                                                       attempt.timeout(), attempt.label)

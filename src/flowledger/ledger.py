@@ -44,6 +44,7 @@ from .mailbox import LedgerMailbox
 from .metrics import LedgerMetrics
 from .models import RunStatus
 from .queueing import queue_name
+from .ratelimits import LedgerRateLimits
 from .records import Records
 from .serialization import (
     JsonSerializer,
@@ -83,8 +84,8 @@ def default_url() -> str:
     return f"sqlite:///{Path.cwd() / '.flowledger' / 'flowledger.db'}"
 
 
-class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs,
-             LedgerMailbox, LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics):
+class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
+             LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics, LedgerRateLimits):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

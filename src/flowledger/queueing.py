@@ -15,6 +15,7 @@ from .executor import new_run, prepare_inputs, resume_position
 from .handle import RunHandle
 from .ledgerbase import LedgerBase
 from .models import RunStatus, from_micros
+from .rates import format_rate, optional_rate
 from .schedules import (
     Schedule,
     ScheduleDecl,
@@ -71,6 +72,8 @@ class QueueInfo:
     key_concurrency: int | None
     paused_at: datetime | None = None  # set while the queue is paused
     pause_reason: str | None = None
+    rate: str | None = None  # claims per period across all workers, e.g. "100/s"
+    key_rate: str | None = None  # the same, per concurrency key
 
     @property
     def paused(self) -> bool:
@@ -114,6 +117,10 @@ def _priority(value: int) -> int:
         raise ConfigurationError(f"priority must be an integer between -{PRIORITY_RANGE} and "
                                  f"{PRIORITY_RANGE}, not {value!r}")
     return value
+
+
+def _rate_text(rate: tuple[int, int] | None) -> str | None:
+    return None if rate is None else format_rate(*rate)
 
 
 class LedgerQueueing(LedgerBase):
@@ -185,15 +192,19 @@ class LedgerQueueing(LedgerBase):
 
     # -- queues and workers ------------------------------------------------------------
     def set_queue_limits(self, queue: str, *, concurrency: int | None = None,
-                         key_concurrency: int | None = None) -> None:
+                         key_concurrency: int | None = None, rate: str | None = None,
+                         key_rate: str | None = None) -> None:
         """Limit how many runs of ``queue`` run at once across all workers, and how many
-        of them may share one ``concurrency_key``. ``None`` removes a limit.
+        of them may share one ``concurrency_key``; ``rate`` (``"100/s"``) caps how fast
+        workers claim its runs, ``key_rate`` how fast runs sharing one key are claimed.
+        ``None`` removes a limit (each call sets all four).
 
-        Example: ``ledger.set_queue_limits("llm", concurrency=10, key_concurrency=2)``
+        Example: ``ledger.set_queue_limits("llm", concurrency=10, rate="100/s")``
         """
         self.store.set_queue_limits(_name(queue, "queue") or DEFAULT_QUEUE,
                                     _limit(concurrency, "concurrency"),
-                                    _limit(key_concurrency, "key_concurrency"), ids.now_us())
+                                    _limit(key_concurrency, "key_concurrency"), ids.now_us(),
+                                    optional_rate(rate), optional_rate(key_rate))
 
     def queues(self, window: timedelta = timedelta(minutes=5)) -> list[QueueInfo]:
         """Every queue with runs or limits: ready and delayed depth, running runs, and
@@ -207,7 +218,7 @@ class LedgerQueueing(LedgerBase):
         return [QueueInfo(row.name, row.ready, row.delayed, row.running, row.completed,
                           row.failed, window, row.completed / window.total_seconds(),
                           row.concurrency, row.key_concurrency, from_micros(row.paused_at),
-                          row.pause_reason)
+                          row.pause_reason, _rate_text(row.rate), _rate_text(row.key_rate))
                 for row in self.store.queue_rows(ids.now_us(), window_us)]
 
     def pause_queue(self, name: str, *, reason: str | None = None) -> bool:

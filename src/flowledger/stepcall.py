@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import ids
@@ -17,13 +18,16 @@ from .errors import (
     LeaseLost,
     NonDeterminismError,
     PausedSignal,
+    RateLimitNotFound,
     RunInterrupted,
     SkipStep,
     StepTimeout,
+    StoreUnavailable,
     WorkerStopping,
 )
 from .logcapture import LogBuffer
-from .store import NewRun
+from .rates import WAIT_SLICE_S, StepRate, wait_for
+from .store import NewRun, SpoolingStore
 from .workflow import RetryPolicy
 
 if TYPE_CHECKING:
@@ -134,6 +138,63 @@ class StepCall:
         self.attempt += 1
         self.pending_context = {}
         self.logs = LogBuffer() if execution.runtime.capture_logs else None
+
+    # -- shared rate limits (docs/rate-limits.md) --------------------------------------
+    def _reserve_rate(self, rate: StepRate, args: Sequence[Any],
+                      kwargs: Mapping[str, Any]) -> float:
+        """Reserve this attempt's units of its limit: when it may start (``time.time()``
+        seconds; 0: at once). The wait is kept with what the attempt logs."""
+        units = rate.cost(args, kwargs)
+        store = self.execution.runtime.store
+        try:
+            reserved = store.reserve_rate(rate.name, units)
+        except StoreUnavailable:
+            if not isinstance(store, SpoolingStore):
+                raise
+            return 0.0  # best_effort: an outage never stops execution (limit not applied)
+        if reserved is None:
+            raise RateLimitNotFound(
+                f"{self.label} uses rate limit {rate.name!r}, which is not set: set it with "
+                f"ledger.set_rate_limit({rate.name!r}, …) or `flowledger rate-limit set`")
+        if self.logs is not None:
+            self.logs.add(time.time(), "INFO", "flowledger.ratelimit",
+                          f"rate limit {rate.name!r}: waited {reserved[1] / 1_000_000:.3f}s "
+                          f"for {units:g} unit{'' if units == 1 else 's'}", None)
+        return reserved[0] / 1_000_000
+
+    def _still_wanted(self) -> None:
+        """Raise when the run was cancelled, paused or taken over during a wait."""
+        execution = self.execution
+        state = execution.runtime.store.get_status(execution.run_id)
+        if state is None or state[0] != "running" or state[1] != execution.token:
+            raise interruption(execution)
+
+    def wait_for_rate(self, rate: StepRate | None, args: Sequence[Any],
+                      kwargs: Mapping[str, Any]) -> None:
+        """After ``begin``, right before the step's body: reserve its units and wait (no
+        transaction open, no busy loop) until the reserved start. Reserving last keeps
+        the attempt's begin write out of the spacing of the calls."""
+        if rate is not None:
+            until = self._reserve_rate(rate, args, kwargs)
+            if not wait_for(until, self.execution.runtime.stopping, self._still_wanted):
+                raise self._stopping()
+
+    async def wait_for_rate_async(self, rate: StepRate | None, args: Sequence[Any],
+                                  kwargs: Mapping[str, Any]) -> None:
+        if rate is None:
+            return
+        end = self._reserve_rate(rate, args, kwargs)
+        stopping = self.execution.runtime.stopping
+        while (left := end - time.time()) > 0:
+            await asyncio_module().sleep(min(left, WAIT_SLICE_S))
+            if stopping is not None and stopping.is_set():
+                raise self._stopping()
+            if end - time.time() > 0:
+                self._still_wanted()
+
+    def _stopping(self) -> WorkerStopping:
+        return WorkerStopping(f"run {self.execution.run_id_text} stops in {self.label}, "
+                              "waiting for its rate limit: its worker is shutting down")
 
     def timeout(self) -> float | None:
         deadline = self.execution.deadline_at

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from . import validation
 from .errors import ConfigurationError, NonRetryable, WorkflowNotFound
+from .rates import RateSpec, StepRate, step_rate
 from .runcontext import recording_execution
 from .serialization import NO_HINT, bind_arguments, return_hint
 
@@ -78,6 +79,8 @@ class StepDef:
     record_input: bool
     is_async: bool
     signature: inspect.Signature = field(repr=False)
+    # The named limit each attempt takes from (``@step(rate_limit=…)``), if any.
+    rate: StepRate | None = None
 
     @functools.cached_property
     def return_hint(self) -> Any:
@@ -225,19 +228,21 @@ def step(*, name: str | None = None, retries: int = 0, backoff: float = 0.5,
          max_backoff: float = 60.0, jitter: float = 0.5, timeout: float | None = None,
          non_retryable: tuple[type[BaseException], ...] = (),
          retry_if: Callable[[BaseException], bool] | None = None,
-         record_input: bool = True) -> Callable[[F], F]: ...
+         record_input: bool = True, rate_limit: RateSpec = None) -> Callable[[F], F]: ...
 
 
 def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, retries: int = 0,
          backoff: float = 0.5, max_backoff: float = 60.0, jitter: float = 0.5,
          timeout: float | None = None, non_retryable: tuple[type[BaseException], ...] = (),
          retry_if: Callable[[BaseException], bool] | None = None,
-         record_input: bool = True) -> Any:
+         record_input: bool = True, rate_limit: RateSpec = None) -> Any:
     """Make a function a recorded step of the workflows that call it.
 
     Inside a run, each call is recorded at the next position; on resume a completed
     call returns its recorded output instead of running again. Outside a run the
-    function runs as plain Python.
+    function runs as plain Python. ``rate_limit`` names a shared limit
+    (``Ledger.set_rate_limit``) each attempt waits for: ``"openai"``, or ``("openai",
+    units)`` where units is a number or a function of the step's arguments.
 
     ``retries`` more attempts follow a failure, waiting ``backoff * 2**(n-1)`` seconds
     before the n-th (at most ``max_backoff``, times a random factor of ``1 ± jitter``).
@@ -251,6 +256,9 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, re
                  retry_if=lambda e: getattr(e, "status", 500) >= 500)
         def fetch_issue(number: int) -> dict:
             return http_get(f"/issues/{number}")
+
+        @fl.step(rate_limit=("openai-tokens", lambda prompt: len(prompt) / 4))
+        def complete(prompt: str) -> str: ...
     """
     if timeout is not None and timeout <= 0:
         raise ConfigurationError("timeout must be a positive number of seconds")
@@ -259,12 +267,13 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, re
                                  f"{retry_if!r}")
     policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff,
                          jitter=jitter, non_retryable=tuple(non_retryable), retry_if=retry_if)
+    rate = step_rate(rate_limit)
 
     def decorate(func: F) -> F:
         is_async = inspect.iscoroutinefunction(func)
         step_name = _check_name("step name", name or _default_name(func))
         definition = StepDef(func, step_name, policy, timeout, record_input, is_async,
-                             inspect.signature(func))
+                             inspect.signature(func), rate)
         if is_async:
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Any:

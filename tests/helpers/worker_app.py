@@ -121,3 +121,40 @@ def talk(word: str) -> str:
 @fl.workflow(name="talker")
 def talker(word: str) -> str:
     return talk(word)
+
+
+def _log_time(kind: str, position: int) -> None:
+    """``kind run position pid unix-time``: when a step body started (rate-limit tests)."""
+    path = os.environ.get("FLOWLEDGER_SIDE_LOG")
+    if not path:
+        return
+    line = f"{kind} {fl.current_run_id()} {position} {os.getpid()} {time.time():.6f}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@fl.step(rate_limit="acceptance")
+def limited(position: int) -> int:
+    _log_time("L", position)
+    return position
+
+
+@fl.workflow(name="limited_steps")
+def limited_steps(count: int) -> int:
+    """``count`` steps, each taking one unit of the shared limit ``acceptance``."""
+    return sum(limited(position) for position in range(1, count + 1))
+
+
+@fl.step
+def stamp(position: int) -> int:
+    _log_time("S", position)
+    return position
+
+
+@fl.workflow(name="stamped")
+def stamped() -> int:
+    """One step that logs when it started: the start of the run, for queue-rate tests."""
+    return stamp(1)

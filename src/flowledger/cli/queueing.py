@@ -167,12 +167,13 @@ def queues_command(
         state.print_json([{**dataclasses.asdict(q), "paused": q.paused} for q in found])
         return
     table = Table("queue", "ready", "delayed", "running", f"done/{window}",
-                  f"failed/{window}", "runs/s", "limit", "per key", "state", box=None)
+                  f"failed/{window}", "runs/s", "limit", "per key", "rate", "state", box=None)
     for q in found:
         table.add_row(q.name, str(q.ready), str(q.delayed), str(q.running), str(q.completed),
                       str(q.failed), f"{q.per_second:.2f}",
                       "-" if q.concurrency is None else str(q.concurrency),
                       "-" if q.key_concurrency is None else str(q.key_concurrency),
+                      (q.rate or "-") + (f" ({q.key_rate} per key)" if q.key_rate else ""),
                       "[yellow]paused[/yellow]" + (f" ({q.pause_reason})" if q.pause_reason
                                                    else "") if q.paused else "claiming")
     state.show(table, empty=not found,
@@ -187,13 +188,20 @@ def queue_limits_command(
         help="At most this many runs of the queue at once, across all workers.")] = None,
     key_concurrency: Annotated[int | None, typer.Option(
         help="At most this many running runs per concurrency key.")] = None,
+    rate: Annotated[str | None, typer.Option(
+        help="Claim at most this fast across all workers (100/s, 500/min).")] = None,
+    key_rate: Annotated[str | None, typer.Option(
+        help="Claim runs sharing a concurrency key at most this fast (10/s).")] = None,
 ) -> None:
-    """Set (or, with neither option, remove) a queue's concurrency limits."""
+    """Set (or, with no option, remove) a queue's concurrency and rate limits."""
     state = state_of(ctx, creates=True)
     state.ledger.set_queue_limits(queue, concurrency=concurrency,
-                                  key_concurrency=key_concurrency)
+                                  key_concurrency=key_concurrency, rate=rate,
+                                  key_rate=key_rate)
+    rates = "".join(f", {what} {value}" for what, value in (("rate", rate),
+                                                            ("key rate", key_rate)) if value)
     state.out.print(f"{queue}: concurrency {concurrency or 'unlimited'}, per key "
-                    f"{key_concurrency or 'unlimited'}")
+                    f"{key_concurrency or 'unlimited'}{rates}")
 
 
 queue_app = typer.Typer(help="Pause and resume a queue's claims.", no_args_is_help=True)

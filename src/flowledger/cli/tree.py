@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     maintenance,
     otel,
     queueing,
+    ratelimits,
     serving,
     specs,
     webhooks,

@@ -24,6 +24,7 @@ from .rows import (
     LogRow,
     NewRun,
     QueueRow,
+    RateLimitRow,
     Revision,
     RunFilter,
     RunProgress,
@@ -45,8 +46,7 @@ from .sql import SqlStore
 __all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Bounds", "Claim",
            "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
            "Durability", "EventRow", "Listener", "LogRow", "MetricRows", "NewRun", "QueueRow",
-           "Revision",
-           "RunFilter",
+           "RateLimitRow", "Revision", "RunFilter",
            "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
            "WebhookRow", "WorkerRow", "head_revision"]

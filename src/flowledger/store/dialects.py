@@ -88,6 +88,10 @@ class Backend:
         """Run a result statement with a durable commit; returns the row count."""
         raise NotImplementedError
 
+    def marker_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Run one statement with a marker's fast commit; its first row (RETURNING)."""
+        raise NotImplementedError
+
     def durable_many(self, statements: list[tuple[str, dict[str, Any]]]) -> int:
         """Run statements in one durable transaction; the last one's row count decides:
         when it is 0 the whole transaction is rolled back and 0 returned."""
@@ -304,6 +308,12 @@ class SqliteBackend(Backend):
             self._sync(self.durability != "normal")
             return self._hot_cursor.execute(sql, params).rowcount
 
+    def marker_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        with self._hot_lock:
+            self._sync(self._marker_waits)
+            rows = self._hot_cursor.execute(sql, params).fetchall()  # all: it commits
+            return tuple(rows[0]) if rows else None
+
     def commit_modes(self) -> dict[str, str]:
         names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
         found = {}
@@ -451,6 +461,16 @@ class PostgresBackend(Backend):
 
     def marker(self, sql: str, params: dict[str, Any]) -> int:
         return self._run(self._marker_engine, sql, params)
+
+    def marker_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        raw = self._marker_engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(sql, params)
+            row = cur.fetchone()
+            return None if row is None else tuple(row)
+        finally:
+            raw.close()
 
     def commit_modes(self) -> dict[str, str]:
         found = {}

@@ -19,8 +19,10 @@ from sqlalchemy import Connection
 
 from . import history
 from .core import StoreCore
+from .ratelimits import QueueRates
 from .rows import Claim, ClaimResult, NewRun, QueueRow, RunRow, ScheduleRow, WorkerRow
 from .statements import queues as queues_sql
+from .statements import ratelimits as rl_sql
 from .statements import schedules as schedules_sql
 from .statements import waits as waits_sql
 from .statements import workers as workers_sql
@@ -64,9 +66,10 @@ class StoreQueues(StoreCore):
             names = [name for name in queue_names if name not in paused]
             if not names:
                 return ClaimResult([], [], None)
-            limits = {row.name: (row.concurrency, row.key_concurrency)
-                      for row in conn.execute(queues_sql.lock_limits(names))}
+            limit_rows = conn.execute(queues_sql.lock_limits(names)).all()
+            limits = {row.name: (row.concurrency, row.key_concurrency) for row in limit_rows}
             now = clock()  # read after the locks: claims never predate the slot they take
+            rates = QueueRates(conn, limit_rows, now)
             conn.execute(waits_sql.wake_due(names, now))
             result = ClaimResult([], [], None)
             # run id: (token, fresh, taken over)
@@ -76,10 +79,10 @@ class StoreQueues(StoreCore):
             room = limit - len(taken)
             if room > 0:
                 self._claim_pending(conn, names, limits, worker, room, lease_us, now,
-                                    clock, new_token, taken)
+                                    clock, new_token, taken, rates)
             if len(taken) < limit:
                 due = [conn.execute(queues_sql.next_due(names, now)).scalar(),
-                       conn.execute(waits_sql.next_wake(names)).scalar()]
+                       conn.execute(waits_sql.next_wake(names)).scalar(), rates.due()]
                 result.next_due = min((at for at in due if at is not None), default=None)
             if taken:
                 rows = conn.execute(queues_sql.claimed_runs(list(taken))).all()
@@ -105,9 +108,11 @@ class StoreQueues(StoreCore):
                        limits: Mapping[str, tuple[int | None, int | None]], worker: str,
                        room: int, lease_us: int, now: int, clock: Clock,
                        new_token: Callable[[], str],
-                       taken: dict[uuid.UUID, tuple[str, bool, bool]]) -> None:
+                       taken: dict[uuid.UUID, tuple[str, bool, bool]],
+                       rates: QueueRates) -> None:
         limited = [name for name, (total, _) in limits.items() if total is not None]
         keyed = {name for name, (_, per_key) in limits.items() if per_key is not None}
+        key_rated = set(rates.per_key)
         budget: dict[str, int] = {}
         if limited:
             running: dict[str, int] = dict(conn.execute(
@@ -116,8 +121,9 @@ class StoreQueues(StoreCore):
             if all(budget.get(name, 1) <= 0 for name in names):
                 return
         # Runs over a per-key limit are passed over, so look further down the queue.
-        window = room * 10 + 50 if keyed else room
+        window = room * 10 + 50 if keyed or key_rated else room
         candidates = conn.execute(queues_sql.pending_candidates(names, now, window)).all()
+        rates.load(candidates)
         per_key: Counter[tuple[str, str]] = Counter()
         keys = {c.concurrency_key for c in candidates
                 if c.queue in keyed and c.concurrency_key is not None}
@@ -132,13 +138,17 @@ class StoreQueues(StoreCore):
             queue, key = candidate.queue, candidate.concurrency_key
             if queue in budget and budget[queue] <= 0:
                 continue
+            if queue in keyed and key is not None \
+                    and per_key[(queue, key)] >= (limits[queue][1] or 0):
+                continue
+            if not rates.admit(queue, key):  # charged only when admitted
+                continue
             if queue in keyed and key is not None:
-                if per_key[(queue, key)] >= (limits[queue][1] or 0):
-                    continue
                 per_key[(queue, key)] += 1
             if queue in budget:
                 budget[queue] -= 1
             chosen.append(candidate)
+        rates.save()
         if not chosen:
             return
         tokens = [new_token() for _ in chosen]
@@ -223,11 +233,18 @@ class StoreQueues(StoreCore):
 
     # -- queue limits and figures ----------------------------------------------------
     def set_queue_limits(self, name: str, concurrency: int | None,
-                         key_concurrency: int | None, now: int) -> None:
+                         key_concurrency: int | None, now: int,
+                         rate: tuple[int, int] | None = None,
+                         key_rate: tuple[int, int] | None = None) -> None:
+        """Replace a queue's limits (rates as (units, period in µs)); changing them
+        resets its claim-rate buckets."""
         with self._write() as conn:
             conn.execute(queues_sql.delete_limits(name))
-            if concurrency is not None or key_concurrency is not None:
-                conn.execute(queues_sql.insert_limits(name, concurrency, key_concurrency, now))
+            conn.execute(rl_sql.delete_queue_buckets(name))
+            if any(value is not None for value in (concurrency, key_concurrency, rate,
+                                                   key_rate)):
+                conn.execute(queues_sql.insert_limits(name, concurrency, key_concurrency, now,
+                                                      rate, key_rate))
 
     def pause_queue(self, name: str, now: int, reason: str | None) -> bool:
         """Stop claims from a queue. False when it was paused already."""
@@ -257,6 +274,10 @@ class StoreQueues(StoreCore):
                 row(name).paused_at, row(name).pause_reason = paused_at, reason
             for name, total, per_key in conn.execute(queues_sql.QUEUE_LIMITS):
                 row(name).concurrency, row(name).key_concurrency = total, per_key
+            for name, units, period, key_units, key_period in conn.execute(
+                    rl_sql.QUEUE_RATES):
+                row(name).rate = None if units is None else (units, period)
+                row(name).key_rate = None if key_units is None else (key_units, key_period)
             for name, status, is_delayed, count in conn.execute(queues_sql.depths(now)):
                 entry = row(name)
                 if status == "running":

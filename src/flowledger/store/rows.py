@@ -309,6 +309,9 @@ class QueueRow:
     failed: int = 0
     paused_at: int | None = None
     pause_reason: str | None = None
+    # Claim rates as (units, period in microseconds); None: no rate.
+    rate: tuple[int, int] | None = None
+    key_rate: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -425,3 +428,17 @@ class RunProgress:
 
 
 RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")
+
+
+@dataclass(slots=True)
+class RateLimitRow:
+    """A named rate limit (``flowledger_rate_limits``, scope ``limit``): ``units`` per
+    ``period_us``, ``burst`` units at once; ``tat`` is its bucket (database clock, µs)."""
+
+    name: str
+    units: int
+    period_us: int
+    burst: int
+    tat: int
+    updated_at: int
+

@@ -265,6 +265,28 @@ queues = Table(
     Column("concurrency", Integer, nullable=True),
     Column("key_concurrency", Integer, nullable=True),
     Column("updated_at", BigInteger, nullable=False),
+    # Claim rates (units per period_us; NULL: none): the queue's, and each key's (0015).
+    Column("rate_units", BigInteger, nullable=True),
+    Column("rate_period_us", BigInteger, nullable=True),
+    Column("key_rate_units", BigInteger, nullable=True),
+    Column("key_rate_period_us", BigInteger, nullable=True),
+)
+
+# GCRA buckets (0015): a named limit steps use (scope 'limit', key ''), a queue's claim
+# rate (scope 'queue', name the queue, key ''), and one per concurrency key of a queue
+# with a key rate (scope 'key'). ``tat`` is the theoretical arrival time in microseconds
+# of the database's clock; units per period_us, ``burst`` units may start at once.
+rate_limits = Table(
+    "flowledger_rate_limits",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("units", BigInteger, nullable=False),
+    Column("period_us", BigInteger, nullable=False),
+    Column("burst", BigInteger, nullable=False),
+    Column("tat", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 # Paused queues: workers claim none of their runs (runs already executing carry on).

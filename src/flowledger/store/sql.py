@@ -15,6 +15,7 @@ from .dialects import Durability
 from .metrics import StoreMetrics
 from .progress import StoreProgress
 from .queues import StoreQueues
+from .ratelimits import StoreRateLimits
 from .reads import StoreReads
 from .rows import ArtifactRow, NewRun, UsageRow
 from .snapshots import StoreSnapshots
@@ -32,7 +33,8 @@ from .webhooks import StoreWebhooks
 
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
-               StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks, StoreMetrics):
+               StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks, StoreMetrics,
+               StoreRateLimits):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::

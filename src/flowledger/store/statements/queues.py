@@ -182,9 +182,14 @@ def delete_limits(name: str) -> Delete:
 
 
 def insert_limits(name: str, concurrency: int | None, key_concurrency: int | None,
-                  now: int) -> Insert:
-    return insert(queues).values(name=name, concurrency=concurrency,
-                                 key_concurrency=key_concurrency, updated_at=now)
+                  now: int, rate: tuple[int, int] | None = None,
+                  key_rate: tuple[int, int] | None = None) -> Insert:
+    """A queue's limits; rates are (units, period in microseconds)."""
+    return insert(queues).values(
+        name=name, concurrency=concurrency, key_concurrency=key_concurrency, updated_at=now,
+        rate_units=rate[0] if rate else None, rate_period_us=rate[1] if rate else None,
+        key_rate_units=key_rate[0] if key_rate else None,
+        key_rate_period_us=key_rate[1] if key_rate else None)
 
 
 def depths(now: int) -> Select[Any]:

@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-# TODO(merge): "0015" once that revision is in main; "0014" until then.
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
