@@ -98,9 +98,11 @@ def test_steps_are_spaced_by_their_limit(ledger: fl.Ledger) -> None:
     messages = [e.message for a in ledger.logs(run.id) for e in a.records]
     assert len(messages) == 6
     assert messages[0] == "rate limit 'contract': waited 0.000s for 1 unit"
-    # A step reserves when the previous one has ended: it waits the rest of 100 ms.
+    # A step reserves when the previous one has ended: it waits the rest of 100 ms (none
+    # when the machine was so slow that 100 ms had passed already), never more.
     waited = [float(m.split("waited ")[1].split("s")[0]) for m in messages[1:]]
-    assert all(0.0 < w <= 0.1 for w in waited), waited
+    assert all(0.0 <= w <= 0.1 for w in waited), waited
+    assert sum(waited) > 0.1, waited  # on a machine that keeps up, most do wait
 
 
 def test_computed_units_make_the_next_call_wait_for_them(ledger: fl.Ledger) -> None:
