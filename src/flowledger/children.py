@@ -20,10 +20,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import ids, validation
+from .blocking import Blocking, drive, drive_async
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from .executor import Runtime
     from .store import RunRow
 
-T = TypeVar("T")
 START_PREFIX = "start_child:"  # + the child's workflow name
 RESULT_PREFIX = "child_result:"
 _NO_RETRY = RetryPolicy()
@@ -52,7 +52,6 @@ _NO_RETRY = RetryPolicy()
 _POLL_FIRST, _POLL_LONGEST, _CHECK_EVERY = 0.01, 0.5, 1.0
 _threads_lock = threading.Lock()
 log = logging.getLogger("flowledger")
-Blocking = Generator[float, None, T]
 
 
 class ChildHandle:
@@ -85,14 +84,14 @@ class ChildHandle:
 
         Example: ``rows = fl.start_child(load, "2024-05").result()``
         """
-        return _drive(self._wait("ChildHandle.result()"))
+        return drive(self._wait("ChildHandle.result()"))
 
     def result_async(self) -> Awaitable[Any]:
         """``result()`` for async workflows; its position is taken at the call.
 
         Example: ``rows = await handle.result_async()``
         """
-        return _drive_async(self._wait("ChildHandle.result_async()"))
+        return drive_async(self._wait("ChildHandle.result_async()"))
 
     def _wait(self, what: str) -> Blocking[Any]:
         execution = _body(what)
@@ -249,27 +248,6 @@ def _ended(row: RunRow) -> Exception:
         return RunCancelled(str(row.id))
     error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
     return RunFailed(str(row.id), error.type if error else "?", error.message if error else "")
-
-
-def _drive(blocking: Blocking[T]) -> T:
-    try:
-        pause = next(blocking)
-        while True:
-            time.sleep(pause)  # polling the child's record: it may run in another process
-            pause = blocking.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-async def _drive_async(blocking: Blocking[T]) -> T:
-    asyncio = asyncio_module()
-    try:
-        pause = next(blocking)
-        while True:
-            await asyncio.sleep(pause)
-            pause = blocking.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
 
 
 # -- executing children ------------------------------------------------------------

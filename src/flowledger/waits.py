@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import ids, validation
+from .blocking import Blocking, drive, drive_async
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -28,7 +28,7 @@ from .errors import (
 )
 from .runcontext import current_execution, step_of
 from .serialization import NO_HINT
-from .stepcall import StepCall, asyncio_module, interruption
+from .stepcall import StepCall, interruption
 from .workflow import RetryPolicy
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ _NO_RETRY = RetryPolicy()
 # paused or taken over.
 _POLL_FIRST, _POLL_LONGEST, _CHECK_EVERY = 0.01, 0.25, 1.0
 # What the generators below ask their driver for: block this many seconds, then resume.
-Blocking = Generator[float, None, T]
 
 
 def sleep(duration: float | timedelta) -> None:
@@ -61,12 +60,12 @@ def sleep(duration: float | timedelta) -> None:
             fl.sleep(timedelta(days=3))
             send_tips(user)
     """
-    _drive(_sleeping(_body("fl.sleep()"), _seconds(duration, "fl.sleep() duration")))
+    drive(_sleeping(_body("fl.sleep()"), _seconds(duration, "fl.sleep() duration")))
 
 
 async def sleep_async(duration: float | timedelta) -> None:
     """``fl.sleep`` for async workflows. Example: ``await fl.sleep_async(60)``"""
-    await _drive_async(_sleeping(_body("fl.sleep_async()"),
+    await drive_async(_sleeping(_body("fl.sleep_async()"),
                                  _seconds(duration, "fl.sleep_async() duration")))
 
 
@@ -96,7 +95,7 @@ def wait_for_event(name: str, timeout: float | timedelta | None = None,
 
         decision = fl.wait_for_event("approve", timeout=timedelta(days=2), model=Approval)
     """
-    return _drive(_waiting(_body("fl.wait_for_event()"), name, timeout, model))
+    return drive(_waiting(_body("fl.wait_for_event()"), name, timeout, model))
 
 
 async def wait_for_event_async(name: str, timeout: float | timedelta | None = None,
@@ -105,30 +104,8 @@ async def wait_for_event_async(name: str, timeout: float | timedelta | None = No
 
     Example: ``payload = await fl.wait_for_event_async("approve")``
     """
-    return await _drive_async(_waiting(_body("fl.wait_for_event_async()"), name, timeout,
+    return await drive_async(_waiting(_body("fl.wait_for_event_async()"), name, timeout,
                                        model))
-
-
-# -- drivers ------------------------------------------------------------------------
-def _drive(blocking: Blocking[T]) -> T:
-    try:
-        pause = next(blocking)
-        while True:
-            time.sleep(pause)
-            pause = blocking.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-async def _drive_async(blocking: Blocking[T]) -> T:
-    asyncio = asyncio_module()
-    try:
-        pause = next(blocking)
-        while True:
-            await asyncio.sleep(pause)
-            pause = blocking.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
 
 
 # -- what they do -------------------------------------------------------------------
