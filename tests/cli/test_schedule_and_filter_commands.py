@@ -17,6 +17,9 @@ def test_schedule_zones_macros_pause_resume_trigger(cli: CLI, db_url: str) -> No
     assert daily.code == 0, daily.err
     listed = cli("schedule", "ls").out
     assert "Europe/Berlin" in listed and "@daily" in listed and "UTC" in listed
+    # a zoned schedule's next tick reads as its zone's wall clock, named
+    standup = next(line for line in listed.splitlines() if "standup" in line)
+    assert " 09:00:00 CE" in standup  # CET or CEST, by the date
 
     assert cli("schedule", "pause", "standup").out.strip() == "standup: paused"
     assert cli("schedule", "pause", "standup").out.strip() == "standup: already paused"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -268,7 +270,17 @@ def schedule_add_command(
     if as_json:
         state.print_json(dataclasses.asdict(saved))
     else:
-        state.out.print(f"schedule {saved.name}: next run {render.when(saved.next_fire_at)}")
+        state.out.print(f"schedule {saved.name}: next run "
+                        f"{_tick(saved.next_fire_at, saved.timezone)}")
+
+
+def _tick(at: datetime | None, zone: str | None) -> str:
+    """A tick as the schedule's zone reads it (this machine's without one), with the
+    zone's abbreviation: a cron in Europe/Berlin shows 02:00 CET, not 01:00."""
+    if at is None:
+        return "—"
+    local = at.astimezone(ZoneInfo(zone)) if zone else at.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @command("ls", schedule_app)
@@ -283,7 +295,7 @@ def schedule_ls_command(ctx: typer.Context, as_json: AsJson = False) -> None:
                   box=None)
     for s in found:
         table.add_row(s.name, s.workflow, s.cron, s.timezone or "UTC", s.queue,
-                      "paused" if s.paused else render.when(s.next_fire_at),
+                      "paused" if s.paused else _tick(s.next_fire_at, s.timezone),
                       render.when(s.last_fired_at),
                       render.short_id(s.last_run_id) if s.last_run_id else "-")
     state.show(table, empty=not found,
