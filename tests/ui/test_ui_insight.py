@@ -137,3 +137,18 @@ def test_pages_pass_axe_and_are_captured_in_both_themes(backend: str, tmp_path: 
                 screenshot(view, f"{name}-{theme}")
     finally:
         ui.stop()
+
+
+def test_the_workers_page_shows_queue_limits_and_rates(db_url: str, new_context: Any) -> None:
+    with fl.Ledger(db_url) as ledger:
+        ledger.set_queue_limits("ui-limited", concurrency=3, rate="100/s", key_rate="5/min")
+        ledger.submit(ui_app.pipeline, 1, queue="ui-limited")
+    ui, page = open_ui(db_url, new_context)
+    try:
+        page.goto(f"{ui.base}/ui/workers")
+        row = page.locator("tr", has_text="ui-limited")
+        expect(row.locator("[data-testid=queue-rate]")).to_have_text("100/s")
+        expect(row).to_contain_text("5/min")
+        expect(row.locator("td").nth(7)).to_have_text("3")
+    finally:
+        ui.stop()
