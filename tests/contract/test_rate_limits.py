@@ -17,6 +17,10 @@ from flowledger import ids
 
 calls: list[float] = []
 
+# Most of these measure gaps between calls: they run after the parallel part of the
+# suite, alone (scripts/test).
+pytestmark = pytest.mark.serial
+
 
 @fl.step(rate_limit="contract")
 def limited(n: int) -> int:
