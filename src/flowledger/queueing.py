@@ -25,6 +25,7 @@ from .schedules import (
     next_tick,
     plan_ticks,
     tick_key,
+    zone_argument,
 )
 from .store import SPEC_ENTRYPOINT, NewRun, RunRow, ScheduleRow, SpecRow
 from .workflow import WorkflowRef, definition_of
@@ -267,17 +268,17 @@ class LedgerQueueing(LedgerBase):
                      name: str | None = None, inputs: Mapping[str, Any] | None = None,
                      queue: str = DEFAULT_QUEUE, priority: int = 0,
                      catch_up: bool = False, owner: str | None = None,
-                     timezone: str | None = None) -> Schedule:
+                     tz: str | None = None, timezone: str | None = None) -> Schedule:
         """Store a schedule (replacing one of the same name; a pause stands): workers
         submit ``workflow`` to ``queue`` on every tick of ``cron`` (five fields, six with
-        seconds, or a macro such as ``@daily``), read in ``timezone`` (an IANA name;
-        None: UTC).
+        seconds, or a macro such as ``@daily``), read in the IANA zone ``tz`` (``timezone``
+        is the same, spelled out; None: UTC).
 
-        Example: ``ledger.add_schedule(report, cron="0 9 * * 1-5", timezone="Europe/Berlin")``
+        Example: ``ledger.add_schedule(report, cron="0 9 * * 1-5", tz="Europe/Berlin")``
         """
         definition = definition_of(workflow)
         expression = check_cron(cron)
-        zone = check_timezone(timezone)
+        zone = check_timezone(zone_argument(tz, timezone))
         _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}),
                                         convert=True)
         now = ids.now_us()

@@ -97,9 +97,10 @@ _declared_lock = threading.Lock()
 def schedule(workflow: WorkflowRef, *, cron: str, name: str | None = None,
              inputs: Mapping[str, Any] | None = None, queue: str = "default",
              priority: int = 0, catch_up: bool = False,
-             timezone: str | None = None) -> ScheduleDecl:
+             tz: str | None = None, timezone: str | None = None) -> ScheduleDecl:
     """Declare that ``workflow`` is submitted on every tick of ``cron`` (five fields, six
-    with seconds last, or a macro such as ``@daily``), read in UTC or in ``timezone``.
+    with seconds last, or a macro such as ``@daily``), read in UTC or in the IANA zone
+    ``tz`` (``timezone`` is the same, spelled out).
 
     Workers that import the declaring module store the schedule when they start (the
     next tick is kept when the expression did not change, and a pause stands). ``name``
@@ -110,11 +111,11 @@ def schedule(workflow: WorkflowRef, *, cron: str, name: str | None = None,
     Example::
 
         fl.schedule(nightly_report, cron="0 3 * * *", inputs={"team": "core"},
-                    timezone="Europe/Berlin")
+                    tz="Europe/Berlin")
     """
     definition = definition_of(workflow)
     check_cron(cron)
-    check_timezone(timezone)
+    timezone = check_timezone(zone_argument(tz, timezone))
     decl = ScheduleDecl(name or definition.name, definition, cron, dict(inputs or {}),
                         queue, priority, catch_up, timezone)
     with _declared_lock:
@@ -141,6 +142,13 @@ def check_cron(cron: str) -> str:
             f"not a cron expression: {cron!r} (five fields: minute hour day month weekday, "
             "six with seconds last, or a macro such as @daily; e.g. '*/5 * * * *')")
     return expression
+
+
+def zone_argument(tz: str | None, timezone: str | None) -> str | None:
+    """The zone a caller gave as ``tz`` or ``timezone`` (one name, two spellings)."""
+    if tz is not None and timezone is not None and tz != timezone:
+        raise ConfigurationError(f"tz={tz!r} and timezone={timezone!r} disagree: give one")
+    return tz if tz is not None else timezone
 
 
 def check_timezone(timezone: str | None) -> str | None:

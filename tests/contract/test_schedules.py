@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -151,6 +152,21 @@ def test_pause_resume_and_trigger_a_schedule(db_url: str) -> None:
         # Another owner's Ledger sees none of it.
         with pytest.raises(fl.ScheduleNotFound):
             ledger.for_owner("mallory").trigger_schedule("daily")
+
+
+@fl.workflow(name="sched_tz_flow")
+def sched_flow_for_tz() -> int:
+    return 1
+
+
+def test_tz_is_the_issue_s_spelling_of_timezone(ledger: fl.Ledger) -> None:
+    saved = ledger.add_schedule(sched_flow_for_tz, cron="0 9 * * *", tz="Europe/Berlin")
+    assert saved.timezone == "Europe/Berlin"
+    assert saved.next_fire_at is not None
+    assert saved.next_fire_at.astimezone(ZoneInfo("Europe/Berlin")).hour == 9
+    with pytest.raises(fl.ConfigurationError, match="disagree"):
+        ledger.add_schedule(sched_flow_for_tz, cron="0 9 * * *", tz="Europe/Berlin",
+                            timezone="Asia/Tokyo")
 
 
 def test_bad_time_zones_and_macros_are_refused(ledger: fl.Ledger) -> None:
