@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import ids, validation
 from .blocking import Blocking, drive, drive_async
+from .encryption import error_data
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -246,7 +247,7 @@ def _waiting(execution: Execution, child_id: uuid.UUID, definition: WorkflowDef,
 def _ended(row: RunRow) -> Exception:
     if row.status == "cancelled":
         return RunCancelled(str(row.id))
-    error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
+    error = ErrorInfo.from_dict(error_data(row.error or "{}"))
     return RunFailed(str(row.id), error.type if error else "?", error.message if error else "")
 
 

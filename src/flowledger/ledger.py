@@ -21,6 +21,7 @@ from . import ids, runids, validation
 from .api_tokens import LedgerTokens
 from .artifacts import ArtifactStore
 from .bulk import LedgerBulk
+from .encryption import Keyring
 from .errors import (
     ConfigurationError,
     FlowledgerError,
@@ -99,7 +100,9 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
     is recorded with each attempt (``capture_logs``); ``capture_print`` adds what they
     print (see ``capture_step_logs``). ``telemetry`` sends every run as an OpenTelemetry
     trace (a ``fl.Telemetry``; None: as the ``OTEL_*`` environment variables say; False:
-    never — see docs/tracing.md).
+    never — see docs/tracing.md). ``encryption`` (a ``fl.Keyring``; else the
+    ``FLOWLEDGER_ENCRYPTION_KEYS`` environment variable, when set) seals every payload
+    before it reaches the database or the artifact store (see docs/encryption.md).
 
     Example::
 
@@ -115,8 +118,10 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
                  persistence: Literal["required", "best_effort"] = "required",
                  spool_dir: str | None = None, create: bool = True,
                  capture_logs: bool = True, capture_print: bool = False,
-                 telemetry: Telemetry | bool | None = None) -> None:
+                 telemetry: Telemetry | bool | None = None,
+                 encryption: Keyring | None = None) -> None:
         url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
+        keyring = encryption if encryption is not None else Keyring.from_env()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
             raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
         if persistence not in ("required", "best_effort"):
@@ -127,13 +132,15 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
                       or "full")
         store: SqlStore = (
             SpoolingStore(url, durability=chosen,
-                          spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"))
+                          spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"),
+                          keyring=keyring)
             if persistence == "best_effort"
-            else SqlStore(url, durability=chosen, create=create))
+            else SqlStore(url, durability=chosen, create=create, keyring=keyring))
         artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
                          or default_artifacts_url(store))
         runtime = Runtime(store, serializer or JsonSerializer(), max_payload_bytes,
-                          ids.identity(), ArtifactStore(artifacts_url), offload_bytes,
+                          ids.identity(), ArtifactStore(artifacts_url, store.sealing),
+                          offload_bytes,
                           telemetry=configured(telemetry))
         LedgerBase.__init__(self, Shared(url, persistence, store, artifacts_url, runtime,
                                          Records(runtime.serializer, runtime.payload,

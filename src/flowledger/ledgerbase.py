@@ -9,7 +9,6 @@ a method mypy checks.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from typing import Any, NamedTuple
 
 from . import ids, validation
 from .children import join_children
+from .encryption import error_data
 from .errors import (
     AmbiguousRunId,
     ConfigurationError,
@@ -170,7 +170,7 @@ class LedgerBase:
             if row.status == RunStatus.CANCELLED:
                 raise RunCancelled(str(row.id))
             if row.status == RunStatus.FAILED:
-                error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
+                error = ErrorInfo.from_dict(error_data(row.error or "{}"))
                 raise RunFailed(str(row.id), error.type if error else "?",
                                 error.message if error else "")
             if deadline is not None and time.monotonic() >= deadline:

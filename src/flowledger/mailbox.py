@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from . import ids, validation
+from .encryption import readable
 from .errors import EventRejected, RunNotFound, RunNotWaitable, SerializationError
 from .ledgerbase import LedgerBase
 from .models import from_micros, record_to_dict
@@ -107,7 +108,7 @@ def _check_against_waits(name: str, text: str, inputs: Sequence[str | None]) -> 
     schemas = []
     for recorded in inputs:
         try:
-            schema = json.loads(recorded or "{}").get("schema")
+            schema = json.loads(readable(recorded or "{}", "wait")).get("schema")
         except (ValueError, AttributeError):
             continue
         if isinstance(schema, dict):

@@ -23,6 +23,7 @@ from pydantic_core import ValidationError  # pydantic's own ValidationError is t
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
+from .encryption import readable
 from .errors import ConfigurationError, PayloadTooLarge, SerializationError
 
 log = logging.getLogger("flowledger")
@@ -74,6 +75,7 @@ class JsonSerializer:
             ) from None
 
     def loads(self, text: str, type_hint: Any = NO_HINT) -> Any:
+        text = readable(text)  # a payload still sealed is refused, never parsed
         if type_hint in (NO_HINT, Any, object, None) or isinstance(type_hint, str):
             return pydantic_core.from_json(text)
         adapter = _adapter(type_hint)

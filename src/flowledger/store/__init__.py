@@ -40,12 +40,14 @@ from .rows import (
     WebhookRow,
     WorkerRow,
 )
+from .sealing import NO_SEALING, NoSealing, Sealing
 from .spool import SpoolingStore
 from .sql import SqlStore
 
 __all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Bounds", "Claim",
            "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
-           "Durability", "EventRow", "Listener", "LogRow", "MetricRows", "NewRun", "QueueRow",
+           "Durability", "EventRow", "Listener", "LogRow", "MetricRows", "NO_SEALING", "NewRun",
+           "NoSealing", "QueueRow", "Sealing",
            "RateLimitRow", "Revision", "RunFilter",
            "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",

@@ -450,3 +450,20 @@ webhook_attempts = Table(
     Column("error", String(500), nullable=True),
     Column("response", String(256), nullable=True),
 )
+
+
+# Per-owner data keys (encryption at rest with ``Keyring(per_owner=True)``): an owner's
+# payloads are sealed with a key derived from the master key and ``secret``; a shred
+# erases the secret (``shredded_at``), and with it every payload sealed under it. An
+# owner may hold several live keys (two processes creating one at once): each
+# ciphertext names its own.
+owner_keys = Table(
+    "flowledger_owner_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("secret", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("shredded_at", BigInteger, nullable=True),
+    Index("ix_flowledger_owner_keys_owner", "owner", "created_at"),
+)
