@@ -77,6 +77,13 @@ _HOME = {
     "gather": "children",
     "gather_async": "children",
     "RunIdConflict": "errors",
+    "PayloadKeyMissing": "errors",
+    "PayloadTampered": "errors",
+    "Keyring": "encryption",
+    "SealedPayload": "encryption",
+    "KeyStatus": "keyadmin",
+    "RotationReport": "keyadmin",
+    "ShredReport": "keyadmin",
     "sleep_async": "waits",
     "wait_for_event": "waits",
     "wait_for_event_async": "waits",
@@ -149,6 +156,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .bulk import BulkResult
     from .children import ChildHandle, gather, gather_async, start_child
     from .concurrency import StepPool, map_steps
+    from .encryption import Keyring, SealedPayload
     from .errors import (
         AmbiguousRunId,
         ArtifactNotFound,
@@ -161,6 +169,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         NonDeterminismError,
         NonRetryable,
         NotInRun,
+        PayloadKeyMissing,
+        PayloadTampered,
         PayloadTooLarge,
         RateLimitNotFound,
         RunAlreadyRunning,
@@ -190,6 +200,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .events import EventBatch, RunEvent
     from .handle import RunHandle
+    from .keyadmin import KeyStatus, RotationReport, ShredReport
     from .ledger import Ledger
     from .mailbox import SentEvent
     from .metrics import DurationHistogram, MetricsSnapshot
@@ -244,6 +255,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "KeyStatus",
+    "Keyring",
+    "PayloadKeyMissing",
+    "PayloadTampered",
+    "RotationReport",
+    "SealedPayload",
+    "ShredReport",
     "AttemptLogs",
     "ChildHandle",
     "start_child",

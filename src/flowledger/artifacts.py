@@ -176,6 +176,12 @@ class ArtifactStore:
         content: bytes = self.fs.cat_file(self.path(owner, digest))
         return content
 
+    def stored_head(self, owner: str, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes as stored (a sealed content's header names its key)."""
+        with self.fs.open(self.path(owner, digest), "rb") as stream:
+            content: bytes = stream.read(size)
+            return content
+
     def replace_stored(self, owner: str, digest: str, stored: bytes) -> None:
         """Overwrite stored content (key rotation), atomically on local stores."""
         path = self.path(owner, digest)

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError, FlowledgerError
+from .errors import ConfigurationError, PayloadKeyMissing, PayloadTampered
 
 if TYPE_CHECKING:  # cryptography is imported when a key is first used
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,21 +42,6 @@ NONCE = 12
 KEY_BYTES = 32
 NO_OWNER_KEY = "-"
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-
-class PayloadKeyMissing(FlowledgerError):
-    """A payload is sealed with a key this process's keyring does not hold (or with an
-    owner key that was shredded). ``key_id`` names the key; ``shredded`` tells which."""
-
-    def __init__(self, message: str, key_id: str, shredded: bool = False) -> None:
-        super().__init__(message)
-        self.key_id = key_id
-        self.shredded = shredded
-
-
-class PayloadTampered(FlowledgerError):
-    """A sealed payload failed authentication: it was altered, or moved from the record
-    it was sealed for. Its content is never returned."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +132,10 @@ class Keyring:
             raise ConfigurationError(
                 f"key id {key_id!r} must be 1-32 letters, digits, '.', '_' or '-'")
         return f"{key_id}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
+
+    def key(self, key_id: str) -> bytes:
+        """The key ``key_id`` (to hand it on, e.g. into a new keyring)."""
+        return self._keys[key_id]
 
     @property
     def key_ids(self) -> tuple[str, ...]:

@@ -255,6 +255,21 @@ class DeadlineExceeded(FlowledgerError, TimeoutError):
     """The run passed its deadline; it is recorded as failed."""
 
 
+class PayloadKeyMissing(FlowledgerError):
+    """A payload is sealed with a key this process's keyring does not hold (or with an
+    owner key that was shredded). ``key_id`` names the key; ``shredded`` tells which."""
+
+    def __init__(self, message: str, key_id: str, shredded: bool = False) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+        self.shredded = shredded
+
+
+class PayloadTampered(FlowledgerError):
+    """A sealed payload failed authentication: it was altered, or moved from the record
+    it was sealed for. Its content is never returned."""
+
+
 class NotInRun(FlowledgerError, RuntimeError):
     """An operation that needs a running workflow or step was called outside of one."""
 

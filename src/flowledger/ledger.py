@@ -40,6 +40,7 @@ from .executor import (
     resume_position,
 )
 from .handle import RunHandle, done_future
+from .keyadmin import LedgerKeys
 from .ledgerbase import LedgerBase, Prepared, Shared
 from .mailbox import LedgerMailbox
 from .metrics import LedgerMetrics
@@ -86,7 +87,8 @@ def default_url() -> str:
 
 
 class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
-             LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics, LedgerRateLimits):
+             LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics, LedgerRateLimits,
+             LedgerKeys):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

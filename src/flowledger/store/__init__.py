@@ -40,15 +40,17 @@ from .rows import (
     WebhookRow,
     WorkerRow,
 )
-from .sealing import NO_SEALING, NoSealing, Sealing
+from .sealing import NO_SEALING, NoSealing, Sealing, rewrite_parts
 from .spool import SpoolingStore
 from .sql import SqlStore
+from .statements.keys import SealedColumn
 
 __all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Bounds", "Claim",
            "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
            "Durability", "EventRow", "Listener", "LogRow", "MetricRows", "NO_SEALING", "NewRun",
            "NoSealing", "QueueRow", "Sealing",
            "RateLimitRow", "Revision", "RunFilter",
-           "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
+           "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SealedColumn", "SpecRow",
+           "SpoolingStore",
            "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
-           "WebhookRow", "WorkerRow", "head_revision"]
+           "WebhookRow", "WorkerRow", "head_revision", "rewrite_parts"]

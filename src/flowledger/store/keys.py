@@ -11,9 +11,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ..encryption import envelope_of
 from .core import StoreCore
-from .sealing import sealed_parts
+from .sealing import part_keys
 from .statements import keys as keys_sql
 from .statements.keys import SEALED, SealedColumn
 
@@ -60,19 +59,26 @@ class StoreKeys(StoreCore):
         with self._read() as conn:
             return [(r[0], r[1], r[2], r[3]) for r in conn.execute(keys_sql.owner_key_rows())]
 
+    def artifact_contents(self, after: tuple[str, str] | None,
+                          limit: int) -> list[tuple[str, str]]:
+        """The next (owner, digest) pairs artifacts reference, in order after ``after``."""
+        with self._read() as conn:
+            return [(r[0], r[1]) for r in conn.execute(
+                keys_sql.artifact_contents(after, limit))]
+
     # -- sealed payloads -------------------------------------------------------------
     @staticmethod
     def sealed_columns() -> Sequence[SealedColumn]:
         return SEALED
 
-    def sealed_batch(self, spec: SealedColumn, not_key: str | None,
-                     limit: int) -> list[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
-        """Up to ``limit`` rows of ``spec`` holding a value sealed with a key other than
-        ``not_key``: (key column values, identity values, value)."""
+    def payload_batch(self, spec: SealedColumn, primary: str, after: tuple[Any, ...] | None,
+                      limit: int) -> list[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
+        """The next rows of ``spec`` after key ``after`` whose value may need sealing with
+        ``primary``: (key column values, identity values, value)."""
         keys = len(spec.keys)
         wanted = [*spec.keys, *(c for c in spec.identity if c not in spec.keys)]
         with self._read() as conn:
-            rows = conn.execute(keys_sql.sealed_rows(spec, not_key, limit)).all()
+            rows = conn.execute(keys_sql.payload_rows(spec, primary, after, limit)).all()
         found = []
         for row in rows:
             named = dict(zip(wanted, row[:-1], strict=True))
@@ -90,17 +96,17 @@ class StoreKeys(StoreCore):
         return done
 
     def key_counts(self, spec: SealedColumn) -> dict[str, int]:
-        """Sealed values of ``spec`` by the key id that sealed them."""
+        """Values of ``spec`` by the key id that sealed them ('' for plaintext)."""
         counts: dict[str, int] = {}
         if spec.kind == "text":
             with self._read() as conn:
                 for key_id, count in conn.execute(keys_sql.key_counts(spec, self.dialect)):
                     counts[str(key_id)] = counts.get(str(key_id), 0) + int(count)
             return counts
-        # JSON columns are few and small (step context, webhook outbox): read whole.
-        for _, _, value in self.sealed_batch(spec, None, 10**9):
-            for text in sealed_parts(spec, value):
-                envelope = envelope_of(text)
-                if envelope is not None:
-                    counts[envelope.key_id] = counts.get(envelope.key_id, 0) + 1
+        after = None
+        while batch := self.payload_batch(spec, "", after, 2000):
+            after = batch[-1][0]
+            for _, _, value in batch:
+                for key_id in part_keys(spec, value):
+                    counts[key_id] = counts.get(key_id, 0) + 1
         return counts

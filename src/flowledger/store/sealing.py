@@ -33,7 +33,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ..encryption import Keyring, PayloadKeyMissing, envelope_of, is_sealed, record_aad
+from ..encryption import ENV_KEYS, Keyring, blob_envelope, envelope_of, is_sealed, record_aad
+from ..errors import PayloadKeyMissing
 from .rows import AttemptRow, DeliveryRow, EventRow, LogRow, NewRun, RunRow, ScheduleRow, StepRow
 from .statements.keys import SealedColumn
 
@@ -103,6 +104,11 @@ class NoSealing:
         return content
 
     def open_blob(self, owner: str, digest: str, content: bytes) -> bytes:
+        envelope = blob_envelope(content)
+        if envelope is not None:
+            raise PayloadKeyMissing(
+                f"this artifact's content is encrypted with key {envelope.key_id!r} and "
+                f"this process has no keyring: set {ENV_KEYS} with it", envelope.key_id)
         return content
 
     # Row helpers: whole rows opened in place (rows are mutable dataclasses).
@@ -208,8 +214,6 @@ class Sealing(NoSealing):
         return self.ring.seal_bytes(content, blob_aad(owner, digest), owner_key)
 
     def open_blob(self, owner: str, digest: str, content: bytes) -> bytes:
-        from ..encryption import blob_envelope  # noqa: PLC0415
-
         envelope = blob_envelope(content)
         if envelope is None:
             return content
@@ -314,27 +318,32 @@ class Sealing(NoSealing):
 NO_SEALING = NoSealing()
 
 
-def sealed_parts(spec: SealedColumn, value: str) -> list[str]:
-    """The sealed texts a stored value holds (one, or several for JSON columns)."""
-    if spec.kind == "text":
-        return [value] if is_sealed(value) else []
-    data = json.loads(value)
-    if spec.kind == "context":
-        return [v for v in data.values() if is_sealed(v)]
-    return [data["error"]] if is_sealed(data.get("error")) else []
+def part_keys(spec: SealedColumn, value: str) -> list[str]:
+    """The key id of each payload a stored value holds ('' for plaintext); JSON columns
+    hold several (or none)."""
+    found: list[str] = []
+
+    def note(text: str, aad: bytes) -> str:
+        envelope = envelope_of(text)
+        found.append("" if envelope is None else envelope.key_id)
+        return text
+
+    rewrite_parts(spec, (), value, note)
+    return found
 
 
 def rewrite_parts(spec: SealedColumn, identity: tuple[Any, ...], value: str,
                   change: Callable[[str, bytes], str]) -> str:
-    """``value`` with each sealed text replaced by ``change(text, its record identity)``."""
+    """``value`` with each payload it holds replaced by ``change(text, its record
+    identity)``: the value itself, each value of a step's context, a delivery's error."""
     table, field = spec.aad
     if spec.kind == "text":
         return change(value, record_aad(table, field, *identity))
     data = json.loads(value)
     if spec.kind == "context":
         for name, text in data.items():
-            if is_sealed(text):
+            if isinstance(text, str):
                 data[name] = change(text, record_aad(table, field, *identity, name))
-    elif is_sealed(data.get("error")):
+    elif isinstance(data.get("error"), str):
         data["error"] = change(data["error"], record_aad(table, field, *identity))
     return json.dumps(data)

@@ -6,9 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Select, Table, and_, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Select,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 
 from ..schema import (
+    artifacts,
     attempts,
     context,
     llm_cache,
@@ -73,33 +86,20 @@ def _col(table: Table, name: str) -> Column[Any]:
     return table.c[name]
 
 
-def sealed_rows(spec: SealedColumn, not_key: str | None, limit: int) -> Select[Any]:
-    """Rows of ``spec`` holding sealed text that is not sealed with ``not_key`` (None:
-    every sealed row): key columns, identity columns, then the value."""
+def payload_rows(spec: SealedColumn, primary: str, after: tuple[Any, ...] | None,
+                 limit: int) -> Select[Any]:
+    """The next rows of ``spec`` (in key order, after ``after``) whose value may need
+    sealing with ``primary``: plaintext, or sealed with another key (JSON columns: every
+    row holding a value). Key columns, identity columns, then the value."""
     value = _col(spec.table, spec.column)
+    keys = [_col(spec.table, c) for c in spec.keys]
     wanted = [*spec.keys, *(c for c in spec.identity if c not in spec.keys)]
-    query = select(*(_col(spec.table, c) for c in wanted), value)
+    query = select(*(_col(spec.table, c) for c in wanted), value).where(value.is_not(None))
     if spec.kind == "text":
-        query = query.where(value.like("flenc1:%"))
-        if not_key is not None:
-            query = query.where(~value.like(f"flenc1:{_escape(not_key)}:%", escape="\\"))
-    else:  # JSON holding sealed values: the Python side tells which need work
-        query = query.where(value.like("%flenc1:%"))
-        if not_key is not None:
-            query = query.where(value.like("%flenc1:%", escape="\\") &
-                                _holds_other_key(value, not_key))
-    return query.order_by(*(_col(spec.table, c) for c in spec.keys)).limit(limit)
-
-
-def _holds_other_key(value: Column[Any], key: str) -> Any:
-    # A JSON value holding only ``key``'s ciphertexts has as many "flenc1:" as
-    # "flenc1:<key>:"; any other count means some other key sealed a part of it.
-    plain = func.length(value)
-    marker = "flenc1:"
-    mine = f"flenc1:{key}:"
-    count_all = (plain - func.length(func.replace(value, marker, ""))) / len(marker)
-    count_mine = (plain - func.length(func.replace(value, mine, ""))) / len(mine)
-    return count_all != count_mine
+        query = query.where(~value.like(f"flenc1:{_escape(primary)}:%", escape="\\"))
+    if after is not None:
+        query = query.where(tuple_(*keys) > tuple_(*after))
+    return query.order_by(*keys).limit(limit)
 
 
 def rows_of_run(spec: SealedColumn, run_id: Any) -> Select[Any]:
@@ -120,15 +120,16 @@ def replace_value(spec: SealedColumn, keys: tuple[Any, ...], old: str, new: str)
 
 
 def key_counts(spec: SealedColumn, dialect: str) -> Select[Any]:
-    """(key id, rows) of the sealed text of a ``text`` column."""
+    """(key id, rows) of a ``text`` column's values; plaintext counts under key id ''."""
     value = _col(spec.table, spec.column)
     rest = func.substr(value, len("flenc1:") + 1)
     if dialect == "postgresql":
-        key = func.split_part(rest, ":", 1)
+        sealed_key = func.split_part(rest, ":", 1)
     else:
-        key = func.substr(rest, 1, func.instr(rest, ":") - 1)
+        sealed_key = func.substr(rest, 1, func.instr(rest, ":") - 1)
+    key = case((value.like("flenc1:%"), sealed_key), else_=literal(""))
     return (select(key.label("key_id"), func.count())
-            .where(value.like("flenc1:%")).group_by(key))
+            .where(value.is_not(None)).group_by(key))
 
 
 def _escape(text: str) -> str:
@@ -165,3 +166,11 @@ def owner_key_rows() -> Select[Any]:
 
 def owner_of_run(run_id: Any) -> Select[Any]:
     return select(runs.c.owner).where(runs.c.id == run_id)
+
+
+def artifact_contents(after: tuple[str, str] | None, limit: int) -> Select[Any]:
+    """Distinct (owner, digest) pairs of artifact content, in order after ``after``."""
+    query = select(artifacts.c.owner, artifacts.c.digest).distinct()
+    if after is not None:
+        query = query.where(tuple_(artifacts.c.owner, artifacts.c.digest) > tuple_(*after))
+    return query.order_by(artifacts.c.owner, artifacts.c.digest).limit(limit)
