@@ -6,6 +6,11 @@ Prints the median of several repetitions.
 
     .venv/bin/python bench/step_overhead.py [--steps 1000] [--repeat 5]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--telemetry]
+        [--encryption]
+
+``--encryption`` also measures encryption at rest: the same workflows with and without a
+keyring (AES-256-GCM), alternated in one process, on SQLite (normal and full) and on
+PostgreSQL, with trivial steps and with steps returning 1 KiB of text.
 
 ``--telemetry`` also measures tracing's cost: the same workflow on SQLite (durability
 normal, so fsync noise does not hide it) with telemetry off and on, alternated in one
@@ -30,6 +35,7 @@ from typing import Any
 import psycopg
 
 import flowledger as fl
+from flowledger.store import Durability
 
 
 @fl.step()
@@ -119,6 +125,56 @@ class DroppingExporter:
         return True
 
 
+@fl.step()
+def kilobyte(i: int) -> str:
+    return f"{i:08d}" * 128
+
+
+@fl.workflow(name="bench_kilobyte_steps")
+def kilobyte_steps(n: int) -> int:
+    return sum(len(kilobyte(i)) for i in range(n))
+
+
+def encryption_cost(url: str, n: int, repeat: int, durability: Durability,
+                    workflow: Any) -> tuple[float, float]:
+    """µs per step without and with a keyring on one database, alternated."""
+    keys = fl.Keyring.parse(fl.Keyring.generate("bench"))
+    off: list[float] = []
+    on: list[float] = []
+    with fl.Ledger(url, durability=durability, telemetry=False) as plain_ledger, \
+            fl.Ledger(url, durability=durability, telemetry=False,
+                      encryption=keys) as sealed:
+        for ledger in (plain_ledger, sealed):
+            ledger.run(workflow, 10)  # warm up
+        for _ in range(repeat):
+            off.append(measure(lambda: plain_ledger.run(workflow, n), n, 1))
+            on.append(measure(lambda: sealed.run(workflow, n), n, 1))
+    return statistics.median(off), statistics.median(on)
+
+
+def encryption_figures(postgres: str, n: int, repeat: int) -> None:
+    print(f"\nencryption at rest: {n} sequential steps, alternated, median of {repeat}\n")
+    print(f"{'configuration':<46} {'off':>9} {'on':>9}   cost")
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: list[tuple[str, str, Durability]] = [
+            (f"SQLite durability={d}", f"sqlite:///{tmp}/enc-{d}.db", d)
+            for d in ("normal", "full")]
+        database = f"flowledger_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{database}"')
+        stores.append(("PostgreSQL durability=full",
+                       postgres.rsplit("/", 1)[0] + "/" + database, "full"))
+        try:
+            for label, url, durability in stores:
+                for kind, workflow in (("trivial", many_steps), ("1 KiB out", kilobyte_steps)):
+                    off, on = encryption_cost(url, n, repeat, durability, workflow)
+                    print(f"{label + ', ' + kind:<46} {off:>9.1f} {on:>9.1f}   "
+                          f"{on - off:+.1f} µs/step ({(on - off) / off:+.1%})")
+        finally:
+            with psycopg.connect(postgres, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
 def telemetry_cost(n: int, repeat: int) -> tuple[float, float]:
     """µs per step with telemetry off and on, measured alternately in this process."""
     off: list[float] = []
@@ -142,6 +198,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure the per-step cost of OpenTelemetry tracing")
+    parser.add_argument("--encryption", action="store_true",
+                        help="also measure the per-step cost of encryption at rest")
     parser.add_argument("--postgres", default=os.environ.get(
         "FLOWLEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
@@ -187,6 +245,8 @@ def main() -> None:
         print(f"{'telemetry off':<46} {off:>9.1f}")
         print(f"{'telemetry on (spans built, batched, dropped)':<46} {on:>9.1f}   "
               f"+{on - off:.1f} µs/step")
+    if args.encryption:
+        encryption_figures(args.postgres, n, max(repeat, 5))
     with tempfile.TemporaryDirectory() as tmp:
         step_logs_figures(Path(tmp), n, repeat)
 
