@@ -54,6 +54,8 @@ _HOME = {
     "QueueInfo": "queueing",
     "RateLimit": "ratelimits",
     "RateLimitNotFound": "errors",
+    "Redact": "redact",
+    "RedactedInputs": "errors",
     "Run": "models",
     "RunAlreadyRunning": "errors",
     "RunArtifacts": "artifacts",
@@ -136,6 +138,7 @@ _HOME = {
     "map_steps": "concurrency",
     "parse_spec": "specs",
     "read_archive": "retention",
+    "redact": "redact",
     "record_anthropic_usage": "usage",
     "record_openai_usage": "usage",
     "record_usage": "usage",
@@ -143,7 +146,7 @@ _HOME = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from . import artifacts, context, llm_cache
+    from . import artifacts, context, llm_cache, redact
     from .api_tokens import NewToken, TokenInfo
     from .artifacts import RunArtifacts
     from .bulk import BulkResult
@@ -163,6 +166,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         NotInRun,
         PayloadTooLarge,
         RateLimitNotFound,
+        RedactedInputs,
         RunAlreadyRunning,
         RunCancelled,
         RunFailed,
@@ -211,6 +215,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .queueing import QueueInfo, WorkerInfo
     from .ratelimits import RateLimit
+    from .redact import Redact
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
     from .runcontext import RunInfo, StepInfo, current_run, current_run_id, current_step
@@ -282,6 +287,8 @@ __all__ = [
     "QueueInfo",
     "RateLimit",
     "RateLimitNotFound",
+    "Redact",
+    "RedactedInputs",
     "RetryPolicy",
     "Run",
     "RunAlreadyRunning",
@@ -354,6 +361,7 @@ __all__ = [
     "map_steps",
     "parse_spec",
     "read_archive",
+    "redact",
     "record_anthropic_usage",
     "record_openai_usage",
     "record_usage",

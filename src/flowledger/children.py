@@ -316,7 +316,7 @@ def _take_over(runtime: Runtime, row: RunRow, definition: WorkflowDef) -> None:
     serializer = runtime.serializer
     context = {name: None if value is None else serializer.loads(value)
                for name, value, _, _ in store.context_of(row.id)}
-    values = decode_inputs(serializer, row.inputs, definition.fn)
+    values = decode_inputs(serializer, row.inputs, definition.fn, what=f"child run {row.id}")
     args, kwargs = call_arguments(definition.signature, values)
     _launch(runtime, Execution(runtime, row.id, token, definition, recorded, row.deadline_at,
                                row.owner, context, traceparent=row.traceparent), args, kwargs)

@@ -153,7 +153,8 @@ class LedgerQueueing(LedgerBase):
         definition = definition_of(workflow)
         _, inputs_text = prepare_inputs(
             self._runtime, definition, args,
-            validation.arguments_or_inputs(kwargs, args, inputs), convert=inputs is not None)
+            validation.arguments_or_inputs(kwargs, args, inputs), convert=inputs is not None,
+            queued=True)
         now = ids.now_us()
         due = now + _delay_us(delay)
         seconds = validation.deadline_seconds(deadline, definition.deadline)
@@ -280,7 +281,7 @@ class LedgerQueueing(LedgerBase):
         expression = check_cron(cron)
         zone = check_timezone(zone_argument(tz, timezone))
         _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}),
-                                        convert=True)
+                                        convert=True, queued=True)
         now = ids.now_us()
         who = self._owner_for(owner)
         if definition.source is not None:  # a spec: its ticks' runs name the stored text
