@@ -38,7 +38,7 @@ def set(name: str, value: Any) -> None:
     plain = runtime.serializer.loads(text)
     changed = False
     if runtime.redactor is not None:
-        text, paths = runtime.redactor.json_text(text)
+        text, paths = runtime.redactor.named(name, text)
         changed = bool(paths)
     step = step_of(execution)
     if step is not None:

@@ -153,6 +153,13 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self.names or self.patterns or self.values)
 
+    def named(self, name: str, text: str) -> tuple[str, list[str]]:
+        """A value recorded under ``name`` (a context variable): all of it is replaced
+        when the name matches, else it is redacted as any value."""
+        if self.key_matches(name):
+            return pydantic_core.to_json(MARKER).decode(), [name]
+        return self.json_text(text)
+
     def key_matches(self, key: str) -> bool:
         if key.casefold() in self.names:
             return True
@@ -209,15 +216,23 @@ class Redactor:
     def free_text(self, text: str) -> str:
         """Text with value patterns and ``key=value`` pairs of redacted keys replaced."""
         if self.names or self.patterns:
-            text = _FREE_PAIR.sub(self._pair, text)
+            text = self._pairs(text)
         return self.substitute(text) if self.values else text
 
-    def _pair(self, match: re.Match[str]) -> str:
-        if not self.key_matches(match.group("key")):
-            return match.group(0)
-        value = match.group("value")
-        quote = value[0] if value[:1] in ("'", '"') else ""
-        return match.group(0)[:match.start("value") - match.start(0)] + quote + MARKER + quote
+    def _pairs(self, text: str) -> str:
+        # A pair of another key consumes only its key: its "value" may hold a redacted
+        # pair ("refused: password=x" is refused → "password=x", then password → x).
+        parts: list[str] = []
+        done = position = 0
+        while (match := _FREE_PAIR.search(text, position)) is not None:
+            if not self.key_matches(match.group("key")):
+                position = match.end("key")
+                continue
+            value = match.group("value")
+            quote = value[0] if value[:1] in ("'", '"') else ""
+            parts += [text[done:match.start("value")], quote, MARKER, quote]
+            done = position = match.end()
+        return "".join(parts) + text[done:] if parts else text
 
     def error_json(self, text: str) -> str:
         """An error as recorded ({"type", "message", "traceback"} JSON), redacted."""
