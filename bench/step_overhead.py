@@ -6,10 +6,17 @@ Prints the median of several repetitions.
 
     .venv/bin/python bench/step_overhead.py [--steps 1000] [--repeat 5]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--telemetry]
+        [--redact]
 
 ``--telemetry`` also measures tracing's cost: the same workflow on SQLite (durability
 normal, so fsync noise does not hide it) with telemetry off and on, alternated in one
 process; spans go through the real batching processor to an exporter that drops them.
+
+``--redact`` measures redaction at record time the same way (SQLite, durability normal,
+alternated): steps that take and return a small record, with redaction off, with key
+names only (``password``, ``api_key``: nothing matches, the text is not parsed), with
+value patterns too (every value is parsed and scanned), and with a key that matches in
+every output (re-serialized, and the step flagged).
 """
 
 from __future__ import annotations
@@ -62,6 +69,24 @@ def many_logging_steps(n: int, lines: int) -> int:
     total = 0
     for i in range(n):
         total += logs_lines(i, lines)
+    return total
+
+
+@fl.step()
+def record_step(i: int, user: str) -> dict[str, Any]:
+    return {"id": i, "user": user, "note": f"order {i} for {user}", "tags": ["a", "b"]}
+
+
+@fl.step()
+def secret_step(i: int) -> dict[str, Any]:
+    return {"id": i, "password": "hunter2", "note": f"order {i}"}
+
+
+@fl.workflow(name="bench_record_steps")
+def many_record_steps(n: int, secret: bool) -> int:
+    total = 0
+    for i in range(n):
+        total += (secret_step(i) if secret else record_step(i, "ana"))["id"]
     return total
 
 
@@ -136,12 +161,45 @@ def telemetry_cost(n: int, repeat: int) -> tuple[float, float]:
     return statistics.median(off), statistics.median(on)
 
 
+def redaction_cost(n: int, repeat: int) -> list[tuple[str, float]]:
+    """µs per step of record steps with redaction off and in three configurations,
+    measured alternately in this process."""
+    keys = ["password", "api_key"]
+    configs: list[tuple[str, Any, bool]] = [
+        ("redaction off", None, False),
+        ("keys (none matches)", keys, False),
+        ("keys + bearer/card value patterns", fl.Redact(
+            keys=keys, values=[fl.redact.BEARER_TOKEN, fl.redact.CARD_NUMBER]), False),
+        ("keys, a key matches in every output", keys, True),
+    ]
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        ledgers = [(name, fl.Ledger(f"sqlite:///{tmp}/redact-{index}.db",
+                                    durability="normal", telemetry=False, redact=option),
+                    secret)
+                   for index, (name, option, secret) in enumerate(configs)]
+        try:
+            for _, ledger, secret in ledgers:
+                ledger.run(many_record_steps, 10, secret)  # warm up
+            for _ in range(repeat):
+                for name, ledger, secret in ledgers:
+                    samples[name].append(measure(
+                        lambda lg=ledger, s=secret: lg.run(many_record_steps, n, s),  # type: ignore[misc]
+                        n, 1))
+        finally:
+            for _, ledger, _ in ledgers:
+                ledger.close()
+    return [(name, statistics.median(values)) for name, values in samples.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure the per-step cost of OpenTelemetry tracing")
+    parser.add_argument("--redact", action="store_true",
+                        help="also measure the per-step cost of redaction at record time")
     parser.add_argument("--postgres", default=os.environ.get(
         "FLOWLEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
@@ -187,6 +245,13 @@ def main() -> None:
         print(f"{'telemetry off':<46} {off:>9.1f}")
         print(f"{'telemetry on (spans built, batched, dropped)':<46} {on:>9.1f}   "
               f"+{on - off:.1f} µs/step")
+    if args.redact:
+        figures = redaction_cost(n, max(repeat, 5))
+        off = figures[0][1]
+        print(f"\nredaction, record steps, SQLite durability=normal, alternated, median of "
+              f"{max(repeat, 5)}:")
+        for name, value in figures:
+            print(f"{name:<46} {value:>9.1f}   {value - off:+.1f} µs/step")
     with tempfile.TemporaryDirectory() as tmp:
         step_logs_figures(Path(tmp), n, repeat)
 

@@ -123,7 +123,8 @@ def start_child(workflow: WorkflowRef, /, *args: Any, queue: str | None = None,
     queue_name = None if queue is None else validation.name(queue, "queue")
     runtime = execution.runtime
     position = execution.allocate()
-    values, inputs_text = prepare_inputs(runtime, definition, args, kwargs)
+    values, inputs_text = prepare_inputs(runtime, definition, args, kwargs,
+                                         queued=queue_name is not None)
     call = StepCall(execution, START_PREFIX + definition.name, position, _NO_RETRY, None,
                     NO_HINT, lambda: inputs_text)
     hit, value = call.replay()
