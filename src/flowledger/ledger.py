@@ -45,8 +45,8 @@ from .metrics import LedgerMetrics
 from .models import RunStatus
 from .queueing import queue_name
 from .ratelimits import LedgerRateLimits
-from .redact import KeyPattern, Redact, redactor_of
 from .records import Records
+from .redact import KeyPattern, Redact, redactor_of
 from .serialization import (
     JsonSerializer,
     Serializer,

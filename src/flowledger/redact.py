@@ -95,6 +95,7 @@ CARD_NUMBER = ValuePattern(
 AWS_ACCESS_KEY_ID = ValuePattern("aws_access_key_id",
                                  re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"))
 
+_BUILTIN = (BEARER_TOKEN, CARD_NUMBER, AWS_ACCESS_KEY_ID)
 KeyPattern = str | re.Pattern[str]
 
 
@@ -146,9 +147,10 @@ class Redactor:
         self.names = frozenset(names)
         self.patterns = tuple(patterns)
         self.values = tuple(_value_pattern(v) for v in values)
-        # Without regex keys and value patterns, text holding none of the names as a
-        # substring has nothing to redact: it is not parsed.
-        self._prefilter = not self.patterns and not self.values
+        # Text holding none of the names (as a substring) and no match of a built-in
+        # value pattern has nothing to redact: it is not parsed. Regex keys and other
+        # value patterns (anchors, say) can match only in the parsed strings.
+        self._prefilter = not self.patterns and all(v in _BUILTIN for v in self.values)
 
     def __bool__(self) -> bool:
         return bool(self.names or self.patterns or self.values)
@@ -169,9 +171,11 @@ class Redactor:
     def json_text(self, text: str) -> tuple[str, list[str]]:
         """A serialized JSON value redacted: (text, the paths changed). The text is
         returned as it is when nothing changed."""
-        if self._prefilter:
-            lowered = text.casefold()
-            if not any(name in lowered for name in self.names):
+        # Without escapes, the JSON text holds every key and string as it is.
+        if self._prefilter and "\\" not in text:
+            lowered = text.casefold() if self.names else ""
+            if not any(name in lowered for name in self.names) and not any(
+                    value.pattern.search(text) for value in self.values):
                 return text, []
         try:
             value = pydantic_core.from_json(text, allow_inf_nan=True)

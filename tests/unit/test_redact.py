@@ -107,3 +107,15 @@ def test_marked_paths() -> None:
     assert marked_paths(None) == [] and marked_paths('{"a": 1}') == []
     assert marked_paths('{"login": {"password": "[redacted]"}, "h": ["Bearer [redacted]"]}') \
         == ["login.password", "h[0]"]
+
+
+def test_values_only_seen_once_parsed_are_still_found() -> None:
+    # An anchored pattern matches a whole string, never the JSON text around it; an
+    # escape (\n) separates "Bearer" from its token only in the JSON text.
+    anchored = redactor_of(fl.Redact(values=[re.compile(r"^sk-\w+$")]))
+    assert anchored is not None
+    assert anchored.json_text(json.dumps({"k": "sk-abc123"}))[0] == '{"k":"[redacted]"}'
+    bearer = redactor_of(fl.Redact(values=[fl.redact.BEARER_TOKEN]))
+    assert bearer is not None
+    text, paths = bearer.json_text(json.dumps(["Bearer\nabcdefgh12345678"]))
+    assert json.loads(text) == ["Bearer\n[redacted]"] and paths == ["[0]"]
