@@ -192,6 +192,32 @@ def redaction_cost(n: int, repeat: int) -> list[tuple[str, float]]:
     return [(name, statistics.median(values)) for name, values in samples.items()]
 
 
+def redaction_isolated(count: int = 20_000) -> list[tuple[str, float]]:
+    """µs per step of redaction alone (no store, one thread): a record step's input and
+    output texts redacted in each configuration of ``redaction_cost``."""
+    from flowledger.redact import redactor_of  # noqa: PLC0415 (bench-only internals)
+
+    keys = ["password", "api_key"]
+    record = (json.dumps({"i": 5, "user": "ana"}),
+              json.dumps({"id": 5, "user": "ana", "note": "order 5 for ana", "tags": ["a", "b"]}))
+    secret = (json.dumps({"i": 5}), json.dumps({"id": 5, "password": "hunter2",
+                                               "note": "order 5"}))
+    configs = [("keys (none matches)", keys, record),
+               ("keys + bearer/card value patterns", fl.Redact(
+                   keys=keys, values=[fl.redact.BEARER_TOKEN, fl.redact.CARD_NUMBER]), record),
+               ("keys, a key matches in every output", keys, secret)]
+    figures = []
+    for name, option, texts in configs:
+        redactor = redactor_of(option)
+        assert redactor is not None
+        start = time.perf_counter()
+        for _ in range(count):
+            for text in texts:
+                redactor.json_text(text)
+        figures.append((name, (time.perf_counter() - start) / count * 1e6))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--steps", type=int, default=1000)
@@ -252,6 +278,9 @@ def main() -> None:
               f"{max(repeat, 5)}:")
         for name, value in figures:
             print(f"{name:<46} {value:>9.1f}   {value - off:+.1f} µs/step")
+        print("\nredaction alone (no store), a step's input and output texts:")
+        for name, value in redaction_isolated():
+            print(f"{name:<46} {value:>9.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         step_logs_figures(Path(tmp), n, repeat)
 
