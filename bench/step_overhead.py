@@ -202,10 +202,11 @@ def redaction_isolated(count: int = 20_000) -> list[tuple[str, float]]:
               json.dumps({"id": 5, "user": "ana", "note": "order 5 for ana", "tags": ["a", "b"]}))
     secret = (json.dumps({"i": 5}), json.dumps({"id": 5, "password": "hunter2",
                                                "note": "order 5"}))
-    configs = [("keys (none matches)", keys, record),
-               ("keys + bearer/card value patterns", fl.Redact(
-                   keys=keys, values=[fl.redact.BEARER_TOKEN, fl.redact.CARD_NUMBER]), record),
-               ("keys, a key matches in every output", keys, secret)]
+    configs: list[tuple[str, Any, tuple[str, str]]] = [
+        ("keys (none matches)", keys, record),
+        ("keys + bearer/card value patterns", fl.Redact(
+            keys=keys, values=[fl.redact.BEARER_TOKEN, fl.redact.CARD_NUMBER]), record),
+        ("keys, a key matches in every output", keys, secret)]
     figures = []
     for name, option, texts in configs:
         redactor = redactor_of(option)

@@ -27,6 +27,7 @@ from .schedules import (
     tick_key,
     zone_argument,
 )
+from .serialization import refuse_redacted
 from .store import SPEC_ENTRYPOINT, NewRun, RunRow, ScheduleRow, SpecRow
 from .workflow import WorkflowRef, definition_of
 
@@ -187,6 +188,7 @@ class LedgerQueueing(LedgerBase):
             return RunHandle(self, str(row.id), created=False)
         if row.status == RunStatus.RUNNING:
             raise RunAlreadyRunning(f"run {row.id} is running; cancel it first, or wait")
+        refuse_redacted(row.inputs, f"run {row.id}")  # a worker would run from the record
         position = resume_position(self.store.get_steps(row.id))
         if not self.store.requeue_run(row.id, self.owner, name, position, ids.now_us()):
             raise RunAlreadyRunning(f"run {row.id} was just resumed by another process")

@@ -304,6 +304,8 @@ def test_run_inputs_resume_refused_submit_refused_fork_needs_them(ledger: fl.Led
             redacting.submit(flow, "secret", 1, queue="redaction")
         with pytest.raises(fl.RedactedInputs, match="by reference"):
             redacting.add_schedule(flow, cron="@daily", inputs={"password": "x", "n": 1})
+        with pytest.raises(fl.RedactedInputs, match="by reference"):
+            redacting.resume(run_id, queue="redaction")  # a worker would run the record
         with pytest.raises(fl.RedactedInputs):
             redacting.fork(run_id, 1)
         assert redacting.fork(run_id, 1, inputs={"password": "good"}).result() == 5
