@@ -363,4 +363,5 @@ def test_http_api_and_ui_show_redacted_records(db_url: str) -> None:
             page = ui.get(f"/runs/{run_id}/steps/1")
             assert page.status_code == 200, page.text
             assert "[redacted]" in page.text and "H-SECRET" not in page.text
+            assert 'data-testid="step-redacted"' in page.text
             assert "ana" in page.text
