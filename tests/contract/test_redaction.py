@@ -306,6 +306,9 @@ def test_run_inputs_resume_refused_submit_refused_fork_needs_them(ledger: fl.Led
             redacting.add_schedule(flow, cron="@daily", inputs={"password": "x", "n": 1})
         with pytest.raises(fl.RedactedInputs, match="by reference"):
             redacting.resume(run_id, queue="redaction")  # a worker would run the record
+        # A bulk resume leaves it as it is (and goes on with the others).
+        bulk = redacting.resume_runs(workflow="redaction_inputs", to_queue="redaction")
+        assert (bulk.count, bulk.skipped) == (0, (run_id,))
         with pytest.raises(fl.RedactedInputs):
             redacting.fork(run_id, 1)
         assert redacting.fork(run_id, 1, inputs={"password": "good"}).result() == 5
