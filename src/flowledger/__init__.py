@@ -54,6 +54,8 @@ _HOME = {
     "QueueInfo": "queueing",
     "RateLimit": "ratelimits",
     "RateLimitNotFound": "errors",
+    "Redact": "redact",
+    "RedactedInputs": "errors",
     "Run": "models",
     "RunAlreadyRunning": "errors",
     "RunArtifacts": "artifacts",
@@ -143,6 +145,7 @@ _HOME = {
     "map_steps": "concurrency",
     "parse_spec": "specs",
     "read_archive": "retention",
+    "redact": "redact",
     "record_anthropic_usage": "usage",
     "record_openai_usage": "usage",
     "record_usage": "usage",
@@ -150,7 +153,7 @@ _HOME = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from . import artifacts, context, llm_cache
+    from . import artifacts, context, llm_cache, redact
     from .api_tokens import NewToken, TokenInfo
     from .artifacts import RunArtifacts
     from .bulk import BulkResult
@@ -173,6 +176,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         PayloadTampered,
         PayloadTooLarge,
         RateLimitNotFound,
+        RedactedInputs,
         RunAlreadyRunning,
         RunCancelled,
         RunFailed,
@@ -222,6 +226,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .queueing import QueueInfo, WorkerInfo
     from .ratelimits import RateLimit
+    from .redact import Redact
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
     from .runcontext import RunInfo, StepInfo, current_run, current_run_id, current_step
@@ -300,6 +305,8 @@ __all__ = [
     "QueueInfo",
     "RateLimit",
     "RateLimitNotFound",
+    "Redact",
+    "RedactedInputs",
     "RetryPolicy",
     "Run",
     "RunAlreadyRunning",
@@ -372,6 +379,7 @@ __all__ = [
     "map_steps",
     "parse_spec",
     "read_archive",
+    "redact",
     "record_anthropic_usage",
     "record_openai_usage",
     "record_usage",

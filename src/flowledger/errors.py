@@ -241,6 +241,22 @@ class SerializationError(FlowledgerError, TypeError):
     category = "invalid_input"
 
 
+class RedactedInputs(FlowledgerError, ValueError):
+    """Run inputs that redaction changed (``Ledger(redact=...)``) cannot be executed from
+    the store: resuming such a run in another process, or submitting such inputs to a
+    queue, is refused. Pass secrets by reference (a secret manager's name, an environment
+    variable) instead of as inputs. ``fields`` names the redacted inputs.
+
+    Example: ``except fl.RedactedInputs as exc: print(exc.fields)``
+    """
+
+    category = "invalid_input"
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 class PayloadTooLarge(FlowledgerError, ValueError):
     """A serialized input or output exceeds the Ledger's ``max_payload_bytes``."""
 

@@ -48,12 +48,14 @@ from .models import RunStatus
 from .queueing import queue_name
 from .ratelimits import LedgerRateLimits
 from .records import Records
+from .redact import KeyPattern, Redact, redactor_of
 from .serialization import (
     JsonSerializer,
     Serializer,
     call_arguments,
     coerce_inputs,
     decode_inputs,
+    refuse_redacted,
 )
 from .spec_registry import LedgerSpecs
 from .stepcall import asyncio_module
@@ -105,6 +107,10 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
     never — see docs/tracing.md). ``encryption`` (a ``fl.Keyring``; else the
     ``FLOWLEDGER_ENCRYPTION_KEYS`` environment variable, when set) seals every payload
     before it reaches the database or the artifact store (see docs/encryption.md).
+    ``redact`` names keys (a ``str``: any case; a
+    compiled regex: ``fullmatch``) whose values are replaced by ``[redacted]`` before
+    anything is recorded, or is a ``fl.Redact`` that adds value patterns; the keys the
+    ``FLOWLEDGER_REDACT`` environment variable lists are always added (docs/redaction.md).
 
     Example::
 
@@ -121,7 +127,8 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
                  spool_dir: str | None = None, create: bool = True,
                  capture_logs: bool = True, capture_print: bool = False,
                  telemetry: Telemetry | bool | None = None,
-                 encryption: Keyring | None = None) -> None:
+                 encryption: Keyring | None = None,
+                 redact: Redact | Iterable[KeyPattern] | None = None) -> None:
         url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
         keyring = encryption if encryption is not None else Keyring.from_env()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
@@ -143,7 +150,7 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
         runtime = Runtime(store, serializer or JsonSerializer(), max_payload_bytes,
                           ids.identity(), ArtifactStore(artifacts_url, store.sealing),
                           offload_bytes,
-                          telemetry=configured(telemetry))
+                          telemetry=configured(telemetry), redactor=redactor_of(redact))
         LedgerBase.__init__(self, Shared(url, persistence, store, artifacts_url, runtime,
                                          Records(runtime.serializer, runtime.payload,
                                                  runtime.payload_head)), owner)
@@ -333,6 +340,7 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
 
     def _takeover(self, row: RunRow) -> Prepared:
         definition = self.workflow_of(row)  # before claiming: a mismatch changes nothing
+        refuse_redacted(row.inputs, f"run {row.id}")  # so is a run that cannot resume
         recorded = self.store.get_steps(row.id)
         token = ids.new_token()
         if not self.store.claim_run(row.id, row.lease_token, token, self._runtime.identity,
@@ -363,7 +371,8 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
         if definition.name != source.workflow:
             raise ConfigurationError(f"run {source.id} is a run of {source.workflow!r}; a "
                                      f"fork of it cannot run {definition.name!r}")
-        values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
+        values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn,
+                               what=f"a fork of run {source.id}", supplied=set(inputs or ()))
         unknown = set(inputs or {}) - set(definition.signature.parameters)
         if unknown:
             raise ConfigurationError(f"workflow {definition.name!r} has no parameter(s) "
@@ -372,9 +381,9 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
             values.update(coerce_inputs(definition.fn, inputs or {}))
         except ConfigurationError as exc:
             raise ConfigurationError(f"workflow {definition.name!r}: {exc}") from None
-        inputs_text = encode_inputs(self._runtime, definition, values)
-        now = ids.now_us()
         queued = queue is not None
+        inputs_text = encode_inputs(self._runtime, definition, values, queued=queued)
+        now = ids.now_us()
         run = new_run(definition, source.owner, self._runtime.serializer.name, inputs_text,
                       executor=None if queued else self._runtime.identity, created_at=now,
                       deadline_at=(None if source.deadline_at is None

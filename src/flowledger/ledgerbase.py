@@ -233,13 +233,23 @@ class LedgerBase:
         arguments. Workers call it; so does ``resume``."""
         definition = definition or self.workflow_of(row)
         steps = list(self.store.get_steps(row.id) if recorded is None else recorded)
-        values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn)
+        values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn,
+                               what=f"run {row.id}")
         args, kwargs = call_arguments(definition.signature, values)
         execution = self._execution(row.id, token, definition, steps, row.deadline_at,
                                     row.owner, row.traceparent)
         execution.queue = row.queue
         execution.scheduled_at = tick_of(row.idempotency_key) or from_micros(row.scheduled_at)
         return Prepared(execution, args, kwargs)
+
+    def recorded_error(self, exc: BaseException) -> str:
+        """``exc`` as this Ledger records an error: JSON of its type, message and
+        traceback, redacted (``Ledger(redact=...)``). Workers record why a run they
+        claimed cannot start with it.
+
+        Example: ``ErrorInfo.from_dict(json.loads(ledger.recorded_error(exc)))``
+        """
+        return self._runtime.error(exc)
 
     def execute(self, prepared: Prepared) -> Any:
         """Execute a prepared run in this thread (an async workflow in its own event

@@ -183,6 +183,7 @@ class Records:
             attempt_history=(latest,) if row.attempts == 1 and not attempts
             else attempt_history(row.attempts, latest, attempts),
             input_truncated=input_cut, output_truncated=output_cut,
+            redacted=bool(row.redacted),
         )
 
 

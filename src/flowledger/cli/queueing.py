@@ -94,6 +94,10 @@ def worker_command(
     metrics_host: Annotated[str, typer.Option(
         help="Address the metrics port listens on (no token is asked: keep it private).")]
     = "127.0.0.1",
+    redact: Annotated[list[str] | None, typer.Option(
+        "--redact", metavar="KEY",
+        help="A key whose values this worker replaces by [redacted] before recording them "
+             "(any depth, any case); repeatable; added to FLOWLEDGER_REDACT's.")] = None,
 ) -> None:
     """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
     gracefully: running steps finish, unfinished runs go back to their queue)."""
@@ -103,6 +107,7 @@ def worker_command(
         raise ConfigurationError(f"--metrics-port must be between 1 and 65535, not "
                                  f"{metrics_port}")
     state = state_of(ctx, creates=True)
+    state.redact = list(redact or [])
     import_apps(app_module or [])
     configure_logging(log_format, quiet=state.quiet)
     if capture_print:

@@ -170,7 +170,10 @@ def steps_table(run: Run) -> Table:
     for step in run.steps:
         name = step.name + (f" → {short_id(step.child_run_id)}" if step.child_run_id else "")
         totals = step.usage_totals
-        table.add_row(str(step.position), name, status_text(step.status), str(step.attempts),
+        status = status_text(step.status)
+        if step.redacted:  # its output was redacted: a resume runs it again
+            status.append(" (redacted)", style="dim")
+        table.add_row(str(step.position), name, status, str(step.attempts),
                       duration(step.duration), tokens(totals.total_tokens if totals.calls
                                                       else None),
                       cost(totals.cost_usd, totals.unpriced_calls), Text(error_summary(step)))

@@ -134,6 +134,9 @@ steps = Table(
     # The context values this step set (JSON object of name -> serialized value), written
     # with its result: a fork rebuilds the context as it stood at the fork point from it.
     Column("context", Text, nullable=True),
+    # Redaction changed the recorded output or context values: the step is executed
+    # again on resume instead of replayed (docs/redaction.md).
+    Column("redacted", Integer, nullable=False, server_default=text("0")),
     sqlite_with_rowid=False,
 )
 

@@ -66,12 +66,11 @@ class StoreSnapshots(StoreCore):
             values[name] = load(values[name])
         tags, context, artifacts, attempts = (_json(value) for value in row[columns:])
         run = RunRow(**values, tags=tuple(tags))
-        steps = [StepRow(run_id, s[1], s[2], s[3], s[4], s[5], s[7], s[9], s[10], s[11],
-                         load(s[12]), None, s[6], s[8])
-                 for s in step_rows]
         read = RunRead(
             run=run,
-            steps=steps,
+            steps=[StepRow(run_id, s[1], s[2], s[3], s[4], s[5], s[7], s[9], s[10], s[11],
+                           load(s[12]), None, bool(s[13]), s[6], s[8])
+                   for s in step_rows],
             attempts=[AttemptRow(run_id, *a) for a in attempts],
             context=[(name, value) for name, value in context],
             artifacts=[ArtifactRow(run_id, *a) for a in artifacts],

@@ -202,12 +202,13 @@ class SpoolingStore(SqlStore):
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
                     output_text: str | None, error_text: str | None, now: int,
                     context: Mapping[str, str | None] | None = None,
-                    logs: str | None = None, logs_dropped: int = 0) -> bool:
+                    logs: str | None = None, logs_dropped: int = 0, *,
+                    redacted: bool = False) -> bool:
         args: dict[str, Any] = {
             "run_id": run_id, "token": token, "position": position, "status": status,
             "output_text": output_text, "error_text": error_text, "now": now,
             "context": dict(context) if context else None, "logs": logs,
-            "logs_dropped": logs_dropped}
+            "logs_dropped": logs_dropped, "redacted": redacted}
         return bool(self._spooled("finish_step", args, lambda: super(SpoolingStore, self)
                                 .finish_step(**args), True))
 

@@ -232,10 +232,12 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
                     output_text: str | None, error_text: str | None, now: int,
                     context: Mapping[str, str | None] | None = None,
-                    logs: str | None = None, logs_dropped: int = 0) -> bool:
+                    logs: str | None = None, logs_dropped: int = 0, *,
+                    redacted: bool = False) -> bool:
         """Record a step's result durably, with the context values it set and what its
         attempt logged (``logs``: a JSON array of records), in one transaction. A failure
-        is also kept in the attempt history. False means another execution owns the run
+        is also kept in the attempt history. ``redacted``: redaction changed its output
+        or context (it is not replayable). False means another execution owns the run
         (nothing is written)."""
         seal = self.sealing
         if seal.active:
@@ -249,7 +251,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         bound = self.backend.bind_id(run_id)
         params = {"run_id": bound, "token": token, "position": position,
                   "status": status, "output": output_text, "error": error_text, "now": now,
-                  "context": json.dumps(dict(context)) if context else None}
+                  "context": json.dumps(dict(context)) if context else None,
+                  "redacted": int(redacted)}
         if not context and status != "failed" and logs is None:  # the success path
             return self._hot(self.backend.durable, self._finish_sql, params) > 0
         statements = [(self._context_sql, {"run_id": bound, "token": token, "name": name,
