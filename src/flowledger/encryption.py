@@ -150,11 +150,11 @@ class Keyring:
 
     # -- sealing ---------------------------------------------------------------------
     def _cipher(self, key_id: str, owner_key: tuple[str, bytes] | None) -> AESGCM:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
         slot = (key_id, None if owner_key is None else owner_key[0])
         cipher = self._ciphers.get(slot)
         if cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
             master = self._keys[key_id]
             if owner_key is None:
                 cipher = AESGCM(master)
@@ -267,7 +267,7 @@ def blob_envelope(content: bytes) -> Envelope | None:
 
 def record_aad(table: str, column: str, *identity: object) -> bytes:
     """The associated data naming one payload: table, column and the row's identity."""
-    return "|".join((table, column, *(str(part) for part in identity))).encode()
+    return "|".join((table, column, *map(str, identity))).encode()
 
 
 class SealedPayload(str):

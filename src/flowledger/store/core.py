@@ -118,7 +118,8 @@ class StoreCore:
             "id": bind(run.id), "workflow": run.workflow, "version": run.version,
             "entrypoint": run.entrypoint, "owner": run.owner, "status": run.status,
             "serializer": run.serializer, "created_at": run.created_at,
-            "inputs": self.sealing.seal(run.inputs, run_aad("inputs", run.id), owner=run.owner),
+            "inputs": self.sealing.seal(run.inputs, run_aad("inputs", run.id), owner=run.owner)
+            if self.sealing.active else run.inputs,
             "started_at": run.created_at if run.status == "running" else None,
             "deadline_at": run.deadline_at, "parent_id": bind(run.parent_id),
             "forked_from": bind(run.forked_from),

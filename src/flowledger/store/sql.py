@@ -95,8 +95,10 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         they are). Returns False when the run was cancelled meanwhile (only totals and
         interrupted steps are written) or is no longer held with ``token``.
         """
-        output_text = self.sealing.seal(output_text, run_aad("output", run_id), run_id=run_id)
-        error_text = self.sealing.seal(error_text, run_aad("error", run_id), run_id=run_id)
+        if self.sealing.active:
+            output_text = self.sealing.seal(output_text, run_aad("output", run_id),
+                                            run_id=run_id)
+            error_text = self.sealing.seal(error_text, run_aad("error", run_id), run_id=run_id)
         if status == "completed":  # the common case: one guarded statement, one commit
             hot = {"rid": self.backend.bind_id(run_id), "tok": token, "now": now,
                    "new_status": status, "new_output": output_text, "new_error": error_text}
@@ -203,8 +205,9 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         The attempt counter is incremented in the row, so it survives crashes. ``attempt``
         (the number this begin starts) is what a spooled write replays.
         """
-        input_text = self.sealing.seal(input_text, step_aad("input", run_id, position),
-                                       run_id=run_id)
+        if input_text is not None and self.sealing.active:
+            input_text = self.sealing.seal(input_text, step_aad("input", run_id, position),
+                                           run_id=run_id)
         if child is not None:
             return self._begin_child_step(run_id, token, position, name, input_text, now, child)
         params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
@@ -240,12 +243,15 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         or context (it is not replayable). False means another execution owns the run
         (nothing is written)."""
         seal = self.sealing
-        if seal.active:
-            output_text = seal.seal(output_text, step_aad("output", run_id, position),
-                                    run_id=run_id)
-            error_text = seal.seal(error_text, step_aad("error", run_id, position),
-                                   run_id=run_id)
-            logs = seal.seal(logs, step_aad("logs", run_id, position), run_id=run_id)
+        if seal.active:  # identities are built only for what is there to seal
+            if output_text is not None:
+                output_text = seal.seal(output_text, step_aad("output", run_id, position),
+                                        run_id=run_id)
+            if error_text is not None:
+                error_text = seal.seal(error_text, step_aad("error", run_id, position),
+                                       run_id=run_id)
+            if logs is not None:
+                logs = seal.seal(logs, step_aad("logs", run_id, position), run_id=run_id)
             if context:
                 context = seal.step_context(run_id, context)
         bound = self.backend.bind_id(run_id)
