@@ -46,6 +46,7 @@ from .models import RunStatus
 from .queueing import queue_name
 from .ratelimits import LedgerRateLimits
 from .records import Records
+from .retentionpolicies import LedgerRetention
 from .serialization import (
     JsonSerializer,
     Serializer,
@@ -85,7 +86,8 @@ def default_url() -> str:
 
 
 class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
-             LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics, LedgerRateLimits):
+             LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics, LedgerRateLimits,
+             LedgerRetention):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

@@ -13,6 +13,7 @@ from .dialects import Durability, Listener
 from .metrics import Bounds, MetricRows
 from .migrate import HEAD, head_revision
 from .rows import (
+    ArchivedRun,
     ArtifactRow,
     AttemptRow,
     Claim,
@@ -21,10 +22,12 @@ from .rows import (
     DeliveryRow,
     DueDelivery,
     EventRow,
+    LeaseHold,
     LogRow,
     NewRun,
     QueueRow,
     RateLimitRow,
+    RetentionPolicyRow,
     Revision,
     RunFilter,
     RunProgress,
@@ -43,10 +46,10 @@ from .rows import (
 from .spool import SpoolingStore
 from .sql import SqlStore
 
-__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Bounds", "Claim",
-           "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
-           "Durability", "EventRow", "Listener", "LogRow", "MetricRows", "NewRun", "QueueRow",
-           "RateLimitRow", "Revision", "RunFilter",
-           "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow", "SpoolingStore",
-           "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
-           "WebhookRow", "WorkerRow", "head_revision"]
+__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArchivedRun", "ArtifactRow", "AttemptRow", "Bounds",
+           "Claim", "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
+           "Durability", "EventRow", "LeaseHold", "Listener", "LogRow", "MetricRows",
+           "NewRun", "QueueRow", "RateLimitRow", "RetentionPolicyRow", "Revision",
+           "RunFilter", "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow",
+           "SpoolingStore", "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow",
+           "UsageRow", "WebhookRow", "WorkerRow", "head_revision"]

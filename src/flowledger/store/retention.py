@@ -1,0 +1,173 @@
+"""Retention in the store: policies, the lease of the process applying them, whole runs
+read for archives, and archived runs written back (``restore_runs``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from sqlalchemy import Connection
+
+from . import history
+from .core import StoreCore
+from .rows import (
+    ArchivedRun,
+    ArtifactRow,
+    EventRow,
+    LeaseHold,
+    RetentionPolicyRow,
+    RunRow,
+    StepRow,
+    UsageRow,
+)
+from .statements import reads as reads_sql
+from .statements import retention as ret_sql
+
+# StepRow's columns in the steps table (the rest are what a preview read adds).
+_STEP_COLUMNS = tuple(name for name in StepRow.__slots__
+                      if name not in ("input_length", "output_length"))
+
+
+class StoreRetention(StoreCore):
+    """Retention policies, duty leases, archived runs; a part of ``SqlStore``."""
+
+    # -- policies ----------------------------------------------------------------------
+    def save_retention_policy(self, row: RetentionPolicyRow) -> bool:
+        """Create the policy, or change the one with its id; True when it was new."""
+        with self._write() as conn:
+            if conn.execute(ret_sql.policy(row.id)).first() is None:
+                conn.execute(ret_sql.insert_policy(row))
+                return True
+            conn.execute(ret_sql.replace_policy(row))
+            return False
+
+    def retention_policy_rows(self) -> list[RetentionPolicyRow]:
+        with self._read() as conn:
+            return [RetentionPolicyRow(*row) for row in conn.execute(ret_sql.LIST_POLICIES)]
+
+    def delete_retention_policy(self, policy_id: str) -> bool:
+        with self._write() as conn:
+            return bool(conn.execute(ret_sql.delete_policy(policy_id)).rowcount)
+
+    # -- leases ------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, token: str, now: int,
+                      duration_us: int) -> LeaseHold | str:
+        """Take or renew the lease ``name`` for ``duration_us``: the holding, or (when
+        another holder has it) that holder's name. A new holding gets a greater fence
+        than every earlier one."""
+        with self._write() as conn:
+            conn.execute(self.backend.insert_unless_duplicate(
+                ret_sql.leases_table(), ["name"], None).values(
+                name=name, holder="", token="", fence=0, expires_at=0, acquired_at=0))
+            current, fence, expires_at, who = conn.execute(ret_sql.lock_lease(name)).one()
+            if current == token and expires_at > now:
+                conn.execute(ret_sql.renew_lease(name, token, now + duration_us))
+                return LeaseHold(name, token, int(fence), now + duration_us)
+            if expires_at > now:
+                return str(who)
+            conn.execute(ret_sql.take_lease(name, holder, token, int(fence) + 1,
+                                            now + duration_us, now))
+            return LeaseHold(name, token, int(fence) + 1, now + duration_us)
+
+    def release_lease(self, hold: LeaseHold) -> None:
+        with self._write() as conn:
+            conn.execute(ret_sql.release_lease(hold.name, hold.token))
+
+    @staticmethod
+    def check_lease(conn: Connection, hold: LeaseHold, now: int) -> bool:
+        """Whether ``hold`` still holds its lease, locking it for this transaction (a
+        fenced write checks it first)."""
+        return conn.execute(ret_sql.holding(hold.name, hold.token, hold.fence,
+                                            now)).first() is not None
+
+    # -- whole runs --------------------------------------------------------------------
+    def forks_into(self, run_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(fork, source) for every run forked from one of these."""
+        if not run_ids:
+            return []
+        with self._read() as conn:
+            return [(row[0], row[1]) for row in conn.execute(
+                ret_sql.forks_into(list(run_ids), self.dialect))]
+
+    def archived_runs(self, run_ids: Sequence[uuid.UUID]) -> list[ArchivedRun]:
+        """Everything recorded for these runs, read from one snapshot, in the order
+        given (unknown ids are left out)."""
+        ids = list(run_ids)
+        if not ids:
+            return []
+        dialect = self.dialect
+        with self._read() as conn:
+            rows = {row.id: row for row in conn.execute(reads_sql.runs_among(ids, dialect))}
+            tags: dict[uuid.UUID, list[str]] = {}
+            for run_id, tag in conn.execute(reads_sql.tags_among(ids, dialect)):
+                tags.setdefault(run_id, []).append(tag)
+            found = {run_id: ArchivedRun(RunRow.from_row(row, tuple(tags.get(run_id, ()))),
+                                         [], [], [], [], [], [], [])
+                     for run_id, row in rows.items()}
+            for row in conn.execute(reads_sql.steps_of(ids)):
+                found[row.run_id].steps.append(StepRow(*row))
+            for run_id, tried in history.attempts_of(conn, ids).items():
+                found[run_id].attempts.extend(tried)
+            for row in conn.execute(reads_sql.usage_of(ids)):
+                found[row[0]].usage.append(UsageRow(*row))
+            for run_id, *rest in conn.execute(ret_sql.contexts_among(ids, dialect)):
+                found[run_id].context.append((rest[0], rest[1], rest[2], rest[3]))
+            for row in conn.execute(ret_sql.artifacts_among(ids, dialect)):
+                found[row[0]].artifacts.append(ArtifactRow(*row))
+            for run_id, *rest in conn.execute(ret_sql.logs_among(ids, dialect)):
+                found[run_id].logs.append((rest[0], rest[1], rest[2], rest[3], rest[4]))
+            for row in conn.execute(ret_sql.events_among(ids, dialect)):
+                found[row[1]].events.append(EventRow(*row))
+        return [found[run_id] for run_id in ids if run_id in found]
+
+    def restore_runs(self, archived: Sequence[ArchivedRun]) -> list[uuid.UUID]:
+        """Write archived runs back, each with everything recorded for it, in one
+        transaction; a run whose id is recorded already is left as it is. Returns the
+        ids restored. Payloads are given as text, as the store keeps them."""
+        wanted = [item.run.id for item in archived]
+        restored = []
+        with self._write() as conn:
+            present = set(conn.execute(ret_sql.existing(wanted, self.dialect)).scalars())
+            for item in archived:
+                if item.run.id in present:
+                    continue
+                present.add(item.run.id)
+                self._restore_one(conn, item)
+                restored.append(item.run.id)
+        return restored
+
+    @staticmethod
+    def _restore_one(conn: Connection, item: ArchivedRun) -> None:
+        run = asdict(item.run)
+        tags, revision = run.pop("tags"), run["revision"]
+        run_id = item.run.id
+        conn.execute(ret_sql.INSERT_RUN, run)
+        if tags:
+            conn.execute(ret_sql.INSERT_TAG, [{"tag": tag, "run_id": run_id} for tag in tags])
+        if item.steps:
+            conn.execute(ret_sql.INSERT_STEP, [{name: getattr(step, name)
+                                                for name in _STEP_COLUMNS}
+                                               for step in item.steps])
+        if item.attempts:
+            conn.execute(ret_sql.INSERT_ATTEMPT, [asdict(a) for a in item.attempts])
+        for record in item.usage:  # one by one: their ids keep the recording order
+            conn.execute(ret_sql.INSERT_USAGE, {**asdict(record),
+                                                "cache_hit": int(record.cache_hit)})
+        if item.context:
+            conn.execute(ret_sql.INSERT_CONTEXT, [
+                {"run_id": run_id, "name": name, "value": value, "position": position,
+                 "updated_at": updated_at}
+                for name, value, position, updated_at in item.context])
+        if item.artifacts:
+            conn.execute(ret_sql.INSERT_ARTIFACT, [asdict(a) for a in item.artifacts])
+        if item.logs:
+            conn.execute(ret_sql.INSERT_LOGS, [
+                {"run_id": run_id, "position": position, "attempt": attempt,
+                 "records": records, "dropped": dropped, "written_at": written_at}
+                for position, attempt, records, dropped, written_at in item.logs])
+        for event in item.events:  # in order: consumption is by event id
+            values = asdict(event)
+            values.pop("id")
+            conn.execute(ret_sql.INSERT_EVENT, values)
+        conn.execute(ret_sql.set_revision(run_id, revision))
