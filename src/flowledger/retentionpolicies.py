@@ -185,9 +185,10 @@ class LedgerRetention(LedgerBase):
         """
         if not 1 <= batch <= 10_000:
             raise ConfigurationError("batch must be between 1 and 10000 run trees")
+        policies = self.retention_policies()
         hold: LeaseHold | None = None
         token = ids.new_token()
-        if not dry_run:
+        if policies and not dry_run:
             got = self.store.acquire_lease(LEASE, self.identity, token, ids.now_us(),
                                            LEASE_DURATION_US)
             if isinstance(got, str):
@@ -195,7 +196,7 @@ class LedgerRetention(LedgerBase):
             hold = got
         total = RetentionReport(dry_run=dry_run)
         try:
-            for policy in self.retention_policies():
+            for policy in policies:
                 total = self._apply_policy(policy, hold, total, batch, max_batches)
                 if max_batches is not None and total.batches >= max_batches:
                     break
