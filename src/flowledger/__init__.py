@@ -117,6 +117,12 @@ _HOME = {
     "UsageTotals": "models",
     "Webhook": "webhooks",
     "WebhookAttempt": "webhooks",
+    "ArchiveError": "errors",
+    "LeaseNotHeld": "errors",
+    "RetentionPolicyNotFound": "errors",
+    "RetentionPolicy": "retentionpolicies",
+    "RetentionReport": "retentionpolicies",
+    "RestoreReport": "retentionpolicies",
     "WebhookDelivery": "webhooks",
     "WebhookDispatcher": "webhook_dispatch",
     "WebhookNotFound": "errors",
@@ -151,6 +157,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .concurrency import StepPool, map_steps
     from .errors import (
         AmbiguousRunId,
+        ArchiveError,
         ArtifactNotFound,
         ConfigurationError,
         DatabaseNotFound,
@@ -158,11 +165,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         EventRejected,
         FlowledgerError,
         InvalidCursor,
+        LeaseNotHeld,
         NonDeterminismError,
         NonRetryable,
         NotInRun,
         PayloadTooLarge,
         RateLimitNotFound,
+        RetentionPolicyNotFound,
         RunAlreadyRunning,
         RunCancelled,
         RunFailed,
@@ -213,6 +222,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .ratelimits import RateLimit
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
+    from .retentionpolicies import RestoreReport, RetentionPolicy, RetentionReport
     from .runcontext import RunInfo, StepInfo, current_run, current_run_id, current_step
     from .schedules import Schedule, schedule
     from .serialization import JsonSerializer, Serializer
@@ -244,6 +254,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ArchiveError",
+    "LeaseNotHeld",
+    "RestoreReport",
+    "RetentionPolicy",
+    "RetentionPolicyNotFound",
+    "RetentionReport",
     "AttemptLogs",
     "ChildHandle",
     "start_child",
