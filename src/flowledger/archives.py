@@ -38,6 +38,7 @@ from .store import (
     AttemptRow,
     EventRow,
     RunRow,
+    SpecRow,
     StepRow,
     UsageRow,
 )
@@ -109,7 +110,7 @@ def encode_tree(runs: Sequence[ArchivedRun], blobs: ArtifactStore | None) -> str
         for row in item.artifacts:
             entry = _plain(row)
             if blobs is not None:
-                entry["content"] = base64.b64encode(blobs.read(row.owner, row.digest)).decode()
+                entry.update(_content(blobs, row))
             artifacts.append(entry)
         entries.append({
             "run": run, "steps": [_plain(s) for s in item.steps],
@@ -117,7 +118,8 @@ def encode_tree(runs: Sequence[ArchivedRun], blobs: ArtifactStore | None) -> str
             "usage": [_plain(u) for u in item.usage],
             "context": [list(c) for c in item.context], "artifacts": artifacts,
             "logs": [list(entry) for entry in item.logs],
-            "events": [_plain(e) for e in item.events]})
+            "events": [_plain(e) for e in item.events],
+            "spec": None if item.spec is None else _plain(item.spec)})
     return json.dumps({"format": FORMAT, "version": VERSION, "root": str(runs[0].run.id),
                        "runs": entries}, separators=(",", ":"), sort_keys=True)
 
@@ -127,6 +129,19 @@ def _digest(lines: Sequence[str]) -> str:
     for line in lines:
         digest.update(line.encode() + b"\n")
     return digest.hexdigest()
+
+
+def _content(blobs: ArtifactStore, row: ArtifactRow) -> dict[str, Any]:
+    """The artifact's content, base64; content already gone from the artifact store is
+    noted (the reference is archived as it was). Other read errors raise ArchiveError:
+    nothing is deleted."""
+    try:
+        return {"content": base64.b64encode(blobs.read(row.owner, row.digest)).decode()}
+    except FileNotFoundError:
+        return {"content_missing": True}
+    except OSError as exc:
+        raise ArchiveError(f"the content of artifact {row.key!r} of run {row.run_id} could "
+                           f"not be read ({exc}): nothing was archived or deleted") from exc
 
 
 def trailer(lines: Sequence[str], runs: int) -> str:
@@ -166,7 +181,8 @@ def decode_tree(line: str) -> list[ArchivedRun]:
             [(c[0], c[1], int(c[2]), int(c[3])) for c in entry["context"]],
             [_row(ArtifactRow, a) for a in entry["artifacts"]],
             [(int(g[0]), int(g[1]), str(g[2]), int(g[3]), int(g[4])) for g in entry["logs"]],
-            [_row(EventRow, e) for e in entry["events"]]))
+            [_row(EventRow, e) for e in entry["events"]],
+            None if entry.get("spec") is None else _row(SpecRow, entry["spec"])))
     return found
 
 
@@ -217,7 +233,7 @@ def write_batch(url: str, lines: Sequence[str], runs: int) -> Written:
         with fs.open(path, "wb") as sink:
             sink.write(body)
         check = verify(fs.cat_file(path), target)
-    except (OSError, ValueError, ArchiveError) as exc:
+    except Exception as exc:  # any filesystem's failure: nothing may be deleted
         with contextlib.suppress(Exception):
             fs.rm_file(path)
         if isinstance(exc, ArchiveError):

@@ -22,7 +22,7 @@ from typing import Any
 from . import archives, ids, validation
 from .errors import ArchiveError, ConfigurationError, LeaseNotHeld, RetentionPolicyNotFound
 from .ledgerbase import LedgerBase
-from .models import RunStatus, from_micros
+from .models import from_micros
 from .retention import FINISHED, select_trees
 from .store import ArchivedRun, LeaseHold, RetentionPolicyRow, RunFilter
 
@@ -189,7 +189,7 @@ class LedgerRetention(LedgerBase):
         hold: LeaseHold | None = None
         token = ids.new_token()
         if policies and not dry_run:
-            got = self.store.acquire_lease(LEASE, self.identity, token, ids.now_us(),
+            got = self.store.acquire_lease(LEASE, self.identity, token, None,
                                            LEASE_DURATION_US)
             if isinstance(got, str):
                 return RetentionReport(busy=got)
@@ -228,8 +228,8 @@ class LedgerRetention(LedgerBase):
                 trees_n += len(trees)
                 runs_n += sum(len(tree) for tree in trees)
                 continue
-            renewed = self.store.acquire_lease(LEASE, self.identity, hold.token,
-                                               ids.now_us(), LEASE_DURATION_US)
+            renewed = self.store.acquire_lease(LEASE, self.identity, hold.token, None,
+                                               LEASE_DURATION_US)
             if not isinstance(renewed, LeaseHold):
                 break  # another process took the duty over: it carries on
             hold = renewed
@@ -267,7 +267,7 @@ class LedgerRetention(LedgerBase):
                          for tree in group]
                 target = archives.write_batch(url, lines, len(group_ids)).url
             try:
-                _, contents = self.store.delete_runs(group_ids, lease=hold, now=ids.now_us())
+                _, contents = self.store.delete_runs(group_ids, lease=hold)
             except LeaseNotHeld:
                 if target is not None:  # its runs stay: the new holder archives them
                     archives.remove(target)
@@ -311,7 +311,6 @@ class LedgerRetention(LedgerBase):
             if item.run.status not in FINISHED:
                 raise ArchiveError(f"{name}: run {item.run.id} is {item.run.status!r}; "
                                    "archives hold finished runs only (damaged or edited)")
-            RunStatus(item.run.status)
 
     def _restore_contents(self, line: str, name: str) -> None:
         blobs = self._runtime.artifacts

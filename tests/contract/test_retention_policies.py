@@ -5,8 +5,10 @@ only when unreferenced; bad input refused with nothing lost."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import logging
+import textwrap
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -235,3 +237,34 @@ def test_dry_run_counts_and_deletes_nothing(ledger: fl.Ledger) -> None:
     assert (report.dry_run, report.trees, report.runs, report.archives) == (True, 1, 2, ())
     assert len(ledger.runs().runs) == 2
 
+
+
+def test_a_protocol_whose_package_is_missing_fails_at_apply_and_deletes_nothing(
+        ledger: fl.Ledger) -> None:
+    assert importlib.util.find_spec("dropboxdrivefs") is None  # the premise of this test
+    tree = _tree(ledger, 61)
+    ledger.set_retention(keep=timedelta(0), archive="dropbox://team/{date}.jsonl.gz")
+    with pytest.raises(ArchiveError, match="cannot open archive"):
+        ledger.apply_retention()
+    assert [ledger.get(run_id).status for run_id in tree] == [fl.RunStatus.COMPLETED] * 2
+
+
+def test_a_spec_run_restored_into_another_ledger_brings_its_text(
+        ledger: fl.Ledger, tmp_path: Path) -> None:
+    flow = fl.parse_spec(textwrap.dedent("""
+        flowledger: 1
+        name: rp_spec
+        inputs: {n: {type: integer}}
+        steps: [{id: only, set: {n: "{{ inputs.n }}"}}]
+        """), "rp.yaml")
+    run_id = ledger.start(flow, n=4).id
+    ledger.handle(run_id).result(timeout=30)
+    before = _snapshot(ledger, run_id)
+    ledger.set_retention(keep=timedelta(0), archive=f"file://{tmp_path}/{{date}}.jsonl.gz")
+    (written,) = ledger.apply_retention().archives
+    with fl.Ledger(f"sqlite:///{tmp_path / 'elsewhere.db'}",
+                   artifacts=str(tmp_path / "elsewhere-artifacts")) as other:
+        assert other.restore_archive(written).restored == 1
+        assert _snapshot(other, run_id) == before
+        fork = other.fork(run_id, 1)  # its recorded spec text came along
+        assert fork.result(timeout=30) == {"n": 4}

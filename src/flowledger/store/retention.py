@@ -10,7 +10,8 @@ from dataclasses import asdict
 from sqlalchemy import Connection
 
 from . import history
-from .core import StoreCore
+from .core import SPEC_ENTRYPOINT, StoreCore
+from .ratelimits import database_now
 from .rows import (
     ArchivedRun,
     ArtifactRow,
@@ -18,11 +19,13 @@ from .rows import (
     LeaseHold,
     RetentionPolicyRow,
     RunRow,
+    SpecRow,
     StepRow,
     UsageRow,
 )
 from .statements import reads as reads_sql
 from .statements import retention as ret_sql
+from .statements import specs as specs_sql
 
 # StepRow's columns in the steps table (the rest are what a preview read adds).
 _STEP_COLUMNS = tuple(name for name in StepRow.__slots__
@@ -51,12 +54,15 @@ class StoreRetention(StoreCore):
             return bool(conn.execute(ret_sql.delete_policy(policy_id)).rowcount)
 
     # -- leases ------------------------------------------------------------------------
-    def acquire_lease(self, name: str, holder: str, token: str, now: int,
+    def acquire_lease(self, name: str, holder: str, token: str, now: int | None,
                       duration_us: int) -> LeaseHold | str:
         """Take or renew the lease ``name`` for ``duration_us``: the holding, or (when
         another holder has it) that holder's name. A new holding gets a greater fence
-        than every earlier one."""
+        than every earlier one. ``now`` None: the database's clock (hosts whose clocks
+        disagree still agree on expiries)."""
         with self._write() as conn:
+            if now is None:
+                now = database_now(conn)
             conn.execute(self.backend.insert_unless_duplicate(
                 ret_sql.leases_table(), ["name"], None).values(
                 name=name, holder="", token="", fence=0, expires_at=0, acquired_at=0))
@@ -75,11 +81,12 @@ class StoreRetention(StoreCore):
             conn.execute(ret_sql.release_lease(hold.name, hold.token))
 
     @staticmethod
-    def check_lease(conn: Connection, hold: LeaseHold, now: int) -> bool:
-        """Whether ``hold`` still holds its lease, locking it for this transaction (a
-        fenced write checks it first)."""
+    def check_lease(conn: Connection, hold: LeaseHold, now: int | None) -> bool:
+        """Whether ``hold`` still holds its lease at ``now`` (None: the database's
+        clock), locking it for this transaction (a fenced write checks it first)."""
+        at = database_now(conn) if now is None else now
         return conn.execute(ret_sql.holding(hold.name, hold.token, hold.fence,
-                                            now)).first() is not None
+                                            at)).first() is not None
 
     # -- whole runs --------------------------------------------------------------------
     def forks_into(self, run_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID]]:
@@ -119,6 +126,12 @@ class StoreRetention(StoreCore):
                 found[run_id].logs.append((rest[0], rest[1], rest[2], rest[3], rest[4]))
             for row in conn.execute(ret_sql.events_among(ids, dialect)):
                 found[row[1]].events.append(EventRow(*row))
+            for item in found.values():
+                entry = item.run.entrypoint
+                if entry.startswith(SPEC_ENTRYPOINT):
+                    spec = conn.execute(specs_sql.spec(
+                        item.run.owner, entry.removeprefix(SPEC_ENTRYPOINT))).first()
+                    item.spec = None if spec is None else SpecRow(*spec)
         return [found[run_id] for run_id in ids if run_id in found]
 
     def restore_runs(self, archived: Sequence[ArchivedRun]) -> list[uuid.UUID]:
@@ -142,6 +155,8 @@ class StoreRetention(StoreCore):
         run = asdict(item.run)
         tags, revision = run.pop("tags"), run["revision"]
         run_id = item.run.id
+        if item.spec is not None:  # the text a spec run was recorded with (kept if there)
+            conn.execute(specs_sql.SAVE_TEXT, specs_sql.text_params(item.spec))
         conn.execute(ret_sql.INSERT_RUN, run)
         if tags:
             conn.execute(ret_sql.INSERT_TAG, [{"tag": tag, "run_id": run_id} for tag in tags])

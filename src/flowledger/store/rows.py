@@ -469,6 +469,7 @@ class ArchivedRun:
     artifacts: list[ArtifactRow]
     logs: list[tuple[int, int, str, int, int]]
     events: list[EventRow]
+    spec: SpecRow | None = None  # a spec run's text (``spec:<digest>`` entrypoint)
 
 
 RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")

@@ -389,13 +389,14 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
                 conn.execute(bulk_sql.INSERT_STEPS, list(step_rows))
 
     def delete_runs(self, run_ids: Sequence[uuid.UUID], *, lease: LeaseHold | None = None,
-                    now: int = 0) -> tuple[int, set[tuple[str, str]]]:
+                    now: int | None = None) -> tuple[int, set[tuple[str, str]]]:
         """Delete runs with everything recorded for them, in one transaction.
 
         Returns the number of steps deleted and the (owner, digest) of the artifact
         content they referenced, for garbage collection. With ``lease`` (fenced), the
         transaction first checks that the holding still has its lease at ``now``, and
-        raises LeaseNotHeld, deleting nothing, when it does not.
+        raises LeaseNotHeld, deleting nothing, when it does not (``now`` None: the
+        database's clock).
         """
         if not run_ids:
             return 0, set()
