@@ -40,7 +40,8 @@ class PurgeReport:
     """What ``Ledger.purge`` removed (or, with ``dry_run``, would remove).
 
     ``runs`` counts every run removed, child runs included; ``kept`` counts the run
-    trees that matched but were left because a run in them is still pending or running.
+    trees that matched but were left because a run in them is not finished yet, or a
+    fork outside them was made from one of their runs.
     """
 
     runs: int
@@ -100,7 +101,8 @@ def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | No
     batch first when asked.
 
     A run is purged with all its child runs (a child never outlives its parent's
-    record); a tree in which any run is still pending or running is kept whole. A batch
+    record); a tree in which any run is not finished yet, or that a fork outside the
+    purge was made from, is kept whole (``select_trees``). A batch
     is written and flushed to the archive before it is deleted, so an interruption
     never deletes a run the archive lacks.
     """
