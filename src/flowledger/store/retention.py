@@ -99,7 +99,9 @@ class StoreRetention(StoreCore):
 
     def archived_runs(self, run_ids: Sequence[uuid.UUID]) -> list[ArchivedRun]:
         """Everything recorded for these runs, read from one snapshot, in the order
-        given (unknown ids are left out)."""
+        given (unknown ids are left out). Payloads come out as the serialized text the
+        Ledger wrote (a store that encrypts payloads opens them here: archives hold the
+        records, never the store's ciphertexts)."""
         ids = list(run_ids)
         if not ids:
             return []
@@ -137,7 +139,8 @@ class StoreRetention(StoreCore):
     def restore_runs(self, archived: Sequence[ArchivedRun]) -> list[uuid.UUID]:
         """Write archived runs back, each with everything recorded for it, in one
         transaction; a run whose id is recorded already is left as it is. Returns the
-        ids restored. Payloads are given as text, as the store keeps them."""
+        ids restored. Payloads are given as the serialized text the Ledger writes (a store
+        that encrypts payloads seals them here, as on every other write)."""
         wanted = [item.run.id for item in archived]
         restored = []
         with self._write() as conn:
