@@ -160,3 +160,19 @@ def test_a_worker_applies_the_policies(db_url: str, tmp_path: Path) -> None:
             thread.join(timeout=30)
         restored = ledger.restore_archive(f"file://{tmp_path}/default/*.jsonl.gz")
         assert restored.restored == len(made)
+
+
+def test_apply_while_another_process_holds_the_lease_does_nothing(
+        cli: CLI, db_url: str) -> None:
+    made = _runs(db_url, 1)
+    with fl.Ledger(db_url) as ledger:
+        ledger.set_retention(keep=timedelta(0))
+        hold = ledger.store.acquire_lease("retention", "elsewhere:1:2", "tok-x", None,
+                                          60_000_000)
+        assert not isinstance(hold, str)
+        assert ledger.apply_retention().busy == "elsewhere:1:2"
+        busy = cli("retention", "apply")
+        assert busy.code == 0 and "another process (elsewhere:1:2)" in busy.out
+        assert [r.id for r in ledger.runs().runs] == made
+        ledger.store.release_lease(hold)
+        assert ledger.apply_retention().runs == 1
