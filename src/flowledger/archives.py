@@ -68,9 +68,12 @@ def check_template(archive: str) -> str:
                 f"archive {archive!r} has an unknown placeholder {{{field}}}: use "
                 + ", ".join("{" + name + "}" for name in PLACEHOLDERS))
     protocol = archive.split("://", 1)[0] if "://" in archive else "file"
-    import fsspec  # noqa: PLC0415 (start-up time: fsspec is slow to import)
+    from fsspec.registry import (  # noqa: PLC0415 (start-up time: fsspec is slow)
+        known_implementations,
+        registry,
+    )
 
-    if protocol not in fsspec.available_protocols():
+    if protocol not in known_implementations and protocol not in registry:
         raise ConfigurationError(f"archive {archive!r}: fsspec knows no protocol "
                                  f"{protocol!r} (e.g. file://, s3://, gcs://, memory://)")
     return archive
@@ -237,7 +240,8 @@ def write_batch(url: str, lines: Sequence[str], runs: int) -> Written:
         with contextlib.suppress(Exception):
             fs.rm_file(path)
         if isinstance(exc, ArchiveError):
-            raise
+            raise ArchiveError(f"archive {target!r} failed verification after it was "
+                               f"written ({exc}): nothing was deleted") from exc
         raise ArchiveError(f"archive {target!r} could not be written: "
                            f"{type(exc).__name__}: {exc}; nothing was deleted") from exc
     if check != (len(lines), runs, json.loads(last)["sha256"]):

@@ -14,7 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from sqlalchemy import update
 
 import flowledger as fl
@@ -268,3 +270,38 @@ def test_a_spec_run_restored_into_another_ledger_brings_its_text(
         assert _snapshot(other, run_id) == before
         fork = other.fork(run_id, 1)  # its recorded spec text came along
         assert fork.result(timeout=30) == {"n": 4}
+
+
+class LossyFileSystem(MemoryFileSystem):  # type: ignore[misc]
+    """A filesystem that loses the first line of what it stores: what verification is
+    for (a real fsspec filesystem, registered for this test)."""
+
+    protocol = ("lossy",)
+    root_marker = "/"
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None,
+                 **kwargs: Any) -> bytes:
+        data = super().cat_file(path, start, end, **kwargs)
+        lines = gzip.decompress(data).decode().splitlines(keepends=True)
+        return gzip.compress("".join(lines[1:]).encode())
+
+
+def test_an_archive_that_reads_back_differently_deletes_nothing(ledger: fl.Ledger) -> None:
+    fsspec.register_implementation("lossy", LossyFileSystem, clobber=True)
+    tree = _tree(ledger, 71)
+    ledger.set_retention(keep=timedelta(0), archive="lossy://rp/{date}.jsonl.gz")
+    with pytest.raises(ArchiveError, match=r"failed verification.*nothing was deleted"):
+        ledger.apply_retention()
+    assert [ledger.get(run_id).status for run_id in tree] == [fl.RunStatus.COMPLETED] * 2
+    assert LossyFileSystem().glob("/rp/*") == []  # the bad object was removed
+
+
+def test_an_object_already_at_the_archive_path_is_never_touched(ledger: fl.Ledger,
+                                                              tmp_path: Path) -> None:
+    _tree(ledger, 81)
+    ledger.set_retention(keep=timedelta(0), archive=f"file://{tmp_path}/fixed.jsonl.gz")
+    earlier = tmp_path / "fixed.jsonl.gz"
+    earlier.write_bytes(gzip.compress(b"what another tool wrote there\n"))
+    (written,) = ledger.apply_retention().archives
+    assert written != f"file://{earlier}" and written.endswith(".jsonl.gz")
+    assert gzip.decompress(earlier.read_bytes()) == b"what another tool wrote there\n"
