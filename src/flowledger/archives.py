@@ -46,7 +46,6 @@ from .store import (
 FORMAT = "flowledger.archive"
 VERSION = 1
 PLACEHOLDERS = ("owner", "date", "workflow")
-_UUID_FIELDS = {"id", "run_id", "parent_id", "forked_from", "child_run_id"}
 
 
 def check_template(archive: str) -> str:
@@ -159,7 +158,7 @@ def _row(kind: type[Any], data: dict[str, Any]) -> Any:
         if item.name not in data:
             continue
         value = data[item.name]
-        if item.name in _UUID_FIELDS and value is not None:
+        if "uuid.UUID" in str(item.type) and value is not None:  # ids travel as text
             value = uuid.UUID(value)
         values[item.name] = value
     return kind(**values)

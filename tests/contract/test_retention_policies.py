@@ -59,11 +59,19 @@ def rp_other(x: int) -> int:
     return total(x, 1)
 
 
+@fl.workflow(name="rp_waiter")
+def rp_waiter() -> Any:
+    return fl.wait_for_event("go", timeout=30)
+
+
 def _snapshot(ledger: fl.Ledger, run_id: str) -> dict[str, Any]:
     run = ledger.get(run_id)
     arts = ledger.artifacts(run_id)
     return {"run": run.to_dict(),
             "logs": [entry.to_dict() for entry in ledger.logs(run_id)],
+            # An event's id is a sequence number of the database: a restore makes new ones.
+            "events": [{k: v for k, v in event.to_dict().items() if k != "id"}
+                       for event in ledger.sent_events(run_id)],
             "artifacts": {info.key: arts.read_bytes(info.key) for info in arts.list()}}
 
 
@@ -143,14 +151,20 @@ def test_archive_then_restore_brings_every_tree_back_equal(ledger: fl.Ledger,
 
 def test_memory_archive_within_one_process(ledger: fl.Ledger) -> None:
     tree = _tree(ledger, 7)
+    waiter = ledger.start(rp_waiter)
+    ledger.send_event(waiter.id, "unused", [1, 2])
+    ledger.send_event(waiter.id, "go", {"k": "v"})
+    assert waiter.result(timeout=30) == {"k": "v"}
+    tree.append(waiter.id)
     before = {run_id: _snapshot(ledger, run_id) for run_id in tree}
     folder = f"memory://rp-{uuid.uuid4().hex}"
     ledger.set_retention(keep=timedelta(0), archive=folder + "/{owner}/{date}.jsonl.gz")
     report = ledger.apply_retention()
-    assert report.runs == 2 and len(report.archives) == 1
+    assert report.runs == 3 and len(report.archives) == 1
     assert report.archives[0].startswith(folder)
     assert ledger.runs().runs == ()
-    assert ledger.restore_archive(report.archives[0]).restored == 2
+    assert ledger.restore_archive(report.archives[0]).restored == 3
+    assert [e.name for e in ledger.sent_events(waiter.id)] == ["unused", "go"]
     assert {run_id: _snapshot(ledger, run_id) for run_id in tree} == before
 
 
