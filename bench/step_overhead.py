@@ -6,10 +6,21 @@ Prints the median of several repetitions.
 
     .venv/bin/python bench/step_overhead.py [--steps 1000] [--repeat 5]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--telemetry]
+        [--encryption] [--redact]
+
+``--encryption`` also measures encryption at rest: the same workflows with and without a
+keyring (AES-256-GCM), alternated in one process, on SQLite (normal and full) and on
+PostgreSQL, with trivial steps and with steps returning 1 KiB of text.
 
 ``--telemetry`` also measures tracing's cost: the same workflow on SQLite (durability
 normal, so fsync noise does not hide it) with telemetry off and on, alternated in one
 process; spans go through the real batching processor to an exporter that drops them.
+
+``--redact`` measures redaction at record time the same way (SQLite, durability normal,
+alternated): steps that take and return a small record, with redaction off, with key
+names only (``password``, ``api_key``: nothing matches, the text is not parsed), with
+value patterns too (every value is parsed and scanned), and with a key that matches in
+every output (re-serialized, and the step flagged).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any
 import psycopg
 
 import flowledger as fl
+from flowledger.store import Durability
 
 
 @fl.step()
@@ -62,6 +74,24 @@ def many_logging_steps(n: int, lines: int) -> int:
     total = 0
     for i in range(n):
         total += logs_lines(i, lines)
+    return total
+
+
+@fl.step()
+def record_step(i: int, user: str) -> dict[str, Any]:
+    return {"id": i, "user": user, "note": f"order {i} for {user}", "tags": ["a", "b"]}
+
+
+@fl.step()
+def secret_step(i: int) -> dict[str, Any]:
+    return {"id": i, "password": "hunter2", "note": f"order {i}"}
+
+
+@fl.workflow(name="bench_record_steps")
+def many_record_steps(n: int, secret: bool) -> int:
+    total = 0
+    for i in range(n):
+        total += (secret_step(i) if secret else record_step(i, "ana"))["id"]
     return total
 
 
@@ -119,6 +149,56 @@ class DroppingExporter:
         return True
 
 
+@fl.step()
+def kilobyte(i: int) -> str:
+    return f"{i:08d}" * 128
+
+
+@fl.workflow(name="bench_kilobyte_steps")
+def kilobyte_steps(n: int) -> int:
+    return sum(len(kilobyte(i)) for i in range(n))
+
+
+def encryption_cost(url: str, n: int, repeat: int, durability: Durability,
+                    workflow: Any) -> tuple[float, float]:
+    """µs per step without and with a keyring on one database, alternated."""
+    keys = fl.Keyring.parse(fl.Keyring.generate("bench"))
+    off: list[float] = []
+    on: list[float] = []
+    with fl.Ledger(url, durability=durability, telemetry=False) as plain_ledger, \
+            fl.Ledger(url, durability=durability, telemetry=False,
+                      encryption=keys) as sealed:
+        for ledger in (plain_ledger, sealed):
+            ledger.run(workflow, 10)  # warm up
+        for _ in range(repeat):
+            off.append(measure(lambda: plain_ledger.run(workflow, n), n, 1))
+            on.append(measure(lambda: sealed.run(workflow, n), n, 1))
+    return statistics.median(off), statistics.median(on)
+
+
+def encryption_figures(postgres: str, n: int, repeat: int) -> None:
+    print(f"\nencryption at rest: {n} sequential steps, alternated, median of {repeat}\n")
+    print(f"{'configuration':<46} {'off':>9} {'on':>9}   cost")
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: list[tuple[str, str, Durability]] = [
+            (f"SQLite durability={d}", f"sqlite:///{tmp}/enc-{d}.db", d)
+            for d in ("normal", "full")]
+        database = f"flowledger_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{database}"')
+        stores.append(("PostgreSQL durability=full",
+                       postgres.rsplit("/", 1)[0] + "/" + database, "full"))
+        try:
+            for label, url, durability in stores:
+                for kind, workflow in (("trivial", many_steps), ("1 KiB out", kilobyte_steps)):
+                    off, on = encryption_cost(url, n, repeat, durability, workflow)
+                    print(f"{label + ', ' + kind:<46} {off:>9.1f} {on:>9.1f}   "
+                          f"{on - off:+.1f} µs/step ({(on - off) / off:+.1%})")
+        finally:
+            with psycopg.connect(postgres, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
 def telemetry_cost(n: int, repeat: int) -> tuple[float, float]:
     """µs per step with telemetry off and on, measured alternately in this process."""
     off: list[float] = []
@@ -136,12 +216,74 @@ def telemetry_cost(n: int, repeat: int) -> tuple[float, float]:
     return statistics.median(off), statistics.median(on)
 
 
+def redaction_cost(n: int, repeat: int) -> list[tuple[str, float]]:
+    """µs per step of record steps with redaction off and in three configurations,
+    measured alternately in this process."""
+    keys = ["password", "api_key"]
+    configs: list[tuple[str, Any, bool]] = [
+        ("redaction off", None, False),
+        ("keys (none matches)", keys, False),
+        ("keys + bearer/card value patterns", fl.Redact(
+            keys=keys, values=[fl.redact.BEARER_TOKEN, fl.redact.CARD_NUMBER]), False),
+        ("keys, a key matches in every output", keys, True),
+    ]
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        ledgers = [(name, fl.Ledger(f"sqlite:///{tmp}/redact-{index}.db",
+                                    durability="normal", telemetry=False, redact=option),
+                    secret)
+                   for index, (name, option, secret) in enumerate(configs)]
+        try:
+            for _, ledger, secret in ledgers:
+                ledger.run(many_record_steps, 10, secret)  # warm up
+            for _ in range(repeat):
+                for name, ledger, secret in ledgers:
+                    samples[name].append(measure(
+                        lambda lg=ledger, s=secret: lg.run(many_record_steps, n, s),  # type: ignore[misc]
+                        n, 1))
+        finally:
+            for _, ledger, _ in ledgers:
+                ledger.close()
+    return [(name, statistics.median(values)) for name, values in samples.items()]
+
+
+def redaction_isolated(count: int = 20_000) -> list[tuple[str, float]]:
+    """µs per step of redaction alone (no store, one thread): a record step's input and
+    output texts redacted in each configuration of ``redaction_cost``."""
+    from flowledger.redact import redactor_of  # noqa: PLC0415 (bench-only internals)
+
+    keys = ["password", "api_key"]
+    record = (json.dumps({"i": 5, "user": "ana"}),
+              json.dumps({"id": 5, "user": "ana", "note": "order 5 for ana", "tags": ["a", "b"]}))
+    secret = (json.dumps({"i": 5}), json.dumps({"id": 5, "password": "hunter2",
+                                               "note": "order 5"}))
+    configs: list[tuple[str, Any, tuple[str, str]]] = [
+        ("keys (none matches)", keys, record),
+        ("keys + bearer/card value patterns", fl.Redact(
+            keys=keys, values=[fl.redact.BEARER_TOKEN, fl.redact.CARD_NUMBER]), record),
+        ("keys, a key matches in every output", keys, secret)]
+    figures = []
+    for name, option, texts in configs:
+        redactor = redactor_of(option)
+        assert redactor is not None
+        start = time.perf_counter()
+        for _ in range(count):
+            for text in texts:
+                redactor.json_text(text)
+        figures.append((name, (time.perf_counter() - start) / count * 1e6))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure the per-step cost of OpenTelemetry tracing")
+    parser.add_argument("--encryption", action="store_true",
+                        help="also measure the per-step cost of encryption at rest")
+    parser.add_argument("--redact", action="store_true",
+                        help="also measure the per-step cost of redaction at record time")
     parser.add_argument("--postgres", default=os.environ.get(
         "FLOWLEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
@@ -187,6 +329,18 @@ def main() -> None:
         print(f"{'telemetry off':<46} {off:>9.1f}")
         print(f"{'telemetry on (spans built, batched, dropped)':<46} {on:>9.1f}   "
               f"+{on - off:.1f} µs/step")
+    if args.encryption:
+        encryption_figures(args.postgres, n, max(repeat, 5))
+    if args.redact:
+        figures = redaction_cost(n, max(repeat, 5))
+        off = figures[0][1]
+        print(f"\nredaction, record steps, SQLite durability=normal, alternated, median of "
+              f"{max(repeat, 5)}:")
+        for name, value in figures:
+            print(f"{name:<46} {value:>9.1f}   {value - off:+.1f} µs/step")
+        print("\nredaction alone (no store), a step's input and output texts:")
+        for name, value in redaction_isolated():
+            print(f"{name:<46} {value:>9.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         step_logs_figures(Path(tmp), n, repeat)
 

@@ -54,6 +54,8 @@ _HOME = {
     "QueueInfo": "queueing",
     "RateLimit": "ratelimits",
     "RateLimitNotFound": "errors",
+    "Redact": "redact",
+    "RedactedInputs": "errors",
     "Run": "models",
     "RunAlreadyRunning": "errors",
     "RunArtifacts": "artifacts",
@@ -77,6 +79,13 @@ _HOME = {
     "gather": "children",
     "gather_async": "children",
     "RunIdConflict": "errors",
+    "PayloadKeyMissing": "errors",
+    "PayloadTampered": "errors",
+    "Keyring": "encryption",
+    "SealedPayload": "encryption",
+    "KeyStatus": "keyadmin",
+    "RotationReport": "keyadmin",
+    "ShredReport": "keyadmin",
     "sleep_async": "waits",
     "wait_for_event": "waits",
     "wait_for_event_async": "waits",
@@ -142,6 +151,7 @@ _HOME = {
     "map_steps": "concurrency",
     "parse_spec": "specs",
     "read_archive": "retention",
+    "redact": "redact",
     "record_anthropic_usage": "usage",
     "record_openai_usage": "usage",
     "record_usage": "usage",
@@ -149,12 +159,13 @@ _HOME = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from . import artifacts, context, llm_cache
+    from . import artifacts, context, llm_cache, redact
     from .api_tokens import NewToken, TokenInfo
     from .artifacts import RunArtifacts
     from .bulk import BulkResult
     from .children import ChildHandle, gather, gather_async, start_child
     from .concurrency import StepPool, map_steps
+    from .encryption import Keyring, SealedPayload
     from .errors import (
         AmbiguousRunId,
         ArchiveError,
@@ -169,8 +180,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         NonDeterminismError,
         NonRetryable,
         NotInRun,
+        PayloadKeyMissing,
+        PayloadTampered,
         PayloadTooLarge,
         RateLimitNotFound,
+        RedactedInputs,
         RetentionPolicyNotFound,
         RunAlreadyRunning,
         RunCancelled,
@@ -199,6 +213,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .events import EventBatch, RunEvent
     from .handle import RunHandle
+    from .keyadmin import KeyStatus, RotationReport, ShredReport
     from .ledger import Ledger
     from .mailbox import SentEvent
     from .metrics import DurationHistogram, MetricsSnapshot
@@ -220,6 +235,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .queueing import QueueInfo, WorkerInfo
     from .ratelimits import RateLimit
+    from .redact import Redact
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
     from .retentionpolicies import RestoreReport, RetentionPolicy, RetentionReport
@@ -260,6 +276,13 @@ __all__ = [
     "RetentionPolicy",
     "RetentionPolicyNotFound",
     "RetentionReport",
+    "KeyStatus",
+    "Keyring",
+    "PayloadKeyMissing",
+    "PayloadTampered",
+    "RotationReport",
+    "SealedPayload",
+    "ShredReport",
     "AttemptLogs",
     "ChildHandle",
     "start_child",
@@ -298,6 +321,8 @@ __all__ = [
     "QueueInfo",
     "RateLimit",
     "RateLimitNotFound",
+    "Redact",
+    "RedactedInputs",
     "RetryPolicy",
     "Run",
     "RunAlreadyRunning",
@@ -370,6 +395,7 @@ __all__ = [
     "map_steps",
     "parse_spec",
     "read_archive",
+    "redact",
     "record_anthropic_usage",
     "record_openai_usage",
     "record_usage",

@@ -33,7 +33,7 @@ from . import ids
 from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun, StoreError
 from .models import ArtifactInfo, from_micros
 from .runcontext import current_execution, step_of
-from .store import ArtifactRow, SqlStore
+from .store import NO_SEALING, ArtifactRow, NoSealing, SqlStore
 
 __all__ = ["ArtifactInfo", "ArtifactStore", "RunArtifacts", "delete", "exists", "get",
            "list", "save"]
@@ -95,8 +95,11 @@ class ArtifactStore:
     fsspec (with its filesystem drivers) is costly to import.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealing: NoSealing = NO_SEALING) -> None:
         self.url = url
+        # Content is sealed before it is written and opened when read (encryption at
+        # rest); the digest is the plaintext's, so identical content is still stored once.
+        self.sealing = sealing
         self._opened: tuple[Any, str] | None = None
 
     def _open(self) -> tuple[Any, str]:
@@ -133,6 +136,7 @@ class ArtifactStore:
         path = self.path(owner, digest)
         if self.fs.exists(path):
             return digest
+        content = self.sealing.seal_blob(owner, digest, content)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if self.local:  # atomic: readers never see a partly written file
             temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY}"
@@ -165,16 +169,44 @@ class ArtifactStore:
 
     def read(self, owner: str, digest: str) -> bytes:
         content: bytes = self.fs.cat_file(self.path(owner, digest))
+        return self.sealing.open_blob(owner, digest, content)
+
+    def read_stored(self, owner: str, digest: str) -> bytes:
+        """The content as stored (sealed, when encryption is on)."""
+        content: bytes = self.fs.cat_file(self.path(owner, digest))
         return content
+
+    def stored_head(self, owner: str, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes as stored (a sealed content's header names its key)."""
+        with self.fs.open(self.path(owner, digest), "rb") as stream:
+            content: bytes = stream.read(size)
+            return content
+
+    def replace_stored(self, owner: str, digest: str, stored: bytes) -> None:
+        """Overwrite stored content (key rotation), atomically on local stores."""
+        path = self.path(owner, digest)
+        if self.local:
+            temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY}"
+            self.fs.pipe_file(temporary, stored)
+            self.fs.mv(temporary, path)
+        else:
+            self.fs.pipe_file(path, stored)
 
     def head(self, owner: str, digest: str, size: int) -> bytes:
         """The first ``size`` bytes of the content (a preview), reading no more."""
+        if self.sealing.active:  # sealed content opens whole
+            return self.read(owner, digest)[:size]
         with self.fs.open(self.path(owner, digest), "rb") as stream:
             content: bytes = stream.read(size)
             return content
 
     def chunks(self, owner: str, digest: str, size: int = 64 * 1024) -> Iterator[bytes]:
         """The content in pieces, for streaming without holding it all in memory."""
+        if self.sealing.active:
+            content = self.read(owner, digest)
+            for start in range(0, len(content), size):
+                yield content[start:start + size]
+            return
         with self.fs.open(self.path(owner, digest), "rb") as stream:
             while piece := stream.read(size):
                 yield piece

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import ids
-from .errors import ConfigurationError, RunAlreadyRunning
+from .errors import ConfigurationError, RedactedInputs, RunAlreadyRunning
 from .models import RunStatus
 from .queries import LedgerQueries
 from .queueing import LedgerQueueing, queue_name
@@ -116,7 +116,8 @@ class LedgerBulk(LedgerQueries, LedgerQueueing):
         queue for workers (``pending``), resuming from its first unfinished step: each goes
         to ``to_queue``, else to the queue it was submitted to. Runs with neither (started
         in a process, no ``to_queue``) are skipped; so are child runs (their parent
-        resumes them) and paused runs whose execution is still finishing a step.
+        resumes them), paused runs whose execution is still finishing a step, and runs
+        whose inputs were redacted when recorded (docs/redaction.md).
 
         ``queue`` filters by the queue runs were submitted to; the rest as ``cancel_runs``
         (batches, ``all_runs``, ``dry_run``, owner scope).
@@ -150,7 +151,7 @@ class LedgerBulk(LedgerQueries, LedgerQueueing):
             return False
         try:
             self._requeue(row, queue)
-        except RunAlreadyRunning:
+        except (RunAlreadyRunning, RedactedInputs):  # left as it is (not resumed)
             return False
         return True
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import ids, validation
 from .blocking import Blocking, drive, drive_async
+from .encryption import error_data
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -123,7 +124,8 @@ def start_child(workflow: WorkflowRef, /, *args: Any, queue: str | None = None,
     queue_name = None if queue is None else validation.name(queue, "queue")
     runtime = execution.runtime
     position = execution.allocate()
-    values, inputs_text = prepare_inputs(runtime, definition, args, kwargs)
+    values, inputs_text = prepare_inputs(runtime, definition, args, kwargs,
+                                         queued=queue_name is not None)
     call = StepCall(execution, START_PREFIX + definition.name, position, _NO_RETRY, None,
                     NO_HINT, lambda: inputs_text)
     hit, value = call.replay()
@@ -246,7 +248,7 @@ def _waiting(execution: Execution, child_id: uuid.UUID, definition: WorkflowDef,
 def _ended(row: RunRow) -> Exception:
     if row.status == "cancelled":
         return RunCancelled(str(row.id))
-    error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
+    error = ErrorInfo.from_dict(error_data(row.error or "{}"))
     return RunFailed(str(row.id), error.type if error else "?", error.message if error else "")
 
 
@@ -316,7 +318,7 @@ def _take_over(runtime: Runtime, row: RunRow, definition: WorkflowDef) -> None:
     serializer = runtime.serializer
     context = {name: None if value is None else serializer.loads(value)
                for name, value, _, _ in store.context_of(row.id)}
-    values = decode_inputs(serializer, row.inputs, definition.fn)
+    values = decode_inputs(serializer, row.inputs, definition.fn, what=f"child run {row.id}")
     args, kwargs = call_arguments(definition.signature, values)
     _launch(runtime, Execution(runtime, row.id, token, definition, recorded, row.deadline_at,
                                row.owner, context, traceparent=row.traceparent), args, kwargs)

@@ -33,10 +33,17 @@ def set(name: str, value: Any) -> None:
     runtime = execution.runtime
     what = f"context value {name!r}"
     text = check_size(runtime.serializer.dumps(value), runtime.max_payload_bytes, what)
-    plain = runtime.serializer.loads(text)  # what a resumed run will read back
+    # This execution keeps the real value; a resumed one reads back the recorded
+    # (redacted) text, unless the step that set it runs again (docs/redaction.md).
+    plain = runtime.serializer.loads(text)
+    changed = False
+    if runtime.redactor is not None:
+        text, paths = runtime.redactor.named(name, text)
+        changed = bool(paths)
     step = step_of(execution)
     if step is not None:
         step.pending_context[name] = (text, plain)
+        step.context_redacted = step.context_redacted or changed
         return
     if not runtime.store.set_context(execution.run_id, execution.token, name, text,
                                      ids.now_us()):

@@ -241,6 +241,22 @@ class SerializationError(FlowledgerError, TypeError):
     category = "invalid_input"
 
 
+class RedactedInputs(FlowledgerError, ValueError):
+    """Run inputs that redaction changed (``Ledger(redact=...)``) cannot be executed from
+    the store: resuming such a run in another process, or submitting such inputs to a
+    queue, is refused. Pass secrets by reference (a secret manager's name, an environment
+    variable) instead of as inputs. ``fields`` names the redacted inputs.
+
+    Example: ``except fl.RedactedInputs as exc: print(exc.fields)``
+    """
+
+    category = "invalid_input"
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 class PayloadTooLarge(FlowledgerError, ValueError):
     """A serialized input or output exceeds the Ledger's ``max_payload_bytes``."""
 
@@ -253,6 +269,21 @@ class StepTimeout(FlowledgerError, TimeoutError):
 
 class DeadlineExceeded(FlowledgerError, TimeoutError):
     """The run passed its deadline; it is recorded as failed."""
+
+
+class PayloadKeyMissing(FlowledgerError):
+    """A payload is sealed with a key this process's keyring does not hold (or with an
+    owner key that was shredded). ``key_id`` names the key; ``shredded`` tells which."""
+
+    def __init__(self, message: str, key_id: str, shredded: bool = False) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+        self.shredded = shredded
+
+
+class PayloadTampered(FlowledgerError):
+    """A sealed payload failed authentication: it was altered, or moved from the record
+    it was sealed for. Its content is never returned."""
 
 
 class NotInRun(FlowledgerError, RuntimeError):

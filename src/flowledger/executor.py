@@ -23,6 +23,7 @@ from .errors import (
     LeaseLost,
     NonDeterminismError,
     PausedSignal,
+    RedactedInputs,
     RunCancelled,
     RunFailed,
     RunPaused,
@@ -35,6 +36,7 @@ from .errors import (
     WorkerStopping,
     WorkflowNotFound,
 )
+from .redact import Redactor
 from .runcontext import calling, running
 from .serialization import NO_HINT, Serializer, call_arguments, check_size, coerce_inputs
 from .stepcall import StepCall, asyncio_module, await_with_timeout, error_text
@@ -89,6 +91,13 @@ class Runtime:
     child_threads: set[threading.Thread] = field(default_factory=set)
     # Where spans go (telemetry.md); None: tracing is off and costs nothing.
     telemetry: Telemetry | None = None
+    # What is redacted before it is recorded (redact.py); None: nothing, at no cost.
+    redactor: Redactor | None = None
+
+    def error(self, exc: BaseException) -> str:
+        """An error as recorded (``error_text``), redacted."""
+        text = error_text(exc)
+        return text if self.redactor is None else self.redactor.error_json(text)
 
     def payload(self, run_id: uuid.UUID, owner: str, text: str | None) -> str | None:
         """Stored payload text, following an offloaded-output reference to its artifact."""
@@ -131,11 +140,13 @@ def new_run(code: WorkflowDef | tuple[str, str, str], owner: str, serializer: st
 
 
 def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any],
-                   kwargs: Mapping[str, Any], *,
-                   convert: bool = False) -> tuple[dict[str, Any], str]:
+                   kwargs: Mapping[str, Any], *, convert: bool = False,
+                   queued: bool = False) -> tuple[dict[str, Any], str]:
     """Bind a call to the workflow's parameters, check the given values against their
     annotations (converting them with ``convert``: inputs from JSON or a command line)
-    and serialize them for the run record. Nothing is recorded when they do not fit."""
+    and serialize them for the run record (redacted; ``queued``: refused when redaction
+    changes them, as a worker would run from the record). Nothing is recorded when they
+    do not fit."""
     try:
         bound = definition.signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -146,15 +157,26 @@ def prepare_inputs(runtime: Runtime, definition: WorkflowDef, args: Sequence[Any
         raise ConfigurationError(f"workflow {definition.name!r}: {exc}") from None
     bound.apply_defaults()
     values = dict(bound.arguments)
-    return values, encode_inputs(runtime, definition, values)
+    return values, encode_inputs(runtime, definition, values, queued=queued)
 
 
-def encode_inputs(runtime: Runtime, definition: WorkflowDef, values: Mapping[str, Any]) -> str:
+def encode_inputs(runtime: Runtime, definition: WorkflowDef, values: Mapping[str, Any], *,
+                  queued: bool = False) -> str:
+    """A run's inputs as recorded (redacted). ``queued``: the run will be executed from
+    this record by a worker, so inputs redaction changes are refused (RedactedInputs)."""
     what = f"inputs of workflow {definition.name!r}"
     try:
         text = runtime.serializer.dumps(dict(values))
     except SerializationError as exc:
         raise SerializationError(f"{what}: {exc}") from None
+    if runtime.redactor is not None:
+        text, paths = runtime.redactor.json_text(text)
+        if paths and queued:
+            raise RedactedInputs(
+                f"the inputs {', '.join(paths)} of workflow {definition.name!r} are redacted "
+                "(Ledger(redact=...) or FLOWLEDGER_REDACT), so a worker could not execute "
+                "the run from its record: pass secrets by reference (a secret's name, an "
+                "environment variable) instead of as inputs", tuple(paths))
     return check_size(text, runtime.max_payload_bytes, what)
 
 
@@ -271,7 +293,8 @@ class Execution:
             raise RunPaused(self.run_id_text) from None
         # A non-determinism error changes nothing recorded: the step left running by the
         # previous execution stays as it was.
-        if not store.finish_run(self.run_id, self.token, "failed", None, error_text(exc),
+        if not store.finish_run(self.run_id, self.token, "failed", None,
+                                self.runtime.error(exc),
                                 ids.now_us(),
                                 interrupt_steps=not isinstance(exc, NonDeterminismError)):
             self._stopped_by_another()  # paused or cancelled while it was failing
@@ -292,20 +315,29 @@ class Execution:
                 f"{first.position}; the code now calls fewer steps than when it was recorded")
 
     def encode(self, value: Any, what: str, position: int | None = None) -> str:
-        """Serialize; a step output (``position`` given) over the offload size is saved as
-        an artifact and replaced by a reference, so the database stays small."""
+        """Serialize (redacted); a step output (``position`` given) over the offload size
+        is saved as an artifact and replaced by a reference, so the database stays small."""
+        return self.encode_output(value, what, position)[0]
+
+    def encode_output(self, value: Any, what: str,
+                      position: int | None = None) -> tuple[str, bool]:
+        """``encode``, and whether redaction changed the value (it is then not replayable)."""
         runtime = self.runtime
         try:
             text = runtime.serializer.dumps(value)
         except SerializationError as exc:
             raise SerializationError(f"{what}: {exc}") from None
+        redacted = False
+        if runtime.redactor is not None:
+            text, paths = runtime.redactor.json_text(text)
+            redacted = bool(paths)
         if position is not None and runtime.artifacts is not None \
                 and len(text) > runtime.offload_bytes:
             key = f"{OUTPUT_PREFIX}{position}"
             RunArtifacts(runtime.store, runtime.artifacts, self.run_id, self.owner, self.token,
                          position).save(key, text.encode(), OUTPUT_MEDIA)
-            return OUTPUT_MARKER + key
-        return check_size(text, runtime.max_payload_bytes, what)
+            return OUTPUT_MARKER + key, redacted
+        return check_size(text, runtime.max_payload_bytes, what), redacted
 
     def _encode_input(self, definition: StepDef, args: Sequence[Any],
                       kwargs: dict[str, Any]) -> str | None:

@@ -21,6 +21,7 @@ from . import ids, runids, validation
 from .api_tokens import LedgerTokens
 from .artifacts import ArtifactStore
 from .bulk import LedgerBulk
+from .encryption import Keyring
 from .errors import (
     ConfigurationError,
     FlowledgerError,
@@ -39,6 +40,7 @@ from .executor import (
     resume_position,
 )
 from .handle import RunHandle, done_future
+from .keyadmin import LedgerKeys
 from .ledgerbase import LedgerBase, Prepared, Shared
 from .mailbox import LedgerMailbox
 from .metrics import LedgerMetrics
@@ -46,6 +48,7 @@ from .models import RunStatus
 from .queueing import queue_name
 from .ratelimits import LedgerRateLimits
 from .records import Records
+from .redact import KeyPattern, Redact, redactor_of
 from .retentionpolicies import LedgerRetention
 from .serialization import (
     JsonSerializer,
@@ -53,6 +56,7 @@ from .serialization import (
     call_arguments,
     coerce_inputs,
     decode_inputs,
+    refuse_redacted,
 )
 from .spec_registry import LedgerSpecs
 from .stepcall import asyncio_module
@@ -87,7 +91,7 @@ def default_url() -> str:
 
 class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
              LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics, LedgerRateLimits,
-             LedgerRetention):
+             LedgerKeys, LedgerRetention):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the
@@ -101,7 +105,13 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
     is recorded with each attempt (``capture_logs``); ``capture_print`` adds what they
     print (see ``capture_step_logs``). ``telemetry`` sends every run as an OpenTelemetry
     trace (a ``fl.Telemetry``; None: as the ``OTEL_*`` environment variables say; False:
-    never — see docs/tracing.md).
+    never — see docs/tracing.md). ``encryption`` (a ``fl.Keyring``; else the
+    ``FLOWLEDGER_ENCRYPTION_KEYS`` environment variable, when set) seals every payload
+    before it reaches the database or the artifact store (see docs/encryption.md).
+    ``redact`` names keys (a ``str``: any case; a
+    compiled regex: ``fullmatch``) whose values are replaced by ``[redacted]`` before
+    anything is recorded, or is a ``fl.Redact`` that adds value patterns; the keys the
+    ``FLOWLEDGER_REDACT`` environment variable lists are always added (docs/redaction.md).
 
     Example::
 
@@ -117,8 +127,11 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
                  persistence: Literal["required", "best_effort"] = "required",
                  spool_dir: str | None = None, create: bool = True,
                  capture_logs: bool = True, capture_print: bool = False,
-                 telemetry: Telemetry | bool | None = None) -> None:
+                 telemetry: Telemetry | bool | None = None,
+                 encryption: Keyring | None = None,
+                 redact: Redact | Iterable[KeyPattern] | None = None) -> None:
         url = url or os.environ.get("FLOWLEDGER_DATABASE_URL") or default_url()
+        keyring = encryption if encryption is not None else Keyring.from_env()
         if max_payload_bytes <= 0 or offload_bytes <= 0:
             raise ConfigurationError("max_payload_bytes and offload_bytes must be positive")
         if persistence not in ("required", "best_effort"):
@@ -129,14 +142,16 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
                       or "full")
         store: SqlStore = (
             SpoolingStore(url, durability=chosen,
-                          spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"))
+                          spool_dir=spool_dir or str(Path.cwd() / ".flowledger" / "spool"),
+                          keyring=keyring)
             if persistence == "best_effort"
-            else SqlStore(url, durability=chosen, create=create))
+            else SqlStore(url, durability=chosen, create=create, keyring=keyring))
         artifacts_url = (artifacts or os.environ.get("FLOWLEDGER_ARTIFACTS_URL")
                          or default_artifacts_url(store))
         runtime = Runtime(store, serializer or JsonSerializer(), max_payload_bytes,
-                          ids.identity(), ArtifactStore(artifacts_url), offload_bytes,
-                          telemetry=configured(telemetry))
+                          ids.identity(), ArtifactStore(artifacts_url, store.sealing),
+                          offload_bytes,
+                          telemetry=configured(telemetry), redactor=redactor_of(redact))
         LedgerBase.__init__(self, Shared(url, persistence, store, artifacts_url, runtime,
                                          Records(runtime.serializer, runtime.payload,
                                                  runtime.payload_head)), owner)
@@ -326,6 +341,7 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
 
     def _takeover(self, row: RunRow) -> Prepared:
         definition = self.workflow_of(row)  # before claiming: a mismatch changes nothing
+        refuse_redacted(row.inputs, f"run {row.id}")  # so is a run that cannot resume
         recorded = self.store.get_steps(row.id)
         token = ids.new_token()
         if not self.store.claim_run(row.id, row.lease_token, token, self._runtime.identity,
@@ -356,7 +372,8 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
         if definition.name != source.workflow:
             raise ConfigurationError(f"run {source.id} is a run of {source.workflow!r}; a "
                                      f"fork of it cannot run {definition.name!r}")
-        values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn)
+        values = decode_inputs(self._runtime.serializer, source.inputs, definition.fn,
+                               what=f"a fork of run {source.id}", supplied=set(inputs or ()))
         unknown = set(inputs or {}) - set(definition.signature.parameters)
         if unknown:
             raise ConfigurationError(f"workflow {definition.name!r} has no parameter(s) "
@@ -365,9 +382,9 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
             values.update(coerce_inputs(definition.fn, inputs or {}))
         except ConfigurationError as exc:
             raise ConfigurationError(f"workflow {definition.name!r}: {exc}") from None
-        inputs_text = encode_inputs(self._runtime, definition, values)
-        now = ids.now_us()
         queued = queue is not None
+        inputs_text = encode_inputs(self._runtime, definition, values, queued=queued)
+        now = ids.now_us()
         run = new_run(definition, source.owner, self._runtime.serializer.name, inputs_text,
                       executor=None if queued else self._runtime.identity, created_at=now,
                       deadline_at=(None if source.deadline_at is None

@@ -9,7 +9,6 @@ a method mypy checks.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from typing import Any, NamedTuple
 
 from . import ids, validation
 from .children import join_children
+from .encryption import error_data
 from .errors import (
     AmbiguousRunId,
     ConfigurationError,
@@ -170,7 +170,7 @@ class LedgerBase:
             if row.status == RunStatus.CANCELLED:
                 raise RunCancelled(str(row.id))
             if row.status == RunStatus.FAILED:
-                error = ErrorInfo.from_dict(json.loads(row.error or "{}"))
+                error = ErrorInfo.from_dict(error_data(row.error or "{}"))
                 raise RunFailed(str(row.id), error.type if error else "?",
                                 error.message if error else "")
             if deadline is not None and time.monotonic() >= deadline:
@@ -233,13 +233,23 @@ class LedgerBase:
         arguments. Workers call it; so does ``resume``."""
         definition = definition or self.workflow_of(row)
         steps = list(self.store.get_steps(row.id) if recorded is None else recorded)
-        values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn)
+        values = decode_inputs(self._runtime.serializer, row.inputs, definition.fn,
+                               what=f"run {row.id}")
         args, kwargs = call_arguments(definition.signature, values)
         execution = self._execution(row.id, token, definition, steps, row.deadline_at,
                                     row.owner, row.traceparent)
         execution.queue = row.queue
         execution.scheduled_at = tick_of(row.idempotency_key) or from_micros(row.scheduled_at)
         return Prepared(execution, args, kwargs)
+
+    def recorded_error(self, exc: BaseException) -> str:
+        """``exc`` as this Ledger records an error: JSON of its type, message and
+        traceback, redacted (``Ledger(redact=...)``). Workers record why a run they
+        claimed cannot start with it.
+
+        Example: ``ErrorInfo.from_dict(json.loads(ledger.recorded_error(exc)))``
+        """
+        return self._runtime.error(exc)
 
     def execute(self, prepared: Prepared) -> Any:
         """Execute a prepared run in this thread (an async workflow in its own event

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from . import ids, validation
+from .encryption import readable
 from .errors import EventRejected, RunNotFound, RunNotWaitable, SerializationError
 from .ledgerbase import LedgerBase
 from .models import from_micros, record_to_dict
@@ -71,16 +72,20 @@ class LedgerMailbox(LedgerBase):
         except SerializationError as exc:
             raise EventRejected(f"the payload of event {name!r}: {exc}") from None
         check_size(text, self._runtime.max_payload_bytes, f"the payload of event {name!r}")
+        # Checked as sent, recorded redacted: the run receives what the store holds.
+        recorded = text
+        if self._runtime.redactor is not None:
+            recorded = self._runtime.redactor.json_text(text)[0]
         now = ids.now_us()
         status, event_id = self.store.send_event(
-            rid, self.owner, name, text, now, WAIT_STEP_PREFIX + name,
+            rid, self.owner, name, recorded, now, WAIT_STEP_PREFIX + name,
             lambda inputs: _check_against_waits(name, text, inputs))
         if status is None:
             raise RunNotFound(str(run_id))
         if event_id is None:
             raise RunNotWaitable(f"run {rid} has finished ({status}): no wait would ever "
                                  f"receive event {name!r}")
-        return SentEvent(event_id, str(rid), name, serializer.loads(text), from_micros(now)
+        return SentEvent(event_id, str(rid), name, serializer.loads(recorded), from_micros(now)
                          or datetime.min)
 
     def sent_events(self, run_id: str | uuid.UUID) -> list[SentEvent]:
@@ -107,7 +112,7 @@ def _check_against_waits(name: str, text: str, inputs: Sequence[str | None]) -> 
     schemas = []
     for recorded in inputs:
         try:
-            schema = json.loads(recorded or "{}").get("schema")
+            schema = json.loads(readable(recorded or "{}", "wait")).get("schema")
         except (ValueError, AttributeError):
             continue
         if isinstance(schema, dict):

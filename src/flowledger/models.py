@@ -230,6 +230,9 @@ class Step:
     #: of its serialized text, and ``Ledger.step`` reads it whole.
     input_truncated: bool = False
     output_truncated: bool = False
+    #: Redaction changed its recorded output or context values (``Ledger(redact=...)``):
+    #: a resume executes it again instead of replaying them (docs/redaction.md).
+    redacted: bool = False
 
     @property
     def usage_totals(self) -> UsageTotals:

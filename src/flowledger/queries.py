@@ -363,6 +363,6 @@ class LedgerQueries(LedgerBase):
         serializer = self._runtime.serializer
         return [replace(self._records.run(row, steps[row.id], usage=usage[row.id],
                                           attempts=attempts.get(row.id, ())),
-                        context={name: None if value is None else serializer.loads(value)
+                        context={name: self._records.load(serializer.name, value)
                                  for name, value in contexts[row.id].items()})
                 for row in rows]

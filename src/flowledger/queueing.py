@@ -27,6 +27,7 @@ from .schedules import (
     tick_key,
     zone_argument,
 )
+from .serialization import refuse_redacted
 from .store import SPEC_ENTRYPOINT, NewRun, RunRow, ScheduleRow, SpecRow
 from .workflow import WorkflowRef, definition_of
 
@@ -153,7 +154,8 @@ class LedgerQueueing(LedgerBase):
         definition = definition_of(workflow)
         _, inputs_text = prepare_inputs(
             self._runtime, definition, args,
-            validation.arguments_or_inputs(kwargs, args, inputs), convert=inputs is not None)
+            validation.arguments_or_inputs(kwargs, args, inputs), convert=inputs is not None,
+            queued=True)
         now = ids.now_us()
         due = now + _delay_us(delay)
         seconds = validation.deadline_seconds(deadline, definition.deadline)
@@ -186,6 +188,7 @@ class LedgerQueueing(LedgerBase):
             return RunHandle(self, str(row.id), created=False)
         if row.status == RunStatus.RUNNING:
             raise RunAlreadyRunning(f"run {row.id} is running; cancel it first, or wait")
+        refuse_redacted(row.inputs, f"run {row.id}")  # a worker would run from the record
         position = resume_position(self.store.get_steps(row.id))
         if not self.store.requeue_run(row.id, self.owner, name, position, ids.now_us()):
             raise RunAlreadyRunning(f"run {row.id} was just resumed by another process")
@@ -280,7 +283,7 @@ class LedgerQueueing(LedgerBase):
         expression = check_cron(cron)
         zone = check_timezone(zone_argument(tz, timezone))
         _, inputs_text = prepare_inputs(self._runtime, definition, (), dict(inputs or {}),
-                                        convert=True)
+                                        convert=True, queued=True)
         now = ids.now_us()
         who = self._owner_for(owner)
         if definition.source is not None:  # a spec: its ticks' runs name the stored text

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import ids
 from .artifacts import OUTPUT_MARKER, artifact_info
+from .encryption import error_data, is_sealed, placeholder
 from .errors import FlowledgerError
 from .models import (
     Attempt,
@@ -49,6 +50,8 @@ class Records:
     def load(self, row_serializer: str, text: str | None) -> Any:
         if text is None:
             return None
+        if is_sealed(text):  # its key is not in this process's keyring
+            return placeholder(text)
         if row_serializer != self.serializer.name:
             return text
         return self.serializer.loads(text)
@@ -62,7 +65,7 @@ class Records:
             steps = [self._previewed(found, step, preview) for step in steps]
         run = self.run(found.run, steps, usage=found.usage, attempts=found.attempts,
                        preview=preview is not None)
-        context = {name: None if value is None else self.serializer.loads(value)
+        context = {name: self.load(self.serializer.name, value)
                    for name, value in found.context}
         row = found.run
         own = Revision(row.id, row.owner, row.revision, row.status, row.lease_expires_at,
@@ -97,7 +100,7 @@ class Records:
             owner=row.owner, tags=row.tags, status=RunStatus(row.status),
             inputs=self.load(row.serializer, row.inputs),
             output=self.load(row.serializer, row.output),
-            error=ErrorInfo.from_dict(json.loads(row.error)) if row.error else None,
+            error=ErrorInfo.from_dict(error_data(row.error)) if row.error else None,
             created_at=from_micros(row.created_at) or datetime.min,
             started_at=from_micros(row.started_at), completed_at=from_micros(row.completed_at),
             duration=duration_between(row.started_at, row.completed_at), counts=counts,
@@ -156,7 +159,7 @@ class Records:
              payload: Callable[[str | None], str | None],
              attempts: Sequence[AttemptRow] = (), preview: bool = False) -> Step:
         status = StepStatus(row.status)
-        error = ErrorInfo.from_dict(json.loads(row.error)) if row.error else None
+        error = ErrorInfo.from_dict(error_data(row.error)) if row.error else None
         started, completed = from_micros(row.started_at), from_micros(row.completed_at)
         duration = duration_between(row.started_at, row.completed_at)
         # The step row is its latest attempt: that record is built from the values above.
@@ -180,6 +183,7 @@ class Records:
             attempt_history=(latest,) if row.attempts == 1 and not attempts
             else attempt_history(row.attempts, latest, attempts),
             input_truncated=input_cut, output_truncated=output_cut,
+            redacted=bool(row.redacted),
         )
 
 
@@ -207,7 +211,7 @@ _OUTCOME = {StepStatus(s.value): AttemptOutcome(s.value) for s in StepStatus}
 
 def _attempt(number: int, status: str, started: int | None, completed: int | None,
              error_text: str | None, retry_at: int | None) -> Attempt:
-    error = ErrorInfo.from_dict(json.loads(error_text)) if error_text else None
+    error = ErrorInfo.from_dict(error_data(error_text)) if error_text else None
     outcome = AttemptOutcome(status)
     if error is not None and error.type == INTERRUPTED_TYPE:
         outcome = AttemptOutcome.INTERRUPTED
@@ -279,7 +283,7 @@ def _iso(micros: int | None) -> str | None:
 def _error(text: str | None) -> dict[str, str] | None:
     if not text:
         return None
-    data = json.loads(text)
+    data = error_data(text)
     return {"type": str(data.get("type", "")), "message": str(data.get("message", "")),
             "traceback": str(data.get("traceback", ""))}
 

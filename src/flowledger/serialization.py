@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pydantic_core
@@ -23,7 +23,9 @@ from pydantic_core import ValidationError  # pydantic's own ValidationError is t
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
-from .errors import ConfigurationError, PayloadTooLarge, SerializationError
+from .encryption import readable
+from .errors import ConfigurationError, PayloadTooLarge, RedactedInputs, SerializationError
+from .redact import marked_paths
 
 log = logging.getLogger("flowledger")
 NO_HINT: Any = inspect.Parameter.empty
@@ -74,6 +76,7 @@ class JsonSerializer:
             ) from None
 
     def loads(self, text: str, type_hint: Any = NO_HINT) -> Any:
+        text = readable(text)  # a payload still sealed is refused, never parsed
         if type_hint in (NO_HINT, Any, object, None) or isinstance(type_hint, str):
             return pydantic_core.from_json(text)
         adapter = _adapter(type_hint)
@@ -209,11 +212,27 @@ def call_arguments(signature: inspect.Signature,
     return args, kwargs
 
 
-def decode_inputs(serializer: Serializer, text: str | None,
-                  fn: Callable[..., Any]) -> dict[str, Any]:
-    """Stored workflow inputs back to typed parameter values."""
+def refuse_redacted(text: str | None, what: str, supplied: Collection[str] = ()) -> None:
+    """Raise RedactedInputs when stored inputs hold values redaction replaced (and that
+    ``supplied`` parameter names do not give anew)."""
+    missing = [path for path in marked_paths(text)
+               if path.split(".")[0].split("[")[0] not in supplied]
+    if missing:
+        raise RedactedInputs(
+            f"{what} cannot be executed from its record: its inputs {', '.join(missing)} "
+            "were redacted when recorded (Ledger(redact=...) or FLOWLEDGER_REDACT), and the "
+            "real values exist only in the process that started it. Start a new run with "
+            "the values (secrets passed by reference, not as inputs)", tuple(missing))
+
+
+def decode_inputs(serializer: Serializer, text: str | None, fn: Callable[..., Any], *,
+                  what: str = "the run", supplied: Collection[str] = ()) -> dict[str, Any]:
+    """Stored workflow inputs back to typed parameter values. Inputs that redaction
+    replaced (``[redacted]``) cannot be given back: RedactedInputs names them, unless
+    ``supplied`` (parameter names given anew, as a fork may) covers them."""
     if not text:
         return {}
+    refuse_redacted(text, what, supplied)
     raw = serializer.loads(text)
     if not isinstance(raw, dict):
         return {}

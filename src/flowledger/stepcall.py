@@ -87,6 +87,9 @@ class StepCall:
         self.child: NewRun | None = None
         # Context values set during the current attempt: committed with its result.
         self.pending_context: dict[str, tuple[str | None, Any]] = {}
+        # A context value the current attempt set was changed by redaction: the step is
+        # then recorded as not replayable (docs/redaction.md).
+        self.context_redacted = False
         # What the current attempt logs, written with its outcome (None: not captured).
         self.logs: LogBuffer | None = None
         self.capture_print = execution.runtime.capture_print
@@ -109,7 +112,8 @@ class StepCall:
                 f"run {self.execution.run_id_text}: position {self.position} was recorded as "
                 f"step {row.name!r}, but the code now calls {self.name!r}; workflow code must "
                 "call its steps in the same order on resume (fork the run to change it)")
-        if row.status in ("completed", "skipped"):
+        # A step whose recorded output (or context) was redacted runs again instead.
+        if row.status in ("completed", "skipped") and not row.redacted:
             execution = self.execution
             text = execution.runtime.payload(execution.run_id, execution.owner, row.output)
             if text is None:
@@ -137,6 +141,7 @@ class StepCall:
             raise interruption(execution)
         self.attempt += 1
         self.pending_context = {}
+        self.context_redacted = False
         self.logs = LogBuffer() if execution.runtime.capture_logs else None
 
     # -- shared rate limits (docs/rate-limits.md) --------------------------------------
@@ -203,15 +208,18 @@ class StepCall:
         left = max((deadline - ids.now_us()) / 1_000_000, 0.001)
         return left if self.step_timeout is None else min(left, self.step_timeout)
 
-    def _finish(self, status: str, output: str | None, error: str | None) -> None:
+    def _finish(self, status: str, output: str | None, error: str | None,
+                redacted: bool = False) -> None:
         execution = self.execution
         pending = self.pending_context if status != "failed" else {}
         texts = {name: text for name, (text, _) in pending.items()} if pending else None
         logs, dropped = self._take_logs()
         now = ids.now_us()
+        redacted = redacted or (bool(pending) and self.context_redacted)
         if not execution.runtime.store.finish_step(execution.run_id, execution.token,
                                                    self.position, status, output, error,
-                                                   now, texts, logs, dropped):
+                                                   now, texts, logs, dropped,
+                                                   redacted=redacted):
             raise LeaseLost(f"run {execution.run_id_text} was taken over while step "
                             f"{self.name!r} ran; its result was not recorded")
         self.traced(status, now, error)
@@ -221,7 +229,13 @@ class StepCall:
     def _take_logs(self) -> tuple[str | None, int]:
         """The attempt's log records (JSON) and dropped count; capture ends here."""
         buffer, self.logs = self.logs, None
-        return (None, 0) if buffer is None else buffer.encoded()
+        if buffer is None:
+            return None, 0
+        text, dropped = buffer.encoded()
+        redactor = self.execution.runtime.redactor
+        if text is not None and redactor is not None:
+            text = redactor.log_records(text)
+        return text, dropped
 
     def traced(self, status: str, ended_at: int, error: str | None) -> None:
         """The attempt's outcome was committed: its span goes out when tracing is on."""
@@ -234,17 +248,21 @@ class StepCall:
 
     def succeeded(self, result: Any) -> Any:
         try:
-            text = self.execution.encode(result, f"output of {self.label}", self.position)
+            text, redacted = self.execution.encode_output(result, f"output of {self.label}",
+                                                          self.position)
         except Exception as exc:
-            self._finish("failed", None, error_text(exc))
+            self._finish("failed", None, self.execution.runtime.error(exc))
             raise
-        self._finish("completed", text, None)
+        self._finish("completed", text, None, redacted)
         return result
 
     def skipped(self, skip: SkipStep) -> Any:
-        text = self.execution.encode(skip.value, f"value of skipped step {self.name!r}")
-        self._finish("skipped", text, json.dumps({"type": "skipped", "message": skip.reason,
-                                                  "traceback": ""}))
+        text, redacted = self.execution.encode_output(
+            skip.value, f"value of skipped step {self.name!r}")
+        reason = json.dumps({"type": "skipped", "message": skip.reason, "traceback": ""})
+        redactor = self.execution.runtime.redactor
+        self._finish("skipped", text,
+                     reason if redactor is None else redactor.error_json(reason), redacted)
         return skip.value
 
     def failed(self, exc: BaseException) -> float | None:
@@ -265,13 +283,13 @@ class StepCall:
             if deadline is None or retry_at < deadline:
                 execution = self.execution
                 logs, dropped = self._take_logs()
-                error = error_text(exc)
+                error = execution.runtime.error(exc)
                 execution.runtime.store.record_retry(execution.run_id, execution.token,
                                                      self.position, error, now, retry_at,
                                                      logs, dropped)
                 self.traced("failed", now, error)
                 return delay
-        self._finish("failed", None, error_text(exc))
+        self._finish("failed", None, self.execution.runtime.error(exc))
         return None
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import ids, validation
 from .blocking import Blocking, drive, drive_async
+from .encryption import error_data, readable
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -145,7 +146,7 @@ def _waiting(execution: Execution, name: str, timeout: float | timedelta | None,
     if again and recorded is not None and _timed_out(recorded) \
             and execution.last_recorded > position:
         # The workflow went on after this wait timed out: replay the timeout.
-        raise WaitTimeout(json.loads(recorded.error or "{}").get("message", ""), name)
+        raise WaitTimeout(str(error_data(recorded.error or "{}").get("message", "")), name)
     until = None if again else _recorded(recorded, "until")
     if until is None and seconds is not None:
         until = ids.now_us() + int(seconds * 1_000_000)
@@ -249,7 +250,7 @@ def _recorded(row: StepRow | None, key: str) -> int | None:
     if row is None or not row.input:
         return None
     try:
-        value = json.loads(row.input).get(key)
+        value = json.loads(readable(row.input, "wait")).get(key)
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, int) else None
@@ -257,7 +258,7 @@ def _recorded(row: StepRow | None, key: str) -> int | None:
 
 def _timed_out(row: StepRow) -> bool:
     try:
-        return bool(json.loads(row.error or "{}").get("type", "").endswith(".WaitTimeout"))
+        return bool(str(error_data(row.error or "{}").get("type", "")).endswith(".WaitTimeout"))
     except ValueError:
         return False
 

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import ids
+from .encryption import error_data
 from .errors import ConfigurationError, WebhookNotFound
 from .ledgerbase import LedgerBase
 from .models import from_micros
@@ -145,7 +146,7 @@ def payload_of(row: DeliveryRow) -> dict[str, Any]:
     error = None
     if snapshot.get("error"):
         try:
-            recorded = json.loads(snapshot["error"])
+            recorded = error_data(snapshot["error"])
             error = {"type": str(recorded.get("type", "")),
                      "message": str(recorded.get("message", ""))}
         except (ValueError, AttributeError):

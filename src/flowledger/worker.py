@@ -34,7 +34,6 @@ from .errors import (
 )
 from .ledger import Ledger
 from .queueing import DEFAULT_QUEUE
-from .stepcall import error_text
 from .store import Claim, Listener, WorkerRow
 from .webhook_dispatch import WebhookDispatcher
 
@@ -218,7 +217,8 @@ class Worker:
             # why, rather than let it expire and loop between workers.
             log.error("run %s cannot be executed by worker %s: %s", row.id, self.id, exc,
                       extra=about)
-            store.finish_run(row.id, claim.token, "failed", None, error_text(exc),
+            store.finish_run(row.id, claim.token, "failed", None,
+                             self.ledger.recorded_error(exc),
                              ids.now_us())
             return
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import fsspec
 import pytest
+import sqlalchemy as sa
 from fsspec.implementations.memory import MemoryFileSystem
 from sqlalchemy import update
 
@@ -319,3 +320,50 @@ def test_an_object_already_at_the_archive_path_is_never_touched(ledger: fl.Ledge
     (written,) = ledger.apply_retention().archives
     assert written != f"file://{earlier}" and written.endswith(".jsonl.gz")
     assert gzip.decompress(earlier.read_bytes()) == b"what another tool wrote there\n"
+
+
+def _all_text(url: str) -> list[str]:
+    """Every text value of every flowledger table."""
+    engine = sa.create_engine(url)
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            return [str(v) for table in meta.sorted_tables
+                    if table.name.startswith("flowledger_")
+                    for row in conn.execute(sa.select(table)) for v in row
+                    if isinstance(v, str)]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("per_owner", [False, True])
+def test_encrypted_runs_are_archived_as_records_and_restored_sealed(
+        db_url: str, tmp_path: Path, per_owner: bool) -> None:
+    from tests.contract import test_encryption as enc  # noqa: PLC0415 (its workflows)
+
+    mark = enc.MARK
+    blobs = tmp_path / "blobs"
+    with fl.Ledger(db_url, encryption=enc.keyring("k1", per_owner=per_owner),
+                   artifacts=str(blobs)) as ledger:
+        run_id = ledger.start(enc.enc_flow, f"input {mark}").id
+        ledger.result(run_id)
+        waiting = ledger.start(enc.enc_waits)
+        ledger.send_event(waiting.id, "approve", {"by": f"event {mark}"})
+        ledger.result(waiting.id)
+        kept = [r.id for r in ledger.runs().runs]
+        before = {i: _snapshot(ledger, i) for i in kept}
+        ledger.set_retention(keep=timedelta(0),
+                             archive=f"file://{tmp_path}/arch/{{date}}.jsonl.gz")
+        (written,) = ledger.apply_retention().archives
+        # The archive holds the records (opened), not the store's ciphertexts.
+        text = gzip.decompress(Path(written.removeprefix("file://")).read_bytes()).decode()
+        assert mark in text and "flenc1:" not in text
+        assert ledger.restore_archive(written).restored == len(kept) == 2
+        assert {i: _snapshot(ledger, i) for i in kept} == before
+        assert ledger.get(run_id).context["note"] == f"context {mark}"
+    # Restored through the store: sealed again, no plaintext in the database or blobs.
+    values = _all_text(db_url)
+    assert not [v for v in values if mark in v]
+    assert any(v.startswith("flenc1:k1:") for v in values)
+    assert not [p for p in blobs.rglob("*") if p.is_file() and mark.encode() in p.read_bytes()]

@@ -94,6 +94,10 @@ def worker_command(
     metrics_host: Annotated[str, typer.Option(
         help="Address the metrics port listens on (no token is asked: keep it private).")]
     = "127.0.0.1",
+    redact: Annotated[list[str] | None, typer.Option(
+        "--redact", metavar="KEY",
+        help="A key whose values this worker replaces by [redacted] before recording them "
+             "(any depth, any case); repeatable; added to FLOWLEDGER_REDACT's.")] = None,
     retention_interval: Annotated[str, typer.Option(
         help="How often to apply the retention policies (one worker at a time, by a "
              "lease in the database); 0s: never.")] = "60s",
@@ -106,6 +110,7 @@ def worker_command(
         raise ConfigurationError(f"--metrics-port must be between 1 and 65535, not "
                                  f"{metrics_port}")
     state = state_of(ctx, creates=True)
+    state.redact = list(redact or [])
     import_apps(app_module or [])
     configure_logging(log_format, quiet=state.quiet)
     if capture_print:

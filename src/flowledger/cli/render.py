@@ -159,7 +159,7 @@ def run_header(run: Run) -> Table:
     if run.error:
         grid.add_row("error", Text(f"{run.error.type}: {run.error.message}", style="red"))
     if run.output is not None:
-        grid.add_row("output", compact(run.output, 200))
+        grid.add_row("output", Text(compact(run.output, 200)))  # never markup
     return grid
 
 
@@ -170,10 +170,13 @@ def steps_table(run: Run) -> Table:
     for step in run.steps:
         name = step.name + (f" → {short_id(step.child_run_id)}" if step.child_run_id else "")
         totals = step.usage_totals
-        table.add_row(str(step.position), name, status_text(step.status), str(step.attempts),
+        status = status_text(step.status)
+        if step.redacted:  # its output was redacted: a resume runs it again
+            status.append(" (redacted)", style="dim")
+        table.add_row(str(step.position), name, status, str(step.attempts),
                       duration(step.duration), tokens(totals.total_tokens if totals.calls
                                                       else None),
-                      cost(totals.cost_usd, totals.unpriced_calls), error_summary(step))
+                      cost(totals.cost_usd, totals.unpriced_calls), Text(error_summary(step)))
     return table
 
 
@@ -286,7 +289,7 @@ def inspect_view(run: Run, load: Callable[[str], Run],
     if run.context:
         grid = Table.grid(padding=(0, 2))
         for name, value in run.context.items():
-            grid.add_row(name, compact(value, 100))
+            grid.add_row(name, Text(compact(value, 100)))
         parts += [Text(), Text("context", style="bold"), grid]
     return Group(*parts)
 

@@ -61,6 +61,9 @@ class State:
                            else cast(IO[str], TrimmedLines(sys.stderr)))
         self._ledger: Ledger | None = None
         self.creates = False  # set by commands that record something
+        # Keys the Ledger redacts before recording (`worker --redact`), beside
+        # FLOWLEDGER_REDACT's.
+        self.redact: list[str] = []
 
     @property
     def ledger(self) -> Ledger:
@@ -68,7 +71,7 @@ class State:
             # Imported on first use: `flowledger --help` and `--version` never open a store.
             from ..ledger import Ledger  # noqa: PLC0415 (start-up time)
 
-            self._ledger = Ledger(self.db, create=self.creates)
+            self._ledger = Ledger(self.db, create=self.creates, redact=self.redact or None)
             if self.debug:
                 self.err.print(f"database: {self._ledger.store.backend.describe()}",
                                style="dim")

@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     api_tokens,
     artifacts,
     commands,
+    keys,
     logs,
     mailbox,
     maintenance,

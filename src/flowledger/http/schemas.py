@@ -189,6 +189,8 @@ class StepOut(BaseModel):
     output_truncated: bool = Field(description="In a run answer: the output is the start "
                                                "of its JSON text (the step route has it "
                                                "all).")
+    redacted: bool = Field(description="Redaction changed its recorded output or context "
+                                       "values: a resume executes it again.")
 
 
 class LineageOut(BaseModel):

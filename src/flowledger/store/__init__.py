@@ -43,13 +43,16 @@ from .rows import (
     WebhookRow,
     WorkerRow,
 )
+from .sealing import NO_SEALING, NoSealing, Sealing, rewrite_parts
 from .spool import SpoolingStore
 from .sql import SqlStore
+from .statements.keys import SealedColumn
 
-__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArchivedRun", "ArtifactRow", "AttemptRow", "Bounds",
-           "Claim", "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
-           "Durability", "EventRow", "LeaseHold", "Listener", "LogRow", "MetricRows",
-           "NewRun", "QueueRow", "RateLimitRow", "RetentionPolicyRow", "Revision",
-           "RunFilter", "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SpecRow",
-           "SpoolingStore", "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow",
-           "UsageRow", "WebhookRow", "WorkerRow", "head_revision"]
+__all__ = ["HEAD", "NO_SEALING", "SPEC_ENTRYPOINT", "ArchivedRun", "ArtifactRow",
+           "AttemptRow", "Bounds", "Claim", "ClaimResult", "DeliveryAttemptRow",
+           "DeliveryRow", "DueDelivery", "Durability", "EventRow", "LeaseHold", "Listener",
+           "LogRow", "MetricRows", "NewRun", "NoSealing", "QueueRow", "RateLimitRow",
+           "RetentionPolicyRow", "Revision", "RunFilter", "RunProgress", "RunRead", "RunRow",
+           "ScheduleRow", "SealedColumn", "Sealing", "SpecRow", "SpoolingStore", "SqlStore",
+           "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow", "WebhookRow",
+           "WorkerRow", "head_revision", "rewrite_parts"]

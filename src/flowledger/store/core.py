@@ -21,6 +21,7 @@ from ..errors import DatabaseNotFound
 from . import history, migrate
 from .dialects import WRITE_OPTION, Backend, Durability, open_backend
 from .rows import NewRun, SpecRow
+from .sealing import NO_SEALING, NoSealing, run_aad
 from .statements import runs as runs_sql
 from .statements import specs as specs_sql
 from .statements.steps import driver_sql
@@ -34,6 +35,8 @@ class StoreCore:
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open."""
 
     backend: Backend
+    # Seals payload columns on write and opens them on read (encryption at rest).
+    sealing: NoSealing = NO_SEALING
 
     def __init__(self, url: str, *, durability: Durability = "full",
                  migrate_schema: bool = True, create: bool = True) -> None:
@@ -114,7 +117,8 @@ class StoreCore:
         return {
             "id": bind(run.id), "workflow": run.workflow, "version": run.version,
             "entrypoint": run.entrypoint, "owner": run.owner, "status": run.status,
-            "serializer": run.serializer, "inputs": run.inputs, "created_at": run.created_at,
+            "serializer": run.serializer, "created_at": run.created_at,
+            "inputs": self.sealing.seal(run.inputs, run_aad("inputs", run.id), owner=run.owner),
             "started_at": run.created_at if run.status == "running" else None,
             "deadline_at": run.deadline_at, "parent_id": bind(run.parent_id),
             "forked_from": bind(run.forked_from),

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from sqlalchemy import Connection
 
 from .rows import AttemptRow
+from .sealing import NO_SEALING, NoSealing, context_aad, rewrite_parts
 from .statements import history as history_sql
+from .statements import keys as keys_sql
 
 ABANDONED = json.dumps({
     "type": "flowledger.Interrupted", "traceback": "",
@@ -47,12 +49,18 @@ def attempts_of(conn: Connection,
 
 
 def copy_into_fork(conn: Connection, source: uuid.UUID, fork: uuid.UUID, before: int,
-                   now: int) -> None:
+                   now: int, sealing: NoSealing = NO_SEALING) -> None:
     """Copy what a fork reuses: the source's steps before ``before`` with their attempts
-    and offloaded outputs, and the context as those steps left it."""
+    and offloaded outputs, and the context as those steps left it. Sealed payloads are
+    sealed again for the fork's records (a copy would not authenticate there)."""
     for statement in history_sql.fork_copies(source, fork, before):
         conn.execute(statement)
     values = _context_at(conn, source, before)
+    if sealing.active:
+        _reseal_copies(conn, sealing, source, fork)
+        values = {name: (sealing.move(value, context_aad(source, name),
+                                      context_aad(fork, name)), position)
+                  for name, (value, position) in values.items()}
     if values:
         conn.execute(history_sql.INSERT_CONTEXT, [
             {"run_id": fork, "name": name, "value": value, "position": position,
@@ -77,3 +85,22 @@ def _context_at(conn: Connection, source: uuid.UUID,
             history_sql.context_set_before(source, before)):
         values.setdefault(name, (value, position))
     return values
+
+
+def _reseal_copies(conn: Connection, sealing: NoSealing, source: uuid.UUID,
+                   fork: uuid.UUID) -> None:
+    """The fork's copied step and attempt payloads, sealed for the fork's own records."""
+    old_id, new_id = str(source).encode(), str(fork).encode()
+
+    def move(text: str, aad: bytes) -> str:
+        # The record identity is the same but for the run id.
+        return sealing.move(text, aad, aad.replace(old_id, new_id, 1)) or text
+
+    for spec in keys_sql.SEALED:
+        if spec.table.name not in ("flowledger_steps", "flowledger_attempts"):
+            continue
+        for row in conn.execute(keys_sql.rows_of_run(spec, fork)).all():
+            keys, identity, value = tuple(row[:len(spec.keys)]), row[len(spec.keys):-1], row[-1]
+            source_identity = (source, *identity[1:])
+            moved = rewrite_parts(spec, source_identity, value, move)
+            conn.execute(keys_sql.replace_value(spec, keys, value, moved))

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 VERSION_TABLE = "flowledger_alembic_version"
-HEAD = "0017"  # the newest migration under migrations/versions
+HEAD = "0019"  # the newest migration under migrations/versions
 
 
 def alembic_config() -> Config:

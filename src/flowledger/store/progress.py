@@ -7,6 +7,7 @@ import uuid
 from . import history
 from .core import StoreCore
 from .rows import AttemptRow, RunProgress, StepProgress
+from .sealing import run_aad
 from .statements import progress as progress_sql
 
 
@@ -25,9 +26,13 @@ class StoreProgress(StoreCore):
             if any(step.attempts > 1 or step.status == "running" for step in found):
                 tried = history.attempts_of(conn, [run_id]).get(run_id, [])
         paused = run.status == "paused"
+        for attempt in tried:
+            self.sealing.attempt_row(attempt)
+        error = (self.sealing.open(run.error, run_aad("error", run_id))
+                 if run.status == "failed" else None)
         return RunProgress(run_id, run.status, run.started_at, run.completed_at,
                            run.resumed_at, run.resumed_from_position, tuple(found),
-                           tuple(tried), run.error if run.status == "failed" else None,
+                           tuple(tried), error,
                            run.paused_at if paused else None,
                            run.pause_reason if paused else None)
 

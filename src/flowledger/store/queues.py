@@ -21,6 +21,7 @@ from . import history
 from .core import StoreCore
 from .ratelimits import QueueRates
 from .rows import Claim, ClaimResult, NewRun, QueueRow, RunRow, ScheduleRow, WorkerRow
+from .sealing import schedule_aad
 from .statements import queues as queues_sql
 from .statements import ratelimits as rl_sql
 from .statements import schedules as schedules_sql
@@ -45,6 +46,7 @@ class StoreQueues(StoreCore):
         """Record a pending run. With an idempotency key the owner already used, nothing
         is recorded and the existing run's id is returned: (id, created)."""
         assert run.queue is not None
+        self.sealing.prepare(run.owner)
         with self._write() as conn:
             keyed = run.idempotency_key is not None
             if self._insert_run(conn, run, unless_duplicate=keyed):
@@ -86,8 +88,11 @@ class StoreQueues(StoreCore):
                 result.next_due = min((at for at in due if at is not None), default=None)
             if taken:
                 rows = conn.execute(queues_sql.claimed_runs(list(taken))).all()
-                result.claimed = [Claim(RunRow.from_row(row, ()), *taken[row.id]) for row in rows]
-            return result
+                result.claimed = [Claim(RunRow.from_row(row, ()), *taken[row.id])
+                                  for row in rows]
+        for claim in result.claimed:  # opened outside the claim's transaction
+            self.sealing.run_row(claim.row)
+        return result
 
     def _reclaim_expired(self, conn: Connection, names: list[str], worker: str, limit: int,
                          lease_us: int, max_recoveries: int, now: int,
@@ -298,6 +303,15 @@ class StoreQueues(StoreCore):
     def save_schedule(self, schedule: ScheduleRow) -> ScheduleRow:
         """Create or replace a schedule by name. Replacing keeps the next tick when the
         cron expression is unchanged (so re-declaring it on every start fires nothing)."""
+        plain = schedule.inputs
+        schedule.inputs = self.sealing.seal(plain, schedule_aad(schedule.name),
+                                            owner=schedule.owner)
+        try:
+            return self._save_schedule(schedule)
+        finally:
+            schedule.inputs = plain
+
+    def _save_schedule(self, schedule: ScheduleRow) -> ScheduleRow:
         with self._write() as conn:
             existing = conn.execute(schedules_sql.lock_schedule(schedule.name)).first()
             if existing is not None:
@@ -314,12 +328,13 @@ class StoreQueues(StoreCore):
     def list_schedules(self, owner: str | None) -> list[ScheduleRow]:
         query = schedules_sql.list_schedules(owner)
         with self._read() as conn:
-            return [_schedule_row(row) for row in conn.execute(query)]
+            return [self.sealing.schedule_row(_schedule_row(row))
+                    for row in conn.execute(query)]
 
     def get_schedule(self, name: str, owner: str | None) -> ScheduleRow | None:
         with self._read() as conn:
             row = conn.execute(schedules_sql.get_schedule(name, owner)).first()
-            return None if row is None else _schedule_row(row)
+            return None if row is None else self.sealing.schedule_row(_schedule_row(row))
 
     def pause_schedule(self, name: str, owner: str | None, now: int) -> bool:
         """False when there is no such schedule, or it was paused already."""
@@ -351,7 +366,7 @@ class StoreQueues(StoreCore):
             now = clock()
             due = conn.execute(schedules_sql.due_schedules(now)).all()
             for raw in due:
-                schedule = _schedule_row(raw)
+                schedule = self.sealing.schedule_row(_schedule_row(raw))
                 ticks, next_fire = plan(schedule, now)
                 last_run = schedule.last_run_id
                 for tick in ticks:

@@ -30,7 +30,7 @@ class StoreReads(StoreCore):
         if row is None:
             return None
         tags = tuple(conn.execute(reads_sql.tags_of(run_id)).scalars())
-        return RunRow.from_row(row, tags)
+        return self.sealing.run_row(RunRow.from_row(row, tags))
 
     def ended_since(self, since: int, owner: str | None, limit: int) -> list[uuid.UUID]:
         """Ids of the runs ``owner`` (None: anyone) can see that ended at or after
@@ -47,23 +47,24 @@ class StoreReads(StoreCore):
                 return None
             tried = conn.execute(reads_sql.step_attempts(run_id, position)).all()
             used = conn.execute(reads_sql.step_usage(run_id, position)).all()
-            return (StepRow(*row), [AttemptRow(*r) for r in tried],
+            return (self.sealing.step_row(StepRow(*row)),
+                    [self.sealing.attempt_row(AttemptRow(*r)) for r in tried],
                     [UsageRow(*r) for r in used])
 
     def get_steps(self, run_id: uuid.UUID) -> list[StepRow]:
         with self._read() as conn:
             return self._get_steps(conn, run_id)
 
-    @staticmethod
-    def _get_steps(conn: Connection, run_id: uuid.UUID) -> list[StepRow]:
+    def _get_steps(self, conn: Connection, run_id: uuid.UUID) -> list[StepRow]:
         rows = conn.execute(reads_sql.steps_of_run(run_id))
-        return [StepRow(*row) for row in rows]
+        return [self.sealing.step_row(StepRow(*row)) for row in rows]
 
     def logs_of(self, run_id: uuid.UUID, position: int | None = None) -> list[LogRow]:
         """What a run's step attempts logged (one step's with ``position``), in step then
         attempt order."""
         with self._read() as conn:
-            return [LogRow(*row) for row in conn.execute(logs_sql.logs_of(run_id, position))]
+            return [self.sealing.log_row(run_id, LogRow(*row))
+                    for row in conn.execute(logs_sql.logs_of(run_id, position))]
 
     def get_status(self, run_id: uuid.UUID) -> tuple[str, str | None] | None:
         with self._read() as conn:
@@ -81,7 +82,8 @@ class StoreReads(StoreCore):
                 ids = [r.id for r in rows]
                 for run_id, tag in conn.execute(reads_sql.tags_of_runs(ids)):
                     tags.setdefault(run_id, []).append(tag)
-            return [RunRow.from_row(r, tuple(tags.get(r.id, ()))) for r in rows]
+            return [self.sealing.run_row(RunRow.from_row(r, tuple(tags.get(r.id, ()))))
+                    for r in rows]
 
     def list_run_ids(self, flt: RunFilter, limit: int,
                      before_id: uuid.UUID | None) -> list[uuid.UUID]:
@@ -100,7 +102,8 @@ class StoreReads(StoreCore):
             tags: dict[uuid.UUID, list[str]] = {}
             for run_id, tag in conn.execute(reads_sql.tags_among(list(rows), self.dialect)):
                 tags.setdefault(run_id, []).append(tag)
-        return [RunRow.from_row(rows[i], tuple(tags.get(i, ()))) for i in run_ids if i in rows]
+        return [self.sealing.run_row(RunRow.from_row(rows[i], tuple(tags.get(i, ()))))
+                for i in run_ids if i in rows]
 
     def family_of(self, run_ids: Sequence[uuid.UUID]
                   ) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
@@ -119,13 +122,17 @@ class StoreReads(StoreCore):
         query = reads_sql.steps_of(run_ids)
         with self._read() as conn:
             for row in conn.execute(query):
-                found[row.run_id].append(StepRow(*row))
+                found[row.run_id].append(self.sealing.step_row(StepRow(*row)))
         return found
 
     def attempts_of(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[AttemptRow]]:
         """The attempt history rows of several runs (for exports and archives)."""
         with self._read() as conn:
-            return history.attempts_of(conn, run_ids)
+            found = history.attempts_of(conn, run_ids)
+        for tried in found.values():
+            for attempt in tried:
+                self.sealing.attempt_row(attempt)
+        return found
 
     def usage_of(self, run_ids: Sequence[uuid.UUID]) -> list[UsageRow]:
         """Every usage record of these runs, in recording order."""
@@ -192,5 +199,5 @@ class StoreReads(StoreCore):
         """Runs marked running whose executor was a process on this host."""
         query = reads_sql.running_runs(host_prefix)
         with self._read() as conn:
-            return [RunRow.from_row(r, ()) for r in conn.execute(query)]
+            return [self.sealing.run_row(RunRow.from_row(r, ())) for r in conn.execute(query)]
 

@@ -3,9 +3,11 @@ read for archives, and archived runs written back (``restore_runs``)."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -23,6 +25,7 @@ from .rows import (
     StepRow,
     UsageRow,
 )
+from .sealing import context_aad, event_aad, run_aad, step_aad
 from .statements import reads as reads_sql
 from .statements import retention as ret_sql
 from .statements import specs as specs_sql
@@ -111,30 +114,43 @@ class StoreRetention(StoreCore):
             tags: dict[uuid.UUID, list[str]] = {}
             for run_id, tag in conn.execute(reads_sql.tags_among(ids, dialect)):
                 tags.setdefault(run_id, []).append(tag)
-            found = {run_id: ArchivedRun(RunRow.from_row(row, tuple(tags.get(run_id, ()))),
-                                         [], [], [], [], [], [], [])
-                     for run_id, row in rows.items()}
-            for row in conn.execute(reads_sql.steps_of(ids)):
-                found[row.run_id].steps.append(StepRow(*row))
-            for run_id, tried in history.attempts_of(conn, ids).items():
-                found[run_id].attempts.extend(tried)
-            for row in conn.execute(reads_sql.usage_of(ids)):
-                found[row[0]].usage.append(UsageRow(*row))
-            for run_id, *rest in conn.execute(ret_sql.contexts_among(ids, dialect)):
-                found[run_id].context.append((rest[0], rest[1], rest[2], rest[3]))
-            for row in conn.execute(ret_sql.artifacts_among(ids, dialect)):
-                found[row[0]].artifacts.append(ArtifactRow(*row))
-            for run_id, *rest in conn.execute(ret_sql.logs_among(ids, dialect)):
-                found[run_id].logs.append((rest[0], rest[1], rest[2], rest[3], rest[4]))
-            for row in conn.execute(ret_sql.events_among(ids, dialect)):
-                found[row[1]].events.append(EventRow(*row))
-            for item in found.values():
-                entry = item.run.entrypoint
-                if entry.startswith(SPEC_ENTRYPOINT):
-                    spec = conn.execute(specs_sql.spec(
-                        item.run.owner, entry.removeprefix(SPEC_ENTRYPOINT))).first()
-                    item.spec = None if spec is None else SpecRow(*spec)
+            found = {run_id: ArchivedRun(
+                self.sealing.run_row(RunRow.from_row(row, tuple(tags.get(run_id, ())))),
+                [], [], [], [], [], [], [])
+                for run_id, row in rows.items()}
+            self._read_records(conn, ids, found)
         return [found[run_id] for run_id in ids if run_id in found]
+
+    def _read_records(self, conn: Connection, ids: list[uuid.UUID],
+                      found: dict[uuid.UUID, ArchivedRun]) -> None:
+        """Everything recorded for the runs of ``found``, payloads opened (a payload
+        this process has no key for stays sealed, and is restored as it is)."""
+        dialect, opened = self.dialect, self.sealing
+        for row in conn.execute(reads_sql.steps_of(ids)):
+            found[row.run_id].steps.append(opened.step_row(StepRow(*row)))
+        for run_id, tried in history.attempts_of(conn, ids).items():
+            found[run_id].attempts.extend(opened.attempt_row(a) for a in tried)
+        for row in conn.execute(reads_sql.usage_of(ids)):
+            found[row[0]].usage.append(UsageRow(*row))
+        for run_id, name, value, position, updated_at in conn.execute(
+                ret_sql.contexts_among(ids, dialect)):
+            found[run_id].context.append(
+                (name, opened.open(value, context_aad(run_id, name)), position, updated_at))
+        for row in conn.execute(ret_sql.artifacts_among(ids, dialect)):
+            found[row[0]].artifacts.append(ArtifactRow(*row))
+        for run_id, position, attempt, records, dropped, written_at in conn.execute(
+                ret_sql.logs_among(ids, dialect)):
+            found[run_id].logs.append(
+                (position, attempt, opened.open(records, step_aad("logs", run_id, position))
+                 or "", dropped, written_at))
+        for row in conn.execute(ret_sql.events_among(ids, dialect)):
+            found[row[1]].events.append(opened.event_row(EventRow(*row)))
+        for item in found.values():
+            entry = item.run.entrypoint
+            if entry.startswith(SPEC_ENTRYPOINT):
+                spec = conn.execute(specs_sql.spec(
+                    item.run.owner, entry.removeprefix(SPEC_ENTRYPOINT))).first()
+                item.spec = None if spec is None else SpecRow(*spec)
 
     def restore_runs(self, archived: Sequence[ArchivedRun]) -> list[uuid.UUID]:
         """Write archived runs back, each with everything recorded for it, in one
@@ -143,6 +159,8 @@ class StoreRetention(StoreCore):
         that encrypts payloads seals them here, as on every other write)."""
         wanted = [item.run.id for item in archived]
         restored = []
+        for owner in {item.run.owner for item in archived}:
+            self.sealing.prepare(owner)  # an owner key is made outside the transaction
         with self._write() as conn:
             present = set(conn.execute(ret_sql.existing(wanted, self.dialect)).scalars())
             for item in archived:
@@ -153,28 +171,35 @@ class StoreRetention(StoreCore):
                 restored.append(item.run.id)
         return restored
 
-    @staticmethod
-    def _restore_one(conn: Connection, item: ArchivedRun) -> None:
+    def _restore_one(self, conn: Connection, item: ArchivedRun) -> None:
+        run_id, owner = item.run.id, item.run.owner
+
+        def seal(text: str | None, aad: bytes) -> str | None:
+            return self.sealing.seal(text, aad, owner=owner)
+
         run = asdict(item.run)
         tags, revision = run.pop("tags"), run["revision"]
-        run_id = item.run.id
+        for field in ("inputs", "output", "error"):
+            run[field] = seal(run[field], run_aad(field, run_id))
         if item.spec is not None:  # the text a spec run was recorded with (kept if there)
             conn.execute(specs_sql.SAVE_TEXT, specs_sql.text_params(item.spec))
         conn.execute(ret_sql.INSERT_RUN, run)
         if tags:
             conn.execute(ret_sql.INSERT_TAG, [{"tag": tag, "run_id": run_id} for tag in tags])
         if item.steps:
-            conn.execute(ret_sql.INSERT_STEP, [{name: getattr(step, name)
-                                                for name in _STEP_COLUMNS}
+            conn.execute(ret_sql.INSERT_STEP, [self._step_values(step, seal)
                                                for step in item.steps])
         if item.attempts:
-            conn.execute(ret_sql.INSERT_ATTEMPT, [asdict(a) for a in item.attempts])
+            conn.execute(ret_sql.INSERT_ATTEMPT, [
+                {**asdict(a), "error": seal(a.error, step_aad("error", run_id, a.position))}
+                for a in item.attempts])
         for record in item.usage:  # one by one: their ids keep the recording order
             conn.execute(ret_sql.INSERT_USAGE, {**asdict(record),
                                                 "cache_hit": int(record.cache_hit)})
         if item.context:
             conn.execute(ret_sql.INSERT_CONTEXT, [
-                {"run_id": run_id, "name": name, "value": value, "position": position,
+                {"run_id": run_id, "name": name,
+                 "value": seal(value, context_aad(run_id, name)), "position": position,
                  "updated_at": updated_at}
                 for name, value, position, updated_at in item.context])
         if item.artifacts:
@@ -182,10 +207,26 @@ class StoreRetention(StoreCore):
         if item.logs:
             conn.execute(ret_sql.INSERT_LOGS, [
                 {"run_id": run_id, "position": position, "attempt": attempt,
-                 "records": records, "dropped": dropped, "written_at": written_at}
+                 "records": seal(records, step_aad("logs", run_id, position)),
+                 "dropped": dropped, "written_at": written_at}
                 for position, attempt, records, dropped, written_at in item.logs])
         for event in item.events:  # in order: consumption is by event id
             values = asdict(event)
             values.pop("id")
+            for field in ("payload", "error"):
+                values[field] = seal(values[field], event_aad(field, run_id, event.name))
             conn.execute(ret_sql.INSERT_EVENT, values)
         conn.execute(ret_sql.set_revision(run_id, revision))
+
+    @staticmethod
+    def _step_values(step: StepRow, seal: Callable[[str | None, bytes], str | None]
+                     ) -> dict[str, Any]:
+        values: dict[str, Any] = {name: getattr(step, name) for name in _STEP_COLUMNS}
+        for field in ("input", "output", "error"):
+            values[field] = seal(values[field], step_aad(field, step.run_id, step.position))
+        if step.context:
+            values["context"] = json.dumps({
+                name: seal(value, context_aad(step.run_id, name))
+                for name, value in json.loads(step.context).items()})
+        values["redacted"] = int(bool(getattr(step, "redacted", 0)))
+        return values

@@ -90,6 +90,8 @@ class StepRow:
     completed_at: int | None
     child_run_id: uuid.UUID | None
     context: str | None = None  # JSON: name -> serialized value, what this step set
+    #: Redaction changed its output or context: executed again on resume, not replayed.
+    redacted: bool = False
     #: When a read cut the input or output to a preview: its full length (characters).
     input_length: int | None = None
     output_length: int | None = None

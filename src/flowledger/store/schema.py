@@ -134,6 +134,9 @@ steps = Table(
     # The context values this step set (JSON object of name -> serialized value), written
     # with its result: a fork rebuilds the context as it stood at the fork point from it.
     Column("context", Text, nullable=True),
+    # Redaction changed the recorded output or context values: the step is executed
+    # again on resume instead of replayed (docs/redaction.md).
+    Column("redacted", Integer, nullable=False, server_default=text("0")),
     sqlite_with_rowid=False,
 )
 
@@ -481,4 +484,20 @@ leases = Table(
     Column("fence", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("acquired_at", BigInteger, nullable=False),
+)
+
+# Per-owner data keys (encryption at rest with ``Keyring(per_owner=True)``): an owner's
+# payloads are sealed with a key derived from the master key and ``secret``; a shred
+# erases the secret (``shredded_at``), and with it every payload sealed under it. An
+# owner may hold several live keys (two processes creating one at once): each
+# ciphertext names its own.
+owner_keys = Table(
+    "flowledger_owner_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("secret", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("shredded_at", BigInteger, nullable=True),
+    Index("ix_flowledger_owner_keys_owner", "owner", "created_at"),
 )

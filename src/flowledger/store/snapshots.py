@@ -7,8 +7,9 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from typing import Any
+from typing import Any, TypeGuard
 
+from ..encryption import is_sealed
 from .core import StoreCore
 from .rows import (
     RUN_COLUMNS,
@@ -21,6 +22,7 @@ from .rows import (
     StepRow,
     UsageRow,
 )
+from .sealing import context_aad
 from .statements import snapshot
 from .translate import translate_errors
 
@@ -47,7 +49,9 @@ class StoreSnapshots(StoreCore):
         cannot see it. With ``preview``, step inputs and outputs longer than that many
         characters are cut to it (``StepRow.input_length`` / ``output_length`` then
         give their full length)."""
-        params = {"rid": self.backend.bind_id(run_id), "preview": preview or WHOLE}
+        sealed = self.sealing.active  # ciphertexts are cut after they are opened
+        params = {"rid": self.backend.bind_id(run_id),
+                  "preview": WHOLE if sealed else preview or WHOLE}
         with translate_errors(self._where):
             found = self.backend.read_snapshot([(sql, params) for sql in self._snapshot_sql])
         (run_rows, step_rows, family_rows, usage_rows) = found
@@ -62,10 +66,10 @@ class StoreSnapshots(StoreCore):
             values[name] = load(values[name])
         tags, context, artifacts, attempts = (_json(value) for value in row[columns:])
         run = RunRow(**values, tags=tuple(tags))
-        return RunRead(
+        read = RunRead(
             run=run,
             steps=[StepRow(run_id, s[1], s[2], s[3], s[4], s[5], s[7], s[9], s[10], s[11],
-                           load(s[12]), None, s[6], s[8])
+                           load(s[12]), None, bool(s[13]), s[6], s[8])
                    for s in step_rows],
             attempts=[AttemptRow(run_id, *a) for a in attempts],
             context=[(name, value) for name, value in context],
@@ -73,6 +77,24 @@ class StoreSnapshots(StoreCore):
             descendants=[self._revision(r) for r in family_rows],
             usage=[UsageRow(_id(load(u[0])), *u[1:]) for u in usage_rows],
         )
+        if sealed:
+            self._open_read(read, preview)
+        return read
+
+    def _open_read(self, read: RunRead, preview: int | None) -> None:
+        sealing = self.sealing
+        sealing.run_row(read.run)
+        for step in read.steps:
+            sealing.step_row(step)
+            if preview:  # a payload left sealed (no key) is not cut: it is shown whole
+                if _longer(step.input, preview):
+                    step.input_length, step.input = len(step.input), step.input[:preview]
+                if _longer(step.output, preview):
+                    step.output_length, step.output = len(step.output), step.output[:preview]
+        for attempt in read.attempts:
+            sealing.attempt_row(attempt)
+        read.context = [(name, sealing.open(value, context_aad(read.run.id, name)))
+                        for name, value in read.context]
 
     def revisions(self, run_id: uuid.UUID) -> tuple[list[Revision], StepMarks]:
         """The revision of a run and of each descendant (the run first), with what its
@@ -103,3 +125,7 @@ def _id(value: uuid.UUID | None) -> uuid.UUID:
     assert value is not None  # ids of existing rows
     return value
 
+
+
+def _longer(text: str | None, preview: int) -> TypeGuard[str]:
+    return text is not None and len(text) > preview and not is_sealed(text)

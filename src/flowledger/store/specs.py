@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .core import StoreCore
 from .rows import SpecRow
+from .sealing import cache_aad
 from .statements import specs as specs_sql
 
 
@@ -49,10 +50,12 @@ class StoreSpecs(StoreCore):
     def cached_response(self, owner: str, key: str) -> str | None:
         with self._read() as conn:
             found = conn.execute(specs_sql.cached_response(owner, key)).first()
-        return None if found is None else str(found[0])
+        return None if found is None else self.sealing.open(str(found[0]),
+                                                             cache_aad(owner, key))
 
     def cache_response(self, owner: str, key: str, model: str, response: str,
                        now: int) -> None:
+        response = self.sealing.seal(response, cache_aad(owner, key), owner=owner) or ""
         with self._write() as conn:
             conn.execute(specs_sql.CACHE_PUT, {
                 "owner": owner, "key": key, "model": model, "response": response,

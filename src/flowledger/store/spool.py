@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import make_url
 
 from .. import ids
+from ..encryption import Keyring
 from ..errors import StoreUnavailable
 from .dialects import Durability
 from .rows import ArtifactRow, NewRun, UsageRow
@@ -55,7 +56,7 @@ class SpoolingStore(SqlStore):
     """A SqlStore whose execution writes survive an outage of the database."""
 
     def __init__(self, url: str, *, spool_dir: str, durability: Durability = "full",
-                 retry_interval: float = 1.0) -> None:
+                 retry_interval: float = 1.0, keyring: Keyring | None = None) -> None:
         # One folder per database, so a spool is only ever written back where it belongs.
         self.spool_dir = Path(spool_dir) / hashlib.sha256(
             _plain_url(url).encode()).hexdigest()[:16]
@@ -65,7 +66,7 @@ class SpoolingStore(SqlStore):
         self._lock = threading.RLock()
         self._pending = False
         self._next_try = 0.0
-        super().__init__(url, durability=durability, migrate_schema=False)
+        super().__init__(url, durability=durability, migrate_schema=False, keyring=keyring)
         self._migrated = False
         try:
             self.flush_spool()
@@ -201,12 +202,13 @@ class SpoolingStore(SqlStore):
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
                     output_text: str | None, error_text: str | None, now: int,
                     context: Mapping[str, str | None] | None = None,
-                    logs: str | None = None, logs_dropped: int = 0) -> bool:
+                    logs: str | None = None, logs_dropped: int = 0, *,
+                    redacted: bool = False) -> bool:
         args: dict[str, Any] = {
             "run_id": run_id, "token": token, "position": position, "status": status,
             "output_text": output_text, "error_text": error_text, "now": now,
             "context": dict(context) if context else None, "logs": logs,
-            "logs_dropped": logs_dropped}
+            "logs_dropped": logs_dropped, "redacted": redacted}
         return bool(self._spooled("finish_step", args, lambda: super(SpoolingStore, self)
                                 .finish_step(**args), True))
 

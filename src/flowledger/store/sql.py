@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from ..encryption import Keyring
 from ..errors import LeaseNotHeld
 from . import history
 from .api_tokens import StoreTokens
 from .dialects import Durability
+from .keys import StoreKeys
 from .metrics import StoreMetrics
 from .progress import StoreProgress
 from .queues import StoreQueues
@@ -20,6 +22,7 @@ from .ratelimits import StoreRateLimits
 from .reads import StoreReads
 from .retention import StoreRetention
 from .rows import ArtifactRow, LeaseHold, NewRun, UsageRow
+from .sealing import Sealing, context_aad, run_aad, step_aad
 from .snapshots import StoreSnapshots
 from .specs import StoreSpecs
 from .statements import artifacts as artifacts_sql
@@ -36,7 +39,7 @@ from .webhooks import StoreWebhooks
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
                StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks, StoreMetrics,
-               StoreRateLimits, StoreRetention):
+               StoreRateLimits, StoreKeys, StoreRetention):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -45,9 +48,12 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
     """
 
     def __init__(self, url: str, *, durability: Durability = "full",
-                 migrate_schema: bool = True, create: bool = True) -> None:
+                 migrate_schema: bool = True, create: bool = True,
+                 keyring: Keyring | None = None) -> None:
         super().__init__(url, durability=durability, migrate_schema=migrate_schema,
                          create=create)
+        if keyring is not None:
+            self.sealing = Sealing(keyring, self)
         # The hot path's SQL, compiled once for this backend's driver.
         uuid_type = self.backend.uuid_sql_type
         self._begin_sql = self._compile_text(steps_sql.BEGIN_STEP.format(uuid=uuid_type))
@@ -69,6 +75,7 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
 
     # -- runs ----------------------------------------------------------------------
     def create_run(self, run: NewRun, *, copy_steps_before: int | None = None) -> None:
+        self.sealing.prepare(run.owner)
         # The common case (no tags, no fork, no spec text to store): one statement.
         if not run.tags and copy_steps_before is None and run.spec_text is None:
             self._hot(self.backend.durable, self._insert_run_sql, self._run_params(run))
@@ -77,7 +84,7 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
             self._insert_run(conn, run)
             if copy_steps_before is not None and run.forked_from is not None:
                 history.copy_into_fork(conn, run.forked_from, run.id, copy_steps_before,
-                                       run.created_at)
+                                       run.created_at, self.sealing)
             if run.queue is not None and run.status == "pending":
                 self.backend.notify(conn, run.queue)
 
@@ -90,6 +97,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         they are). Returns False when the run was cancelled meanwhile (only totals and
         interrupted steps are written) or is no longer held with ``token``.
         """
+        output_text = self.sealing.seal(output_text, run_aad("output", run_id), run_id=run_id)
+        error_text = self.sealing.seal(error_text, run_aad("error", run_id), run_id=run_id)
         if status == "completed":  # the common case: one guarded statement, one commit
             hot = {"rid": self.backend.bind_id(run_id), "tok": token, "now": now,
                    "new_status": status, "new_output": output_text, "new_error": error_text}
@@ -196,6 +205,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         The attempt counter is incremented in the row, so it survives crashes. ``attempt``
         (the number this begin starts) is what a spooled write replays.
         """
+        input_text = self.sealing.seal(input_text, step_aad("input", run_id, position),
+                                       run_id=run_id)
         if child is not None:
             return self._begin_child_step(run_id, token, position, name, input_text, now, child)
         params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
@@ -204,6 +215,7 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
 
     def _begin_child_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
                           input_text: str | None, now: int, child: NewRun) -> bool:
+        self.sealing.prepare(child.owner)
         with self._write() as conn:
             began = conn.execute(
                 self._begin_child,
@@ -222,15 +234,27 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
     def finish_step(self, run_id: uuid.UUID, token: str, position: int, status: str,
                     output_text: str | None, error_text: str | None, now: int,
                     context: Mapping[str, str | None] | None = None,
-                    logs: str | None = None, logs_dropped: int = 0) -> bool:
+                    logs: str | None = None, logs_dropped: int = 0, *,
+                    redacted: bool = False) -> bool:
         """Record a step's result durably, with the context values it set and what its
         attempt logged (``logs``: a JSON array of records), in one transaction. A failure
-        is also kept in the attempt history. False means another execution owns the run
+        is also kept in the attempt history. ``redacted``: redaction changed its output
+        or context (it is not replayable). False means another execution owns the run
         (nothing is written)."""
+        seal = self.sealing
+        if seal.active:
+            output_text = seal.seal(output_text, step_aad("output", run_id, position),
+                                    run_id=run_id)
+            error_text = seal.seal(error_text, step_aad("error", run_id, position),
+                                   run_id=run_id)
+            logs = seal.seal(logs, step_aad("logs", run_id, position), run_id=run_id)
+            if context:
+                context = seal.step_context(run_id, context)
         bound = self.backend.bind_id(run_id)
         params = {"run_id": bound, "token": token, "position": position,
                   "status": status, "output": output_text, "error": error_text, "now": now,
-                  "context": json.dumps(dict(context)) if context else None}
+                  "context": json.dumps(dict(context)) if context else None,
+                  "redacted": int(redacted)}
         if not context and status != "failed" and logs is None:  # the success path
             return self._hot(self.backend.durable, self._finish_sql, params) > 0
         statements = [(self._context_sql, {"run_id": bound, "token": token, "name": name,
@@ -257,6 +281,7 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
     def set_context(self, run_id: uuid.UUID, token: str, name: str, value: str | None,
                     now: int) -> bool:
         """Set a context value from the workflow body (not inside a step): durably, now."""
+        value = self.sealing.seal(value, context_aad(run_id, name), run_id=run_id)
         params = {"run_id": self.backend.bind_id(run_id), "token": token, "name": name,
                   "value": value, "position": 0, "now": now}
         return self._hot(self.backend.durable, self._context_sql, params) > 0
@@ -309,17 +334,20 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         query = context_sql.contexts_of(run_ids)
         with self._read() as conn:
             for run_id, name, value in conn.execute(query):
-                found[run_id][name] = value
+                found[run_id][name] = self.sealing.open(value, context_aad(run_id, name))
         return found
 
     def context_of(self, run_id: uuid.UUID) -> list[tuple[str, str | None, int, int]]:
         """(name, value, position, updated_at) of a run's context, by name."""
         query = context_sql.context_of(run_id)
         with self._read() as conn:
-            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+            return [(r[0], self.sealing.open(r[1], context_aad(run_id, r[0])), r[2], r[3])
+                    for r in conn.execute(query)]
 
     def replay_begin_step(self, run_id: uuid.UUID, token: str, position: int, name: str,
                           input_text: str | None, now: int, attempt: int) -> bool:
+        input_text = self.sealing.seal(input_text, step_aad("input", run_id, position),
+                                       run_id=run_id)
         params = {"run_id": self.backend.bind_id(run_id), "token": token, "position": position,
                   "name": name, "input": input_text, "now": now, "child_run_id": None,
                   "attempt": attempt}
@@ -337,6 +365,10 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
 
         Committed like a begin marker (the next attempt's result makes it durable).
         """
+        if self.sealing.active:
+            error_text = self.sealing.seal(error_text, step_aad("error", run_id, position),
+                                           run_id=run_id) or ""
+            logs = self.sealing.seal(logs, step_aad("logs", run_id, position), run_id=run_id)
         bound = self.backend.bind_id(run_id)
         params = {"run_id": bound, "token": token, "position": position,
                   "now": now, "error": error_text, "retry_at": retry_at}
@@ -370,6 +402,8 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
         For restoring archives and filling stores in benchmarks; no checks are made.
         PostgreSQL loads with COPY.
         """
+        if self.sealing.active:
+            run_rows, step_rows = self._seal_loaded(run_rows, step_rows)
         with self._write() as conn:
             if self.backend.name == "postgresql":
                 driver: Any = conn.connection.driver_connection
@@ -387,6 +421,30 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
                 conn.execute(bulk_sql.INSERT_RUNS, list(run_rows))
             if step_rows:
                 conn.execute(bulk_sql.INSERT_STEPS, list(step_rows))
+
+    def _seal_loaded(self, run_rows: Sequence[dict[str, Any]],
+                     step_rows: Sequence[dict[str, Any]]
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        seal = self.sealing
+        runs = []
+        for given in run_rows:
+            row = dict(given)
+            for field in ("inputs", "output", "error"):
+                row[field] = seal.seal(row.get(field), run_aad(field, row["id"]),
+                                       owner=row["owner"])
+            runs.append(row)
+        steps = []
+        for given in step_rows:
+            row = dict(given)
+            for field in ("input", "output", "error"):
+                row[field] = seal.seal(row.get(field), step_aad(field, row["run_id"],
+                                                                row["position"]),
+                                       run_id=row["run_id"])
+            if row.get("context"):
+                row["context"] = json.dumps(seal.step_context(row["run_id"],
+                                                              json.loads(row["context"])))
+            steps.append(row)
+        return runs, steps
 
     def delete_runs(self, run_ids: Sequence[uuid.UUID], *, lease: LeaseHold | None = None,
                     now: int | None = None) -> tuple[int, set[tuple[str, str]]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .core import StoreCore
 from .rows import RunFilter
+from .sealing import run_aad
 from .statements import summaries as summaries_sql
 from .translate import translate_errors
 
@@ -28,7 +29,13 @@ class StoreSummaries(StoreCore):
         """A page of summaries, newest first (``SUMMARY_COLUMNS``, total, completed,
         failed, skipped, tags, calls, tokens, cost); ids as the driver returns them
         (``backend.load_id`` reads them)."""
-        return self._listing("summaries", flt, limit, before_id)
+        rows = self._listing("summaries", flt, limit, before_id)
+        if not self.sealing.active:
+            return rows
+        where = summaries_sql.SUMMARY_COLUMNS.index("error")
+        load, opened = self.backend.load_id, self.sealing.open
+        return [(*row[:where], opened(row[where], run_aad("error", load(row[0]))),
+                 *row[where + 1:]) for row in rows]
 
     def run_marks(self, flt: RunFilter, limit: int,
                   before_id: uuid.UUID | None) -> list[tuple[Any, ...]]:

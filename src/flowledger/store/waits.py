@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .core import StoreCore
 from .rows import EventRow
+from .sealing import event_aad, step_aad
 from .statements import waits as waits_sql
 
 
@@ -42,13 +43,15 @@ class StoreWaits(StoreCore):
         """(id, payload) of the oldest event of this name not yet consumed by the run."""
         with self._read() as conn:
             row = conn.execute(waits_sql.pending_event(run_id, name)).first()
-        return None if row is None else (int(row[0]), row[1])
+        return None if row is None else (
+            int(row[0]), self.sealing.open(row[1], event_aad("payload", run_id, name)))
 
     def consume_event(self, run_id: uuid.UUID, token: str, position: int, event_id: int,
                       output: str | None, now: int) -> bool:
         """The wait at ``position`` takes the event: the event is marked consumed by it and
         the step completes with ``output``, in one transaction. False: the run is no
         longer held with ``token`` (nothing is written)."""
+        output = self.sealing.seal(output, step_aad("output", run_id, position), run_id=run_id)
         params = {"rid": run_id, "tok": token, "pos": position, "event_id": event_id,
                   "out": output, "now": now}
         with self._write() as conn:
@@ -61,6 +64,12 @@ class StoreWaits(StoreCore):
 
     def reject_event(self, event_id: int, error: str, now: int) -> None:
         """Mark an event the wait refused; it is never delivered."""
+        if self.sealing.active:
+            with self._read() as conn:
+                found = conn.execute(waits_sql.event_identity(event_id)).first()
+            if found is not None:
+                error = self.sealing.seal(error, event_aad("error", found[0], found[1]),
+                                          run_id=found[0]) or error
         with self._write() as conn:
             conn.execute(waits_sql.REJECT, {"event_id": event_id, "error": error, "now": now})
 
@@ -71,6 +80,8 @@ class StoreWaits(StoreCore):
         the inputs of the run's open waits named ``step_name`` and may refuse the payload
         (by raising: nothing is recorded). Returns (the run's status before, event id);
         no id when the run is not visible (status None) or has finished."""
+        payload = self.sealing.seal(payload, event_aad("payload", run_id, name), owner=owner,
+                                    run_id=run_id)
         with self._write() as conn:
             state = conn.execute(waits_sql.run_state(run_id, owner)).first()
             if state is None:
@@ -78,7 +89,8 @@ class StoreWaits(StoreCore):
             status, _, queue = state
             if status in ("completed", "failed", "cancelled"):
                 return str(status), None
-            check([row[0] for row in conn.execute(waits_sql.open_waits(run_id, step_name))])
+            check([self.sealing.open(row[0], step_aad("input", run_id, row[1]))
+                   for row in conn.execute(waits_sql.open_waits(run_id, step_name))])
             event_id = conn.execute(waits_sql.send(run_id, name, payload, now)).scalar_one()
             if conn.execute(waits_sql.wake_for_event(run_id, name)).rowcount and queue:
                 self.backend.notify(conn, queue)
@@ -87,10 +99,12 @@ class StoreWaits(StoreCore):
     def events_of(self, run_id: uuid.UUID) -> list[EventRow]:
         """Every event sent to a run, oldest first."""
         with self._read() as conn:
-            return [EventRow(*row) for row in conn.execute(waits_sql.events_of(run_id))]
+            rows = [EventRow(*row) for row in conn.execute(waits_sql.events_of(run_id))]
+        return [self.sealing.event_row(row) for row in rows]
 
     def set_step_input(self, run_id: uuid.UUID, position: int, text: str) -> None:
         """Replace a step's recorded input (a wait that starts again records its new
         timeout)."""
+        text = self.sealing.seal(text, step_aad("input", run_id, position), run_id=run_id) or text
         with self._write() as conn:
             conn.execute(waits_sql.set_step_input(run_id, position, text))

@@ -57,12 +57,12 @@ class StoreWebhooks(StoreCore):
                         status: str | None, limit: int) -> list[DeliveryRow]:
         query = webhooks_sql.deliveries(owner, webhook_id, status, limit)
         with self._read() as conn:
-            return [_delivery_row(r) for r in conn.execute(query)]
+            return [self.sealing.delivery_row(_delivery_row(r)) for r in conn.execute(query)]
 
     def get_delivery(self, delivery_id: str, owner: str | None) -> DeliveryRow | None:
         with self._read() as conn:
             found = conn.execute(webhooks_sql.delivery(delivery_id, owner)).first()
-        return None if found is None else _delivery_row(found)
+        return None if found is None else self.sealing.delivery_row(_delivery_row(found))
 
     def delivery_attempts(self, delivery_id: str) -> list[DeliveryAttemptRow]:
         with self._read() as conn:
@@ -99,7 +99,8 @@ class StoreWebhooks(StoreCore):
                 for did, tok in given.items()])
             rows = conn.execute(webhooks_sql.claimed(list(given))).all()
         width = len(DeliveryRow.__slots__)
-        return [DueDelivery(_delivery_row(row), row[width], row[width + 1],
+        opened = self.sealing.delivery_row
+        return [DueDelivery(opened(_delivery_row(row)), row[width], row[width + 1],
                             given[row[0]]) for row in rows]
 
     def _record_lost_attempt(self, conn: Any, delivery_id: str, now: int) -> None:

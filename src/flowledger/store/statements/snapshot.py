@@ -54,7 +54,7 @@ _CUT = """CASE WHEN length({column}) > CAST(:preview AS INTEGER)
 
 _STEPS = ("SELECT run_id, position, name, status, attempts, "
           + _CUT.format(column="input") + ", " + _CUT.format(column="output") + """,
-    error, started_at, completed_at, child_run_id
+    error, started_at, completed_at, child_run_id, redacted
 FROM flowledger_steps WHERE run_id = :rid ORDER BY position""")
 
 _DESCENDANTS = """WITH RECURSIVE family(id) AS (

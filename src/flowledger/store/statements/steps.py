@@ -29,7 +29,7 @@ ON CONFLICT (run_id, position) DO UPDATE SET
 FINISH_STEP = """
 UPDATE flowledger_steps
 SET status = :status, output = :output, error = :error, completed_at = :now,
-    context = :context
+    context = :context, redacted = :redacted
 WHERE run_id = :run_id AND position = :position
   AND EXISTS (SELECT 1 FROM flowledger_runs WHERE id = :run_id AND lease_token = :token)
 """

@@ -86,7 +86,8 @@ def wake_for_event(run_id: uuid.UUID, name: str) -> Update:
 
 def open_waits(run_id: uuid.UUID, step_name: str) -> Select[Any]:
     """The inputs of the run's unfinished steps of this name (the waits reached)."""
-    return select(steps.c.input).where(steps.c.run_id == run_id, steps.c.name == step_name,
+    return select(steps.c.input, steps.c.position).where(
+        steps.c.run_id == run_id, steps.c.name == step_name,
                                        steps.c.status.in_(("running", "waiting")))
 
 
@@ -115,3 +116,8 @@ def events_of(run_id: uuid.UUID) -> Select[Any]:
 def set_step_input(run_id: uuid.UUID, position: int, text: str) -> Update:
     return update(steps).where(steps.c.run_id == run_id, steps.c.position == position).values(
         input=text)
+
+
+def event_identity(event_id: int) -> Select[Any]:
+    """(run id, name) of an event: what its sealed payload and refusal are bound to."""
+    return select(run_events.c.run_id, run_events.c.name).where(run_events.c.id == event_id)
