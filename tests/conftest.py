@@ -98,7 +98,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
                      "flowledger_schedules, flowledger_api_tokens, flowledger_specs, "
                      "flowledger_llm_cache, flowledger_webhooks, flowledger_queue_pauses, "
                      "flowledger_rate_limits, flowledger_retention_policies, "
-                     "flowledger_leases CASCADE")
+                     "flowledger_leases, flowledger_owner_keys CASCADE")
     yield url
 
 
