@@ -13,7 +13,6 @@ steps whose final event was delivered, and ``position-attempt-phase`` for the ot
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .encryption import error_data
 from .errors import InvalidCursor, RunNotFound
 from .ledgerbase import LedgerBase
 from .models import ErrorInfo, from_micros
@@ -170,7 +170,7 @@ def _error(text: str | None) -> ErrorInfo | None:
     if not text:
         return None
     try:
-        return ErrorInfo.from_dict(json.loads(text))
+        return ErrorInfo.from_dict(error_data(text))
     except ValueError:
         return ErrorInfo("", text[:500])
 

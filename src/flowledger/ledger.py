@@ -21,7 +21,7 @@ from . import ids, runids, validation
 from .api_tokens import LedgerTokens
 from .artifacts import ArtifactStore
 from .bulk import LedgerBulk
-from .encryption import Keyring
+from .encryption import Keyring, readable
 from .errors import (
     ConfigurationError,
     FlowledgerError,
@@ -299,6 +299,8 @@ class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
                 where = "this host" if alive else "another host (pass force=True if it is gone)"
                 raise RunAlreadyRunning(f"run {row.id} is being executed by process "
                                         f"{row.executor} on {where}")
+        if row.inputs is not None:  # without its key, refuse before taking the run over
+            readable(row.inputs, f"input payload of run {row.id}")
         return self._launch(self._takeover(row))
 
     def _unpause(self, row: RunRow, queue: str | None) -> RunHandle:

@@ -293,3 +293,36 @@ def test_the_environment_variable_turns_it_on(db_url: str, tmp_path: Path,
             ledger.result(run_id)
         with pytest.raises(fl.ConfigurationError, match="encryption is off"):
             ledger.rotate_keys()
+
+
+@fl.step()
+def flaky_once(x: int) -> int:
+    if FAIL_ONCE:
+        FAIL_ONCE.pop()
+        raise RuntimeError("not yet")
+    return x * 2
+
+
+FAIL_ONCE: list[bool] = []
+
+
+@fl.workflow(name="enc_flaky")
+def enc_flaky(x: int) -> int:
+    return flaky_once(x + 1)
+
+
+def test_a_resume_without_the_key_is_refused_before_it_takes_the_run(
+        db_url: str, tmp_path: Path) -> None:
+    keys = keyring("rk")
+    FAIL_ONCE.append(True)
+    with fl.Ledger(db_url, encryption=keys, artifacts=str(tmp_path)) as ledger:
+        run_id = ledger.start(enc_flaky, 1).id
+        with pytest.raises(fl.RunFailed):
+            ledger.result(run_id)
+    with fl.Ledger(db_url, artifacts=str(tmp_path)) as ledger:
+        with pytest.raises(PayloadKeyMissing, match=r"input payload of run .* 'rk'"):
+            ledger.resume(run_id)
+        run = ledger.get(run_id)
+        assert run.status is fl.RunStatus.FAILED and run.recovery_attempts == 0
+    with fl.Ledger(db_url, encryption=keys, artifacts=str(tmp_path)) as ledger:
+        assert ledger.resume(run_id).result() == 4

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from . import history
 from .core import StoreCore
 from .rows import AttemptRow, RunProgress, StepProgress
-from .sealing import run_aad
+from .sealing import run_aad, step_aad
 from .statements import progress as progress_sql
 
 
@@ -28,6 +29,9 @@ class StoreProgress(StoreCore):
         paused = run.status == "paused"
         for attempt in tried:
             self.sealing.attempt_row(attempt)
+        if self.sealing.active:
+            found = [dataclasses.replace(step, error=self.sealing.open(
+                step.error, step_aad("error", run_id, step.position))) for step in found]
         error = (self.sealing.open(run.error, run_aad("error", run_id))
                  if run.status == "failed" else None)
         return RunProgress(run_id, run.status, run.started_at, run.completed_at,
