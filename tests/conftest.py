@@ -97,7 +97,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         conn.execute("TRUNCATE flowledger_runs, flowledger_queues, flowledger_workers, "
                      "flowledger_schedules, flowledger_api_tokens, flowledger_specs, "
                      "flowledger_llm_cache, flowledger_webhooks, flowledger_queue_pauses, "
-                     "flowledger_rate_limits CASCADE")
+                     "flowledger_rate_limits, flowledger_retention_policies, "
+                     "flowledger_leases, flowledger_owner_keys CASCADE")
     yield url
 
 

@@ -126,6 +126,12 @@ _HOME = {
     "UsageTotals": "models",
     "Webhook": "webhooks",
     "WebhookAttempt": "webhooks",
+    "ArchiveError": "errors",
+    "LeaseNotHeld": "errors",
+    "RetentionPolicyNotFound": "errors",
+    "RetentionPolicy": "retentionpolicies",
+    "RetentionReport": "retentionpolicies",
+    "RestoreReport": "retentionpolicies",
     "WebhookDelivery": "webhooks",
     "WebhookDispatcher": "webhook_dispatch",
     "WebhookNotFound": "errors",
@@ -162,6 +168,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .encryption import Keyring, SealedPayload
     from .errors import (
         AmbiguousRunId,
+        ArchiveError,
         ArtifactNotFound,
         ConfigurationError,
         DatabaseNotFound,
@@ -169,6 +176,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         EventRejected,
         FlowledgerError,
         InvalidCursor,
+        LeaseNotHeld,
         NonDeterminismError,
         NonRetryable,
         NotInRun,
@@ -177,6 +185,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         PayloadTooLarge,
         RateLimitNotFound,
         RedactedInputs,
+        RetentionPolicyNotFound,
         RunAlreadyRunning,
         RunCancelled,
         RunFailed,
@@ -229,6 +238,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .redact import Redact
     from .reports import RunDiff, Stats, StepChange, StepStats, WorkflowStats
     from .retention import PurgeReport, read_archive
+    from .retentionpolicies import RestoreReport, RetentionPolicy, RetentionReport
     from .runcontext import RunInfo, StepInfo, current_run, current_run_id, current_step
     from .schedules import Schedule, schedule
     from .serialization import JsonSerializer, Serializer
@@ -260,6 +270,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ArchiveError",
+    "LeaseNotHeld",
+    "RestoreReport",
+    "RetentionPolicy",
+    "RetentionPolicyNotFound",
+    "RetentionReport",
     "KeyStatus",
     "Keyring",
     "PayloadKeyMissing",

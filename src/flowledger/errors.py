@@ -317,6 +317,26 @@ class RateLimitNotFound(ConfigurationError, NonRetryable, LookupError):
     category = "not_found"
 
 
+class RetentionPolicyNotFound(FlowledgerError, LookupError):
+    """No retention policy has this id (``flowledger retention ls`` lists them)."""
+
+    category = "not_found"
+
+
+class ArchiveError(FlowledgerError):
+    """A retention archive could not be written, verified or read (the message names
+    the archive and why). Nothing was deleted, or restored, from that archive."""
+
+    category = "invalid_input"
+
+
+class LeaseNotHeld(FlowledgerError):
+    """The lease of a duty (applying retention policies) passed to another process
+    before this one's write: nothing was written, the other process carries on."""
+
+    category = "conflict"
+
+
 class RunInterrupted(BaseException):
     """Internal signal that stops workflow code; not an ``Exception`` so user code won't swallow it.
 

@@ -49,6 +49,7 @@ from .queueing import queue_name
 from .ratelimits import LedgerRateLimits
 from .records import Records
 from .redact import KeyPattern, Redact, redactor_of
+from .retentionpolicies import LedgerRetention
 from .serialization import (
     JsonSerializer,
     Serializer,
@@ -90,7 +91,7 @@ def default_url() -> str:
 
 class Ledger(LedgerBulk, LedgerTokens, LedgerEvents, LedgerSpecs, LedgerMailbox,
              LedgerWebhooks, LedgerLogs, LedgerTraces, LedgerMetrics, LedgerRateLimits,
-             LedgerKeys):
+             LedgerKeys, LedgerRetention):
     """Runs workflows durably and answers questions about them.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it the

@@ -40,7 +40,8 @@ class PurgeReport:
     """What ``Ledger.purge`` removed (or, with ``dry_run``, would remove).
 
     ``runs`` counts every run removed, child runs included; ``kept`` counts the run
-    trees that matched but were left because a run in them is still pending or running.
+    trees that matched but were left because a run in them is not finished yet, or a
+    fork outside them was made from one of their runs.
     """
 
     runs: int
@@ -54,9 +55,12 @@ class PurgeReport:
                 "dry_run": self.dry_run, "kept": self.kept}
 
 
-def _trees(store: SqlStore, roots: list[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
-    """The ids of the whole trees under ``roots`` (each root first, then its descendants),
-    leaving out trees with a run still pending or running; and how many were left out."""
+def select_trees(store: SqlStore, roots: list[uuid.UUID]
+                 ) -> tuple[list[list[uuid.UUID]], int]:
+    """The whole trees under ``roots`` that can go (each root first, then its
+    descendants), and how many were kept: a tree with a run not finished yet (pending,
+    running, waiting, paused), or with a run that a fork outside the trees going was
+    forked from, stays whole until it can go."""
     family = store.family_of(roots)
     parent_of = {run_id: parent for run_id, parent, _ in family}
     top = set(roots)
@@ -67,14 +71,27 @@ def _trees(store: SqlStore, roots: list[uuid.UUID]) -> tuple[list[uuid.UUID], in
         return run_id
 
     members: dict[uuid.UUID, list[uuid.UUID]] = {root: [root] for root in roots}
-    active: set[uuid.UUID] = set()
+    kept: set[uuid.UUID] = set()
     for run_id, _, status in family:
         root = root_of(run_id)
         members[root].append(run_id)
         if status not in FINISHED:
-            active.add(root)
-    chosen = [run_id for root in roots if root not in active for run_id in members[root]]
-    return chosen, len(active)
+            kept.add(root)
+    forks = store.forks_into([i for root in roots if root not in kept for i in members[root]])
+    while True:  # keeping a tree can leave a fork of another tree outside: look again
+        going = {i for root in roots if root not in kept for i in members[root]}
+        held = {root_of(source) for fork, source in forks
+                if fork not in going and source in going}
+        if not held:
+            break
+        kept |= held
+    return [members[root] for root in roots if root not in kept], len(kept)
+
+
+def _trees(store: SqlStore, roots: list[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
+    """``select_trees`` as one list of ids."""
+    trees, kept = select_trees(store, roots)
+    return [run_id for tree in trees for run_id in tree], kept
 
 
 def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | None,
@@ -84,7 +101,8 @@ def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | No
     batch first when asked.
 
     A run is purged with all its child runs (a child never outlives its parent's
-    record); a tree in which any run is still pending or running is kept whole. A batch
+    record); a tree in which any run is not finished yet, or that a fork outside the
+    purge was made from, is kept whole (``select_trees``). A batch
     is written and flushed to the archive before it is deleted, so an interruption
     never deletes a run the archive lacks.
     """

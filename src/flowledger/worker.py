@@ -39,6 +39,7 @@ from .webhook_dispatch import WebhookDispatcher
 
 log = logging.getLogger("flowledger.worker")
 FORGET_WORKERS_AFTER = timedelta(days=1)
+RETENTION_BATCHES = 10  # per turn: a large backlog is worked off turn by turn
 
 
 def _seconds(value: float | timedelta, name: str) -> float:
@@ -58,7 +59,9 @@ class Worker:
     sleeps or waits for an event longer than ``suspend_after`` frees its slot meanwhile
     (status ``waiting``); a worker claims it again when it is due. With ``webhooks``
     (the default) it also sends webhook deliveries (a ``WebhookDispatcher`` on a thread
-    of its own).
+    of its own). Every ``retention_interval`` (None: never) it applies the retention
+    policies (``Ledger.apply_retention``, bounded batches), one worker at a time: the
+    others find the database lease held and skip that turn.
 
     Example::
 
@@ -71,7 +74,8 @@ class Worker:
                  max_recoveries: int = 5, poll_interval: float | timedelta | None = None,
                  shutdown_timeout: float | timedelta = 30.0,
                  suspend_after: float | timedelta = 1.0,
-                 ledger: Ledger | None = None, webhooks: bool = True) -> None:
+                 ledger: Ledger | None = None, webhooks: bool = True,
+                 retention_interval: float | timedelta | None = 60.0) -> None:
         if not queues or isinstance(queues, str):
             raise ConfigurationError("queues must be a list of queue names (at least one)")
         for name in queues:
@@ -105,6 +109,8 @@ class Worker:
         self._idle = threading.Condition(self._held_lock)
         self._handed_back = 0
         self._dispatcher = WebhookDispatcher(self.ledger) if webhooks else None
+        self.retention_s = (None if retention_interval is None
+                            else _seconds(retention_interval, "retention_interval"))
         self._row = WorkerRow(self.id, ids.hostname(), _pid(self.id), self.queues,
                               concurrency, "running", 0, 0, lease_us=self.lease_us)
 
@@ -123,6 +129,9 @@ class Worker:
                                     daemon=True) for n in range(self.concurrency)]
         threads.append(threading.Thread(target=self._heartbeat_loop, daemon=True,
                                         name="flowledger-heartbeat"))
+        if self.retention_s is not None:
+            threads.append(threading.Thread(target=self._retention_loop, daemon=True,
+                                            name="flowledger-retention"))
         for thread in threads:
             thread.start()
         if self._dispatcher is not None:
@@ -261,6 +270,20 @@ class Worker:
                 if self._stopping.wait(delay):
                     return
                 delay = min(delay * 2, 1.0)
+
+    def _retention_loop(self) -> None:
+        assert self.retention_s is not None
+        while not self._stopping.wait(self.retention_s):
+            try:
+                report = self.ledger.apply_retention(max_batches=RETENTION_BATCHES)
+            except FlowledgerError as exc:
+                log.warning("worker %s: applying retention policies failed: %s", self.id, exc)
+                continue
+            if report.runs:
+                log.info("worker %s: retention deleted %d runs (%d trees)%s", self.id,
+                         report.runs, report.trees,
+                         f", archived to {', '.join(report.archives)}" if report.archives
+                         else "")
 
     def _heartbeat_loop(self) -> None:
         while not self._stopping.wait(self.heartbeat_s):

@@ -152,8 +152,8 @@ def purge_command(
                     f"{render.plural(report.steps, 'step')} (child runs go with their parent)"
                     + (f"; archived to {report.archive}" if report.archive else ""))
     if report.kept:
-        state.hint(f"kept {render.plural(report.kept, 'run tree')} with a run still pending or "
-                   "running")
+        state.hint(f"kept {render.plural(report.kept, 'run tree')} with a run not finished "
+                   "yet, or that a fork was made from")
 
 
 db_app = typer.Typer(help="Schema migrations, for operators.", no_args_is_help=True)

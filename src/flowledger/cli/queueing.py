@@ -98,6 +98,9 @@ def worker_command(
         "--redact", metavar="KEY",
         help="A key whose values this worker replaces by [redacted] before recording them "
              "(any depth, any case); repeatable; added to FLOWLEDGER_REDACT's.")] = None,
+    retention_interval: Annotated[str, typer.Option(
+        help="How often to apply the retention policies (one worker at a time, by a "
+             "lease in the database); 0s: never.")] = "60s",
 ) -> None:
     """Claim queued runs and execute them until SIGTERM or Ctrl-C (then shut down
     gracefully: running steps finish, unfinished runs go back to their queue)."""
@@ -117,7 +120,8 @@ def worker_command(
         lease=parse_duration(lease), max_recoveries=max_recoveries,
         shutdown_timeout=parse_duration(shutdown_timeout),
         poll_interval=parse_duration(poll) if poll else None,
-        suspend_after=parse_duration(suspend_after))
+        suspend_after=parse_duration(suspend_after),
+        retention_interval=parse_duration(retention_interval).total_seconds() or None)
     # With --log-format json every line on stderr stays one JSON object.
     say = (logging.getLogger("flowledger.worker").info if log_format == "json"
            else state.hint)

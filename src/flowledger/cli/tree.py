@@ -26,6 +26,7 @@ from . import (  # noqa: F401  (importing them registers their commands)
     otel,
     queueing,
     ratelimits,
+    retention,
     serving,
     specs,
     webhooks,

@@ -13,6 +13,7 @@ from .dialects import Durability, Listener
 from .metrics import Bounds, MetricRows
 from .migrate import HEAD, head_revision
 from .rows import (
+    ArchivedRun,
     ArtifactRow,
     AttemptRow,
     Claim,
@@ -21,10 +22,12 @@ from .rows import (
     DeliveryRow,
     DueDelivery,
     EventRow,
+    LeaseHold,
     LogRow,
     NewRun,
     QueueRow,
     RateLimitRow,
+    RetentionPolicyRow,
     Revision,
     RunFilter,
     RunProgress,
@@ -45,12 +48,11 @@ from .spool import SpoolingStore
 from .sql import SqlStore
 from .statements.keys import SealedColumn
 
-__all__ = ["HEAD", "SPEC_ENTRYPOINT", "ArtifactRow", "AttemptRow", "Bounds", "Claim",
-           "ClaimResult", "DeliveryAttemptRow", "DeliveryRow", "DueDelivery",
-           "Durability", "EventRow", "Listener", "LogRow", "MetricRows", "NO_SEALING", "NewRun",
-           "NoSealing", "QueueRow", "Sealing",
-           "RateLimitRow", "Revision", "RunFilter",
-           "RunProgress", "RunRead", "RunRow", "ScheduleRow", "SealedColumn", "SpecRow",
-           "SpoolingStore",
-           "SqlStore", "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow",
-           "WebhookRow", "WorkerRow", "head_revision", "rewrite_parts"]
+__all__ = ["HEAD", "NO_SEALING", "SPEC_ENTRYPOINT", "ArchivedRun", "ArtifactRow",
+           "AttemptRow", "Bounds", "Claim", "ClaimResult", "DeliveryAttemptRow",
+           "DeliveryRow", "DueDelivery", "Durability", "EventRow", "LeaseHold", "Listener",
+           "LogRow", "MetricRows", "NewRun", "NoSealing", "QueueRow", "RateLimitRow",
+           "RetentionPolicyRow", "Revision", "RunFilter", "RunProgress", "RunRead", "RunRow",
+           "ScheduleRow", "SealedColumn", "Sealing", "SpecRow", "SpoolingStore", "SqlStore",
+           "StepMarks", "StepProgress", "StepRow", "TokenRow", "UsageRow", "WebhookRow",
+           "WorkerRow", "head_revision", "rewrite_parts"]

@@ -265,6 +265,8 @@ class RunFilter:
     # or a prefix of it ending with ``:`` (``host:`` is every process of that host).
     executor: str | None = None
     forked_from: uuid.UUID | None = None
+    # Runs that completed before this (µs): what retention policies delete.
+    completed_before: int | None = None
 
 
 # -- queues and workers ---------------------------------------------------------------
@@ -427,6 +429,49 @@ class RunProgress:
     error: str | None = None  # the run's, once it failed
     paused_at: int | None = None  # while it is paused: since when, and why
     pause_reason: str | None = None
+
+
+@dataclass(slots=True)
+class RetentionPolicyRow:
+    """A retention policy (``flowledger_retention_policies``): ``statuses`` is a
+    comma-separated list of final statuses."""
+
+    id: str
+    workflow: str | None
+    owner: str | None
+    statuses: str
+    keep_us: int
+    archive: str | None
+    created_at: int
+    updated_at: int
+
+
+@dataclass(slots=True)
+class LeaseHold:
+    """A lease this process holds: the duty's name, the holding's token and fence."""
+
+    name: str
+    token: str
+    fence: int
+    expires_at: int
+
+
+@dataclass(slots=True)
+class ArchivedRun:
+    """Everything recorded for one run, as text (payloads serialized, not decoded): what
+    a retention archive keeps of it and what restoring it writes back. ``context`` rows
+    are (name, value, position, updated_at); ``logs`` rows (position, attempt, records,
+    dropped, written_at)."""
+
+    run: RunRow
+    steps: list[StepRow]
+    attempts: list[AttemptRow]
+    usage: list[UsageRow]
+    context: list[tuple[str, str | None, int, int]]
+    artifacts: list[ArtifactRow]
+    logs: list[tuple[int, int, str, int, int]]
+    events: list[EventRow]
+    spec: SpecRow | None = None  # a spec run's text (``spec:<digest>`` entrypoint)
 
 
 RUN_COLUMNS = tuple(name for name in RunRow.__slots__ if name != "tags")

@@ -455,6 +455,37 @@ webhook_attempts = Table(
 )
 
 
+# Retention policies (0017): finished run trees matching (workflow, owner, statuses) are
+# archived (optionally) and deleted ``keep_us`` after they completed. The id is derived
+# from the selector, so setting a policy for the same selector replaces it. ``statuses``
+# is a comma-separated list of final statuses.
+retention_policies = Table(
+    "flowledger_retention_policies",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("workflow", String(200), nullable=True),
+    Column("owner", String(200), nullable=True),
+    Column("statuses", String(100), nullable=False),
+    Column("keep_us", BigInteger, nullable=False),
+    Column("archive", String(2000), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Leases one process at a time holds for a duty (``retention``: applying the policies):
+# ``token`` identifies the holding, ``fence`` grows with every new holding, and writes
+# the duty makes check in their own transaction that the token still holds the lease.
+leases = Table(
+    "flowledger_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(300), nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("fence", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("acquired_at", BigInteger, nullable=False),
+)
+
 # Per-owner data keys (encryption at rest with ``Keyring(per_owner=True)``): an owner's
 # payloads are sealed with a key derived from the master key and ``secret``; a shred
 # erases the secret (``shredded_at``), and with it every payload sealed under it. An

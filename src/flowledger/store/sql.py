@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..encryption import Keyring
+from ..errors import LeaseNotHeld
 from . import history
 from .api_tokens import StoreTokens
 from .dialects import Durability
@@ -19,7 +20,8 @@ from .progress import StoreProgress
 from .queues import StoreQueues
 from .ratelimits import StoreRateLimits
 from .reads import StoreReads
-from .rows import ArtifactRow, NewRun, UsageRow
+from .retention import StoreRetention
+from .rows import ArtifactRow, LeaseHold, NewRun, UsageRow
 from .sealing import Sealing, context_aad, run_aad, step_aad
 from .snapshots import StoreSnapshots
 from .specs import StoreSpecs
@@ -37,7 +39,7 @@ from .webhooks import StoreWebhooks
 
 class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTokens,
                StoreProgress, StoreSpecs, StoreWaits, StoreWebhooks, StoreMetrics,
-               StoreRateLimits, StoreKeys):
+               StoreRateLimits, StoreKeys, StoreRetention):
     """Storage over SQLAlchemy Core. Open with a URL; migrations are applied on open.
 
     Example::
@@ -450,16 +452,23 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
             steps.append(row)
         return runs, steps
 
-    def delete_runs(self, run_ids: Sequence[uuid.UUID]) -> tuple[int, set[tuple[str, str]]]:
+    def delete_runs(self, run_ids: Sequence[uuid.UUID], *, lease: LeaseHold | None = None,
+                    now: int | None = None) -> tuple[int, set[tuple[str, str]]]:
         """Delete runs with everything recorded for them, in one transaction.
 
         Returns the number of steps deleted and the (owner, digest) of the artifact
-        content they referenced, for garbage collection.
+        content they referenced, for garbage collection. With ``lease`` (fenced), the
+        transaction first checks that the holding still has its lease at ``now``, and
+        raises LeaseNotHeld, deleting nothing, when it does not (``now`` None: the
+        database's clock).
         """
         if not run_ids:
             return 0, set()
         ids = list(run_ids)
         with self._write() as conn:
+            if lease is not None and not self.check_lease(conn, lease, now):
+                raise LeaseNotHeld(f"the {lease.name!r} lease (fence {lease.fence}) passed "
+                                   "to another process: nothing was deleted")
             contents = {(r[0], r[1]) for r in conn.execute(
                 bulk_sql.contents_of_runs(ids, self.dialect))}
             for statement in bulk_sql.delete_records(ids, self.dialect):

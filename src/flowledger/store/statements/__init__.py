@@ -17,6 +17,8 @@
 - ``metrics.py``: the aggregates Prometheus metrics are derived from (histograms counted
   by the database).
 - ``bulk.py``: loading archives (COPY on PostgreSQL) and deleting runs.
+- ``retention.py``: retention policies, the leases of duties (taken, renewed, checked by
+  fenced deletes), whole runs read for archives and written back by restores.
 - ``common.py``: pieces shared by several modules (literals, ``= ANY(array)`` id lists).
 
 Statements that take no arguments are module-level constants, built once: constructing

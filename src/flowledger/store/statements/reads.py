@@ -66,6 +66,8 @@ def filtered(query: Select[Any], flt: RunFilter) -> Select[Any]:
     if flt.until is not None:
         conds += [runs.c.id < _id_floor(flt.until + 60_000_000),
                   runs.c.created_at < flt.until]
+    if flt.completed_before is not None:
+        conds.append(runs.c.completed_at < flt.completed_before)
     return query.where(*conds)
 
 
