@@ -33,10 +33,12 @@ from . import ids
 from .artifacts import ArtifactStore
 from .errors import ArchiveError, ConfigurationError
 from .store import (
+    NO_SEALING,
     ArchivedRun,
     ArtifactRow,
     AttemptRow,
     EventRow,
+    NoSealing,
     RunRow,
     SpecRow,
     StepRow,
@@ -217,24 +219,27 @@ class Written:
     runs: int
 
 
-def write_batch(url: str, lines: Sequence[str], runs: int) -> Written:
+def write_batch(url: str, lines: Sequence[str], runs: int,
+                sealing: NoSealing = NO_SEALING) -> Written:
     """Write ``lines`` (run trees) to a new object beside ``url`` (``batch_url``), then
     read it back and check the tree and run counts and the checksum. Raises ArchiveError
-    (the object removed) when writing or verifying fails."""
+    (the object removed) when writing or verifying fails. With encryption on, the object
+    is sealed whole with the primary key (``sealing``)."""
     target = batch_url(url)
     fs, path = _fs(target)
     while fs.exists(path):  # never replace an object (a batch id clash is near impossible)
         target = batch_url(url)
         fs, path = _fs(target)
     last = trailer(lines, runs)
-    body = gzip.compress(("\n".join([*lines, last]) + "\n").encode(), mtime=0)
+    body = sealing.seal_archive(
+        gzip.compress(("\n".join([*lines, last]) + "\n").encode(), mtime=0))
     try:
         parent = path.rsplit("/", 1)[0]
         if parent:
             fs.makedirs(parent, exist_ok=True)
         with fs.open(path, "wb") as sink:
             sink.write(body)
-        check = verify(fs.cat_file(path), target)
+        check = verify(sealing.open_archive(fs.cat_file(path)), target)
     except Exception as exc:  # any filesystem's failure: nothing may be deleted
         with contextlib.suppress(Exception):
             fs.rm_file(path)
@@ -318,7 +323,8 @@ def _check_trailer(data: dict[str, Any], lines: list[str], runs: int, url: str) 
                            "checksum (damaged or edited): nothing was restored from it")
 
 
-def read_objects(url: str) -> Iterator[tuple[str, list[str]]]:
+def read_objects(url: str,
+                 sealing: NoSealing = NO_SEALING) -> Iterator[tuple[str, list[str]]]:
     """Every archive object ``url`` names (a glob matches several): (object URL, its
     tree lines), each object verified whole before it is given. Raises ArchiveError."""
     import fsspec.core  # noqa: PLC0415 (start-up time)
@@ -336,4 +342,4 @@ def read_objects(url: str) -> Iterator[tuple[str, list[str]]]:
                 raw = source.read()
         except OSError as exc:
             raise ArchiveError(f"cannot read archive {name!r}: {exc}") from None
-        yield name, [line for line, _, _ in _lines(raw, name)]
+        yield name, [line for line, _, _ in _lines(sealing.open_archive(raw), name)]

@@ -265,7 +265,7 @@ class LedgerRetention(LedgerBase):
             if url:
                 lines = [archives.encode_tree([records[i] for i in tree], blobs)
                          for tree in group]
-                target = archives.write_batch(url, lines, len(group_ids)).url
+                target = archives.write_batch(url, lines, len(group_ids), self.store.sealing).url
             try:
                 _, contents = self.store.delete_runs(group_ids, lease=hold)
             except LeaseNotHeld:
@@ -292,7 +292,7 @@ class LedgerRetention(LedgerBase):
         """
         restored = skipped = 0
         names = []
-        for name, lines in archives.read_objects(url):
+        for name, lines in archives.read_objects(url, self.store.sealing):
             names.append(name)
             for line in lines:
                 trees = archives.decode_tree(line)

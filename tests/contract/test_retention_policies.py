@@ -356,9 +356,15 @@ def test_encrypted_runs_are_archived_as_records_and_restored_sealed(
         ledger.set_retention(keep=timedelta(0),
                              archive=f"file://{tmp_path}/arch/{{date}}.jsonl.gz")
         (written,) = ledger.apply_retention().archives
-        # The archive holds the records (opened), not the store's ciphertexts.
-        text = gzip.decompress(Path(written.removeprefix("file://")).read_bytes()).decode()
+        # The archive object is sealed whole with the primary key: no plaintext in it;
+        # inside, the records (opened), not the store's ciphertexts.
+        stored = Path(written.removeprefix("file://")).read_bytes()
+        assert mark.encode() not in stored and stored.startswith(b"FLENC1\n")
+        text = gzip.decompress(ledger.store.sealing.open_archive(stored)).decode()
         assert mark in text and "flenc1:" not in text
+        with fl.Ledger(db_url, artifacts=str(blobs)) as keyless, \
+                pytest.raises(fl.PayloadKeyMissing, match="archive is encrypted with key 'k1'"):
+            keyless.restore_archive(written)
         assert ledger.restore_archive(written).restored == len(kept) == 2
         assert {i: _snapshot(ledger, i) for i in kept} == before
         assert ledger.get(run_id).context["note"] == f"context {mark}"
