@@ -163,17 +163,23 @@ def encryption_cost(url: str, n: int, repeat: int, durability: Durability,
                     workflow: Any) -> tuple[float, float]:
     """µs per step without and with a keyring on one database, alternated."""
     keys = fl.Keyring.parse(fl.Keyring.generate("bench"))
-    off: list[float] = []
-    on: list[float] = []
     with fl.Ledger(url, durability=durability, telemetry=False) as plain_ledger, \
             fl.Ledger(url, durability=durability, telemetry=False,
                       encryption=keys) as sealed:
-        for ledger in (plain_ledger, sealed):
-            ledger.run(workflow, 10)  # warm up
-        for _ in range(repeat):
-            off.append(measure(lambda: plain_ledger.run(workflow, n), n, 1))
-            on.append(measure(lambda: sealed.run(workflow, n), n, 1))
-    return statistics.median(off), statistics.median(on)
+        return alternated(plain_ledger, sealed, workflow, n, repeat)
+
+
+def alternated(first: fl.Ledger, second: fl.Ledger, workflow: Any, n: int,
+               repeat: int) -> tuple[float, float]:
+    """µs per step of ``workflow`` on two Ledgers, measured alternately (medians)."""
+    one: list[float] = []
+    two: list[float] = []
+    for ledger in (first, second):
+        ledger.run(workflow, 10)  # warm up
+    for _ in range(repeat):
+        one.append(measure(lambda: first.run(workflow, n), n, 1))
+        two.append(measure(lambda: second.run(workflow, n), n, 1))
+    return statistics.median(one), statistics.median(two)
 
 
 def encryption_figures(postgres: str, n: int, repeat: int) -> None:
@@ -201,19 +207,12 @@ def encryption_figures(postgres: str, n: int, repeat: int) -> None:
 
 def telemetry_cost(n: int, repeat: int) -> tuple[float, float]:
     """µs per step with telemetry off and on, measured alternately in this process."""
-    off: list[float] = []
-    on: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/telemetry.db"
         with fl.Ledger(url, durability="normal", telemetry=False) as plain_ledger, \
                 fl.Ledger(url, durability="normal",
                           telemetry=fl.Telemetry(exporter=DroppingExporter())) as traced:
-            for ledger in (plain_ledger, traced):
-                ledger.run(many_steps, 10)  # warm up
-            for _ in range(repeat):
-                off.append(measure(lambda: plain_ledger.run(many_steps, n), n, 1))
-                on.append(measure(lambda: traced.run(many_steps, n), n, 1))
-    return statistics.median(off), statistics.median(on)
+            return alternated(plain_ledger, traced, many_steps, n, repeat)
 
 
 def redaction_cost(n: int, repeat: int) -> list[tuple[str, float]]:

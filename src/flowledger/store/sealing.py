@@ -82,6 +82,17 @@ class OwnerKeySource(Protocol):
     def owner_of_run(self, run_id: uuid.UUID) -> str | None: ...
 
 
+def _unsealed(content: bytes, what: str) -> bytes:
+    """``content`` as it is, unless it is sealed: then a process without a keyring says
+    so (never hands out ciphertext as content)."""
+    envelope = blob_envelope(content)
+    if envelope is not None:
+        raise PayloadKeyMissing(f"{what} is encrypted with key {envelope.key_id!r} and this "
+                                f"process has no keyring: set {ENV_KEYS} with it",
+                                envelope.key_id)
+    return content
+
+
 class NoSealing:
     """Payloads stored as they are (no keyring)."""
 
@@ -105,23 +116,13 @@ class NoSealing:
         return content
 
     def open_blob(self, owner: str, digest: str, content: bytes) -> bytes:
-        envelope = blob_envelope(content)
-        if envelope is not None:
-            raise PayloadKeyMissing(
-                f"this artifact's content is encrypted with key {envelope.key_id!r} and "
-                f"this process has no keyring: set {ENV_KEYS} with it", envelope.key_id)
-        return content
+        return _unsealed(content, "this artifact's content")
 
     def seal_archive(self, content: bytes) -> bytes:
         return content
 
     def open_archive(self, content: bytes) -> bytes:
-        envelope = blob_envelope(content)
-        if envelope is not None:
-            raise PayloadKeyMissing(
-                f"this archive is encrypted with key {envelope.key_id!r} and this process "
-                f"has no keyring: set {ENV_KEYS} with it", envelope.key_id)
-        return content
+        return _unsealed(content, "this archive")
 
     # Row helpers: whole rows opened in place (rows are mutable dataclasses).
     def run_row(self, row: RunRow) -> RunRow:
