@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import ids
+from .encryption import blob_envelope
 from .errors import ArtifactNotFound, ConfigurationError, LeaseLost, NotInRun, StoreError
 from .models import ArtifactInfo, from_micros
 from .runcontext import current_execution, step_of
@@ -48,6 +49,7 @@ OUTPUT_PREFIX = "_outputs/"
 OUTPUT_MARKER = "@artifact:"
 OUTPUT_MEDIA = "application/vnd.flowledger.payload"
 TEMPORARY = ".tmp"  # content being written (local stores), renamed into place when whole
+HEADER_BYTES = 80  # enough of stored content to read a sealed header (key ids)
 
 
 def validate_key(key: str) -> str:
@@ -134,22 +136,14 @@ class ArtifactStore:
         """Store content once per owner; returns its sha256 digest."""
         digest = hashlib.sha256(content).hexdigest()
         path = self.path(owner, digest)
-        if self.fs.exists(path):
+        # The same content stored already is reused only in the form this process would
+        # write: not plaintext when it encrypts, not under a shredded or foreign key, not
+        # sealed when it has no keyring (it could not read it back).
+        if self.fs.exists(path) and self.sealing.reusable(owner, self.stored_head(
+                owner, digest, HEADER_BYTES)):
             return digest
-        content = self.sealing.seal_blob(owner, digest, content)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        if self.local:  # atomic: readers never see a partly written file
-            temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY}"
-            try:
-                self.fs.pipe_file(temporary, content)
-                self.fs.mv(temporary, path)
-            except BaseException:
-                # A write that failed (a full disk) leaves nothing behind.
-                with contextlib.suppress(OSError):
-                    self.fs.rm_file(temporary)
-                raise
-        else:
-            self.fs.pipe_file(path, content)
+        self.replace_stored(owner, digest, self.sealing.seal_blob(owner, digest, content))
         return digest
 
     def sweep_temporaries(self, older_than: float = 3600.0) -> int:
@@ -183,30 +177,45 @@ class ArtifactStore:
             return content
 
     def replace_stored(self, owner: str, digest: str, stored: bytes) -> None:
-        """Overwrite stored content (key rotation), atomically on local stores."""
+        """Write stored content (new, or re-encrypted), atomically on local stores:
+        readers never see a partly written file."""
         path = self.path(owner, digest)
-        if self.local:
-            temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY}"
+        if not self.local:
+            self.fs.pipe_file(path, stored)
+            return
+        temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY}"
+        try:
             self.fs.pipe_file(temporary, stored)
             self.fs.mv(temporary, path)
-        else:
-            self.fs.pipe_file(path, stored)
+        except BaseException:
+            # A write that failed (a full disk) leaves nothing behind.
+            with contextlib.suppress(OSError):
+                self.fs.rm_file(temporary)
+            raise
+
+    def _sealed(self, owner: str, digest: str) -> bool:
+        return self.sealing.active or blob_envelope(
+            self.stored_head(owner, digest, HEADER_BYTES)) is not None
 
     def head(self, owner: str, digest: str, size: int) -> bytes:
         """The first ``size`` bytes of the content (a preview), reading no more."""
-        if self.sealing.active:  # sealed content opens whole
+        if self._sealed(owner, digest):  # sealed content opens whole (or says why not)
             return self.read(owner, digest)[:size]
         with self.fs.open(self.path(owner, digest), "rb") as stream:
             content: bytes = stream.read(size)
             return content
 
     def chunks(self, owner: str, digest: str, size: int = 64 * 1024) -> Iterator[bytes]:
-        """The content in pieces, for streaming without holding it all in memory."""
-        if self.sealing.active:
+        """The content in pieces, for streaming without holding it all in memory.
+        Sealed content is opened before the first piece is given (a missing key raises
+        here, not half-way through a response)."""
+        if self._sealed(owner, digest):
             content = self.read(owner, digest)
-            for start in range(0, len(content), size):
-                yield content[start:start + size]
-            return
+            return iter([content[start:start + size]
+                         for start in range(0, len(content), size)] or [b""])
+        return self._pieces(owner, digest, size)
+
+    def _pieces(self, owner: str, digest: str, size: int) -> Iterator[bytes]:
         with self.fs.open(self.path(owner, digest), "rb") as stream:
             while piece := stream.read(size):
                 yield piece

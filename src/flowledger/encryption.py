@@ -41,6 +41,7 @@ BLOB_MAGIC = b"FLENC1\n"
 NONCE = 12
 KEY_BYTES = 32
 NO_OWNER_KEY = "-"
+ENCRYPTED_ERROR = "flowledger.Encrypted"  # the type of an error this process cannot open
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
@@ -120,8 +121,11 @@ class Keyring:
         text = os.environ.get(ENV_KEYS, "").strip()
         if not text:
             return None
-        per_owner = os.environ.get(ENV_PER_OWNER, "").strip().lower() in ("1", "true", "yes")
-        return cls.parse(text, per_owner=per_owner)
+        flag = os.environ.get(ENV_PER_OWNER, "").strip().lower()
+        if flag not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
+            raise ConfigurationError(f"{ENV_PER_OWNER} is 1/true/yes/on or 0/false/no/off, "
+                                     f"not {flag!r}")
+        return cls.parse(text, per_owner=flag in ("1", "true", "yes", "on"))
 
     @staticmethod
     def generate(key_id: str | None = None) -> str:
@@ -198,7 +202,8 @@ class Keyring:
             raise PayloadTampered(
                 f"a payload sealed with key {envelope.key_id!r} does not authenticate for "
                 f"{aad.decode(errors='replace')}: it was altered or moved from another "
-                "record") from None
+                f"record — or key {envelope.key_id!r} in this keyring is not the key of "
+                "that id that sealed it") from None
         return bytes(plain).decode("utf-8", "surrogatepass")
 
     def seal_bytes(self, content: bytes, aad: bytes,
@@ -319,7 +324,7 @@ def readable(text: str, what: str = "payload") -> str:
 def error_data(text: str) -> dict[str, object]:
     """A recorded error (JSON text) as a dict; a still-sealed one says it is encrypted."""
     if text.startswith(PREFIX):
-        return {"type": "flowledger.Encrypted", "message": str(placeholder(text)),
+        return {"type": ENCRYPTED_ERROR, "message": str(placeholder(text)),
                 "traceback": ""}
     import json  # noqa: PLC0415
 

@@ -273,7 +273,10 @@ class DeadlineExceeded(FlowledgerError, TimeoutError):
 
 class PayloadKeyMissing(FlowledgerError):
     """A payload is sealed with a key this process's keyring does not hold (or with an
-    owner key that was shredded). ``key_id`` names the key; ``shredded`` tells which."""
+    owner key that was shredded). ``key_id`` names the key; ``shredded`` tells which.
+    Over HTTP: 409 (what the server holds cannot be read with its keys)."""
+
+    category = "conflict"
 
     def __init__(self, message: str, key_id: str, shredded: bool = False) -> None:
         super().__init__(message)
@@ -283,7 +286,10 @@ class PayloadKeyMissing(FlowledgerError):
 
 class PayloadTampered(FlowledgerError):
     """A sealed payload failed authentication: it was altered, or moved from the record
-    it was sealed for. Its content is never returned."""
+    it was sealed for, or the keyring's key of that id is not the one that sealed it.
+    Its content is never returned. Over HTTP: 409."""
+
+    category = "conflict"
 
 
 class NotInRun(FlowledgerError, RuntimeError):

@@ -89,13 +89,19 @@ class KeyStatus:
 @dataclass(frozen=True)
 class ShredReport:
     """What ``Ledger.shred_owner`` erased: the owner's keys (their payloads can never be
-    read again; the records remain, shown as shredded)."""
+    read again; the records remain, shown as shredded). ``unreached`` counts the owner's
+    run and step payloads no owner key sealed (written without per-owner keys, or before
+    encryption was on): shredding cannot make those unreadable.
+
+    Example: ``report = ledger.shred_owner("acme"); assert report.unreached == 0``
+    """
 
     owner: str
     keys: int
+    unreached: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"owner": self.owner, "keys_erased": self.keys}
+        return {"owner": self.owner, "keys_erased": self.keys, "unreached": self.unreached}
 
 
 class LedgerKeys(LedgerBase):
@@ -260,7 +266,7 @@ class LedgerKeys(LedgerBase):
                 "cannot be shredded one owner at a time)")
         erased = self.store.shred_owner_keys(owner, ids.now_us())
         sealing.forget_owner(owner)
-        return ShredReport(owner, erased)
+        return ShredReport(owner, erased, self.store.payloads_outside_owner_keys(owner))
 
 
 def _iso(micros: int) -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .encryption import SealedPayload
+from .errors import PayloadKeyMissing
 from .models import Run, RunStatus, Step, StepStatus, record_to_dict
 
 
@@ -73,6 +75,11 @@ def diff_runs(a: Run, b: Run, context: int = 1, max_lines: int = 40) -> RunDiff:
         left, right = by_a.get(position), by_b.get(position)
         left_out = left.output if left else None
         right_out = right.output if right else None
+        for out in (left_out, right_out):  # two placeholders would compare "same"
+            if isinstance(out, SealedPayload):
+                raise PayloadKeyMissing(
+                    f"the output of step {position} cannot be compared: {out}", out.key_id,
+                    out.shredded)
         changed = left_out != right_out or (left is None) != (right is None)
         text = ""
         if left is None or right is None:

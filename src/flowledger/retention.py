@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import ArtifactStore
+from .encryption import ENCRYPTED_ERROR, ENV_KEYS, SealedPayload
+from .errors import PayloadKeyMissing
 from .models import Run, RunStatus
 from .store import RunFilter, RunRow, SqlStore
 
@@ -94,6 +96,32 @@ def _trees(store: SqlStore, roots: list[uuid.UUID]) -> tuple[list[uuid.UUID], in
     return [run_id for tree in trees for run_id in tree], kept
 
 
+def require_readable(run: Run) -> None:
+    """Raise ``PayloadKeyMissing`` when a payload of ``run`` is encrypted with a key this
+    process lacks: archiving it would keep only the placeholder, and deleting the run
+    then would lose it. (Shredded payloads are gone anyway: they may go.)"""
+    values: list[Any] = [run.inputs, run.output, *run.context.values()]
+    errors = [run.error]
+    for step in run.steps:
+        values += [step.input, step.output]
+        errors.append(step.error)
+    for value in values:
+        if isinstance(value, SealedPayload) and not value.shredded:
+            missing = value.key_id
+            break
+    else:
+        found = [e for e in errors if e is not None and e.type == ENCRYPTED_ERROR
+                 and not e.message.startswith("[shredded")]
+        if not found:
+            return
+        missing = found[0].message.split("'")[1] if "'" in found[0].message else "?"
+    raise PayloadKeyMissing(
+        f"run {run.id} holds payloads encrypted with key {missing!r}, which this process's "
+        f"keyring lacks: archiving them would keep only a placeholder. Archive with the "
+        f"keys ({ENV_KEYS}), or purge without an archive; nothing of this batch was "
+        "deleted", missing)
+
+
 def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | None,
           dry_run: bool, blobs: ArtifactStore | None = None, batch: int = PURGE_BATCH,
           progress: Callable[[int], None] | None = None) -> PurgeReport:
@@ -124,7 +152,10 @@ def purge(store: SqlStore, flt: RunFilter, to_runs: ToRuns, *, archive: str | No
                 steps_seen += sum(len(s) for s in store.steps_of(ids).values())
             elif ids:
                 if sink is not None:
-                    for run in to_runs(store.runs_by_ids(ids)):
+                    batch_runs = to_runs(store.runs_by_ids(ids))
+                    for run in batch_runs:  # refused before anything of the batch goes
+                        require_readable(run)
+                    for run in batch_runs:
                         sink.write(json.dumps(run.to_dict()) + "\n")
                     sink.flush()
                     os.fsync(sink.fileno())

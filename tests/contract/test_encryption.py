@@ -231,7 +231,7 @@ def test_shredding_one_owner_leaves_the_others_intact(db_url: str, tmp_path: Pat
         bob = ledger.for_owner("bob").start(enc_flow, "bob").id
         ledger.result(alice), ledger.result(bob)
         report = ledger.shred_owner("alice")
-        assert report.keys == 1
+        assert (report.keys, report.unreached) == (1, 0)
         gone = ledger.get(alice)
         assert gone.status is fl.RunStatus.COMPLETED and len(gone.steps) == 2
         assert isinstance(gone.output, fl.SealedPayload) and gone.output.shredded
@@ -326,3 +326,40 @@ def test_a_resume_without_the_key_is_refused_before_it_takes_the_run(
         assert run.status is fl.RunStatus.FAILED and run.recovery_attempts == 0
     with fl.Ledger(db_url, encryption=keys, artifacts=str(tmp_path)) as ledger:
         assert ledger.resume(run_id).result() == 4
+
+
+def test_shredding_says_what_it_cannot_reach(db_url: str, tmp_path: Path) -> None:
+    master = fl.Keyring.generate("m")
+    # One run of the owner written without per-owner keys: shredding cannot reach it.
+    with fl.Ledger(db_url, encryption=fl.Keyring.parse(master),
+                   artifacts=str(tmp_path)) as ledger:
+        early = ledger.for_owner("mixed").start(enc_flow, "early").id
+        ledger.result(early)
+    with fl.Ledger(db_url, encryption=fl.Keyring.parse(master, per_owner=True),
+                   artifacts=str(tmp_path)) as ledger:
+        late = ledger.for_owner("mixed").start(enc_flow, "late").id
+        ledger.result(late)
+        report = ledger.shred_owner("mixed")
+        assert report.keys == 1 and report.unreached == 6  # inputs, output; 2 steps × 2
+        assert ledger.get(early).inputs == {"text": "early"}
+        assert isinstance(ledger.get(late).inputs, fl.SealedPayload)
+        assert ledger.shred_owner("mixed").keys == 0  # nothing live left
+
+
+def test_artifact_content_is_reused_only_in_the_form_a_process_writes(
+        db_url: str, tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    with fl.Ledger(db_url, artifacts=str(blobs)) as plain:  # before encryption was on
+        first = plain.start(enc_flow, "same").id
+        plain.result(first)
+    assert _scan_files(blobs)  # plaintext on disk
+    keys = keyring("k", per_owner=True)
+    with fl.Ledger(db_url, encryption=keys, artifacts=str(blobs)) as ledger:
+        second = ledger.start(enc_flow, "same").id
+        ledger.result(second)
+        assert _scan_files(blobs) == []  # the same content, now sealed
+        assert ledger.artifacts(first).get("report.txt") == f"artifact {MARK}"
+        ledger.shred_owner("default")
+        third = ledger.start(enc_flow, "same").id  # a new owner key: readable again
+        ledger.result(third)
+        assert ledger.artifacts(third).get("report.txt") == f"artifact {MARK}"

@@ -74,7 +74,8 @@ def keys_status_command(ctx: typer.Context, as_json: AsJson = False) -> None:
         state.print_json(status.to_dict())
         return
     keys = sorted(status.by_key, key=lambda k: (k != status.primary, k))
-    table = Table("payloads", *[_key_label(k, status.primary) for k in keys], box=None)
+    table = Table("payloads", *[_key_label(k, status.primary, status.key_ids) for k in keys],
+                  box=None)
     for column, counts in sorted(status.by_column.items()):
         table.add_row(column, *[str(counts.get(k, 0)) for k in keys])
     if status.artifacts:
@@ -92,9 +93,13 @@ def keys_status_command(ctx: typer.Context, as_json: AsJson = False) -> None:
         state.out.print(owners)
 
 
-def _key_label(key_id: str, primary: str | None) -> str:
+def _key_label(key_id: str, primary: str | None, held: tuple[str, ...]) -> str:
     if key_id == "":
         return "plaintext"
+    if key_id == "!shredded":
+        return "shredded"
+    if key_id not in held:
+        return f"{key_id} (not in keyring!)"
     return f"{key_id} (primary)" if key_id == primary else key_id
 
 
@@ -114,5 +119,14 @@ def keys_shred_command(
         typer.confirm(f"Make every payload of owner {owner!r} unreadable forever?",
                       abort=True)
     report = state.ledger.shred_owner(owner)
-    state.out.print(f"shredded owner {owner}: {report.keys} key(s) erased; "
-                    "their payloads can never be read again")
+    if report.keys:
+        state.out.print(f"shredded owner {owner}: {report.keys} key(s) erased; the payloads "
+                        "they sealed can never be read again", highlight=False)
+    else:
+        state.out.print(f"owner {owner} was shredded already: no live key to erase",
+                        highlight=False)
+    if report.unreached:
+        state.err.print(f"warning: {report.unreached} payloads of {owner} are not sealed "
+                        "with an owner key (written without per-owner keys, or before "
+                        "encryption was on) and stay readable; purge those runs to remove "
+                        "them", style="yellow")

@@ -54,6 +54,12 @@ class StoreKeys(StoreCore):
                 conn.exec_driver_sql("PRAGMA secure_delete = ON")
             return int(conn.execute(keys_sql.shred_owner(owner, now)).rowcount)
 
+    def payloads_outside_owner_keys(self, owner: str) -> int:
+        """How many of ``owner``'s run and step payloads no owner key seals."""
+        with self._read() as conn:
+            return sum(int(conn.execute(query).scalar_one())
+                       for query in keys_sql.outside_owner_keys(owner))
+
     def owner_key_rows(self) -> list[tuple[str, str, int, int | None]]:
         """(key id, owner, created_at, shredded_at) of every owner key."""
         with self._read() as conn:

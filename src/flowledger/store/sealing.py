@@ -118,6 +118,11 @@ class NoSealing:
     def open_blob(self, owner: str, digest: str, content: bytes) -> bytes:
         return _unsealed(content, "this artifact's content")
 
+    def reusable(self, owner: str, head: bytes) -> bool:
+        """Whether stored content starting with ``head`` is what this process would write
+        (without a keyring: plaintext)."""
+        return blob_envelope(head) is None
+
     def seal_archive(self, content: bytes) -> bytes:
         return content
 
@@ -225,6 +230,14 @@ class Sealing(NoSealing):
     def seal_blob(self, owner: str, digest: str, content: bytes) -> bytes:
         owner_key = self._owner_key(owner) if self.ring.per_owner else None
         return self.ring.seal_bytes(content, blob_aad(owner, digest), owner_key)
+
+    def reusable(self, owner: str, head: bytes) -> bool:
+        envelope = blob_envelope(head)
+        if envelope is None or envelope.key_id not in self.ring:
+            return False
+        if not self.ring.per_owner:
+            return envelope.owner_key is None
+        return envelope.owner_key == self._owner_key(owner)[0]
 
     def open_blob(self, owner: str, digest: str, content: bytes) -> bytes:
         envelope = blob_envelope(content)

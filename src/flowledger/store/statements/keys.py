@@ -174,3 +174,20 @@ def artifact_contents(after: tuple[str, str] | None, limit: int) -> Select[Any]:
     if after is not None:
         query = query.where(tuple_(artifacts.c.owner, artifacts.c.digest) > tuple_(*after))
     return query.order_by(artifacts.c.owner, artifacts.c.digest).limit(limit)
+
+
+def outside_owner_keys(owner: str) -> list[Select[Any]]:
+    """Counts of ``owner``'s run and step payloads not sealed with an owner key (sealed
+    with the master key itself, or plaintext): what shredding the owner cannot reach."""
+    owner_key = "flenc1:%:ok\\_%"
+    counts: list[Select[Any]] = []
+    for column in (runs.c.inputs, runs.c.output, runs.c.error):
+        counts.append(select(func.count()).where(
+            runs.c.owner == owner, column.is_not(None),
+            ~column.like(owner_key, escape="\\")))
+    for column in (steps.c.input, steps.c.output, steps.c.error):
+        counts.append(select(func.count()).select_from(
+            steps.join(runs, runs.c.id == steps.c.run_id)).where(
+            runs.c.owner == owner, column.is_not(None),
+            ~column.like(owner_key, escape="\\")))
+    return counts
