@@ -14,8 +14,10 @@ import sqlalchemy as sa
 
 import flowledger as fl
 from tests.acceptance.test_crash import CHAIN_OUTPUT, _result
+from tests.helpers import http_app
 from tests.helpers import worker_app as app
 from tests.helpers.procs import CHILD_PATH, ROOT, kill_in_flight, run_to_end
+from tests.helpers.server import serving
 from tests.helpers.workers import WorkerProcess
 
 KEY_A = fl.Keyring.generate("key-a")
@@ -123,3 +125,29 @@ def test_a_killed_rotation_goes_on_when_run_again(db_url: str,
     with fl.Ledger(db_url, encryption=fl.Keyring.parse(KEY_B)) as ledger:
         assert sorted(ledger.result(s.id) for s in ledger.runs(limit=200).runs) == sorted(
             n + 1 for n in range(120))
+
+
+def test_a_server_without_the_key_answers_clearly(db_url: str, tmp_path: Path) -> None:
+    with fl.Ledger(db_url, encryption=fl.Keyring.parse(KEY_A)) as ledger:
+        token = ledger.create_token("default").secret
+        reported = ledger.start(http_app.report, 3).id
+        ledger.result(reported)
+        flag = tmp_path / "flag"
+        flag.touch()
+        checked = ledger.start(http_app.flaky, 1, str(flag)).id
+        with pytest.raises(fl.RunFailed):  # its attempts logged, then it failed
+            ledger.result(checked)
+    with serving(db_url) as server:  # no FLOWLEDGER_ENCRYPTION_KEYS in its environment
+        api = server.client(token)
+        run = api.get(f"/runs/{reported}")
+        assert run.status_code == 200 and "encrypted with key 'key-a'" in run.json()["output"]
+        logs = api.get(f"/runs/{checked}/logs")
+        assert logs.status_code == 200, logs.text
+        assert "encrypted with key 'key-a'" in logs.json()[0]["records"][0]["message"]
+        content = api.get(f"/runs/{reported}/artifacts/report.md")
+        assert content.status_code == 409, content.text
+        assert "'key-a'" in content.json()["message"]
+        fork = api.post(f"/runs/{reported}/fork", json={"from_position": 2})
+        assert fork.status_code == 409 and "'key-a'" in fork.json()["message"], fork.text
+    with fl.Ledger(db_url) as ledger:  # nothing was forked or changed
+        assert ledger.runs(forked_from=reported).runs == ()

@@ -340,7 +340,7 @@ def test_shredding_says_what_it_cannot_reach(db_url: str, tmp_path: Path) -> Non
         late = ledger.for_owner("mixed").start(enc_flow, "late").id
         ledger.result(late)
         report = ledger.shred_owner("mixed")
-        assert report.keys == 1 and report.unreached == 6  # inputs, output; 2 steps × 2
+        assert report.keys == 1 and report.unreached == 6  # inputs, output; 2 steps x 2
         assert ledger.get(early).inputs == {"text": "early"}
         assert isinstance(ledger.get(late).inputs, fl.SealedPayload)
         assert ledger.shred_owner("mixed").keys == 0  # nothing live left
@@ -363,3 +363,24 @@ def test_artifact_content_is_reused_only_in_the_form_a_process_writes(
         third = ledger.start(enc_flow, "same").id  # a new owner key: readable again
         ledger.result(third)
         assert ledger.artifacts(third).get("report.txt") == f"artifact {MARK}"
+
+
+def test_without_the_key_archiving_purges_and_diffs_refuse(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with fl.Ledger(db_url, encryption=keyring("held"), artifacts=str(tmp_path)) as ledger:
+        first = ledger.start(enc_flow, "one").id
+        second = ledger.start(enc_flow, "two").id
+        ledger.result(first), ledger.result(second)
+    archive = tmp_path / "archive.jsonl.gz"
+    with fl.Ledger(db_url, artifacts=str(tmp_path)) as ledger:
+        with pytest.raises(PayloadKeyMissing, match=r"'held'.*nothing of this batch"):
+            ledger.purge(0, archive=str(archive))
+        assert len(ledger.runs().runs) == 2  # nothing deleted
+        with pytest.raises(PayloadKeyMissing, match="cannot be compared"):
+            ledger.diff(first, second)
+    monkeypatch.setenv("FLOWLEDGER_ENCRYPTION_KEYS", fl.Keyring.generate("x"))
+    monkeypatch.setenv("FLOWLEDGER_ENCRYPTION_PER_OWNER", "sure")
+    with pytest.raises(fl.ConfigurationError, match="FLOWLEDGER_ENCRYPTION_PER_OWNER"):
+        fl.Keyring.from_env()
+    monkeypatch.setenv("FLOWLEDGER_ENCRYPTION_PER_OWNER", "on")
+    assert fl.Keyring.from_env().per_owner  # type: ignore[union-attr]
