@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
 import secrets
@@ -43,6 +44,7 @@ KEY_BYTES = 32
 NO_OWNER_KEY = "-"
 ENCRYPTED_ERROR = "flowledger.Encrypted"  # the type of an error this process cannot open
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_URLSAFE = str.maketrans("+/", "-_")  # base64url, as urlsafe_b64encode writes it
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,8 @@ class Keyring:
         nonce = os.urandom(NONCE)
         sealed = self._cipher(key_id, owner_key).encrypt(
             nonce, text.encode("utf-8", "surrogatepass"), header.encode() + b"|" + aad)
-        return header + base64.urlsafe_b64encode(nonce + sealed).decode()
+        return header + binascii.b2a_base64(nonce + sealed, newline=False).decode().translate(
+            _URLSAFE)
 
     def open(self, text: str, aad: bytes, owner_secret: bytes | None = None) -> str:
         """The plaintext of sealed ``text``; raises ``PayloadKeyMissing`` when its key is
@@ -272,7 +275,13 @@ def blob_envelope(content: bytes) -> Envelope | None:
 
 def record_aad(table: str, column: str, *identity: object) -> bytes:
     """The associated data naming one payload: table, column and the row's identity."""
-    return "|".join((table, column, *map(str, identity))).encode()
+    return "|".join((table, column, *map(_text, identity))).encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(part: object) -> str:
+    # A run's steps name the same run id again and again: formatted once.
+    return str(part)
 
 
 class SealedPayload(str):
