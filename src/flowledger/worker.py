@@ -25,6 +25,7 @@ from .errors import (
     ConfigurationError,
     FlowledgerError,
     LeaseLost,
+    PayloadKeyMissing,
     RunCancelled,
     RunFailed,
     RunPaused,
@@ -40,6 +41,7 @@ from .webhook_dispatch import WebhookDispatcher
 log = logging.getLogger("flowledger.worker")
 FORGET_WORKERS_AFTER = timedelta(days=1)
 RETENTION_BATCHES = 10  # per turn: a large backlog is worked off turn by turn
+KEYLESS_RETRY_S = 30  # a run this worker has no key for is due again after this
 
 
 def _seconds(value: float | timedelta, name: str) -> float:
@@ -212,14 +214,20 @@ class Worker:
         about = {"run_id": str(row.id)}  # JSON log lines carry it (--log-format json)
         try:
             prepared = self.ledger.prepare(row, claim.token, [] if claim.fresh else None)
-        except Exception as exc:
-            # The run cannot start here (code missing, changed, inputs unreadable): record
-            # why, rather than let it expire and loop between workers.
-            log.error("run %s cannot be executed by worker %s: %s", row.id, self.id, exc,
+        except PayloadKeyMissing as exc:
+            if exc.shredded:  # unreadable for every worker, for good
+                self._cannot_run(claim, exc)
+                return
+            # Another worker may hold the key (a fleet half-way through a key rollout):
+            # hand the run back, due again a little later, rather than fail it.
+            log.error("run %s: worker %s cannot read it (%s); handed back to queue %r, due "
+                      "again in %ds", row.id, self.id, exc, row.queue, KEYLESS_RETRY_S,
                       extra=about)
-            store.finish_run(row.id, claim.token, "failed", None,
-                             self.ledger.recorded_error(exc),
-                             ids.now_us())
+            store.release_run(row.id, claim.token, row.queue or DEFAULT_QUEUE,
+                              ids.now_us() + KEYLESS_RETRY_S * 1_000_000)
+            return
+        except Exception as exc:
+            self._cannot_run(claim, exc)
             return
         try:
             self.ledger.execute(prepared)
@@ -270,6 +278,15 @@ class Worker:
                 if self._stopping.wait(delay):
                     return
                 delay = min(delay * 2, 1.0)
+
+    def _cannot_run(self, claim: Claim, exc: BaseException) -> None:
+        # The run cannot start here (code missing, changed, inputs unreadable): record
+        # why, rather than let it expire and loop between workers.
+        row = claim.row
+        log.error("run %s cannot be executed by worker %s: %s", row.id, self.id, exc,
+                  extra={"run_id": str(row.id)})
+        self.store.finish_run(row.id, claim.token, "failed", None,
+                              self.ledger.recorded_error(exc), ids.now_us())
 
     def _retention_loop(self) -> None:
         assert self.retention_s is not None

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tests.helpers import http_app
 from tests.helpers import worker_app as app
 from tests.helpers.procs import CHILD_PATH, ROOT, kill_in_flight, run_to_end
 from tests.helpers.server import serving
-from tests.helpers.workers import WorkerProcess
+from tests.helpers.workers import WorkerProcess, wait_until
 
 KEY_A = fl.Keyring.generate("key-a")
 KEY_B = fl.Keyring.generate("key-b")
@@ -151,3 +152,37 @@ def test_a_server_without_the_key_answers_clearly(db_url: str, tmp_path: Path) -
         assert fork.status_code == 409 and "'key-a'" in fork.json()["message"], fork.text
     with fl.Ledger(db_url) as ledger:  # nothing was forked or changed
         assert ledger.runs(forked_from=reported).runs == ()
+
+
+def test_a_worker_without_the_key_hands_runs_back(db_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with fl.Ledger(db_url, encryption=fl.Keyring.parse(KEY_A)) as ledger:
+        handle = ledger.submit(app.one_step, 41, queue="keyq")
+    monkeypatch.delenv("FLOWLEDGER_ENCRYPTION_KEYS", raising=False)
+    keyless = WorkerProcess(db_url, "--queue", "keyq")
+    try:
+        wait_until(lambda: "cannot read it" in keyless.output(), timeout=60,
+                   what="the keyless worker to hand the run back")
+    finally:
+        code, output = keyless.stop()
+    assert code == 0, output
+    assert "'key-a'" in output and "handed back to queue 'keyq'" in output
+    with fl.Ledger(db_url) as ledger:
+        run = ledger.get(handle.id)
+        assert run.status is fl.RunStatus.PENDING and run.steps == ()  # not failed
+        assert run.scheduled_at is not None
+        delay = run.scheduled_at - datetime.now(UTC)
+        assert timedelta(seconds=20) < delay <= timedelta(seconds=30)
+    # Its 30 s pass (set in the database, not slept through); a worker with the key runs it.
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE flowledger_runs SET scheduled_at = 0"))
+    engine.dispose()
+    monkeypatch.setenv("FLOWLEDGER_ENCRYPTION_KEYS", KEY_A)
+    keyed = WorkerProcess(db_url, "--queue", "keyq")
+    try:
+        with fl.Ledger(db_url) as ledger:
+            assert ledger.handle(handle.id).result(timeout=60) == 42
+    finally:
+        code, output = keyed.stop()
+    assert code == 0, output

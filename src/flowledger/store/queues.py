@@ -191,11 +191,13 @@ class StoreQueues(StoreCore):
                                        "expires": now + lease_us} for run_id in kept])
             return set(held) - set(kept)
 
-    def release_run(self, run_id: uuid.UUID, token: str, queue: str) -> bool:
-        """Give a held run back to its queue (pending, claimable at once by any worker);
-        the token changes, so the releasing execution can no longer write."""
+    def release_run(self, run_id: uuid.UUID, token: str, queue: str,
+                    not_before: int | None = None) -> bool:
+        """Give a held run back to its queue (pending, claimable at once by any worker, or
+        from ``not_before``); the token changes, so the releasing execution can no longer
+        write."""
         with self._write() as conn:
-            released = conn.execute(queues_sql.release(run_id, token)).rowcount
+            released = conn.execute(queues_sql.release(run_id, token, not_before)).rowcount
             if released:
                 self.backend.notify(conn, queue)
             return bool(released)

@@ -156,13 +156,14 @@ def held_tokens(run_ids: list[uuid.UUID]) -> Select[Any]:
                                                        runs.c.status == "running")
 
 
-def release(run_id: uuid.UUID, token: str) -> Update:
-    """Give a run held with ``token`` back to its queue, claimable at once."""
+def release(run_id: uuid.UUID, token: str, not_before: int | None = None) -> Update:
+    """Give a run held with ``token`` back to its queue, claimable at once (or from
+    ``not_before``)."""
     return update(runs).where(
         runs.c.id == run_id, runs.c.lease_token == token,
         runs.c.status == "running").values(
         status="pending", lease_token=None, executor=None, lease_expires_at=None,
-        scheduled_at=None)
+        scheduled_at=not_before)
 
 
 def requeue(run_id: uuid.UUID, owner: str | None, queue: str, resumed_from: int) -> Update:
