@@ -193,32 +193,28 @@ class ArtifactStore:
                 self.fs.rm_file(temporary)
             raise
 
-    def _sealed(self, owner: str, digest: str) -> bool:
-        return self.sealing.active or blob_envelope(
-            self.stored_head(owner, digest, HEADER_BYTES)) is not None
-
     def head(self, owner: str, digest: str, size: int) -> bytes:
         """The first ``size`` bytes of the content (a preview), reading no more."""
-        if self._sealed(owner, digest):  # sealed content opens whole (or says why not)
-            return self.read(owner, digest)[:size]
-        with self.fs.open(self.path(owner, digest), "rb") as stream:
-            content: bytes = stream.read(size)
-            return content
+        if not self.sealing.active:
+            with self.fs.open(self.path(owner, digest), "rb") as stream:
+                content: bytes = stream.read(max(size, HEADER_BYTES))
+            if blob_envelope(content) is None:
+                return content[:size]
+        return self.read(owner, digest)[:size]  # sealed content opens whole (or says why)
 
     def chunks(self, owner: str, digest: str, size: int = 64 * 1024) -> Iterator[bytes]:
         """The content in pieces, for streaming without holding it all in memory.
         Sealed content is opened before the first piece is given (a missing key raises
         here, not half-way through a response)."""
-        if self._sealed(owner, digest):
-            content = self.read(owner, digest)
-            return iter([content[start:start + size]
-                         for start in range(0, len(content), size)] or [b""])
-        return self._pieces(owner, digest, size)
-
-    def _pieces(self, owner: str, digest: str, size: int) -> Iterator[bytes]:
-        with self.fs.open(self.path(owner, digest), "rb") as stream:
-            while piece := stream.read(size):
-                yield piece
+        if not self.sealing.active:
+            stream = self.fs.open(self.path(owner, digest), "rb")
+            first: bytes = stream.read(max(size, HEADER_BYTES))
+            if blob_envelope(first) is None:
+                return _pieces(stream, first, size)
+            stream.close()
+        content = self.read(owner, digest)
+        return iter([content[start:start + size]
+                     for start in range(0, len(content), size)] or [b""])
 
     def remove(self, owner: str, digest: str) -> bool:
         path = self.path(owner, digest)
@@ -226,6 +222,15 @@ class ArtifactStore:
             return False
         self.fs.rm_file(path)
         return True
+
+
+def _pieces(stream: Any, first: bytes, size: int) -> Iterator[bytes]:
+    """``first`` (already read) then the rest of ``stream``, in pieces; closes it."""
+    with stream:
+        for start in range(0, len(first), size):
+            yield first[start:start + size]
+        while piece := stream.read(size):
+            yield piece
 
 
 class RunArtifacts:

@@ -127,7 +127,7 @@ class LedgerKeys(LedgerBase):
         if batch < 1:
             raise ConfigurationError("batch must be at least 1")
         sealing = self._sealing()
-        primary = sealing.ring.primary
+        primary = sealing.keyring.primary
         resealed: dict[str, int] = {}
         counts = {"sealed": 0, "shredded": 0}
 
@@ -142,7 +142,7 @@ class LedgerKeys(LedgerBase):
     def _rotate_column(self, spec: SealedColumn, sealing: Sealing, batch: int,
                        progress: Callable[[str, int], None] | None,
                        counts: dict[str, int]) -> int:
-        primary = sealing.ring.primary
+        primary = sealing.keyring.primary
         by_run = spec.identity[0] in ("id", "run_id")
         by_owner = spec.identity[0] == "owner"
 
@@ -158,7 +158,7 @@ class LedgerKeys(LedgerBase):
             try:
                 return sealing.reseal(text, aad)
             except PayloadKeyMissing as exc:
-                if not exc.shredded or envelope.key_id not in sealing.ring:
+                if not exc.shredded or envelope.key_id not in sealing.keyring:
                     raise PayloadKeyMissing(
                         f"{spec.name}: {exc} — rotation reads every payload, so the "
                         "keyring must hold every key still in use (`flowledger keys "
@@ -188,7 +188,7 @@ class LedgerKeys(LedgerBase):
         blobs = self._runtime.artifacts
         if blobs is None:
             return 0
-        primary = sealing.ring.primary
+        primary = sealing.keyring.primary
         done = 0
         after = None
         while contents := self.store.artifact_contents(after, batch):

@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -114,7 +115,8 @@ def require_readable(run: Run) -> None:
                  and not e.message.startswith("[shredded")]
         if not found:
             return
-        missing = found[0].message.split("'")[1] if "'" in found[0].message else "?"
+        named = re.search(r"key '([^']+)'", found[0].message)
+        missing = named.group(1) if named else "?"
     raise PayloadKeyMissing(
         f"run {run.id} holds payloads encrypted with key {missing!r}, which this process's "
         f"keyring lacks: archiving them would keep only a placeholder. Archive with the "

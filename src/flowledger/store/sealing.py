@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from ..encryption import ENV_KEYS, Keyring, blob_envelope, envelope_of, is_sealed, record_aad
 from ..errors import PayloadKeyMissing
-from .rows import AttemptRow, DeliveryRow, EventRow, LogRow, NewRun, RunRow, ScheduleRow, StepRow
+from .rows import AttemptRow, DeliveryRow, EventRow, LogRow, RunRow, ScheduleRow, StepRow
 from .statements.keys import SealedColumn
 
 # How long a process trusts an owner key it read: a shred in another process takes
@@ -151,9 +151,6 @@ class NoSealing:
     def delivery_row(self, row: DeliveryRow) -> DeliveryRow:
         return row
 
-    def new_run(self, run: NewRun) -> NewRun:
-        return run
-
     def step_context(self, run_id: uuid.UUID, values: Mapping[str, str | None]
                      ) -> dict[str, str | None]:
         return dict(values)
@@ -163,10 +160,10 @@ class Sealing(NoSealing):
     """Seals with ``keyring`` (per owner when it says so, with keys ``keys`` keeps)."""
 
     active = True
+    keyring: Keyring
 
     def __init__(self, keyring: Keyring, keys: OwnerKeySource) -> None:
         self.keyring = keyring
-        self.ring = keyring
         self._keys = keys
         self._lock = threading.Lock()
         self._owner_keys: dict[str, tuple[float, tuple[str, bytes]]] = {}
@@ -179,12 +176,12 @@ class Sealing(NoSealing):
         if text is None or is_sealed(text):
             return text
         owner_key = None
-        if self.ring.per_owner:
+        if self.keyring.per_owner:
             if owner is None and run_id is not None:
                 owner = self._owner_of(run_id)
             if owner is not None:
                 owner_key = self._owner_key(owner)
-        return self.ring.seal(text, aad, owner_key)
+        return self.keyring.seal(text, aad, owner_key)
 
     def open(self, text: str | None, aad: bytes) -> str | None:
         if text is None or not is_sealed(text):
@@ -200,7 +197,7 @@ class Sealing(NoSealing):
         secret = None
         if envelope is not None and envelope.owner_key is not None:
             secret = self._secret(envelope.owner_key)
-        return self.ring.open(text, aad, secret)
+        return self.keyring.open(text, aad, secret)
 
     def reseal(self, text: str, aad: bytes, new_aad: bytes | None = None) -> str:
         """``text`` opened and sealed again with the primary key, keeping its owner key
@@ -212,7 +209,7 @@ class Sealing(NoSealing):
             secret = self._secret(envelope.owner_key)
             assert secret is not None  # open_strict raised otherwise
             owner_key = (envelope.owner_key, secret)
-        return self.ring.seal(plain, aad if new_aad is None else new_aad, owner_key)
+        return self.keyring.seal(plain, aad if new_aad is None else new_aad, owner_key)
 
     def move(self, text: str | None, aad: bytes, new_aad: bytes) -> str | None:
         """Sealed ``text`` of one record, sealed again for another (a fork's copy)."""
@@ -223,19 +220,19 @@ class Sealing(NoSealing):
     def prepare(self, owner: str) -> None:
         """Make sure ``owner``'s key exists before a transaction that seals for it
         (creating it inside one would wait on that transaction's own lock)."""
-        if self.ring.per_owner:
+        if self.keyring.per_owner:
             self._owner_key(owner)
 
     # -- artifact content ------------------------------------------------------------
     def seal_blob(self, owner: str, digest: str, content: bytes) -> bytes:
-        owner_key = self._owner_key(owner) if self.ring.per_owner else None
-        return self.ring.seal_bytes(content, blob_aad(owner, digest), owner_key)
+        owner_key = self._owner_key(owner) if self.keyring.per_owner else None
+        return self.keyring.seal_bytes(content, blob_aad(owner, digest), owner_key)
 
     def reusable(self, owner: str, head: bytes) -> bool:
         envelope = blob_envelope(head)
-        if envelope is None or envelope.key_id not in self.ring:
+        if envelope is None or envelope.key_id not in self.keyring:
             return False
-        if not self.ring.per_owner:
+        if not self.keyring.per_owner:
             return envelope.owner_key is None
         return envelope.owner_key == self._owner_key(owner)[0]
 
@@ -244,16 +241,16 @@ class Sealing(NoSealing):
         if envelope is None:
             return content
         secret = None if envelope.owner_key is None else self._secret(envelope.owner_key)
-        return self.ring.open_bytes(content, blob_aad(owner, digest), secret)
+        return self.keyring.open_bytes(content, blob_aad(owner, digest), secret)
 
     # -- retention archives (whole objects, with the master key: they span owners) ----
     def seal_archive(self, content: bytes) -> bytes:
-        return self.ring.seal_bytes(content, ARCHIVE_AAD)
+        return self.keyring.seal_bytes(content, ARCHIVE_AAD)
 
     def open_archive(self, content: bytes) -> bytes:
         if blob_envelope(content) is None:  # written while encryption was off
             return content
-        return self.ring.open_bytes(content, ARCHIVE_AAD)
+        return self.keyring.open_bytes(content, ARCHIVE_AAD)
 
     # -- rows ----------------------------------------------------------------------
     def run_row(self, row: RunRow) -> RunRow:
@@ -297,13 +294,6 @@ class Sealing(NoSealing):
         snapshot = json.loads(row.payload)
         snapshot["error"] = self.open(snapshot.get("error"), run_aad("error", row.run_id))
         return dataclasses.replace(row, payload=json.dumps(snapshot))
-
-    def new_run(self, run: NewRun) -> NewRun:
-        self._run_owners[run.id] = run.owner
-        if run.inputs is None or is_sealed(run.inputs):
-            return run
-        return dataclasses.replace(run, inputs=self.seal(
-            run.inputs, run_aad("inputs", run.id), owner=run.owner))
 
     def step_context(self, run_id: uuid.UUID, values: Mapping[str, str | None]
                      ) -> dict[str, str | None]:

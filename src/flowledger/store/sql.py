@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..encryption import Keyring
-from ..errors import LeaseNotHeld
+from ..errors import ConfigurationError, LeaseNotHeld
 from . import history
 from .api_tokens import StoreTokens
 from .dialects import Durability
@@ -405,11 +405,12 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
                      step_rows: Sequence[dict[str, Any]]) -> None:
         """Bulk-insert ready-made rows (column name → value) in one transaction.
 
-        For restoring archives and filling stores in benchmarks; no checks are made.
+        For filling stores in benchmarks; no checks are made, nothing is sealed.
         PostgreSQL loads with COPY.
         """
-        if self.sealing.active:
-            run_rows, step_rows = self._seal_loaded(run_rows, step_rows)
+        if self.sealing.active:  # rows go in as given: they would be stored in plaintext
+            raise ConfigurationError("load_records writes rows as given (benchmark fills): "
+                                     "not into a store that encrypts its payloads")
         with self._write() as conn:
             if self.backend.name == "postgresql":
                 driver: Any = conn.connection.driver_connection
@@ -427,30 +428,6 @@ class SqlStore(StoreReads, StoreSnapshots, StoreSummaries, StoreQueues, StoreTok
                 conn.execute(bulk_sql.INSERT_RUNS, list(run_rows))
             if step_rows:
                 conn.execute(bulk_sql.INSERT_STEPS, list(step_rows))
-
-    def _seal_loaded(self, run_rows: Sequence[dict[str, Any]],
-                     step_rows: Sequence[dict[str, Any]]
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        seal = self.sealing
-        runs = []
-        for given in run_rows:
-            row = dict(given)
-            for field in ("inputs", "output", "error"):
-                row[field] = seal.seal(row.get(field), run_aad(field, row["id"]),
-                                       owner=row["owner"])
-            runs.append(row)
-        steps = []
-        for given in step_rows:
-            row = dict(given)
-            for field in ("input", "output", "error"):
-                row[field] = seal.seal(row.get(field), step_aad(field, row["run_id"],
-                                                                row["position"]),
-                                       run_id=row["run_id"])
-            if row.get("context"):
-                row["context"] = json.dumps(seal.step_context(row["run_id"],
-                                                              json.loads(row["context"])))
-            steps.append(row)
-        return runs, steps
 
     def delete_runs(self, run_ids: Sequence[uuid.UUID], *, lease: LeaseHold | None = None,
                     now: int | None = None) -> tuple[int, set[tuple[str, str]]]:
